@@ -1,0 +1,103 @@
+"""The five auth endpoints: register, login, refresh, logout, me."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+
+from accounts import services
+from accounts.serializers import (
+    LoginSerializer,
+    RefreshTokenSerializer,
+    RegisterSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+)
+from accounts.throttles import LoginEmailThrottle, LoginIpThrottle, RegisterIpThrottle
+from config.errors import error_response
+
+INVALID_CREDENTIALS = "Invalid email or password."
+INVALID_REFRESH_TOKEN = "Refresh token is invalid, expired or already used."
+
+
+class _PublicApi(APIView):
+    # Credentials travel in the body; no session or header authentication (and so no CSRF) here.
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+def _invalid_refresh_token() -> Response:
+    return error_response(INVALID_REFRESH_TOKEN, "token_not_valid", status.HTTP_401_UNAUTHORIZED)
+
+
+@extend_schema(tags=["auth"])
+class RegisterApi(_PublicApi):
+    throttle_classes = [RegisterIpThrottle]
+
+    @extend_schema(request=RegisterSerializer, responses={201: UserSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        """Create an email-and-password account."""
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_create(**serializer.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["auth"])
+class LoginApi(_PublicApi):
+    throttle_classes = [LoginIpThrottle, LoginEmailThrottle]
+
+    @extend_schema(
+        request=LoginSerializer,
+        responses={200: TokenPairSerializer, 401: OpenApiResponse(description=INVALID_CREDENTIALS)},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        """Exchange email and password for an access and a refresh token."""
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_authenticate(request=request, **serializer.validated_data)
+        if user is None:
+            return error_response(INVALID_CREDENTIALS, "invalid_credentials", status.HTTP_401_UNAUTHORIZED)
+        return Response(services.token_pair_issue(user=user))
+
+
+@extend_schema(tags=["auth"])
+class RefreshApi(_PublicApi):
+    @extend_schema(request=RefreshTokenSerializer, responses={200: TokenPairSerializer}, auth=[])
+    def post(self, request: Request) -> Response:
+        """Trade a refresh token for a new pair. The refresh token given stops working."""
+        serializer = RefreshTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            pair = services.token_pair_rotate(**serializer.validated_data)
+        except TokenError:
+            return _invalid_refresh_token()
+        return Response(pair)
+
+
+@extend_schema(tags=["auth"])
+class LogoutApi(_PublicApi):
+    @extend_schema(request=RefreshTokenSerializer, responses={204: None}, auth=[])
+    def post(self, request: Request) -> Response:
+        """Revoke a refresh token."""
+        serializer = RefreshTokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            services.token_revoke(**serializer.validated_data)
+        except TokenError:
+            return _invalid_refresh_token()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["auth"])
+class MeApi(APIView):
+    @extend_schema(responses={200: UserSerializer})
+    def get(self, request: Request) -> Response:
+        """The signed-in user."""
+        return Response(UserSerializer(request.user).data)

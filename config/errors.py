@@ -1,0 +1,80 @@
+"""One error vocabulary for the whole API.
+
+Every error body has the same shape, the one existing Claire clients already read:
+
+    {"detail": {"message": "...", "code": "...", "request_id": "...", "fields": {...}}}
+
+`fields` appears on validation errors only and maps each field to its messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.middleware import current_request_id
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(message: str, code: str, *, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"message": message, "code": code, "request_id": current_request_id()}
+    if fields is not None:
+        detail["fields"] = fields
+    return {"detail": detail}
+
+
+def error_response(message: str, code: str, status_code: int, *, headers: dict[str, str] | None = None) -> Response:
+    return Response(error_body(message, code), status=status_code, headers=headers)
+
+
+def json_error(message: str, code: str, status_code: int) -> JsonResponse:
+    """The same body for plain Django views (404/500 handlers, health)."""
+    return JsonResponse(error_body(message, code), status=status_code)
+
+
+def _first_code(codes: Any) -> str:
+    while isinstance(codes, (list, dict)):
+        if not codes:
+            return "error"
+        codes = next(iter(codes.values())) if isinstance(codes, dict) else codes[0]
+    return str(codes)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # Not an API error: log it with its traceback, answer without one.
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        return error_response(
+            "Internal server error.", "server_error", status.HTTP_500_INTERNAL_SERVER_ERROR
+        )
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = error_body("Invalid input.", "invalid", fields=fields)
+    elif isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        if isinstance(detail, dict) and "message" in detail:  # already in our shape
+            response.data = {"detail": {**detail, "request_id": current_request_id()}}
+        else:
+            message = detail.get("detail", detail) if isinstance(detail, dict) else detail
+            if isinstance(message, list):
+                message = " ".join(str(m) for m in message)
+            response.data = error_body(str(message), _first_code(exc.get_codes()))
+    return response

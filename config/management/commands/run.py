@@ -1,0 +1,116 @@
+"""`manage.py run`: the production server.
+
+One listening socket, bound here and shared by N daphne processes (the kernel spreads
+connections between them). Each process serves websockets through Channels, streaming
+responses through Django's ASGI handler and all other HTTP through Django's WSGI handler
+(see config/asgi.py). Workers that die are restarted; SIGINT/SIGTERM stop them all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import autoreload
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# daphne's own verbosity: 0 quiet, 1 access log, 2 debug
+DAPHNE_VERBOSITY = {"critical": 0, "error": 0, "warning": 0, "info": 1, "debug": 2}
+RESTART_BACKOFF_SECONDS = 1.0
+
+
+class Command(BaseCommand):
+    help = "Start the production server (daphne; HTTP through Django's WSGI handler, websockets and streams through ASGI)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=settings.SERVER_HOST, help="Address to bind (env HOST).")
+        parser.add_argument("--port", type=int, default=settings.SERVER_PORT, help="Port to bind (env PORT).")
+        parser.add_argument(
+            "--workers", type=int, default=settings.SERVER_WORKERS, help="Server processes (env WEB_CONCURRENCY)."
+        )
+        parser.add_argument("--reload", action="store_true", help="Restart when code changes (development).")
+        parser.add_argument("--log-level", choices=LOG_LEVELS, default=settings.LOG_LEVEL.lower())
+
+    def handle(self, *args, host, port, workers, reload, log_level, **options):
+        if workers < 1:
+            raise CommandError("--workers must be at least 1.")
+        if reload:
+            autoreload.run_with_reloader(self.serve, host=host, port=port, workers=workers, log_level=log_level)
+        else:
+            self.serve(host=host, port=port, workers=workers, log_level=log_level)
+
+    def serve(self, *, host: str, port: int, workers: int, log_level: str) -> None:
+        try:
+            listener = socket.create_server((host, port), family=_family(host), backlog=2048)
+        except OSError as exc:
+            raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+        listener.set_inheritable(True)
+        command = [
+            sys.executable, "-m", "daphne",
+            "--fd", str(listener.fileno()),
+            "-v", str(DAPHNE_VERBOSITY[log_level]),
+            "config.asgi:application",
+        ]  # fmt: skip
+        if settings.REST_FRAMEWORK["NUM_PROXIES"]:
+            command[3:3] = ["--proxy-headers"]
+        env_note = f"{workers} worker{'s' if workers > 1 else ''}"
+        self.stdout.write(f"Conduit {settings.VERSION} listening on http://{host}:{port} ({env_note})")
+        self.stdout.flush()
+        Supervisor(command, workers, listener.fileno(), self.stderr).run()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class Supervisor:
+    """Keeps `count` copies of `command` running until told to stop."""
+
+    def __init__(self, command: list[str], count: int, inherited_fd: int, stderr):
+        self.command = command
+        self.count = count
+        self.inherited_fd = inherited_fd
+        self.stderr = stderr
+        self.children: list[subprocess.Popen] = []
+        self.stopping = False
+
+    def run(self) -> None:
+        atexit.register(self.stop)  # the autoreloader exits through sys.exit: take the workers along
+        if threading.current_thread() is threading.main_thread():  # not so under --reload
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.children = [self._spawn() for _ in range(self.count)]
+        while not self.stopping:
+            time.sleep(0.5)
+            for index, child in enumerate(self.children):
+                if child.poll() is not None and not self.stopping:
+                    self.stderr.write(f"Worker {child.pid} exited with {child.returncode}; restarting.")
+                    time.sleep(RESTART_BACKOFF_SECONDS)
+                    self.children[index] = self._spawn()
+        self.stop()
+
+    def _spawn(self) -> subprocess.Popen:
+        return subprocess.Popen(self.command, pass_fds=(self.inherited_fd,))
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+
+    def stop(self) -> None:
+        self.stopping = True
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + 10
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

@@ -1,0 +1,65 @@
+"""Site-wide views: the health answer (`/` and `/health`) and JSON 404/500 pages."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import json_error
+
+logger = logging.getLogger(__name__)
+
+
+def database_is_reachable() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        logger.exception("Health check: database unreachable")
+        return False
+    return True
+
+
+HealthSerializer = inline_serializer(
+    "Health",
+    fields={
+        "name": serializers.CharField(),
+        "status": serializers.ChoiceField(choices=["ok", "error"]),
+        "version": serializers.CharField(),
+        "database": serializers.ChoiceField(choices=["ok", "unreachable"]),
+    },
+)
+
+
+@extend_schema(tags=["health"], responses={200: HealthSerializer, 503: HealthSerializer}, auth=[])
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health(request: Request) -> Response:
+    """Public liveness and readiness probe: the server's name, version and database state."""
+    database_ok = database_is_reachable()
+    body = {
+        "name": settings.APP_NAME,
+        "status": "ok" if database_ok else "error",
+        "version": settings.VERSION,
+        "database": "ok" if database_ok else "unreachable",
+    }
+    return Response(body, status=200 if database_ok else 503)
+
+
+def not_found(request, exception=None):
+    return json_error("Not found.", "not_found", 404)
+
+
+def server_error(request):
+    return json_error("Internal server error.", "server_error", 500)
