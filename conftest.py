@@ -1,0 +1,77 @@
+"""Fixtures shared by every app's tests."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import User
+
+TEST_PASSWORD = "a-long-test-passphrase-42"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Argon2 costs ~0.2 s a hash here; tests that check the production hasher set it back.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    # Throttle counters and cached upstream answers must not leak from one test into the next.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 10_000))
+
+    def make(**fields) -> User:
+        n = next(counter)
+        fields.setdefault("email", f"user{n}@example.com")
+        fields.setdefault("name", f"User {n}")
+        password = fields.pop("password", TEST_PASSWORD)
+        return User.objects.create_user(password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user) -> User:
+    return make_user(email="alice@example.com", name="Alice")
+
+
+@pytest.fixture
+def other_user(make_user) -> User:
+    return make_user(email="bob@example.com", name="Bob")
+
+
+@pytest.fixture
+def auth_client(user) -> APIClient:
+    """An API client that sends a real access token for `user`."""
+    from accounts.services import token_pair_issue
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_issue(user=user)['access_token']}")
+    return client
+
+
+@pytest.fixture
+def client_for():
+    """client_for(user) -> an API client authenticated with a real access token for that user."""
+    from accounts.services import token_pair_issue
+
+    def make(some_user: User) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_issue(user=some_user)['access_token']}")
+        return client
+
+    return make
