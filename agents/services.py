@@ -22,7 +22,6 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
-from agents.validators import custom_properties_errors
 
 
 def _validated_save(instance, *, conflict_field: str, conflict_message: str = "") -> None:
@@ -144,16 +143,8 @@ def prompt_update(*, prompt: PromptTemplate, user: User | None, **fields: Any) -
 # --- Agents --------------------------------------------------------------------------------------
 
 
-def _check_agent_prompt(agent: AIAgent) -> None:
-    if agent.system_prompt_id and agent.system_prompt_text.strip():
-        raise ValidationError(
-            {"system_prompt_text": ["Give either a system prompt template or inline text, not both."]}
-        )
-
-
 @transaction.atomic
 def agent_save(*, agent: AIAgent, integrations: list[Integration] | None = None) -> AIAgent:
-    _check_agent_prompt(agent)
     _validated_save(agent, conflict_field="slug", conflict_message="An agent with this slug already exists.")
     if integrations is not None:
         agent.integrations.set(integrations)
@@ -179,30 +170,20 @@ def agent_system_prompt(*, agent: AIAgent, variables: dict[str, Any] | None = No
 # --- Sessions and messages -----------------------------------------------------------------------
 
 
-def _check_custom_properties(*, agent: AIAgent, custom_properties: Any) -> None:
-    if not isinstance(custom_properties, dict):
-        raise ValidationError({"custom_properties": ["Custom properties must be a JSON object."]})
-    errors = custom_properties_errors(schema=agent.custom_properties_schema, values=custom_properties)
-    if errors:
-        raise ValidationError({"custom_properties": errors})
-
-
 def session_create(
     *, owner: User, agent: AIAgent, title: str = "", custom_properties: dict[str, Any] | None = None
 ) -> UserAgentSession:
-    """Starts a session; custom properties are checked against the agent's JSON schema."""
+    """Starts a session; custom properties are checked against the agent's JSON schema (in
+    UserAgentSession.clean, so the admin checks them too)."""
     if not agent.is_active:
         raise ValidationError({"agent": ["This agent is not active."]})
     custom_properties = {} if custom_properties is None else custom_properties
-    _check_custom_properties(agent=agent, custom_properties=custom_properties)
     session = UserAgentSession(owner=owner, agent=agent, title=title, custom_properties=custom_properties)
     _validated_save(session, conflict_field="agent")
     return session
 
 
 def session_update(*, session: UserAgentSession, **fields: Any) -> UserAgentSession:
-    if "custom_properties" in fields:
-        _check_custom_properties(agent=session.agent, custom_properties=fields["custom_properties"])
     _apply(session, fields)
     _validated_save(session, conflict_field="agent")
     return session

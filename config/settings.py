@@ -257,6 +257,16 @@ ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
 INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
 INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
 INIT_ADMIN_NAME = env.str("INIT_ADMIN_NAME", default="Admin")
+# Several models have a `provider` (and later other apps a `status`/`role`): name their enums.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "UserProviderEnum": "accounts.models.User.Provider",
+        "LLMProviderEnum": "agents.models.LLMProviderConfig.Provider",
+        "IntegrationProviderEnum": "agents.models.Integration.Provider",
+        "MessageStatusEnum": "agents.models.Message.Status",
+        "MessageRoleEnum": "agents.models.Message.Role",
+    }
+)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -190,3 +190,16 @@ def test_admin_names_a_bad_mcp_definition(staff_client):
 
     assert response.status_code == 200
     assert "args: must be a list of strings." in response.content.decode()
+
+
+def test_admin_checks_session_custom_properties_against_the_agents_schema(staff_client, user, make_agent):
+    agent = make_agent(None, custom_properties_schema={"type": "object", "required": ["project_key"]})
+
+    response = staff_client.post(
+        "/admin/agents/useragentsession/add/",
+        {"owner": str(user.pk), "agent": str(agent.pk), "title": "t", "custom_properties": "{}", "is_active": "on",
+         "messages-TOTAL_FORMS": "0", "messages-INITIAL_FORMS": "0"},
+    )
+
+    assert response.status_code == 200
+    assert "&#x27;project_key&#x27; is a required property" in response.content.decode()

@@ -180,3 +180,24 @@ def test_it_refuses_a_non_numeric_after_seq(client_for, user, make_session):
     response = client_for(user).get(f"/api/v1/sessions/{session.pk}/messages?after_seq=abc")
 
     assert _fields(response) == {"after_seq": ["Must be a non-negative integer."]}
+
+
+def test_it_answers_409_when_deleting_an_agent_with_sessions(auth_client, make_agent, make_session, user):
+    agent = make_agent(user)
+    make_session(user, agent=agent)
+
+    response = auth_client.delete(f"/api/v1/agents/{agent.pk}")
+
+    assert response.status_code == 409
+    assert "user agent session" in response.json()["detail"]["message"]
+
+
+def test_deleting_a_user_deletes_their_agents_prompts_and_sessions(user, make_agent, make_prompt, make_session):
+    from agents.models import AIAgent, PromptTemplate, UserAgentSession
+
+    agent = make_agent(user, system_prompt=make_prompt(user), system_prompt_text="")
+    make_session(user, agent=agent)
+
+    user.delete()
+
+    assert (AIAgent.objects.count(), PromptTemplate.objects.count(), UserAgentSession.objects.count()) == (0, 0, 0)
