@@ -125,3 +125,26 @@ def test_reset_db_with_yes_drops_everything_and_migrates(make_user):
     assert "Database migrated from scratch." in out.getvalue()
     assert User.objects.count() == 0
     assert PromptTemplate.objects.count() == 0
+
+
+def test_init_is_safe_when_several_containers_run_it_at_once(tmp_path):
+    """Three real `manage.py init` processes on one fresh (file) database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.conf import settings
+
+    database = tmp_path / "conduit.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": "x" * 50}
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    processes = [
+        subprocess.Popen([sys.executable, str(manage), "init"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=120)[0].decode() for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    assert sum("Seeded:" in output for output in outputs) == 1
+    assert sum("Starter data already present." in output for output in outputs) == 2
