@@ -34,6 +34,7 @@ def test_init_seeds_a_useful_starter_set(settings):
 
     assert "created agent code-reviewer" in output
     assert set(AIAgent.objects.values_list("slug", flat=True)) >= {
+        "code-assistant",  # behind the code-assistance endpoint
         "code-reviewer",
         "requirements-to-tickets",
         "root-cause-analyst",
