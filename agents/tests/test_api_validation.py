@@ -201,3 +201,12 @@ def test_deleting_a_user_deletes_their_agents_prompts_and_sessions(user, make_ag
     user.delete()
 
     assert (AIAgent.objects.count(), PromptTemplate.objects.count(), UserAgentSession.objects.count()) == (0, 0, 0)
+
+
+def test_it_stores_tags_lower_case_without_duplicates(auth_client):
+    response = auth_client.post(
+        "/api/v1/prompts", {"name": "p", "slug": "p", "body": "x", "tags": ["Python", " python", "Review"]}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    assert response.json()["tags"] == ["python", "review"]
