@@ -11,7 +11,6 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from agents.validators import ENV_NAME_RE
 from agents.models import (
     AIAgent,
     Integration,
@@ -21,6 +20,7 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
+from agents.validators import ENV_NAME_RE
 
 
 def _own_or_org(user: User) -> Q:
