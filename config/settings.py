@@ -8,6 +8,7 @@ channel layer. `DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import timedelta
 from pathlib import Path
@@ -127,7 +128,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+                # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
                 "prefix": "conduit:asgi",
                 # group_send to a full channel drops messages silently: leave generous room.
                 "capacity": 1000,
@@ -224,7 +227,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -237,6 +240,27 @@ SERVER_PORT = env.int("PORT", default=8000)
 SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
+
+# --- agents -----------------------------------------------------------------------------------
+# Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key
+# encrypts, every key decrypts: to rotate, put a new key first, run `manage.py rotate_encryption_keys`,
+# then drop the old one. Without FIELD_ENCRYPTION_KEYS one key is derived from SECRET_KEY.
+
+
+def _fernet_key(hex_digest: str) -> str:
+    return base64.urlsafe_b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [_fernet_key(derived_key("fields"))]
+# The settings fallback for LLM configs without a key / model / base URL of their own.
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
+ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
+# `manage.py init` creates this admin user when both are set (flags override).
+INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
+INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
+INIT_ADMIN_NAME = env.str("INIT_ADMIN_NAME", default="Admin")
 
 # --- assistant: streaming Claude ---------------------------------------------------------------
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
