@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/auth/", include("accounts.urls")),
+    # Browser login through the OpenID provider (404 unless configured, see accounts/oidc.py).
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("assistant.urls")),
     # The organization server answers at the site root, where existing Claire clients call it.
