@@ -24,6 +24,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
@@ -119,6 +120,8 @@ def _is_timeout(exc: BaseException) -> bool:
         if id(item) in seen or item is None:
             continue
         seen.add(id(item))
+        if isinstance(item, NewConnectionError):
+            continue  # a refused connection (urllib3 files it under ConnectTimeoutError)
         if isinstance(item, (Urllib3TimeoutError, TimeoutError)):
             return True
         if isinstance(item, BaseException):
