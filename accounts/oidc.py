@@ -8,6 +8,7 @@ email, and creates email-only users the way our user model wants them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,8 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 from accounts.authentication import LOCAL_SUBJECT_PREFIX, PLACEHOLDER_EMAIL_DOMAIN
 from accounts.models import User, normalize_email
 
+logger = logging.getLogger(__name__)
+
 
 def _subject(claims: dict[str, Any]) -> str | None:
     sub = claims.get("sub")
@@ -27,6 +30,19 @@ def _subject(claims: dict[str, Any]) -> str | None:
 
 
 class ProviderBackend(OIDCAuthenticationBackend):
+    def verify_token(self, token: str, **kwargs) -> dict[str, Any] | None:
+        """The library checks the id token's signature and nonce only; check that it was issued
+        by our provider, for us."""
+        payload = super().verify_token(token, **kwargs)
+        if not payload:
+            return payload
+        audience = payload.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.OIDC_RP_CLIENT_ID not in audiences or payload.get("iss") != settings.AUTH0_ISSUER:
+            logger.warning("Browser login refused: the id token was not issued by the provider for this client")
+            return None  # the callback view redirects to the failure URL
+        return payload
+
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         """A subject, and an email the provider has verified (an unverified email would let
         anyone who registers someone else's address at the provider take over that account)."""
