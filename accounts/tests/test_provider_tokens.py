@@ -142,7 +142,8 @@ def test_an_hs256_token_signed_with_the_providers_public_key_is_refused(oidc_pro
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': oidc_provider.key.kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    header = {"alg": "HS256", "typ": "JWT", "kid": oidc_provider.key.kid}
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
     signature = b64(hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest())
 
     assert_unauthorized(client_with(f"{signing_input}.{signature}").get("/api/v1/auth/me"))

@@ -30,6 +30,17 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture
+def unresponsive_url():
+    """A URL on 127.0.0.1 where connecting times out: a listener whose one-place backlog is full
+    and which never accepts, so the kernel drops further connection attempts."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
 def provider_client(oidc_provider):
     """provider_client(sub=...) -> an API client sending a provider access token for that subject."""
 

@@ -76,3 +76,19 @@ def test_a_failed_bots_call_is_not_cached(auth_client, claire):
     claire.scripts.clear()
 
     assert auth_client.get("/bots").status_code == 200
+
+
+def test_bots_costs_one_query_the_provider_users_lookup(provider_client, claire, django_assert_num_queries):
+    client = provider_client(sub="auth0|bench")
+    client.get("/bots")  # creates the user, fills the caches
+
+    with django_assert_num_queries(1):
+        assert client.get("/bots").status_code == 200
+
+
+def test_renew_costs_the_user_lookup_and_the_ownership_check(provider_client, claire, django_assert_num_queries):
+    client = provider_client(sub="auth0|bench")
+    session_id = client.post(f"/session?bot_id={BOT_A}").json()["session"]["session_id"]
+
+    with django_assert_num_queries(2):
+        assert client.post(f"/session/{session_id}/renew").status_code == 200

@@ -84,6 +84,17 @@ def test_every_endpoint_answers_504_when_upstream_is_too_slow(auth_client, user,
         assert_error(getattr(auth_client, method)(path), 504, message, "upstream_timeout")
 
 
+def test_a_connect_timeout_answers_504(auth_client, user, settings, unresponsive_url):
+    settings.CLAIRE_API_KEY = API_KEY
+    settings.CLAIRE_BASE_URL = unresponsive_url
+    settings.CLAIRE_CONNECT_TIMEOUT = 0.2
+    settings.CLAIRE_RETRIES = 0
+    session_id = owned_session(user)
+
+    assert_error(auth_client.get("/bots"), 504, "Could not get bots.", "upstream_timeout")
+    assert_error(auth_client.delete(f"/session/{session_id}"), 504, "Could not delete chat session.", "upstream_timeout")
+
+
 def test_a_bots_timeout_during_create_reports_the_create_failure(auth_client, claire, settings):
     settings.CLAIRE_READ_TIMEOUT = 0.2
     settings.CLAIRE_RETRIES = 0
