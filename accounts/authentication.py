@@ -53,11 +53,32 @@ class ProviderTokenInvalid(Exception):
 
 # --- provider keys -----------------------------------------------------------------------------
 
-_jwks_clients: dict[tuple, jwt.PyJWKClient] = {}
+class _JWKClient(jwt.PyJWKClient):
+    """PyJWKClient that keeps using the last key set it fetched when the provider can't be
+    reached (a provider outage shouldn't sign everyone out once the cache expires). Keys the
+    provider removed stop working at the next successful fetch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_good: jwt.PyJWKSet | None = None
+
+    def get_jwk_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        try:
+            jwk_set = super().get_jwk_set(refresh)
+        except jwt.PyJWKClientConnectionError:
+            if self._last_good is None:
+                raise
+            logger.warning("The provider's JWKS could not be fetched; using the last key set fetched")
+            return self._last_good
+        self._last_good = jwk_set
+        return jwk_set
+
+
+_jwks_clients: dict[tuple, _JWKClient] = {}
 _jwks_lock = threading.Lock()
 
 
-def _jwks_client() -> jwt.PyJWKClient:
+def _jwks_client() -> _JWKClient:
     """One client per JWKS URL (and cache settings) per process: the key set is fetched lazily,
     cached, and refetched when a token names an unknown `kid` (at most once per cooldown)."""
     key = (
@@ -71,10 +92,10 @@ def _jwks_client() -> jwt.PyJWKClient:
         with _jwks_lock:
             client = _jwks_clients.get(key)
             if client is None:
-                client = jwt.PyJWKClient(
+                client = _JWKClient(
                     settings.AUTH0_JWKS_URL,
                     cache_jwk_set=True,
-                    lifespan=max(settings.AUTH0_JWKS_CACHE_SECONDS, 1),
+                    lifespan=max(settings.AUTH0_JWKS_CACHE_SECONDS, 0.01),
                     cooldown_duration=settings.AUTH0_JWKS_REFRESH_COOLDOWN,
                     timeout=settings.AUTH0_TIMEOUT,
                 )

@@ -285,7 +285,7 @@ AUTH0_ISSUER = env.str("AUTH0__ISSUER", default="") or (f"https://{AUTH0_DOMAIN}
 AUTH0_JWKS_URL = env.str("AUTH0__JWKS_URL", default="") or (
     f"{AUTH0_ISSUER.rstrip('/')}/.well-known/jwks.json" if AUTH0_ISSUER else ""
 )
-AUTH0_JWKS_CACHE_SECONDS = env.int("AUTH0__JWKS_CACHE_SECONDS", default=300)
+AUTH0_JWKS_CACHE_SECONDS = env.float("AUTH0__JWKS_CACHE_SECONDS", default=300)
 # A token with an unknown `kid` refetches the JWKS at most this often (key rotation without
 # letting forged `kid`s hammer the provider).
 AUTH0_JWKS_REFRESH_COOLDOWN = env.float("AUTH0__JWKS_REFRESH_COOLDOWN", default=30.0)

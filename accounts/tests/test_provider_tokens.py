@@ -181,6 +181,18 @@ def test_an_unreachable_provider_answers_503(oidc_provider, settings):
     assert response.json()["detail"]["code"] == "auth_provider_unavailable"
 
 
+def test_the_last_key_set_is_used_while_the_provider_is_down(oidc_provider, settings):
+    settings.AUTH0_JWKS_CACHE_SECONDS = 0.05
+    assert client_with(oidc_provider.mint()).get("/api/v1/auth/me").status_code == 200
+    oidc_provider.jwks_down = True
+    time.sleep(0.1)  # let the cached key set expire
+
+    assert client_with(oidc_provider.mint()).get("/api/v1/auth/me").status_code == 200
+    assert_unauthorized(client_with(oidc_provider.mint(key=oidc_provider.stray_key)).get("/api/v1/auth/me"))
+    assert oidc_provider.jwks_fetches == 1
+    assert oidc_provider.requests.count(("GET", "/.well-known/jwks.json")) >= 2  # it did try again
+
+
 def test_local_tokens_still_work_beside_the_provider(oidc_provider, user):
     token = token_pair_issue(user=user)["access_token"]
 

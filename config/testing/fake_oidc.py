@@ -65,6 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
             provider.requests.append(("GET", path))
         if path == "/.well-known/openid-configuration":
             self._json(200, provider.discovery())
+        elif path == "/.well-known/jwks.json" and provider.jwks_down:
+            self._json(503, {"error": "temporarily_unavailable"})
         elif path == "/.well-known/jwks.json":
             with provider.lock:
                 provider.jwks_fetches += 1
@@ -103,6 +105,7 @@ class FakeOIDCProvider:
         self.published_keys: list[SigningKey] = [self.key]
         self.stray_key = SigningKey.generate()  # never in the JWKS
         self.jwks_fetches = 0
+        self.jwks_down = False  # True: the JWKS answers 503
         self.requests: list[tuple[str, str]] = []
         self.userinfo: dict[str, dict[str, Any]] = {}  # access token → claims
         self.token_response: dict[str, Any] | None = None
