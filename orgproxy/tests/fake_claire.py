@@ -33,6 +33,7 @@ class Recorded:
     query: list[tuple[str, str]]
     headers: dict[str, str]
     body: Any  # parsed JSON, or None
+    client_port: int = 0  # the caller's side of the TCP connection (keep-alive checks)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qsl(parts.query, keep_blank_values=True),
             headers={name.lower(): value for name, value in self.headers.items()},
             body=body,
+            client_port=self.client_address[1],
         )
         with claire.lock:
             claire.requests.append(recorded)
