@@ -88,6 +88,7 @@ def test_a_connect_timeout_answers_504(auth_client, user, settings, unresponsive
     settings.CLAIRE_API_KEY = API_KEY
     settings.CLAIRE_BASE_URL = unresponsive_url
     settings.CLAIRE_CONNECT_TIMEOUT = 0.2
+    settings.CLAIRE_READ_TIMEOUT = 0.5  # bounds the test should a kernel accept the connection after all
     settings.CLAIRE_RETRIES = 0
     session_id = owned_session(user)
 
