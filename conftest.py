@@ -99,3 +99,21 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def oidc_provider(settings):
+    """A fake OpenID provider (real server, real RSA keys) that this server trusts for the test:
+    provider.mint(sub=...) makes access tokens the API accepts. See config/testing/fake_oidc.py."""
+    from accounts.authentication import reset_provider_keys
+    from config.testing.fake_oidc import FakeOIDCProvider
+
+    with FakeOIDCProvider() as provider:
+        settings.AUTH0_DOMAIN = provider.base_url.removeprefix("http://")
+        settings.AUTH0_AUDIENCE = provider.audience
+        settings.AUTH0_ISSUER = provider.issuer
+        settings.AUTH0_JWKS_URL = provider.jwks_url
+        settings.AUTH0_JWKS_REFRESH_COOLDOWN = 0
+        reset_provider_keys()
+        yield provider
+        reset_provider_keys()
