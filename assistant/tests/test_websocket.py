@@ -315,3 +315,13 @@ async def test_sessions_are_owned_by_the_user_who_started_them(user, agent, fake
     await ws.disconnect()
     session = await UserAgentSession.objects.select_related("owner", "agent").aget(pk=session_id)
     assert session.owner == user and session.agent == agent
+
+
+async def test_an_access_token_of_the_openid_provider_opens_the_socket_too(oidc_provider, agent, fake):
+    token = oidc_provider.mint(sub="auth0|websocket-user")
+    ws = await connect(token=token)
+    await start(ws, "Hi from a provider user")
+    frames = await frames_until(ws, "result")
+    await ws.disconnect()
+    session = await UserAgentSession.objects.select_related("owner").aget(pk=frames[0]["session_id"])
+    assert session.owner.external_id == "auth0|websocket-user" and session.owner.provider == "OIDC"
