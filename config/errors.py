@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.middleware import current_request_id
@@ -51,7 +52,10 @@ def _first_code(codes: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
+        detail = as_serializer_error(exc)
+        if NON_FIELD_ERRORS in detail:  # Django's "__all__": our clients read non_field_errors
+            detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+        exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -60,7 +64,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = drf_exception_handler(exc, context)
     if response is None:
         # Not an API error: log it with its traceback, answer without one.
-        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        view = context.get("view")
+        logger.error("Unhandled error in %s", type(view).__name__ if view else "an API view", exc_info=exc)
         return error_response(
             "Internal server error.", "server_error", status.HTTP_500_INTERNAL_SERVER_ERROR
         )
