@@ -107,5 +107,7 @@ def map_sdk_error(exc: BaseException) -> LLMError:
     # A connection cut mid-stream surfaces as the HTTP library's own error, whose package is an
     # implementation detail of the SDK: recognise it by its module rather than importing it.
     if type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}:
+        if "Timeout" in type(exc).__name__:
+            return LLMError("upstream_timeout", "The model provider stopped answering in time.", retryable=True)
         return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)
     raise exc

@@ -174,3 +174,11 @@ async def test_cancelling_the_loop_closes_the_upstream_stream(fake):
     await asyncio.get_running_loop().run_in_executor(None, fake.requests[0].finished.wait, 10)
     assert seen == ["a", "b"]
     assert fake.requests[0].disconnected
+
+
+async def test_a_model_slower_than_the_read_timeout_is_upstream_timeout(fake, settings):
+    settings.ANTHROPIC_READ_TIMEOUT = 0.3
+    fake.script(Reply(text=["slow", "er"], delay=1.0))
+    with pytest.raises(LLMError) as error:
+        await collect(request_for(fake))
+    assert error.value.code == "upstream_timeout"
