@@ -1,0 +1,53 @@
+"""A turn whose model asks for tools: events relayed in order, every step stored as a message."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from agents.models import Message
+from assistant import turns
+from assistant.engine import ToolCall, ToolOutcome
+from config.testing.fake_anthropic import Reply, ToolUse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class LookupTools:
+    def definitions(self):
+        return [{"name": "lookup", "description": "Look a word up", "input_schema": {"type": "object"}}]
+
+    async def run(self, call: ToolCall) -> ToolOutcome:
+        return ToolOutcome(call.id, f"{call.input['word']} means hello")
+
+
+async def test_tool_calls_are_relayed_and_stored_step_by_step(user, agent, fake):
+    tool = ToolUse("lookup", {"word": "salut"})
+    fake.script(Reply(text=["Let me check."], tool_uses=[tool], stop_reason="tool_use"), Reply(text=["It means hello."]))
+    plan = await sync_to_async(turns.turn_begin)(user=user, text="What is salut?", agent_slug="helper")
+    plan.request = dataclasses.replace(plan.request, tools=LookupTools(), max_turns=3)
+    queue: asyncio.Queue = asyncio.Queue()
+    runner = turns.TurnRunner(plan, listeners=[queue])
+    await asyncio.wait_for(runner.start(), 10)
+
+    frames = []
+    while not queue.empty():
+        frames.append(queue.get_nowait())
+    kinds = [f["type"] for f in frames]
+    assert kinds == ["session", "text_delta", "tool_use", "tool_result", "text_delta", "result"]
+    assert frames[2] == {"type": "tool_use", "session_id": plan.session_id, "seq": frames[2]["seq"],
+                         "id": tool.id, "name": "lookup", "input": {"word": "salut"}}  # fmt: skip
+    assert frames[3]["output"] == "salut means hello" and frames[3]["is_error"] is False
+    assert frames[-1]["turns"] == 2 and frames[-1]["status"] == "complete"
+
+    stored = [m async for m in Message.objects.filter(session_id=plan.session_id).order_by("seq")]
+    assert [(m.role, m.status) for m in stored] == [
+        ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "complete")
+    ]
+    assert stored[1].content[1] == {"type": "tool_use", "id": tool.id, "name": "lookup", "input": {"word": "salut"}}
+    assert stored[2].content == [{"type": "tool_result", "tool_use_id": tool.id, "content": "salut means hello", "is_error": False}]
+    assert stored[3].content == [{"type": "text", "text": "It means hello."}]
+    assert fake.requests[1].body["messages"][-1]["content"][0]["type"] == "tool_result"
