@@ -18,6 +18,7 @@ from config.testing.fake_anthropic import Reply
 from config.testing.processes import (
     REDIS_TEST_URL,
     database_url_for_children,
+    flush_redis,
     http_json,
     redis_is_reachable,
     require,
@@ -78,6 +79,7 @@ def fake_model():
 @pytest.fixture
 def two_servers(tmp_path, fake_model):
     require(redis_is_reachable(), "Redis (for the channel layer shared by two processes)")
+    flush_redis()
     env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL, "ANTHROPIC_MAX_RETRIES": "0"}
     with running_server(env) as a, running_server(env) as b:
         yield a, b
