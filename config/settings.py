@@ -241,6 +241,22 @@ ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
 ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
 
+# --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
+AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
+ORCHESTRATOR_SHELL_TIMEOUT = env.int("ORCHESTRATOR_SHELL_TIMEOUT", default=120)  # seconds
+ORCHESTRATOR_OUTPUT_LIMIT = env.int("ORCHESTRATOR_OUTPUT_LIMIT", default=30000)  # characters per tool result
+ORCHESTRATOR_DEFAULT_MAX_TURNS = env.int("ORCHESTRATOR_DEFAULT_MAX_TURNS", default=25)
+ORCHESTRATOR_MCP_START_TIMEOUT = env.float("ORCHESTRATOR_MCP_START_TIMEOUT", default=30.0)
+ORCHESTRATOR_MCP_CALL_TIMEOUT = env.float("ORCHESTRATOR_MCP_CALL_TIMEOUT", default=300.0)
+# The shell tool gets only these variables of our environment: never API keys or database URLs.
+ORCHESTRATOR_SHELL_ENV_PASSTHROUGH = env.list(
+    "ORCHESTRATOR_SHELL_ENV_PASSTHROUGH",
+    default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ"],
+)
+ORCHESTRATOR_SHELL_ENV = {
+    name: value for name in ORCHESTRATOR_SHELL_ENV_PASSTHROUGH if (value := env.str(name, default=None)) is not None
+}
+
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
