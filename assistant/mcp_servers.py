@@ -247,7 +247,10 @@ class _Connection:
         except BaseException as exc:
             started = self.ready.done()
             if not started:
-                self.ready.set_exception(exc if isinstance(exc, Exception) else McpStartError("start-up was cancelled"))
+                if isinstance(exc, Exception):
+                    self.ready.set_exception(exc)
+                else:
+                    self.ready.cancel()
             if not isinstance(exc, (Exception, asyncio.CancelledError)):
                 raise
             if started and not self.stop.is_set() and isinstance(exc, Exception):
@@ -336,6 +339,10 @@ class McpServers:
         connections, self.connections = list(self.connections.values()), {}
         for connection in connections:
             connection.stop.set()
+            if not connection.ready.done() and connection.task is not None:
+                connection.task.cancel()  # still in the handshake: nothing to wind down politely
+            elif connection.ready.done() and not connection.ready.cancelled():
+                connection.ready.exception()  # retrieved: a failure was reported already
         tasks = [c.task for c in connections if c.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=10)
