@@ -1,1 +1,308 @@
+"""The agent platform's domain: LLM configs, integrations, the prompt library, agents, and the
+sessions users hold with agents with their messages.
 
+Ownership: `owner` null means organization-wide (managed by staff in admin); a user sees their own
+objects plus organization-wide ones (plus prompts other users shared with `visibility=organization`)
+and changes only their own. Sessions and messages are strictly their owner's.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from agents.fields import EncryptedJSONField, EncryptedTextField
+from agents.validators import validate_json_schema, validate_mcp_server, validate_tags, validate_tool_names
+
+VARIABLE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _owner_field(related_name: str) -> models.ForeignKey:
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        help_text="Empty: organization-wide (visible to every user, managed by staff).",
+    )
+
+
+class LLMProviderConfig(models.Model):
+    class Provider(models.TextChoices):
+        # Only providers the assistant can actually call.
+        ANTHROPIC = "anthropic", "Anthropic"
+
+    name = models.CharField(max_length=255)
+    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.ANTHROPIC)
+    model = models.CharField(max_length=255, blank=True, help_text="Empty: ANTHROPIC_MODEL from the settings.")
+    base_url = models.URLField(blank=True, help_text="Empty: the provider's public endpoint (or ANTHROPIC_BASE_URL).")
+    api_key = EncryptedTextField(blank=True, help_text="Encrypted at rest. Empty: ANTHROPIC_API_KEY from the settings.")
+    max_tokens = models.PositiveIntegerField(
+        default=4096, validators=[MinValueValidator(1), MaxValueValidator(200_000)]
+    )
+    temperature = models.FloatField(default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    is_default = models.BooleanField(
+        default=False, help_text="Used by agents without a config of their own (one default per owner)."
+    )
+    owner = _owner_field("llm_configs")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "LLM provider config"
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner"],
+                condition=Q(is_default=True, owner__isnull=False),
+                name="agents_llmconfig_one_default_per_owner",
+                violation_error_message="This owner already has a default LLM config.",
+            ),
+            # NULLs are distinct in unique indexes: the organization-wide default needs its own.
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=Q(is_default=True, owner__isnull=True),
+                name="agents_llmconfig_one_org_default",
+                violation_error_message="There already is an organization-wide default LLM config.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Integration(models.Model):
+    class Provider(models.TextChoices):
+        GITHUB = "github", "GitHub"
+        GITLAB = "gitlab", "GitLab"
+        ATLASSIAN = "atlassian", "Atlassian (Jira, Confluence)"
+        NOTION = "notion", "Notion"
+        SLACK = "slack", "Slack"
+        LINEAR = "linear", "Linear"
+        GOOGLE = "google", "Google Workspace"
+        CUSTOM = "custom", "Custom"
+
+    class AuthType(models.TextChoices):
+        OAUTH = "oauth", "OAuth"
+        API_KEY = "api_key", "API key"
+        PAT = "pat", "Personal access token"
+
+    name = models.CharField(max_length=100, blank=True, help_text="Also the MCP server's name. Empty: the provider.")
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    auth_type = models.CharField(max_length=16, choices=AuthType.choices, default=AuthType.API_KEY)
+    credentials = EncryptedJSONField(
+        null=True, blank=True, help_text="Encrypted at rest: a token string or an object of credentials."
+    )
+    mcp_server = models.JSONField(
+        null=True,
+        blank=True,
+        validators=[validate_mcp_server],
+        help_text='stdio: {"command", "args": [], "env": {}}; or {"type": "sse"|"http", "url", "headers": {}}.',
+    )
+    is_active = models.BooleanField(default=True)
+    owner = _owner_field("integrations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "provider"],
+                condition=Q(is_active=True, owner__isnull=False),
+                name="agents_integration_one_active_per_owner_provider",
+                violation_error_message="An active integration for this provider already exists.",
+            ),
+            models.UniqueConstraint(
+                fields=["provider"],
+                condition=Q(is_active=True, owner__isnull=True),
+                name="agents_integration_one_active_org_provider",
+                violation_error_message="An active organization-wide integration for this provider already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.server_name
+
+    @property
+    def server_name(self) -> str:
+        return self.name or self.provider
+
+
+class PromptTemplate(models.Model):
+    class Visibility(models.TextChoices):
+        PRIVATE = "private", "Private (owner only)"
+        ORGANIZATION = "organization", "Organization (every user can read and use it)"
+
+    name = models.CharField(max_length=255)
+    slug = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    body = models.TextField(help_text="The prompt text; {{ variable }} placeholders are filled in when rendering.")
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PRIVATE)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    owner = _owner_field("prompt_templates")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "slug"],
+                condition=Q(owner__isnull=False),
+                name="agents_prompt_slug_unique_per_owner",
+                violation_error_message="You already have a prompt with this slug.",
+            ),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=Q(owner__isnull=True),
+                name="agents_prompt_slug_unique_org",
+                violation_error_message="An organization-wide prompt with this slug already exists.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def variables(self) -> list[str]:
+        """The placeholder names in the body, in order of first appearance."""
+        return list(dict.fromkeys(VARIABLE_RE.findall(self.body)))
+
+
+class PromptTemplateVersion(models.Model):
+    """One row per body a template has had, the current one included (written by services.prompt_save)."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    body = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "version"], name="agents_prompt_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.version}"
+
+
+class AIAgent(models.Model):
+    name = models.CharField(max_length=255)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True, help_text="The module or area it serves.")
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    system_prompt = models.ForeignKey(
+        PromptTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="agents",
+        help_text="A prompt from the library, or give the text inline below (not both).",
+    )
+    system_prompt_text = models.TextField(blank=True, help_text="Inline system prompt, when no template is chosen.")
+    llm_config = models.ForeignKey(
+        LLMProviderConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="agents",
+        help_text="Empty: the default config.",
+    )
+    allowed_tools = models.JSONField(default=list, blank=True, validators=[validate_tool_names])
+    integrations = models.ManyToManyField(
+        Integration, blank=True, related_name="agents", help_text="Used as the agent's MCP servers."
+    )
+    max_turns = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1), MaxValueValidator(500)])
+    is_active = models.BooleanField(default=True)
+    custom_properties_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_json_schema],
+        help_text="JSON Schema the custom properties given at session start must satisfy.",
+    )
+    owner = _owner_field("agents")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AI agent"
+        ordering = ["name", "id"]
+        indexes = [models.Index(fields=["category"], name="agents_agent_category_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserAgentSession(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions")
+    # PROTECT: a session's history only means something with its agent; agents are retired with
+    # is_active=False, and deleting one that has sessions is refused (409 in the API).
+    agent = models.ForeignKey(AIAgent, on_delete=models.PROTECT, related_name="sessions")
+    title = models.CharField(max_length=255, blank=True)
+    custom_properties = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "user agent session"
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="agents_sess_owner_upd_idx")]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        STOPPED = "stopped", "Stopped"
+        ERROR = "error", "Error"
+
+    session = models.ForeignKey(UserAgentSession, on_delete=models.CASCADE, related_name="messages")
+    seq = models.PositiveIntegerField(help_text="Per-session ordinal, from 1.")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.JSONField(
+        default=list, blank=True, help_text="Anthropic-style content blocks: text, tool_use, tool_result, thinking."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    model = models.CharField(max_length=255, blank=True)
+    stop_reason = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_input_tokens = models.PositiveIntegerField(default=0)
+    cache_creation_input_tokens = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [models.UniqueConstraint(fields=["session", "seq"], name="agents_message_session_seq_unique")]
+        # The unique constraint's index serves (session, seq) lookups and "after seq N" ranges.
+
+    def __str__(self) -> str:
+        return f"{self.session_id}#{self.seq} {self.role}"
+
+    @property
+    def text(self) -> str:
+        """The concatenated text blocks."""
+        return "".join(
+            block.get("text", "") for block in self.content if isinstance(block, dict) and block.get("type") == "text"
+        )

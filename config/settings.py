@@ -8,6 +8,7 @@ channel layer. `DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import timedelta
 from pathlib import Path
@@ -256,6 +257,27 @@ ORCHESTRATOR_SHELL_ENV_PASSTHROUGH = env.list(
 ORCHESTRATOR_SHELL_ENV = {
     name: value for name in ORCHESTRATOR_SHELL_ENV_PASSTHROUGH if (value := env.str(name, default=None)) is not None
 }
+
+# --- agents -----------------------------------------------------------------------------------
+# Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key
+# encrypts, every key decrypts: to rotate, put a new key first, run `manage.py rotate_encryption_keys`,
+# then drop the old one. Without FIELD_ENCRYPTION_KEYS one key is derived from SECRET_KEY.
+
+
+def _fernet_key(hex_digest: str) -> str:
+    return base64.urlsafe_b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [_fernet_key(derived_key("fields"))]
+# The settings fallback for LLM configs without a key / model / base URL of their own.
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
+ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
+# `manage.py init` creates this admin user when both are set (flags override).
+INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
+INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
+INIT_ADMIN_NAME = env.str("INIT_ADMIN_NAME", default="Admin")
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

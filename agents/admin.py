@@ -1,0 +1,291 @@
+"""Admin screens for the agent platform. Saves go through the services (defaults, version history),
+secrets are typed into password fields (blank keeps the current value) and shown masked."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from agents import services
+from agents.fields import mask_credentials, mask_secret
+from agents.models import (
+    AIAgent,
+    Integration,
+    LLMProviderConfig,
+    Message,
+    PromptTemplate,
+    PromptTemplateVersion,
+    UserAgentSession,
+)
+
+KEEP_HELP = "Write-only. Leave blank to keep the current value."
+
+
+class _OwnerScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("org", "Organization-wide"), ("user", "A user's")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "org":
+            return queryset.filter(owner__isnull=True)
+        if self.value() == "user":
+            return queryset.filter(owner__isnull=False)
+        return queryset
+
+
+# --- LLM configs ---------------------------------------------------------------------------------
+
+
+class LLMProviderConfigForm(forms.ModelForm):
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text=LLMProviderConfig._meta.get_field("base_url").help_text
+    )
+    api_key = forms.CharField(
+        required=False, strip=True, widget=forms.PasswordInput(render_value=False), help_text=KEEP_HELP
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the key (ANTHROPIC_API_KEY is used then).")
+
+    class Meta:
+        model = LLMProviderConfig
+        fields = "__all__"
+
+    def _get_validation_exclusions(self):
+        # The one-default rule is applied by services.llm_config_save, which first un-defaults the
+        # previous default: checking it here would refuse the very change the service makes.
+        exclusions = super()._get_validation_exclusions()
+        exclusions.add("is_default")
+        return exclusions
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_api_key"):
+            cleaned["api_key"] = ""
+        elif not cleaned.get("api_key"):
+            cleaned["api_key"] = self.instance.api_key if self.instance.pk else ""
+        return cleaned
+
+
+@admin.register(LLMProviderConfig)
+class LLMProviderConfigAdmin(admin.ModelAdmin):
+    form = LLMProviderConfigForm
+    list_display = ("name", "provider", "model", "api_key_display", "is_default", "owner", "updated_at")
+    list_filter = ("provider", "is_default", _OwnerScopeFilter)
+    search_fields = ("name", "model", "owner__email")
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("api_key_display", "created_at", "updated_at")
+    fields = (
+        "name",
+        "provider",
+        "model",
+        "base_url",
+        "api_key_display",
+        "api_key",
+        "clear_api_key",
+        "max_tokens",
+        "temperature",
+        "is_default",
+        "owner",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="API key")
+    def api_key_display(self, obj: LLMProviderConfig) -> str:
+        return mask_secret(obj.api_key) or "— (settings)"
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.llm_config_save(config=obj)
+
+
+# --- Integrations --------------------------------------------------------------------------------
+
+
+class IntegrationForm(forms.ModelForm):
+    credentials = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=KEEP_HELP + ' A token, or a JSON object such as {"token": "…"}.',
+    )
+    clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
+    mcp_server = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
+
+    class Meta:
+        model = Integration
+        fields = "__all__"
+
+    def clean_credentials(self):
+        value = self.cleaned_data.get("credentials", "")
+        if value.startswith("{"):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"Not valid JSON: {exc.msg}.") from exc
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_credentials"):
+            cleaned["credentials"] = None
+        elif not cleaned.get("credentials"):
+            cleaned["credentials"] = self.instance.credentials if self.instance.pk else None
+        return cleaned
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    form = IntegrationForm
+    list_display = ("__str__", "provider", "auth_type", "credentials_display", "is_active", "owner", "updated_at")
+    list_filter = ("provider", "auth_type", "is_active", _OwnerScopeFilter)
+    search_fields = ("name", "provider", "owner__email")
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("credentials_display", "created_at", "updated_at")
+    fields = (
+        "name",
+        "provider",
+        "auth_type",
+        "credentials_display",
+        "credentials",
+        "clear_credentials",
+        "mcp_server",
+        "is_active",
+        "owner",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="Credentials")
+    def credentials_display(self, obj: Integration) -> str:
+        masked = mask_credentials(obj.credentials)
+        if masked is None:
+            return "—"
+        return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.integration_update(integration=obj)
+
+
+# --- Prompts -------------------------------------------------------------------------------------
+
+
+class PromptTemplateVersionInline(admin.TabularInline):
+    model = PromptTemplateVersion
+    extra = 0
+    can_delete = False
+    fields = ("version", "body", "created_by", "created_at")
+    readonly_fields = fields
+    ordering = ("-version",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "visibility", "version", "owner", "updated_at")
+    list_filter = ("visibility", _OwnerScopeFilter)
+    search_fields = ("name", "slug", "description", "body")
+    prepopulated_fields = {"slug": ("name",)}
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("version", "created_at", "updated_at")
+    inlines = [PromptTemplateVersionInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.prompt_save(prompt=obj, user=request.user)
+
+
+@admin.register(PromptTemplateVersion)
+class PromptTemplateVersionAdmin(admin.ModelAdmin):
+    list_display = ("template", "version", "created_by", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("template__name", "template__slug", "body")
+    list_select_related = ("template", "created_by")
+    readonly_fields = ("template", "version", "body", "created_by", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # versions are written by saving a prompt
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# --- Agents --------------------------------------------------------------------------------------
+
+
+@admin.register(AIAgent)
+class AIAgentAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
+    list_filter = ("is_active", "category", "llm_config", _OwnerScopeFilter)
+    search_fields = ("name", "slug", "description", "category")
+    list_select_related = ("system_prompt", "llm_config", "owner")
+    prepopulated_fields = {"slug": ("name",)}
+    autocomplete_fields = ("owner", "system_prompt", "llm_config")
+    filter_horizontal = ("integrations",)
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
+        ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
+        ("Tools", {"fields": ("allowed_tools", "integrations")}),
+        ("Sessions", {"fields": ("custom_properties_schema",)}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+    )
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Integrations (many-to-many) are saved by the admin's save_related afterwards.
+        services.agent_save(agent=obj)
+
+
+# --- Sessions and messages -----------------------------------------------------------------------
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ("seq", "role", "status", "text_preview", "model", "input_tokens", "output_tokens", "created_at")
+    readonly_fields = fields
+    ordering = ("seq",)
+    show_change_link = True
+
+    @admin.display(description="Text")
+    def text_preview(self, obj: Message) -> str:
+        text = obj.text
+        return text[:200] + ("…" if len(text) > 200 else "")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UserAgentSession)
+class UserAgentSessionAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "owner", "agent", "is_active", "created_at", "updated_at")
+    list_filter = ("is_active", "agent")
+    search_fields = ("title", "owner__email", "agent__slug", "agent__name")
+    list_select_related = ("owner", "agent")
+    autocomplete_fields = ("owner", "agent")
+    readonly_fields = ("created_at", "updated_at")
+    date_hierarchy = "created_at"
+    inlines = [MessageInline]
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("session", "seq", "role", "status", "model", "input_tokens", "output_tokens", "created_at")
+    list_filter = ("role", "status", "model")
+    search_fields = ("session__title", "session__owner__email", "error_code")
+    list_select_related = ("session",)
+    autocomplete_fields = ("session",)
+    readonly_fields = ("created_at", "updated_at")
+    date_hierarchy = "created_at"

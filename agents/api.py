@@ -1,0 +1,278 @@
+"""REST API for the agents app: thin viewsets over selectors (reads) and services (writes).
+
+Reads see the user's own objects plus organization-wide ones; writes (update, delete) see only the
+user's own, so anything else answers 404, never 403 — an id tells nothing about other users' objects.
+"""
+
+from __future__ import annotations
+
+from django.db.models import ProtectedError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents import selectors, services
+from agents.serializers import (
+    AIAgentSerializer,
+    IntegrationSerializer,
+    LLMProviderConfigSerializer,
+    MessageSerializer,
+    PromptRenderResultSerializer,
+    PromptRenderSerializer,
+    PromptTemplateSerializer,
+    PromptTemplateVersionSerializer,
+    UserAgentSessionSerializer,
+)
+from config.errors import error_response
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _query(name: str, description: str, type_=OpenApiTypes.STR) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description)
+
+
+SEARCH = _query("search", "Case-insensitive substring of the name, slug or description.")
+TAG = _query("tag", "Only objects carrying this tag.")
+IS_ACTIVE = _query("is_active", "true / false.", OpenApiTypes.BOOL)
+NOT_FOUND = OpenApiResponse(description="Not found, or not yours to change.")
+CONFLICT = OpenApiResponse(description="Still in use by other objects.")
+
+
+class _OwnedViewSet(viewsets.ModelViewSet):
+    """Reads through `visible`, writes through `owned`; list filters from the query string."""
+
+    pagination_class = Pagination
+    filter_names: tuple[str, ...] = ()
+    READ_ACTIONS = frozenset({"list", "retrieve"})
+
+    def visible(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def owned(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def listed(self, filters):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def get_queryset(self):
+        if self.action == "list":
+            return self.listed(selectors.filters_from(self.request.query_params, self.filter_names))
+        if self.action in self.READ_ACTIONS:
+            return self.visible()
+        return self.owned()
+
+    def perform_destroy(self, instance) -> None:
+        instance.delete()
+
+    def destroy(self, request: Request, *args, **kwargs) -> Response:
+        instance = self.get_object()
+        try:
+            self.perform_destroy(instance)
+        except ProtectedError as exc:
+            used_by = sorted({str(obj) for obj in exc.protected_objects})[:10]
+            return error_response(
+                f"Still in use by: {', '.join(used_by)}. Remove those references first (or deactivate it).",
+                "protected",
+                status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _docs(tag: str, list_parameters: list[OpenApiParameter], noun: str):
+    return extend_schema_view(
+        list=extend_schema(tags=[tag], parameters=list_parameters, summary=f"List {noun} you can see"),
+        create=extend_schema(tags=[tag], summary=f"Create one of your {noun}"),
+        retrieve=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
+        update=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
+        partial_update=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
+        destroy=extend_schema(tags=[tag], responses={204: None, 404: NOT_FOUND, 409: CONFLICT}),
+    )
+
+
+@_docs("llm-configs", [SEARCH, _query("provider", "Only this provider.")], "LLM configs")
+class LLMProviderConfigViewSet(_OwnedViewSet):
+    """LLM provider configs. The API key is write-only; answers show `api_key_masked`."""
+
+    serializer_class = LLMProviderConfigSerializer
+    filter_names = ("search", "provider")
+
+    def visible(self):
+        return selectors.llm_config_visible(user=self.request.user)
+
+    def owned(self):
+        return selectors.llm_config_owned(user=self.request.user)
+
+    def listed(self, filters):
+        return selectors.llm_config_list(user=self.request.user, filters=filters)
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.llm_config_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = services.llm_config_update(config=serializer.instance, **serializer.validated_data)
+
+
+@_docs("integrations", [SEARCH, _query("provider", "Only this provider."), IS_ACTIVE], "integrations")
+class IntegrationViewSet(_OwnedViewSet):
+    """Integrations (GitHub, Atlassian, …) and their MCP servers. Credentials are write-only."""
+
+    serializer_class = IntegrationSerializer
+    filter_names = ("search", "provider", "is_active")
+
+    def visible(self):
+        return selectors.integration_visible(user=self.request.user)
+
+    def owned(self):
+        return selectors.integration_owned(user=self.request.user)
+
+    def listed(self, filters):
+        return selectors.integration_list(user=self.request.user, filters=filters)
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.integration_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = services.integration_update(
+            integration=serializer.instance, **serializer.validated_data
+        )
+
+
+@_docs("prompts", [SEARCH, TAG, _query("slug", "Only the prompt(s) with this slug.")], "prompts")
+class PromptTemplateViewSet(_OwnedViewSet):
+    """The prompt library. Changing a body keeps the old text as a version."""
+
+    serializer_class = PromptTemplateSerializer
+    filter_names = ("search", "tag", "slug")
+    READ_ACTIONS = frozenset({"list", "retrieve", "render", "versions"})
+
+    def visible(self):
+        return selectors.prompt_visible(user=self.request.user)
+
+    def owned(self):
+        return selectors.prompt_owned(user=self.request.user)
+
+    def listed(self, filters):
+        return selectors.prompt_list(user=self.request.user, filters=filters)
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.prompt_create(
+            owner=self.request.user, created_by=self.request.user, **serializer.validated_data
+        )
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = services.prompt_update(
+            prompt=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
+
+    @extend_schema(
+        tags=["prompts"],
+        request=PromptRenderSerializer,
+        responses={200: PromptRenderResultSerializer, 400: OpenApiResponse(description="Missing variables, named.")},
+        summary="Render a prompt with variables",
+    )
+    @action(detail=True, methods=["post"])
+    def render(self, request: Request, pk: str | None = None) -> Response:
+        prompt = self.get_object()
+        serializer = PromptRenderSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        rendered = services.prompt_render(template_body=prompt.body, variables=serializer.validated_data["variables"])
+        return Response({"rendered": rendered, "version": prompt.version})
+
+    @extend_schema(
+        tags=["prompts"],
+        responses={200: PromptTemplateVersionSerializer(many=True)},
+        summary="A prompt's version history, newest first",
+    )
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, pk: str | None = None) -> Response:
+        prompt = self.get_object()
+        page = self.paginate_queryset(selectors.prompt_version_list(prompt=prompt))
+        return self.get_paginated_response(PromptTemplateVersionSerializer(page, many=True).data)
+
+
+@_docs(
+    "agents",
+    [
+        SEARCH,
+        TAG,
+        _query("slug", "Only the agent with this slug."),
+        _query("category", "Only agents of this category."),
+        IS_ACTIVE,
+    ],
+    "agents",
+)
+class AIAgentViewSet(_OwnedViewSet):
+    """AI agents: system prompt, LLM config, tools, MCP integrations, custom-properties schema."""
+
+    serializer_class = AIAgentSerializer
+    filter_names = ("search", "tag", "slug", "category", "is_active")
+
+    def visible(self):
+        return selectors.agent_visible(user=self.request.user)
+
+    def owned(self):
+        return selectors.agent_owned(user=self.request.user)
+
+    def listed(self, filters):
+        return selectors.agent_list(user=self.request.user, filters=filters)
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.agent_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = services.agent_update(agent=serializer.instance, **serializer.validated_data)
+
+
+@_docs(
+    "sessions",
+    [SEARCH, _query("agent", "Only sessions with this agent (id or slug)."), IS_ACTIVE],
+    "sessions",
+)
+class UserAgentSessionViewSet(_OwnedViewSet):
+    """Your sessions with agents (strictly yours) and their messages."""
+
+    serializer_class = UserAgentSessionSerializer
+    filter_names = ("search", "agent", "is_active")
+    READ_ACTIONS = frozenset({"list", "retrieve", "messages"})
+
+    def visible(self):
+        return selectors.session_owned(user=self.request.user)
+
+    owned = visible
+
+    def listed(self, filters):
+        return selectors.session_list(user=self.request.user, filters=filters)
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = services.session_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        data = dict(serializer.validated_data)
+        data.pop("agent", None)  # unchanged (validated by the serializer)
+        serializer.instance = services.session_update(session=serializer.instance, **data)
+
+    @extend_schema(
+        tags=["sessions"],
+        parameters=[_query("after_seq", "Only messages with a larger sequence number.", OpenApiTypes.INT)],
+        responses={200: MessageSerializer(many=True), 404: NOT_FOUND},
+        summary="A session's messages, in order",
+    )
+    @action(detail=True, methods=["get"], pagination_class=Pagination)
+    def messages(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        after_seq = request.query_params.get("after_seq")
+        if after_seq not in (None, "") and not after_seq.isdigit():
+            raise ValidationError({"after_seq": ["Must be a non-negative integer."]})
+        queryset = selectors.message_list(session=session, after_seq=int(after_seq) if after_seq else None)
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(MessageSerializer(page, many=True).data)

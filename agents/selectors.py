@@ -1,0 +1,219 @@
+"""Reads for the agents app, already filtered for ownership and with their joins set, so a view can
+forget neither. `*_visible` querysets are what a user may read; `*_owned` what they may change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from accounts.models import User
+from agents.models import (
+    AIAgent,
+    Integration,
+    LLMProviderConfig,
+    Message,
+    PromptTemplate,
+    PromptTemplateVersion,
+    UserAgentSession,
+)
+
+
+def _own_or_org(user: User) -> Q:
+    return Q(owner=user) | Q(owner__isnull=True)
+
+
+def _filter_tag(queryset: QuerySet, tag: str | None) -> QuerySet:
+    """Tags are a JSON list of restricted words (validators.TAG_RE), so the quoted word occurs in the
+    stored JSON text exactly when the list holds it; one query that works on SQLite and PostgreSQL."""
+    if not tag:
+        return queryset
+    return queryset.filter(tags__icontains=json.dumps(tag.strip().lower()))
+
+
+def _filter_search(queryset: QuerySet, search: str | None, fields: tuple[str, ...]) -> QuerySet:
+    if not search:
+        return queryset
+    condition = Q()
+    for field in fields:
+        condition |= Q(**{f"{field}__icontains": search.strip()})
+    return queryset.filter(condition)
+
+
+def _truthy(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+# --- LLM configs ---------------------------------------------------------------------------------
+
+
+def llm_config_visible(*, user: User) -> QuerySet[LLMProviderConfig]:
+    return LLMProviderConfig.objects.filter(_own_or_org(user))
+
+
+def llm_config_owned(*, user: User) -> QuerySet[LLMProviderConfig]:
+    return LLMProviderConfig.objects.filter(owner=user)
+
+
+def llm_config_list(*, user: User, filters: dict[str, str]) -> QuerySet[LLMProviderConfig]:
+    queryset = _filter_search(llm_config_visible(user=user), filters.get("search"), ("name", "model"))
+    if filters.get("provider"):
+        queryset = queryset.filter(provider=filters["provider"])
+    return queryset
+
+
+@dataclass(frozen=True)
+class ResolvedLLMConfig:
+    """What a call to the model needs, after falling back through default config and settings."""
+
+    provider: str
+    model: str
+    api_key: str
+    base_url: str
+    max_tokens: int
+    temperature: float
+    config_id: int | None
+
+
+def _default_config_for(owner: User | None) -> LLMProviderConfig | None:
+    candidates = LLMProviderConfig.objects.filter(is_default=True)
+    if owner is not None:
+        own = candidates.filter(owner=owner).first()
+        if own is not None:
+            return own
+    return candidates.filter(owner__isnull=True).first()
+
+
+def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> ResolvedLLMConfig:
+    """agent's config → the default config (the agent owner's, else `user`'s, else the organization's)
+    → settings (ANTHROPIC_*). Empty fields of a config fall back to the settings too."""
+    config = agent.llm_config if agent is not None and agent.llm_config_id else None
+    if config is None:
+        config = _default_config_for(agent.owner if agent is not None and agent.owner_id else user)
+    if config is None:
+        return ResolvedLLMConfig(
+            provider=LLMProviderConfig.Provider.ANTHROPIC,
+            model=settings.ANTHROPIC_MODEL,
+            api_key=settings.ANTHROPIC_API_KEY,
+            base_url=settings.ANTHROPIC_BASE_URL,
+            max_tokens=settings.ANTHROPIC_MAX_TOKENS,
+            temperature=1.0,
+            config_id=None,
+        )
+    return ResolvedLLMConfig(
+        provider=config.provider,
+        model=config.model or settings.ANTHROPIC_MODEL,
+        api_key=config.api_key or settings.ANTHROPIC_API_KEY,
+        base_url=config.base_url or settings.ANTHROPIC_BASE_URL,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+        config_id=config.pk,
+    )
+
+
+# --- Integrations --------------------------------------------------------------------------------
+
+
+def integration_visible(*, user: User) -> QuerySet[Integration]:
+    return Integration.objects.filter(_own_or_org(user))
+
+
+def integration_owned(*, user: User) -> QuerySet[Integration]:
+    return Integration.objects.filter(owner=user)
+
+
+def integration_list(*, user: User, filters: dict[str, str]) -> QuerySet[Integration]:
+    queryset = _filter_search(integration_visible(user=user), filters.get("search"), ("name", "provider"))
+    if filters.get("provider"):
+        queryset = queryset.filter(provider=filters["provider"])
+    active = _truthy(filters.get("is_active"))
+    if active is not None:
+        queryset = queryset.filter(is_active=active)
+    return queryset
+
+
+# --- Prompts -------------------------------------------------------------------------------------
+
+
+def prompt_visible(*, user: User) -> QuerySet[PromptTemplate]:
+    """Own prompts, organization-wide ones, and other users' prompts shared with the organization."""
+    return PromptTemplate.objects.filter(
+        _own_or_org(user) | Q(visibility=PromptTemplate.Visibility.ORGANIZATION)
+    )
+
+
+def prompt_owned(*, user: User) -> QuerySet[PromptTemplate]:
+    return PromptTemplate.objects.filter(owner=user)
+
+
+def prompt_list(*, user: User, filters: dict[str, str]) -> QuerySet[PromptTemplate]:
+    queryset = _filter_search(prompt_visible(user=user), filters.get("search"), ("name", "slug", "description"))
+    queryset = _filter_tag(queryset, filters.get("tag"))
+    if filters.get("slug"):
+        queryset = queryset.filter(slug=filters["slug"])
+    return queryset
+
+
+def prompt_version_list(*, prompt: PromptTemplate) -> QuerySet[PromptTemplateVersion]:
+    return prompt.versions.order_by("-version")
+
+
+# --- Agents --------------------------------------------------------------------------------------
+
+
+def agent_visible(*, user: User) -> QuerySet[AIAgent]:
+    return AIAgent.objects.filter(_own_or_org(user)).prefetch_related("integrations")
+
+
+def agent_owned(*, user: User) -> QuerySet[AIAgent]:
+    return AIAgent.objects.filter(owner=user).prefetch_related("integrations")
+
+
+def agent_list(*, user: User, filters: dict[str, str]) -> QuerySet[AIAgent]:
+    queryset = _filter_search(agent_visible(user=user), filters.get("search"), ("name", "slug", "description"))
+    queryset = _filter_tag(queryset, filters.get("tag"))
+    for name in ("slug", "category"):
+        if filters.get(name):
+            queryset = queryset.filter(**{name: filters[name]})
+    active = _truthy(filters.get("is_active"))
+    if active is not None:
+        queryset = queryset.filter(is_active=active)
+    return queryset
+
+
+def agent_get_by_slug(*, user: User, slug: str) -> AIAgent | None:
+    return agent_visible(user=user).select_related("system_prompt", "llm_config").filter(slug=slug).first()
+
+
+# --- Sessions and messages -----------------------------------------------------------------------
+
+
+def session_owned(*, user: User) -> QuerySet[UserAgentSession]:
+    return UserAgentSession.objects.filter(owner=user).select_related("agent")
+
+
+def session_list(*, user: User, filters: dict[str, str]) -> QuerySet[UserAgentSession]:
+    queryset = _filter_search(session_owned(user=user), filters.get("search"), ("title",))
+    agent = filters.get("agent")
+    if agent:
+        queryset = queryset.filter(agent_id=int(agent)) if agent.isdigit() else queryset.filter(agent__slug=agent)
+    active = _truthy(filters.get("is_active"))
+    if active is not None:
+        queryset = queryset.filter(is_active=active)
+    return queryset
+
+
+def message_list(*, session: UserAgentSession, after_seq: int | None = None) -> QuerySet[Message]:
+    queryset = Message.objects.filter(session=session).order_by("seq")
+    if after_seq is not None:
+        queryset = queryset.filter(seq__gt=after_seq)
+    return queryset
+
+
+def filters_from(params: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: params.get(name) for name in names if params.get(name) not in (None, "")}

@@ -1,0 +1,262 @@
+"""API shapes. Serializers validate and represent; the viewsets hand validated data to services.
+Secrets are write-only: responses carry `has_api_key` / `api_key_masked` (`credentials_masked`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from agents import selectors
+from agents.fields import mask_credentials, mask_secret
+from agents.models import (
+    AIAgent,
+    Integration,
+    LLMProviderConfig,
+    Message,
+    PromptTemplate,
+    PromptTemplateVersion,
+    UserAgentSession,
+)
+
+
+def _request_user(serializer: serializers.Serializer):
+    return serializer.context["request"].user
+
+
+class _VisiblePrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A reference to an object the requesting user may read; anything else "does not exist"."""
+
+    def __init__(self, selector, **kwargs):
+        self.selector = selector
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return self.selector(user=self.context["request"].user)
+
+
+class LLMProviderConfigSerializer(serializers.ModelSerializer):
+    provider = serializers.ChoiceField(
+        choices=LLMProviderConfig.Provider.choices,
+        default=LLMProviderConfig.Provider.ANTHROPIC,
+        error_messages={
+            "invalid_choice": "Unknown provider \"{input}\"; supported: "
+            + ", ".join(LLMProviderConfig.Provider.values)
+            + "."
+        },
+    )
+    api_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        max_length=4096,
+        style={"input_type": "password"},
+        help_text="Write-only. Omit to keep the current key; empty to remove it (then ANTHROPIC_API_KEY is used).",
+    )
+    has_api_key = serializers.SerializerMethodField()
+    api_key_masked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LLMProviderConfig
+        fields = [
+            "id",
+            "name",
+            "provider",
+            "model",
+            "base_url",
+            "api_key",
+            "has_api_key",
+            "api_key_masked",
+            "max_tokens",
+            "temperature",
+            "is_default",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["owner", "created_at", "updated_at"]
+
+    def get_has_api_key(self, obj: LLMProviderConfig) -> bool:
+        return bool(obj.api_key)
+
+    def get_api_key_masked(self, obj: LLMProviderConfig) -> str:
+        return mask_secret(obj.api_key)
+
+
+class IntegrationSerializer(serializers.ModelSerializer):
+    provider = serializers.ChoiceField(
+        choices=Integration.Provider.choices,
+        error_messages={
+            "invalid_choice": "Unknown provider \"{input}\"; supported: " + ", ".join(Integration.Provider.values) + "."
+        },
+    )
+    credentials = serializers.JSONField(
+        write_only=True,
+        required=False,
+        allow_null=True,
+        help_text="Write-only: a token string or an object of credentials. Omit to keep the current ones.",
+    )
+    has_credentials = serializers.SerializerMethodField()
+    credentials_masked = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Integration
+        fields = [
+            "id",
+            "name",
+            "provider",
+            "auth_type",
+            "credentials",
+            "has_credentials",
+            "credentials_masked",
+            "mcp_server",
+            "is_active",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["owner", "created_at", "updated_at"]
+        # One-active-per-provider is checked by the service (the owner is not an input here).
+        validators: list = []
+
+    def validate_credentials(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, (str, dict)):
+            raise serializers.ValidationError("Credentials must be a string or an object.")
+        return value
+
+    def get_has_credentials(self, obj: Integration) -> bool:
+        return obj.credentials not in (None, "", {})
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_credentials_masked(self, obj: Integration) -> Any:
+        return mask_credentials(obj.credentials)
+
+
+class PromptTemplateSerializer(serializers.ModelSerializer):
+    variables = serializers.ListField(child=serializers.CharField(), read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+
+    class Meta:
+        model = PromptTemplate
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "body",
+            "variables",
+            "tags",
+            "visibility",
+            "version",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["version", "owner", "created_at", "updated_at"]
+        validators: list = []  # slug uniqueness per owner: checked by the service
+
+
+class PromptTemplateVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PromptTemplateVersion
+        fields = ["version", "body", "created_by", "created_at"]
+        read_only_fields = fields
+
+
+class PromptRenderSerializer(serializers.Serializer):
+    variables = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+
+
+class PromptRenderResultSerializer(serializers.Serializer):
+    rendered = serializers.CharField()
+    version = serializers.IntegerField()
+
+
+class AIAgentSerializer(serializers.ModelSerializer):
+    system_prompt = _VisiblePrimaryKeyField(selectors.prompt_visible, required=False, allow_null=True)
+    llm_config = _VisiblePrimaryKeyField(selectors.llm_config_visible, required=False, allow_null=True)
+    integrations = _VisiblePrimaryKeyField(selectors.integration_visible, many=True, required=False)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    allowed_tools = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+
+    class Meta:
+        model = AIAgent
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "category",
+            "tags",
+            "system_prompt",
+            "system_prompt_text",
+            "llm_config",
+            "allowed_tools",
+            "integrations",
+            "max_turns",
+            "is_active",
+            "custom_properties_schema",
+            "owner",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["owner", "created_at", "updated_at"]
+
+
+class _AgentSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AIAgent
+        fields = ["id", "slug", "name"]
+        read_only_fields = fields
+
+
+class UserAgentSessionSerializer(serializers.ModelSerializer):
+    agent = _VisiblePrimaryKeyField(selectors.agent_visible)
+    agent_detail = _AgentSummarySerializer(source="agent", read_only=True)
+
+    class Meta:
+        model = UserAgentSession
+        fields = [
+            "id",
+            "agent",
+            "agent_detail",
+            "title",
+            "custom_properties",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None and "agent" in attrs and attrs["agent"].pk != self.instance.agent_id:
+            raise serializers.ValidationError({"agent": ["A session's agent can't be changed; start a new session."]})
+        return attrs
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    content = serializers.JSONField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "seq",
+            "role",
+            "content",
+            "status",
+            "model",
+            "stop_reason",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "error_code",
+            "error_message",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
