@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connections
 
 from assistant.engine import (
@@ -45,6 +46,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "change files there and to run commands; paths are relative to that directory. Be concise."
 )
 BUILTIN_AGENT_SLUG = "orchestrator"
+SYSTEM_USER_EMAIL = "orchestrator@localhost"
 
 
 class OrchestratorError(Exception):
@@ -234,7 +236,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
             raise OrchestratorError("unknown_session", f"session {session.pk} is not {options.user_email}'s")
         agent = session.agent
     elif options.agent_slug:
-        agent = AIAgent.objects.select_related("system_prompt", "llm_config").filter(slug=options.agent_slug).first()
+        agent = AIAgent.objects.select_related("system_prompt", "llm_config", "owner").filter(slug=options.agent_slug).first()
         if agent is None:
             raise OrchestratorError("unknown_agent", f"no agent with slug {options.agent_slug!r}")
         if not agent.is_active:
@@ -242,32 +244,40 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
     else:
         agent = _builtin_agent()
 
-    config = llm_config_for_agent(agent)
+    owner = session.owner if session is not None else _owner(options, agent)
+    config = llm_config_for_agent(agent, user=owner)
     model = ModelSettings(
         model=options.model or config.model,
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
-        temperature=config.temperature,
+        # anthropic 2.x's messages.stream() has no temperature parameter any more (TypeError if given).
+        temperature=None,
     )
     if not model.api_key:
         raise OrchestratorError("not_configured", "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key")
     if not model.model:
         raise OrchestratorError("not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config")
 
+    variables = {"workspace": str(workspace.root), **(session.custom_properties if session is not None else {})}
     if options.system_prompt is not None:
         system = options.system_prompt
-    elif agent.slug == BUILTIN_AGENT_SLUG and agent.owner_id is None and not (agent.system_prompt_id or agent.system_prompt_text):
+    elif agent.slug == BUILTIN_AGENT_SLUG and not (agent.system_prompt_id or agent.system_prompt_text):
         system = DEFAULT_SYSTEM_PROMPT.format(workspace=workspace.root)
     else:
-        system = agent_system_prompt(agent=agent)
+        system = agent_system_prompt(agent=agent, variables=variables)
 
     names = {spec.name for spec in file_specs}
     agent_specs = [spec for spec in _integration_specs(agent) if spec.name not in names]
 
     if session is None:
-        owner = _owner(options, agent)
-        session = session_create(owner=owner, agent=agent, title=_shorten(options.message.strip().splitlines()[0], 80))
+        title = _shorten(options.message.strip().splitlines()[0], 80)
+        if agent.slug == BUILTIN_AGENT_SLUG and not agent.is_active:
+            # session_create refuses inactive agents (they are retired for users); the built-in
+            # one is inactive only to stay out of the chat's agent list.
+            session = UserAgentSession.objects.create(owner=owner, agent=agent, title=title)
+        else:
+            session = session_create(owner=owner, agent=agent, title=title)
     message_append(session=session, role="user", content=[{"type": "text", "text": options.message}])
     history = api_messages(session.messages.order_by("seq"))
 
@@ -322,7 +332,10 @@ def _owner(options: OrchestratorOptions, agent):
         return agent.owner
     user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
     if user is None:
-        raise OrchestratorError("unknown_user", "no user to own the session: pass --user EMAIL or create a superuser")
+        # A fresh installation: a system user owns CLI sessions. It has no usable password.
+        user = User.objects.filter(email__iexact=SYSTEM_USER_EMAIL).first() or User.objects.create_user(
+            email=SYSTEM_USER_EMAIL, password=None, name="Orchestrator (command line)"
+        )
     return user
 
 
@@ -416,7 +429,7 @@ async def run_orchestrator(options: OrchestratorOptions, sink: EventSink) -> Loo
         file_specs = load_mcp_config(options.mcp_config) if options.mcp_config else []
     except McpConfigError as exc:
         raise OrchestratorError("bad_mcp_config", str(exc)) from None
-    db = sync_to_async(_prepare_and_close, thread_sensitive=True)
+    db = sync_to_async(_prepare_checked, thread_sensitive=True)
     try:
         prepared = await db(options, workspace, file_specs)
         return await _run(prepared, workspace, options, sink)
@@ -424,8 +437,17 @@ async def run_orchestrator(options: OrchestratorOptions, sink: EventSink) -> Loo
         await sync_to_async(connections.close_all, thread_sensitive=True)()
 
 
-def _prepare_and_close(options, workspace, file_specs) -> Prepared:
-    return _prepare(options, workspace, file_specs)
+def _prepare_checked(options, workspace, file_specs) -> Prepared:
+    try:
+        return _prepare(options, workspace, file_specs)
+    except ValidationError as exc:
+        raise OrchestratorError("invalid", "; ".join(_messages(exc))) from None
+
+
+def _messages(exc: ValidationError) -> list[str]:
+    if hasattr(exc, "error_dict"):
+        return [f"{field}: {message}" for field, errors in exc.message_dict.items() for message in errors]
+    return list(exc.messages)
 
 
 def _workspace(path: str | None) -> Workspace:

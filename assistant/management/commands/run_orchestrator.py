@@ -43,7 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="One JSON event per line on stdout.")
 
     def handle(self, *args, **options):
-        sink = JsonLinesSink(self.stdout) if options["json"] else TextSink(self.stdout)
+        out = _Unterminated(self.stdout)
+        sink = JsonLinesSink(out) if options["json"] else TextSink(out)
         verbose = options["verbosity"] >= 2
         if getattr(self, "_called_from_command_line", False) and not verbose:
             for name in NOISY_LOGGERS:
@@ -86,6 +87,19 @@ class Command(BaseCommand):
         if options["stdin"]:
             return sys.stdin.read()
         raise OrchestratorError("empty_message", "no message: give -m TEXT, --message-file PATH or --stdin")
+
+
+class _Unterminated:
+    """self.stdout without the newline Django's OutputWrapper adds to every write: deltas stream."""
+
+    def __init__(self, wrapper):
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> None:
+        self.wrapper.write(text, ending="")
+
+    def flush(self) -> None:
+        self.wrapper.flush()
 
 
 def _read(path: str, what: str) -> str:
