@@ -8,11 +8,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from agents.models import AIAgent, Integration, Message, PromptTemplate, UserAgentSession
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
@@ -271,3 +275,59 @@ def test_an_mcp_server_that_fails_to_start_fails_the_run_in_json_too(fake, admin
     last = json.loads(out.getvalue().splitlines()[-1])
     assert last["type"] == "error" and last["code"] == "mcp_start_failed" and SECRET not in out.getvalue()
     assert fake.requests == []
+
+
+# --- as a real process ------------------------------------------------------------------------
+
+
+def _database_url_for_child(tmp_path) -> str:
+    """The child must reach a database that exists: the test database itself, or a migrated file."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"sqlite:///{tmp_path / 'child.sqlite3'}"
+
+
+def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, workspace, mcp_config, tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_child(tmp_path),
+        "ANTHROPIC_API_KEY": "sk-child-key",
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_MODEL": "claude-test-1",
+        "ANTHROPIC_MAX_RETRIES": "0",
+    }
+    if connection.vendor != "postgresql":
+        assert manage(env, "migrate", "--noinput").returncode == 0
+    write, add = ToolUse("write_file", {"path": "out.txt", "content": "from a child\n"}), ToolUse("notes__add", {"a": 20, "b": 22})
+    fake.script(Reply(tool_uses=[write, add], stop_reason="tool_use"), Reply(text=["Done."]), Reply(text=["Again."]))
+
+    first = manage(env, "run_orchestrator", "--json", "-m", "Write it", "--workspace-dir", str(workspace), "--mcp-config", str(mcp_config))
+    assert first.returncode == 0, first.stderr
+    events = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [e["type"] for e in events][:1] + [e["type"] for e in events][-1:] == ["session", "result"]
+    assert (workspace / "out.txt").read_text() == "from a child\n"
+    assert fake.requests[1].body["messages"][2]["content"][1]["content"] == "42"
+    sent = fake.requests[0].headers
+    assert sent.get("x-api-key", sent.get("authorization")) in {"sk-child-key", "Bearer sk-child-key"}
+
+    second = manage(env, "run_orchestrator", "--resume-session-id", events[0]["session_id"], "-m", "Again", "--workspace-dir", str(workspace))
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("Again.\n") and second.stdout.rstrip().endswith(f"session: {events[0]['session_id']}")
+    assert [m["role"] for m in fake.requests[-1].body["messages"]] == ["user", "assistant", "user", "assistant", "user"]
+
+    broken = manage(env, "run_orchestrator", "-m", "x", "--workspace-dir", str(workspace), "--mcp-config", str(tmp_path / "missing.json"))
+    assert broken.returncode == 1
+    assert broken.stderr.strip().splitlines() == [f"error: MCP config file not found: {tmp_path / 'missing.json'}"]
+
+    no_key = manage({**env, "ANTHROPIC_API_KEY": ""}, "run_orchestrator", "-m", "x", "--workspace-dir", str(workspace))
+    assert no_key.returncode == 1 and no_key.stderr.strip().splitlines() == [
+        "error: no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key"
+    ]
+    assert len(fake.requests) == 3

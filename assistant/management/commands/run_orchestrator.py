@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from assistant.orchestrator import JsonLinesSink, OrchestratorError, OrchestratorOptions, TextSink, run_orchestrator
 
@@ -23,6 +24,8 @@ NOISY_LOGGERS = ("httpx", "httpx2", "httpcore", "mcp", "anthropic", "assistant")
 
 class Command(BaseCommand):
     help = "Run an agent turn with workspace tools and MCP servers; the session is stored and can be resumed."
+    # Its output is the agent's (or JSON lines): system-check warnings would only get in the way.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group()
@@ -70,6 +73,11 @@ class Command(BaseCommand):
             if options["json"]:
                 sink.emit("error", code=exc.code, message=exc.message)
             self._fail(exc.message, 1)
+        except DatabaseError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if options["json"]:
+                sink.emit("error", code="database_error", message=first_line)
+            self._fail(f"database error: {first_line}", 1)
         except KeyboardInterrupt:
             self._fail("interrupted", 130)
 
