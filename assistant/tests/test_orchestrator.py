@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -331,3 +332,28 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
         "error: no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key"
     ]
     assert len(fake.requests) == 3
+
+    # Ctrl-C mid-answer: exit 130, the partial answer is kept as `stopped` and goes back on resume.
+    fake.script(Reply(text=["par", "tial", " never"], pause_after=2), Reply(text=["Resumed."]))
+    command = [sys.executable, "manage.py", "run_orchestrator", "--json", "-m", "Long one", "--workspace-dir", str(workspace)]
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        session_event = json.loads(process.stdout.readline())
+        fake.wait_until_paused(30)
+        while json.loads(process.stdout.readline())["text"] != "tial":
+            pass
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        fake.release()
+        if process.poll() is None:
+            process.kill()
+    session_id = session_event["session_id"]
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [f"error: interrupted; continue with --resume-session-id {session_id}"]
+    resumed = manage(env, "run_orchestrator", "--resume-session-id", session_id, "-m", "Go on", "--workspace-dir", str(workspace))
+    assert resumed.returncode == 0, resumed.stderr
+    assert fake.requests[-1].body["messages"][-2:] == [
+        {"role": "assistant", "content": [{"type": "text", "text": "partial"}]},
+        {"role": "user", "content": [{"type": "text", "text": "Go on"}]},
+    ]

@@ -79,7 +79,10 @@ class Command(BaseCommand):
                 sink.emit("error", code="database_error", message=first_line)
             self._fail(f"database error: {first_line}", 1)
         except KeyboardInterrupt:
-            self._fail("interrupted", 130)
+            resume = f"; continue with --resume-session-id {sink.session_id}" if sink.session_id else ""
+            if getattr(self, "_called_from_command_line", False) and not options["json"]:
+                self.stdout.write("")  # end the partial answer's line
+            self._fail(f"interrupted{resume}", 130)
 
     def _fail(self, message: str, status: int) -> None:
         if getattr(self, "_called_from_command_line", False):
