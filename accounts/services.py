@@ -32,7 +32,10 @@ def user_create(*, email: str, name: str, password: str | None, provider: str = 
     email = normalize_email(email)
     user = User(email=email, name=name, provider=provider)
     if password is not None:
-        validate_password(password, user=user)
+        try:
+            validate_password(password, user=user)
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from exc
     if User.objects.filter(email=email).exists():
         raise ValidationError({"email": [DUPLICATE_EMAIL_MESSAGE]})
     user.set_password(password)

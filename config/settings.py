@@ -155,7 +155,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/chat/"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -236,6 +238,18 @@ SERVER_PORT = env.int("PORT", default=8000)
 SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
+
+# --- assistant: streaming Claude ---------------------------------------------------------------
+ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
+ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
+ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
+# Text deltas are written and published at most this often per stream (the first at once).
+ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
+# A streaming answer not written for this long belongs to a dead process and is closed as an error.
+ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
+ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
+# The agent that answers `POST /api/v1/claude-code/code-assistance`.
+CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
 # --- agents -----------------------------------------------------------------------------------
 # Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key

@@ -11,4 +11,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_wsgi_application()
 # Static files are answered before Django is entered at all (run `manage.py collectstatic`).
-application = WhiteNoise(django_application, root=settings.STATIC_ROOT, prefix=settings.STATIC_URL)
+application = WhiteNoise(django_application)
+if settings.STATIC_ROOT.is_dir():
+    application.add_files(settings.STATIC_ROOT, prefix=settings.STATIC_URL)

@@ -1,0 +1,27 @@
+# Conduit: daphne serving HTTP (through Django's WSGI handler), streams and websockets.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+# Static files are collected at build time and served by WhiteNoise; no secret is baked in.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
+
+RUN useradd --create-home --uid 10001 conduit && chown -R conduit /app
+USER conduit
+
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=4)"
+
+# `migrate` takes a lock on PostgreSQL, so several containers starting at once is safe.
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec python manage.py run"]

@@ -1,0 +1,109 @@
+"""The one module that talks to the Anthropic Messages API.
+
+Holds the pooled async clients (one per event loop, API key and base URL: an httpx connection pool
+belongs to the loop that opened it) and maps every SDK failure to one of a few error codes a client
+can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+
+import anthropic
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Everything needed to call the model for one turn."""
+
+    model: str
+    api_key: str
+    base_url: str | None = None
+    max_tokens: int = 4096
+    temperature: float | None = None
+
+
+class LLMError(Exception):
+    """A failure of the model call, with a stable code for clients and a message for people."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, anthropic.AsyncAnthropic]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
+    if not model_settings.api_key:
+        raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    key = (model_settings.api_key, model_settings.base_url)
+    client = per_loop.get(key)
+    if client is None:
+        client = anthropic.AsyncAnthropic(
+            api_key=model_settings.api_key,
+            base_url=model_settings.base_url or None,
+            max_retries=settings.ANTHROPIC_MAX_RETRIES,
+            timeout=anthropic.Timeout(settings.ANTHROPIC_READ_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT),
+        )
+        per_loop[key] = client
+    return client
+
+
+# Error `type`s of the API (HTTP answers and mid-stream `error` events) and what we call them.
+_ERROR_TYPES = {
+    "authentication_error": ("upstream_auth", "The model provider rejected the API key."),
+    "permission_error": ("upstream_auth", "The API key may not use this model."),
+    "rate_limit_error": ("rate_limited", "The model provider's rate limit was reached; try again shortly."),
+    "overloaded_error": ("overloaded", "The model provider is overloaded; try again shortly."),
+    "api_error": ("upstream_error", "The model provider had an internal error."),
+    "timeout_error": ("upstream_timeout", "The model provider timed out."),
+    "invalid_request_error": ("invalid_request", "The model provider refused the request."),
+    "not_found_error": ("invalid_request", "The model or endpoint was not found at the provider."),
+    "request_too_large": ("invalid_request", "The request is too large for the model provider."),
+}
+
+
+def _error_type_of(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    return error.get("type") if isinstance(error, dict) else None
+
+
+def map_sdk_error(exc: BaseException) -> LLMError:
+    """Turn any SDK exception into an LLMError with a stable code."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, anthropic.APITimeoutError):
+        return LLMError("upstream_timeout", "The model provider did not answer in time.", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LLMError("upstream_unavailable", "The model provider could not be reached.", retryable=True)
+    if isinstance(exc, anthropic.APIStatusError):
+        error_type = _error_type_of(exc)
+        if error_type in _ERROR_TYPES:
+            code, message = _ERROR_TYPES[error_type]
+        elif exc.status_code == 401:
+            code, message = _ERROR_TYPES["authentication_error"]
+        elif exc.status_code == 429:
+            code, message = _ERROR_TYPES["rate_limit_error"]
+        elif exc.status_code == 529:
+            code, message = _ERROR_TYPES["overloaded_error"]
+        else:
+            code, message = "upstream_error", f"The model provider answered with an error (HTTP {exc.status_code})."
+        return LLMError(code, message, retryable=code in {"rate_limited", "overloaded", "upstream_error"})
+    if isinstance(exc, anthropic.APIError):
+        return LLMError("upstream_error", "The model provider's answer could not be read.", retryable=True)
+    # A connection cut mid-stream surfaces as the HTTP library's own error, whose package is an
+    # implementation detail of the SDK: recognise it by its module rather than importing it.
+    if type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}:
+        return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)
+    raise exc

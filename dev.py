@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Set-up and everyday commands for a checkout, needing nothing but Python 3.11+.
+
+    python3 dev.py run [manage.py run options]   install, prepare the database, start the server
+    python3 dev.py test [pytest options]          install with test tools, run the whole suite
+
+Both create `.venv/` on first use and reinstall only when a requirements file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+ENV_LOCAL = ROOT / ".env.local"
+
+
+def sh(*args: str | Path, **kwargs) -> None:
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, **kwargs)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def ensure_venv(requirements: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Conduit needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    if not PYTHON.exists():
+        print(f"Creating {VENV.name}/ ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    files = [ROOT / "requirements.txt", ROOT / requirements]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    stamp = VENV / f".installed-{requirements}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    print(f"Installing {requirements} ...", flush=True)
+    sh(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip")
+    sh(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements)
+    stamp.write_text(digest)
+
+
+def ensure_local_secret_key() -> None:
+    """A fresh checkout gets its own random SECRET_KEY in .env.local (git-ignored)."""
+    existing = ENV_LOCAL.read_text() if ENV_LOCAL.exists() else ""
+    if "SECRET_KEY" in os.environ or any(line.startswith("SECRET_KEY=") for line in existing.splitlines()):
+        return
+    with ENV_LOCAL.open("a") as env_file:
+        env_file.write(f"SECRET_KEY={secrets.token_urlsafe(50)}\n")
+    os.chmod(ENV_LOCAL, 0o600)
+    print("Wrote a new SECRET_KEY to .env.local", flush=True)
+
+
+def run(args: list[str]) -> None:
+    ensure_venv("requirements.txt")
+    ensure_local_secret_key()
+    sh(PYTHON, "manage.py", "migrate", "--noinput")
+    sh(PYTHON, "manage.py", "collectstatic", "--noinput", "--verbosity", "0")
+    os.execv(PYTHON, [str(PYTHON), "manage.py", "run", *args])
+
+
+def test(args: list[str]) -> None:
+    ensure_venv("requirements-dev.txt")
+    result = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+    sys.exit(result.returncode)
+
+
+COMMANDS = {"run": run, "test": test}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    COMMANDS[sys.argv[1]](sys.argv[2:])
