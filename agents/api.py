@@ -6,7 +6,7 @@ user's own, so anything else answers 404, never 403 — an id tells nothing abou
 
 from __future__ import annotations
 
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, RestrictedError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import selectors, services
+from agents.models import AIAgent, Integration, LLMProviderConfig, PromptTemplate, UserAgentSession
 from agents.serializers import (
     AIAgentSerializer,
     IntegrationSerializer,
@@ -65,6 +66,8 @@ class _OwnedViewSet(viewsets.ModelViewSet):
         raise NotImplementedError
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting the view
+            return self.queryset
         if self.action == "list":
             return self.listed(selectors.filters_from(self.request.query_params, self.filter_names))
         if self.action in self.READ_ACTIONS:
@@ -78,8 +81,9 @@ class _OwnedViewSet(viewsets.ModelViewSet):
         instance = self.get_object()
         try:
             self.perform_destroy(instance)
-        except ProtectedError as exc:
-            used_by = sorted({str(obj) for obj in exc.protected_objects})[:10]
+        except (ProtectedError, RestrictedError) as exc:
+            blocking = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+            used_by = sorted({f"{obj._meta.verbose_name} {obj}" for obj in blocking})[:10]
             return error_response(
                 f"Still in use by: {', '.join(used_by)}. Remove those references first (or deactivate it).",
                 "protected",
@@ -103,6 +107,7 @@ def _docs(tag: str, list_parameters: list[OpenApiParameter], noun: str):
 class LLMProviderConfigViewSet(_OwnedViewSet):
     """LLM provider configs. The API key is write-only; answers show `api_key_masked`."""
 
+    queryset = LLMProviderConfig.objects.none()  # for the schema; get_queryset decides
     serializer_class = LLMProviderConfigSerializer
     filter_names = ("search", "provider")
 
@@ -126,6 +131,7 @@ class LLMProviderConfigViewSet(_OwnedViewSet):
 class IntegrationViewSet(_OwnedViewSet):
     """Integrations (GitHub, Atlassian, …) and their MCP servers. Credentials are write-only."""
 
+    queryset = Integration.objects.none()  # for the schema; get_queryset decides
     serializer_class = IntegrationSerializer
     filter_names = ("search", "provider", "is_active")
 
@@ -151,6 +157,7 @@ class IntegrationViewSet(_OwnedViewSet):
 class PromptTemplateViewSet(_OwnedViewSet):
     """The prompt library. Changing a body keeps the old text as a version."""
 
+    queryset = PromptTemplate.objects.none()  # for the schema; get_queryset decides
     serializer_class = PromptTemplateSerializer
     filter_names = ("search", "tag", "slug")
     READ_ACTIONS = frozenset({"list", "retrieve", "render", "versions"})
@@ -214,6 +221,7 @@ class PromptTemplateViewSet(_OwnedViewSet):
 class AIAgentViewSet(_OwnedViewSet):
     """AI agents: system prompt, LLM config, tools, MCP integrations, custom-properties schema."""
 
+    queryset = AIAgent.objects.none()  # for the schema; get_queryset decides
     serializer_class = AIAgentSerializer
     filter_names = ("search", "tag", "slug", "category", "is_active")
 
@@ -241,6 +249,7 @@ class AIAgentViewSet(_OwnedViewSet):
 class UserAgentSessionViewSet(_OwnedViewSet):
     """Your sessions with agents (strictly yours) and their messages."""
 
+    queryset = UserAgentSession.objects.none()  # for the schema; get_queryset decides
     serializer_class = UserAgentSessionSerializer
     filter_names = ("search", "agent", "is_active")
     READ_ACTIONS = frozenset({"list", "retrieve", "messages"})

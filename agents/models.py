@@ -11,12 +11,19 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from agents.fields import EncryptedJSONField, EncryptedTextField
-from agents.validators import validate_json_schema, validate_mcp_server, validate_tags, validate_tool_names
+from agents.validators import (
+    custom_properties_errors,
+    validate_json_schema,
+    validate_mcp_server,
+    validate_tags,
+    validate_tool_names,
+)
 
 VARIABLE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -201,9 +208,11 @@ class AIAgent(models.Model):
     description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True, help_text="The module or area it serves.")
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    # RESTRICT, not PROTECT: deleting a prompt an agent uses is refused, but deleting a user deletes
+    # their prompts together with their agents that use them.
     system_prompt = models.ForeignKey(
         PromptTemplate,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         null=True,
         blank=True,
         related_name="agents",
@@ -242,12 +251,19 @@ class AIAgent(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if self.system_prompt_id and self.system_prompt_text.strip():
+            raise ValidationError(
+                {"system_prompt_text": ["Give either a system prompt template or inline text, not both."]}
+            )
+
 
 class UserAgentSession(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions")
-    # PROTECT: a session's history only means something with its agent; agents are retired with
-    # is_active=False, and deleting one that has sessions is refused (409 in the API).
-    agent = models.ForeignKey(AIAgent, on_delete=models.PROTECT, related_name="sessions")
+    # RESTRICT: a session's history only means something with its agent, and the assistant always
+    # needs one (no null case). Agents are retired with is_active=False; deleting one that has
+    # sessions is refused (409 in the API), unless its owner is deleted with all their sessions.
+    agent = models.ForeignKey(AIAgent, on_delete=models.RESTRICT, related_name="sessions")
     title = models.CharField(max_length=255, blank=True)
     custom_properties = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
@@ -261,6 +277,16 @@ class UserAgentSession(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Session {self.pk}"
+
+    def clean(self) -> None:
+        """Custom properties must satisfy the agent's JSON schema (checked for the API and the admin)."""
+        if not isinstance(self.custom_properties, dict):
+            raise ValidationError({"custom_properties": ["Custom properties must be a JSON object."]})
+        if self.agent_id is None:
+            return
+        errors = custom_properties_errors(schema=self.agent.custom_properties_schema, values=self.custom_properties)
+        if errors:
+            raise ValidationError({"custom_properties": errors})
 
 
 class Message(models.Model):

@@ -22,18 +22,29 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
-from agents.validators import custom_properties_errors
 
 
-def _validated_save(instance, *, integrity_message: str = "This conflicts with an existing object.") -> None:
-    """full_clean (field validators and constraints, with messages) then save; a constraint lost to a
-    concurrent writer between the two still answers as a validation error, not a 500."""
-    instance.full_clean()
+def _validated_save(instance, *, conflict_field: str, conflict_message: str = "") -> None:
+    """full_clean (field validators and constraints, with messages) then save. Constraint errors
+    (Django files them under `__all__`) are reported on `conflict_field`, the input to change; a
+    constraint lost to a concurrent writer between the check and the insert answers the same way."""
+    try:
+        instance.full_clean()
+    except ValidationError as exc:
+        errors = dict(exc.message_dict)
+        if NON_FIELD_ERRORS in errors:
+            errors.setdefault(conflict_field, []).extend(errors.pop(NON_FIELD_ERRORS))
+        raise ValidationError(errors) from exc
     try:
         with transaction.atomic():
             instance.save()
     except IntegrityError as exc:
-        raise ValidationError({NON_FIELD_ERRORS: [integrity_message]}) from exc
+        raise ValidationError(
+            {conflict_field: [conflict_message or "This conflicts with an existing object."]}
+        ) from exc
+
+
+ONE_ACTIVE_INTEGRATION = "An active integration for this provider already exists."
 
 
 def _apply(instance, fields: dict[str, Any]) -> None:
@@ -51,7 +62,7 @@ def llm_config_save(*, config: LLMProviderConfig) -> LLMProviderConfig:
         LLMProviderConfig.objects.filter(owner=config.owner_id, is_default=True).exclude(pk=config.pk).update(
             is_default=False
         )
-    _validated_save(config)
+    _validated_save(config, conflict_field="is_default", conflict_message="There already is a default config.")
     return config
 
 
@@ -69,13 +80,13 @@ def llm_config_update(*, config: LLMProviderConfig, **fields: Any) -> LLMProvide
 
 def integration_create(*, owner: User | None, **fields: Any) -> Integration:
     integration = Integration(owner=owner, **fields)
-    _validated_save(integration, integrity_message="An active integration for this provider already exists.")
+    _validated_save(integration, conflict_field="provider", conflict_message=ONE_ACTIVE_INTEGRATION)
     return integration
 
 
 def integration_update(*, integration: Integration, **fields: Any) -> Integration:
     _apply(integration, fields)
-    _validated_save(integration, integrity_message="An active integration for this provider already exists.")
+    _validated_save(integration, conflict_field="provider", conflict_message=ONE_ACTIVE_INTEGRATION)
     return integration
 
 
@@ -112,7 +123,7 @@ def prompt_save(*, prompt: PromptTemplate, user: User | None) -> PromptTemplate:
         stored = PromptTemplate.objects.select_for_update().only("body", "version").get(pk=prompt.pk)
         body_changed = stored.body != prompt.body
         prompt.version = stored.version + 1 if body_changed else stored.version
-    _validated_save(prompt, integrity_message="A prompt with this slug already exists.")
+    _validated_save(prompt, conflict_field="slug", conflict_message="A prompt with this slug already exists.")
     if body_changed:
         PromptTemplateVersion.objects.create(
             template=prompt, version=prompt.version, body=prompt.body, created_by=user
@@ -132,17 +143,9 @@ def prompt_update(*, prompt: PromptTemplate, user: User | None, **fields: Any) -
 # --- Agents --------------------------------------------------------------------------------------
 
 
-def _check_agent_prompt(agent: AIAgent) -> None:
-    if agent.system_prompt_id and agent.system_prompt_text.strip():
-        raise ValidationError(
-            {"system_prompt_text": ["Give either a system prompt template or inline text, not both."]}
-        )
-
-
 @transaction.atomic
 def agent_save(*, agent: AIAgent, integrations: list[Integration] | None = None) -> AIAgent:
-    _check_agent_prompt(agent)
-    _validated_save(agent, integrity_message="An agent with this slug already exists.")
+    _validated_save(agent, conflict_field="slug", conflict_message="An agent with this slug already exists.")
     if integrations is not None:
         agent.integrations.set(integrations)
     return agent
@@ -167,32 +170,22 @@ def agent_system_prompt(*, agent: AIAgent, variables: dict[str, Any] | None = No
 # --- Sessions and messages -----------------------------------------------------------------------
 
 
-def _check_custom_properties(*, agent: AIAgent, custom_properties: Any) -> None:
-    if not isinstance(custom_properties, dict):
-        raise ValidationError({"custom_properties": ["Custom properties must be a JSON object."]})
-    errors = custom_properties_errors(schema=agent.custom_properties_schema, values=custom_properties)
-    if errors:
-        raise ValidationError({"custom_properties": errors})
-
-
 def session_create(
     *, owner: User, agent: AIAgent, title: str = "", custom_properties: dict[str, Any] | None = None
 ) -> UserAgentSession:
-    """Starts a session; custom properties are checked against the agent's JSON schema."""
+    """Starts a session; custom properties are checked against the agent's JSON schema (in
+    UserAgentSession.clean, so the admin checks them too)."""
     if not agent.is_active:
         raise ValidationError({"agent": ["This agent is not active."]})
     custom_properties = {} if custom_properties is None else custom_properties
-    _check_custom_properties(agent=agent, custom_properties=custom_properties)
     session = UserAgentSession(owner=owner, agent=agent, title=title, custom_properties=custom_properties)
-    _validated_save(session)
+    _validated_save(session, conflict_field="agent")
     return session
 
 
 def session_update(*, session: UserAgentSession, **fields: Any) -> UserAgentSession:
-    if "custom_properties" in fields:
-        _check_custom_properties(agent=session.agent, custom_properties=fields["custom_properties"])
     _apply(session, fields)
-    _validated_save(session)
+    _validated_save(session, conflict_field="agent")
     return session
 
 

@@ -13,6 +13,18 @@ DEFAULT_LLM_CONFIG = {
 
 PROMPTS = [
     {
+        "slug": "code-assistance",
+        "name": "Code assistance",
+        "description": "General coding help: explains, writes and fixes code.",
+        "tags": ["code"],
+        "body": (
+            "You are an expert software engineer helping a colleague. Answer precisely and briefly; "
+            "show code in fenced blocks with the language named; explain the why of non-obvious choices. "
+            "When the request is ambiguous, state the assumption you make. Never invent APIs: say when "
+            "you are unsure."
+        ),
+    },
+    {
         "slug": "code-review",
         "name": "Code review",
         "description": "Reviews a change for correctness, security, readability and tests.",
@@ -77,6 +89,17 @@ PROMPTS = [
 ]
 
 AGENTS = [
+    {
+        # Answers POST /api/v1/claude-code/code-assistance (settings.CODE_ASSISTANCE_AGENT).
+        "slug": "code-assistant",
+        "name": "Code assistant",
+        "description": "General coding help; the agent behind the code-assistance endpoint.",
+        "category": "engineering",
+        "tags": ["code"],
+        "prompt": "code-assistance",
+        "allowed_tools": [],
+        "max_turns": 10,
+    },
     {
         "slug": "code-reviewer",
         "name": "Code reviewer",

@@ -1,3 +1,7 @@
-"""Websocket routes of the assistant (the streaming consumer lands with the streaming issue)."""
+from django.urls import path
 
-websocket_urlpatterns: list = []
+from assistant.consumers import AssistantConsumer
+
+websocket_urlpatterns = [
+    path("ws/assistant/", AssistantConsumer.as_asgi()),
+]

@@ -155,7 +155,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/chat/"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -241,6 +243,13 @@ WSGI_THREADS = env.int("WSGI_THREADS", default=16)
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
 ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
+# Text deltas are written and published at most this often per stream (the first at once).
+ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
+# A streaming answer not written for this long belongs to a dead process and is closed as an error.
+ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
+ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
+# The agent that answers `POST /api/v1/claude-code/code-assistance`.
+CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
 # --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
 AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
@@ -278,6 +287,16 @@ ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
 INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
 INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
 INIT_ADMIN_NAME = env.str("INIT_ADMIN_NAME", default="Admin")
+# Several models have a `provider` (and later other apps a `status`/`role`): name their enums.
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {
+        "UserProviderEnum": "accounts.models.User.Provider",
+        "LLMProviderEnum": "agents.models.LLMProviderConfig.Provider",
+        "IntegrationProviderEnum": "agents.models.Integration.Provider",
+        "MessageStatusEnum": "agents.models.Message.Status",
+        "MessageRoleEnum": "agents.models.Message.Role",
+    }
+)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from config.asgi import STREAMING_HTTP_PATHS, HttpRouter
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from config.testing.processes import database_url_for_children, free_port
 
 
 def _children_of(pid: int) -> set[int]:
@@ -59,18 +53,10 @@ def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> 
     raise AssertionError(f"server did not come up at {url}")
 
 
-def _database_url_for_child(tmp_path) -> str:
-    """The child server must reach a database that exists: the test database itself."""
-    db = connection.settings_dict
-    if connection.vendor == "postgresql":
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    return f"sqlite:///{tmp_path / 'serving.sqlite3'}"
-
-
 @pytest.mark.django_db(transaction=True)
 def test_run_serves_with_several_workers_restarts_a_dead_one_and_stops_cleanly(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url_for_child(tmp_path), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url_for_children(tmp_path), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run", "--port", str(port), "--workers", "2", "--log-level", "warning"],
         cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -17,13 +17,29 @@ from django.db import connection
 
 from agents import services
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 LOCK_ID = zlib.crc32(b"conduit:init")
 
 
 @contextmanager
 def _init_lock():
+    """One `init` at a time per database: a PostgreSQL advisory lock, or for a SQLite file an
+    exclusive lock on a file beside it (concurrent migrations would both try to create the tables)."""
+    if connection.vendor == "sqlite":
+        name = str(connection.settings_dict["NAME"])
+        if name == ":memory:" or name.startswith("file:") or fcntl is None:
+            yield
+            return
+        with open(f"{name}.init-lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+        return
     if connection.vendor != "postgresql":
-        yield  # SQLite: one writer at a time anyway (IMMEDIATE transactions)
+        yield
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [LOCK_ID])

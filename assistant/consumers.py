@@ -1,0 +1,167 @@
+"""The assistant's websocket, `/ws/assistant/`.
+
+Client → server (JSON):
+    {"type": "start", "message": "...", "agent": "<slug>"}              new session with that agent
+    {"type": "start", "message": "...", "session_id": 12}               next turn of a session
+    {"type": "stop", "session_id": 12}                                  stop the running turn
+    {"type": "resume", "session_id": 12, "after_seq": 40}               events after seq 40, then live
+    {"type": "resume", "session_id": 12}                                the latest turn from its start, then live
+    {"type": "ping"}
+Server → client: the turn events (`session`, `text_delta`, `thinking_delta`, `tool_use`, `tool_result`,
+`result`, `error`), each with `session_id` and `seq`; plus `resumed` (after a replay: the last seq sent
+and whether a turn is running), `pong`, and `error` frames with `seq: null` for refused requests.
+
+The socket only watches turns; it doesn't own them. Closing it leaves the turn running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from assistant import turns
+from config.websocket_auth import JWT_SUBPROTOCOL
+
+CLOSE_UNAUTHENTICATED = 4401
+
+
+def _error_frame(code: str, message: str, session_id: int | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "session_id": session_id, "seq": None}
+
+
+def _int_field(content: dict[str, Any], name: str, *, required: bool) -> int | None:
+    value = content.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise turns.TurnRefused("invalid", f"`{name}` must be a non-negative integer.")
+    return value
+
+
+class AssistantConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.subscriptions: dict[int, int] = {}  # session id → last seq sent
+        self.expiry: asyncio.Task | None = None
+        expires_at = self.scope.get("auth_expires_at")
+        token_used = JWT_SUBPROTOCOL in (self.scope.get("subprotocols") or [])
+        # Accept before refusing, so the client can read the close code (a refused handshake is opaque).
+        await self.accept(subprotocol=JWT_SUBPROTOCOL if token_used else None)
+        if not self.user or not self.user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if expires_at:
+            self.expiry = asyncio.create_task(self._close_when_token_expires(expires_at))
+
+    async def disconnect(self, code: int) -> None:
+        if self.expiry:
+            self.expiry.cancel()
+        for session_id in list(self.subscriptions):
+            await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
+        self.subscriptions.clear()
+
+    async def _close_when_token_expires(self, expires_at: int) -> None:
+        await asyncio.sleep(max(0, expires_at - time.time()))
+        await self.send_json(_error_frame("token_expired", "The access token expired; reconnect with a new one."))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # -- client messages
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        try:
+            content = json.loads(text_data or bytes_data or b"")
+        except ValueError:
+            await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs) -> None:
+        if not isinstance(content, dict):
+            await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
+            return
+        handler = {"start": self._start, "stop": self._stop, "resume": self._resume, "ping": self._ping}.get(content.get("type"))
+        if handler is None:
+            await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, ping."))
+            return
+        try:
+            await handler(content)
+        except turns.TurnRefused as refused:
+            session_id = content.get("session_id") if isinstance(content.get("session_id"), int) else None
+            await self.send_json(_error_frame(refused.code, refused.message, session_id))
+
+    async def _start(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=False)
+        agent = content.get("agent")
+        message = content.get("message")
+        custom_properties = content.get("custom_properties")
+        if not isinstance(message, str):
+            raise turns.TurnRefused("invalid", "`message` must be a string.")
+        if session_id is None and not isinstance(agent, str):
+            raise turns.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
+        if custom_properties is not None and not isinstance(custom_properties, dict):
+            raise turns.TurnRefused("invalid", "`custom_properties` must be an object.")
+        plan = await database_sync_to_async(turns.turn_begin)(
+            user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
+        )
+        await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
+        await turns.turn_start(plan)
+
+    async def _stop(self, content: dict[str, Any]) -> None:
+        await turns.turn_stop(user=self.user, session_id=_int_field(content, "session_id", required=True))
+
+    async def _resume(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=True)
+        after_seq = _int_field(content, "after_seq", required=False)
+        # Subscribe first, then read: whatever is published meanwhile is either already stored
+        # (persist-then-publish) or arrives live; the seq filter drops what was read twice.
+        await self._subscribe(session_id, last_seq=None)
+        try:
+            events = await database_sync_to_async(turns.turn_events_after)(
+                user=self.user, session_id=session_id, after_seq=after_seq
+            )
+            running = await database_sync_to_async(turns.turn_is_running)(user=self.user, session_id=session_id)
+        except turns.TurnRefused:
+            await self._unsubscribe(session_id)
+            raise
+        for event in events:
+            await self.send_json(event)
+        last = events[-1]["seq"] if events else (after_seq or 0)
+        self.subscriptions[session_id] = max(last, self.subscriptions.get(session_id) or 0)
+        await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running})
+
+    async def _ping(self, content: dict[str, Any]) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def _subscribe(self, session_id: int, *, last_seq: int | None) -> None:
+        if session_id not in self.subscriptions:
+            await self.channel_layer.group_add(turns.session_group(session_id), self.channel_name)
+        self.subscriptions[session_id] = last_seq if last_seq is not None else self.subscriptions.get(session_id, 0)
+
+    async def _unsubscribe(self, session_id: int) -> None:
+        self.subscriptions.pop(session_id, None)
+        await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
+
+    # -- group messages
+
+    async def turn_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        session_id = event["session_id"]
+        last = self.subscriptions.get(session_id)
+        if last is None or event["seq"] <= last:
+            return  # not watching, or already sent from the database
+        if event["seq"] > last + 1:
+            # The channel layer dropped something (a full channel drops silently): fill the gap
+            # from the database, where every published event already is.
+            missed = await database_sync_to_async(turns.turn_events_after)(
+                user=self.user, session_id=session_id, after_seq=last
+            )
+            for frame in missed:
+                if frame["seq"] < event["seq"]:
+                    await self.send_json(frame)
+        await self.send_json(event)
+        self.subscriptions[session_id] = event["seq"]

@@ -1,0 +1,35 @@
+"""Assistant services beyond a single turn (see turns.py for running one)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from agents import selectors as agent_selectors
+from agents import services as agent_services
+from assistant import turns
+from assistant.llm import LLMError
+from assistant.models import ClientSessionAlias
+
+
+def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> turns.TurnPlan:
+    """Plan a code-assistance turn in the session the client's session id names (created on first use)."""
+    agent = agent_selectors.agent_by_slug(slug=settings.CODE_ASSISTANCE_AGENT)
+    if agent is None:
+        raise turns.TurnRefused(
+            "agent_unavailable",
+            f"Code assistance is not configured: no active agent {settings.CODE_ASSISTANCE_AGENT!r} "
+            "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
+        )
+    if not turns.model_settings_for(agent).api_key:
+        raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+    text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
+    alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
+    if alias is None:
+        try:
+            with transaction.atomic():
+                session = agent_services.session_create(owner=user, agent=agent, title=prompt[:80])
+                alias = ClientSessionAlias.objects.create(owner=user, key=client_session_id, session=session)
+        except IntegrityError:  # a concurrent first request created it
+            alias = ClientSessionAlias.objects.get(owner=user, key=client_session_id)
+    return turns.turn_begin(user=user, text=text, session_id=alias.session_id)

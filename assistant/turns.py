@@ -1,0 +1,476 @@
+"""Running one conversational turn of a session, for any transport.
+
+A turn is planned in one transaction (`turn_begin`: the user's message stored, an assistant message
+opened as `streaming`, one turn at a time per session), then run as an asyncio task owned by the
+process, not by the socket that asked for it: a client that reloads, or reconnects to another
+process, finds the answer still coming.
+
+Every event is written to the database *before* it is published to the session's channel-layer
+group (persist, then publish). So a client that subscribes and then reads what it missed from the
+database can neither miss an event nor see one twice: it drops live events it already read.
+Text deltas are coalesced: the first goes out at once, the next ones at most every
+ASSISTANT_FLUSH_INTERVAL seconds, one database write and one group message each.
+
+Stopping works from any process: the stop request goes to the session's control group, the runner
+cancels the upstream stream and keeps the partial answer as `stopped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from agents import selectors as agent_selectors
+from agents import services as agent_services
+from agents.models import Message, UserAgentSession
+from assistant.engine import (
+    LoopFinished,
+    LoopRequest,
+    ModelCallFinished,
+    ModelCallStarted,
+    ModelSettings,
+    TextDelta,
+    ThinkingDelta,
+    ToolResults,
+    ToolUseRequested,
+    Usage,
+    agent_loop,
+)
+from assistant.history import api_messages
+from assistant.llm import LLMError
+from assistant.models import TurnEvent
+
+logger = logging.getLogger(__name__)
+
+TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result sent in a `tool_result` event
+
+
+def session_group(session_id: int) -> str:
+    return f"assistant.session.{session_id}"
+
+
+def control_group(session_id: int) -> str:
+    return f"assistant.control.{session_id}"
+
+
+class TurnRefused(Exception):
+    """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- planning (sync, one transaction) -----------------------------------------------------------
+
+
+@dataclass
+class TurnPlan:
+    session_id: int
+    agent_slug: str
+    title: str
+    user_message_seq: int
+    user_text: str
+    assistant_message_id: int
+    first_event_seq: int
+    request: LoopRequest
+
+
+def _settle_stale_turns(session: UserAgentSession) -> None:
+    """A `streaming` message whose runner stopped beating (its process died) is closed as an error;
+    a live one means a turn is running."""
+    streaming = list(session.messages.filter(status=Message.Status.STREAMING))
+    stale_before = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
+    for message in streaming:
+        if message.updated_at >= stale_before:
+            raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.ERROR,
+            error_code="interrupted",
+            error_message="The server handling this answer stopped before it finished.",
+            updated_at=timezone.now(),
+        )
+
+
+def model_settings_for(agent) -> ModelSettings:
+    config = agent_selectors.llm_config_for_agent(agent)
+    return ModelSettings(
+        model=config.model,
+        api_key=config.api_key,
+        base_url=config.base_url or None,
+        max_tokens=config.max_tokens,
+        temperature=config.temperature,
+    )
+
+
+def turn_begin(
+    *,
+    user,
+    text: str,
+    agent_slug: str | None = None,
+    session_id: int | None = None,
+    custom_properties: dict[str, Any] | None = None,
+) -> TurnPlan:
+    text = (text or "").strip()
+    if not text:
+        raise TurnRefused("invalid", "The message is empty.")
+    if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
+        raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
+    with transaction.atomic():
+        if session_id is not None:
+            session = (
+                UserAgentSession.objects.select_for_update()
+                .select_related("agent")
+                .filter(pk=session_id, owner=user)
+                .first()
+            )
+            if session is None:
+                raise TurnRefused("not_found", "No such session.")
+            if session.agent is None or not session.agent.is_active:
+                raise TurnRefused("agent_unavailable", "This session's agent is no longer available.")
+        else:
+            agent = agent_selectors.agent_for_user(user=user, slug=agent_slug or "")
+            if agent is None:
+                raise TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
+            try:
+                session = agent_services.session_create(
+                    owner=user, agent=agent, title=text[:80], custom_properties=custom_properties or {}
+                )
+            except ValidationError as exc:
+                raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
+            session = UserAgentSession.objects.select_for_update().select_related("agent").get(pk=session.pk)
+        _settle_stale_turns(session)
+        agent = session.agent
+        model = model_settings_for(agent)
+        system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
+        user_message = agent_services.message_append(
+            session=session, role=Message.Role.USER, content=[{"type": "text", "text": text}]
+        )
+        history = api_messages(session.messages.order_by("seq"))
+        assistant_message = agent_services.message_append(
+            session=session, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING, model=model.model
+        )
+        last_seq = TurnEvent.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
+        UserAgentSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+    return TurnPlan(
+        session_id=session.pk,
+        agent_slug=agent.slug,
+        title=session.title,
+        user_message_seq=user_message.seq,
+        user_text=text,
+        assistant_message_id=assistant_message.pk,
+        first_event_seq=last_seq + 1,
+        request=LoopRequest(model=model, messages=history, system=system, max_turns=1),
+    )
+
+
+# --- persistence (sync; called through database_sync_to_async) --------------------------------
+
+
+def _persist(
+    session_id: int, events: list[tuple[int, str, dict[str, Any]]], message_id: int | None, message_fields: dict[str, Any]
+) -> None:
+    with transaction.atomic():
+        if events:
+            TurnEvent.objects.bulk_create(
+                [TurnEvent(session_id=session_id, seq=seq, type=kind, data=data) for seq, kind, data in events]
+            )
+        if message_id is not None and message_fields:
+            Message.objects.filter(pk=message_id).update(**message_fields, updated_at=timezone.now())
+
+
+def _touch_streaming_message(message_id: int) -> None:
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(updated_at=timezone.now())
+
+
+def _append_message(session_id: int, **fields) -> int:
+    session = UserAgentSession.objects.get(pk=session_id)
+    return agent_services.message_append(session=session, **fields).pk
+
+
+# --- running ------------------------------------------------------------------------------------
+
+_running: dict[int, TurnRunner] = {}  # session id → runner; also keeps the tasks referenced
+
+
+def running_turn(session_id: int) -> TurnRunner | None:
+    return _running.get(session_id)
+
+
+@dataclass
+class _Pending:
+    text: str = ""
+    thinking: str = ""
+
+
+@dataclass
+class TurnRunner:
+    plan: TurnPlan
+    listeners: list[asyncio.Queue] = field(default_factory=list)  # same-process readers (SSE)
+
+    def __post_init__(self) -> None:
+        self.session_id = self.plan.session_id
+        self.next_seq = self.plan.first_event_seq
+        self.message_id: int | None = self.plan.assistant_message_id
+        self.text = ""
+        self.thinking = ""
+        self.pending = _Pending()
+        self.last_flush = 0.0
+        self.flush_timer: asyncio.Task | None = None
+        self.lock = asyncio.Lock()
+        self.layer = get_channel_layer()
+        self.stop_requested = False
+        self.loop_task: asyncio.Task | None = None
+        self.task: asyncio.Task | None = None
+        self.done = asyncio.Event()
+
+    # -- lifecycle
+
+    def start(self) -> asyncio.Task:
+        _running[self.session_id] = self
+        self.task = asyncio.create_task(self._run(), name=f"turn-{self.session_id}")
+        return self.task
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        if self.loop_task is not None and not self.loop_task.done():
+            self.loop_task.cancel()
+
+    async def _run(self) -> None:
+        control = asyncio.create_task(self._listen_for_stop())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._emit(
+                "session",
+                {
+                    "agent": self.plan.agent_slug,
+                    "title": self.plan.title,
+                    "user_message": {"seq": self.plan.user_message_seq, "text": self.plan.user_text},
+                },
+            )
+            self.loop_task = asyncio.create_task(self._consume())
+            try:
+                await self.loop_task
+            except asyncio.CancelledError:
+                if not self.loop_task.cancelled():  # we were cancelled ourselves: process shutdown
+                    await asyncio.shield(self._finish_error("interrupted", "The server is shutting down."))
+                    raise
+                await self._finish_stopped()
+            except LLMError as exc:
+                await self._finish_error(exc.code, exc.message)
+            except Exception:
+                logger.exception("Turn of session %s failed", self.session_id)
+                await self._finish_error("internal_error", "The answer failed because of an internal error.")
+        finally:
+            control.cancel()
+            heartbeat.cancel()
+            if self.flush_timer:
+                self.flush_timer.cancel()
+            _running.pop(self.session_id, None)
+            self.done.set()
+
+    async def _consume(self) -> None:
+        async for event in agent_loop(self.plan.request):
+            match event:
+                case TextDelta(text=text):
+                    self.pending.text += text
+                    await self._schedule_flush()
+                case ThinkingDelta(text=text):
+                    self.pending.thinking += text
+                    await self._schedule_flush()
+                case ToolUseRequested(call=call):
+                    await self._emit("tool_use", {"id": call.id, "name": call.name, "input": call.input})
+                case ModelCallStarted(turn=turn) if turn > 1:
+                    self.message_id = await database_sync_to_async(_append_message)(
+                        self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
+                        model=self.plan.request.model.model,
+                    )  # fmt: skip
+                    self.text = self.thinking = ""
+                case ModelCallFinished():
+                    await self._flush()
+                    await self._persist_now([], self._finished_message_fields(event))
+                case ToolResults(results=results):
+                    await database_sync_to_async(_append_message)(
+                        self.session_id, role=Message.Role.USER, content=[r.as_block() for r in results]
+                    )
+                    for result in results:
+                        await self._emit(
+                            "tool_result",
+                            {"id": result.tool_use_id, "is_error": result.is_error, "output": result.content[:TOOL_OUTPUT_PREVIEW]},
+                        )
+                case LoopFinished():
+                    await self._emit(
+                        "result",
+                        {
+                            "status": "complete",
+                            "stop_reason": event.stop_reason,
+                            "usage": event.usage.as_dict(),
+                            "turns": event.turns,
+                            "duration_ms": event.duration_ms,
+                        },
+                    )
+
+    @staticmethod
+    def _finished_message_fields(event: ModelCallFinished) -> dict[str, Any]:
+        return {
+            "content": event.content,
+            "status": Message.Status.COMPLETE,
+            "stop_reason": event.stop_reason or "",
+            "model": event.model,
+            **event.usage.as_dict(),
+        }
+
+    async def _finish_stopped(self) -> None:
+        await self._flush()
+        await self._persist_now([], {"status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content()})
+        await self._emit("result", {"status": "stopped", "stop_reason": "stopped", "usage": Usage().as_dict(), "turns": 1})
+
+    async def _finish_error(self, code: str, message: str) -> None:
+        await self._flush()
+        await self._persist_now(
+            [],
+            {"status": Message.Status.ERROR, "error_code": code, "error_message": message, "content": self._partial_content()},
+        )
+        await self._emit("error", {"code": code, "message": message})
+
+    # -- events
+
+    def _partial_content(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if self.text:
+            blocks.append({"type": "text", "text": self.text})
+        return blocks
+
+    async def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Flush pending deltas, then persist and publish one event, in order."""
+        async with self.lock:
+            frames = self._take_pending()
+            frames.append(self._frame(kind, data))
+            await self._persist_and_publish(frames, self._streaming_fields() if len(frames) > 1 else {})
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            frames = self._take_pending()
+            if frames:
+                await self._persist_and_publish(frames, self._streaming_fields())
+
+    async def _schedule_flush(self) -> None:
+        wait = settings.ASSISTANT_FLUSH_INTERVAL - (time.monotonic() - self.last_flush)
+        if wait <= 0:
+            await self._flush()  # leading edge: the first delta after a quiet spell goes out at once
+        elif self.flush_timer is None or self.flush_timer.done():
+            self.flush_timer = asyncio.create_task(self._flush_later(wait))
+
+    async def _flush_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        await self._flush()
+
+    def _take_pending(self) -> list[dict[str, Any]]:
+        frames = []
+        if self.pending.thinking:
+            self.thinking += self.pending.thinking
+            frames.append(self._frame("thinking_delta", {"text": self.pending.thinking}))
+        if self.pending.text:
+            self.text += self.pending.text
+            frames.append(self._frame("text_delta", {"text": self.pending.text}))
+        self.pending = _Pending()
+        return frames
+
+    def _streaming_fields(self) -> dict[str, Any]:
+        return {"content": self._partial_content()}
+
+    def _frame(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        frame = {"type": kind, "session_id": self.session_id, "seq": self.next_seq, **data}
+        self.next_seq += 1
+        return frame
+
+    async def _persist_now(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
+        async with self.lock:
+            await self._persist_and_publish(frames, message_fields)
+
+    async def _persist_and_publish(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
+        events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
+        # Shielded: a stop arriving mid-write must not leave the write half done or unordered.
+        await asyncio.shield(database_sync_to_async(_persist)(self.session_id, events, self.message_id, message_fields))
+        self.last_flush = time.monotonic()
+        for frame in frames:
+            for queue in self.listeners:
+                queue.put_nowait(frame)
+            await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
+
+    # -- background duties
+
+    async def _listen_for_stop(self) -> None:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(control_group(self.session_id), channel)
+        try:
+            while True:
+                message = await self.layer.receive(channel)
+                if message.get("type") == "turn.stop":
+                    self.request_stop()
+        finally:
+            await self.layer.group_discard(control_group(self.session_id), channel)
+
+    async def _heartbeat(self) -> None:
+        """Keep the streaming message fresh while the model is silent, so it isn't taken for stale."""
+        interval = settings.ASSISTANT_STALE_TURN_AFTER / 4
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
+                await database_sync_to_async(_touch_streaming_message)(self.message_id)
+
+
+async def turn_start(plan: TurnPlan) -> TurnRunner:
+    runner = TurnRunner(plan)
+    runner.start()
+    return runner
+
+
+# --- stop and resume ----------------------------------------------------------------------------
+
+
+def _owned_session(user, session_id: int) -> UserAgentSession:
+    session = UserAgentSession.objects.filter(pk=session_id, owner=user).first()
+    if session is None:
+        raise TurnRefused("not_found", "No such session.")
+    return session
+
+
+def turn_is_running(*, user, session_id: int) -> bool:
+    session = _owned_session(user, session_id)
+    return session.messages.filter(status=Message.Status.STREAMING).exists()
+
+
+async def turn_stop(*, user, session_id: int) -> None:
+    """Ask the runner of this session's turn to stop, whichever process it runs in."""
+    if not await database_sync_to_async(turn_is_running)(user=user, session_id=session_id):
+        raise TurnRefused("no_turn", "No turn is running in this session.")
+    runner = running_turn(session_id)
+    if runner is not None:
+        runner.request_stop()
+    else:
+        await get_channel_layer().group_send(control_group(session_id), {"type": "turn.stop"})
+
+
+def turn_events_after(*, user, session_id: int, after_seq: int | None, limit: int = 10_000) -> list[dict[str, Any]]:
+    """Stored events of a session after `after_seq`; with None, those of its latest turn."""
+    session = _owned_session(user, session_id)
+    events = TurnEvent.objects.filter(session=session)
+    if after_seq is None:
+        latest_start = events.filter(type="session").aggregate(last=Max("seq"))["last"]
+        if latest_start is None:
+            return []
+        after_seq = latest_start - 1
+    return [event.as_frame() for event in events.filter(seq__gt=after_seq).order_by("seq")[:limit]]

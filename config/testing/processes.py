@@ -1,0 +1,111 @@
+"""Real server processes for tests: `manage.py run` children sharing the test's database.
+
+Tests that need a service the machine may not have (Redis, Chromium) call `require(...)`: on a
+developer's machine without it the test is skipped with a reason; in CI (`CI` set) it fails instead,
+so nothing is silently skipped there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+
+
+def require(available: bool, what: str) -> None:
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available on this machine")
+
+
+def redis_is_reachable(url: str = REDIS_TEST_URL) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_children(tmp_path: Path) -> str:
+    """A database URL that child processes can share with this test.
+
+    On PostgreSQL: the test database itself (use `django_db(transaction=True)` so rows are visible).
+    On SQLite the test database lives in memory, so children get a migrated file of their own."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = f"sqlite:///{tmp_path / 'children.sqlite3'}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=settings.BASE_DIR, env={**os.environ, "DATABASE_URL": url}, check=True, timeout=120,
+    )  # fmt: skip
+    return url
+
+
+def http_json(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@contextmanager
+def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """`manage.py run` on a free port with `env` added; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        cwd=settings.BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{process.stdout.read()}")
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).read()
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server did not come up at {base}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
