@@ -47,6 +47,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 BUILTIN_AGENT_SLUG = "orchestrator"
 SYSTEM_USER_EMAIL = "orchestrator@localhost"
+TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result in a `tool_result` event (as the websocket sends)
 
 
 class OrchestratorError(Exception):
@@ -81,7 +82,7 @@ class EventSink:
     session, text_delta, thinking_delta, tool_use, tool_result, result, error."""
 
     def __init__(self) -> None:
-        self.session_id: str | None = None
+        self.session_id: int | None = None
         self.seq = 0
 
     def emit(self, kind: str, **fields: Any) -> None:
@@ -460,7 +461,7 @@ def _workspace(path: str | None) -> Workspace:
 
 async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
     session = prepared.session
-    sink.session_id = str(session.pk)
+    sink.session_id = session.pk
     store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)  # noqa: E731
     builtin = BuiltinTools(
         workspace,
@@ -484,6 +485,7 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
             sink.emit(
                 "session",
                 agent=prepared.agent.slug,
+                title=session.title,
                 model=prepared.model.model,
                 resumed=prepared.resumed,
                 workspace=str(workspace.root),
@@ -524,10 +526,11 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)
-                    sink.emit("tool_result", id=result.tool_use_id, name=names.get(result.tool_use_id, ""), is_error=result.is_error, output=_shorten(output, 1000))
+                    sink.emit("tool_result", id=result.tool_use_id, name=names.get(result.tool_use_id, ""), is_error=result.is_error, output=_shorten(output, TOOL_OUTPUT_PREVIEW))
             elif isinstance(event, LoopFinished):
                 sink.emit(
                     "result",
+                    status="complete",
                     stop_reason=event.stop_reason,
                     usage=event.usage.as_dict(),
                     turns=event.turns,

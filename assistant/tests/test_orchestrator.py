@@ -184,7 +184,7 @@ def test_resume_continues_the_session_with_its_whole_history(fake, admin, worksp
     fake.script(Reply(tool_uses=[read], stop_reason="tool_use"), Reply(text=["It says hello."]), Reply(text=["Goodbye."]))
     first = json_run("-m", "What does the README say?", "--workspace-dir", str(workspace))
     session_id = first[0]["session_id"]
-    second = json_run("--resume-session-id", session_id, "-m", "And now?", "--workspace-dir", str(workspace))
+    second = json_run("--resume-session-id", str(session_id), "-m", "And now?", "--workspace-dir", str(workspace))
     assert second[0]["session_id"] == session_id and second[0]["resumed"] is True
     history = fake.requests[-1].body["messages"]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant", "user"]
@@ -207,7 +207,7 @@ def test_json_lines_parse_and_carry_the_whole_event_vocabulary(fake, admin, work
     assert events[2] == {**events[2], "id": read.id, "name": "read_file", "input": read.input}
     assert events[3] == {**events[3], "id": read.id, "name": "read_file", "is_error": False, "output": "     1\t# Demo\n… (1 more lines; read on with start_line=2)"}
     result = events[-1]
-    assert result["stop_reason"] == "end_turn" and result["turns"] == 2 and result["duration_ms"] >= 0
+    assert result["status"] == "complete" and result["stop_reason"] == "end_turn" and result["turns"] == 2 and result["duration_ms"] >= 0
     assert result["usage"]["input_tokens"] == 24
 
 
@@ -318,7 +318,7 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     sent = fake.requests[0].headers
     assert sent.get("x-api-key", sent.get("authorization")) in {"sk-child-key", "Bearer sk-child-key"}
 
-    second = manage(env, "run_orchestrator", "--resume-session-id", events[0]["session_id"], "-m", "Again", "--workspace-dir", str(workspace))
+    second = manage(env, "run_orchestrator", "--resume-session-id", str(events[0]["session_id"]), "-m", "Again", "--workspace-dir", str(workspace))
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith("Again.\n") and second.stdout.rstrip().endswith(f"session: {events[0]['session_id']}")
     assert [m["role"] for m in fake.requests[-1].body["messages"]] == ["user", "assistant", "user", "assistant", "user"]
@@ -351,7 +351,7 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     session_id = session_event["session_id"]
     assert process.returncode == 130
     assert stderr.strip().splitlines() == [f"error: interrupted; continue with --resume-session-id {session_id}"]
-    resumed = manage(env, "run_orchestrator", "--resume-session-id", session_id, "-m", "Go on", "--workspace-dir", str(workspace))
+    resumed = manage(env, "run_orchestrator", "--resume-session-id", str(session_id), "-m", "Go on", "--workspace-dir", str(workspace))
     assert resumed.returncode == 0, resumed.stderr
     assert fake.requests[-1].body["messages"][-2:] == [
         {"role": "assistant", "content": [{"type": "text", "text": "partial"}]},
