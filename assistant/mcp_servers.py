@@ -18,10 +18,11 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from assistant.engine import ToolCall, ToolOutcome
@@ -82,7 +83,9 @@ def load_mcp_config(path: str | Path) -> list[McpServerSpec]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise McpConfigError(f"MCP config file is not valid JSON: {path} (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+        raise McpConfigError(
+            f"MCP config file is not valid JSON: {path} (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
     return parse_mcp_config(data, source=str(path))
 
 
@@ -106,7 +109,11 @@ def server_spec(name: Any, definition: Any, *, source: str = "MCP config") -> Mc
         kind = "http"
     transport = _TRANSPORTS.get(str(kind).lower())
     if transport is None:
-        raise McpConfigError(f"{where}: type must be stdio, sse or http (got {kind!r})" if kind else f"{where}: needs a command (stdio) or a url (sse/http)")
+        raise McpConfigError(
+            f"{where}: type must be stdio, sse or http (got {kind!r})"
+            if kind
+            else f"{where}: needs a command (stdio) or a url (sse/http)"
+        )
     if transport == "stdio":
         command = definition.get("command")
         if not isinstance(command, str) or not command.strip():
@@ -118,7 +125,9 @@ def server_spec(name: Any, definition: Any, *, source: str = "MCP config") -> Mc
         args = tuple(str(a) for a in args)
         for value in env.values():
             if len(value) >= 8 and any(value in arg for arg in args):
-                raise McpConfigError(f"{where}: a value of its env also appears in its args; pass secrets through env only")
+                raise McpConfigError(
+                    f"{where}: a value of its env also appears in its args; pass secrets through env only"
+                )
         return McpServerSpec(name=name, transport="stdio", command=command, args=args, env=env)
     url = definition.get("url")
     if not isinstance(url, str) or urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
@@ -130,7 +139,9 @@ def server_spec(name: Any, definition: Any, *, source: str = "MCP config") -> Mc
 def _string_map(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()
+    ):
         raise McpConfigError(f"{where} must be an object of strings")
     return {k: str(v) for k, v in value.items()}
 
@@ -186,7 +197,11 @@ class McpTool:
     def definition(self) -> dict[str, Any]:
         schema = dict(self.input_schema or {})
         schema.setdefault("type", "object")
-        return {"name": self.api_name, "description": f"[{self.server}] {self.description}".strip(), "input_schema": schema}
+        return {
+            "name": self.api_name,
+            "description": f"[{self.server}] {self.description}".strip(),
+            "input_schema": schema,
+        }
 
 
 class _Connection:
@@ -213,16 +228,18 @@ class _Connection:
 
         spec = self.spec
         if spec.transport == "stdio":
-            params = StdioServerParameters(command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=self.cwd)
+            params = StdioServerParameters(
+                command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=self.cwd
+            )
             async with stdio_client(params, errlog=self.errlog or sys.stderr) as streams:
                 yield streams
         elif spec.transport == "sse":
             async with sse_client(spec.url, headers=dict(spec.headers) or None) as streams:
                 yield streams
         else:
-            async with create_mcp_http_client(headers=dict(spec.headers) or None) as http:
-                async with streamable_http_client(spec.url, http_client=http) as streams:
-                    yield streams
+            http = create_mcp_http_client(headers=dict(spec.headers) or None)
+            async with http, streamable_http_client(spec.url, http_client=http) as streams:
+                yield streams
 
     async def serve(self) -> None:
         from mcp import Client
@@ -294,7 +311,15 @@ def _reason(exc: BaseException, connection: _Connection) -> str:
 class McpServers:
     """The running MCP servers of one orchestrator run; an async context manager."""
 
-    def __init__(self, specs: list[McpServerSpec], *, cwd: Path | None = None, start_timeout: float = 30, call_timeout: float = 300, verbose: bool = False):
+    def __init__(
+        self,
+        specs: list[McpServerSpec],
+        *,
+        cwd: Path | None = None,
+        start_timeout: float = 30,
+        call_timeout: float = 300,
+        verbose: bool = False,
+    ):
         names = [spec.name for spec in specs]
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:
@@ -315,7 +340,7 @@ class McpServers:
             raise
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -326,7 +351,7 @@ class McpServers:
         for name, connection in self.connections.items():
             try:
                 await asyncio.wait_for(asyncio.shield(connection.ready), self.start_timeout)
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise McpStartError(f"MCP server {name!r} failed to start: {_reason(exc, connection)}") from None
             except Exception as exc:  # noqa: BLE001 - every start failure becomes one readable line
                 raise McpStartError(f"MCP server {name!r} failed to start: {_reason(exc, connection)}") from None

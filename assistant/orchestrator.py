@@ -146,7 +146,11 @@ def _shorten(text: str, limit: int) -> str:
 def _summary(arguments: dict[str, Any]) -> str:
     parts = []
     for key, value in (arguments or {}).items():
-        shown = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else json.dumps(_shorten(value, 60), ensure_ascii=False)
+        shown = (
+            json.dumps(value, ensure_ascii=False)
+            if not isinstance(value, str)
+            else json.dumps(_shorten(value, 60), ensure_ascii=False)
+        )
         parts.append(f"{key}={shown}")
     return _shorten(", ".join(parts), 120)
 
@@ -163,7 +167,7 @@ def _patterns(entries: list[str]) -> list[str]:
         if entry in ALIASES:
             entry = ALIASES[entry]
         elif entry.startswith("mcp__"):  # Claude Code's naming: mcp__server__tool, mcp__server
-            rest = entry[len("mcp__"):]
+            rest = entry[len("mcp__") :]
             entry = rest if "__" in rest else f"{rest}__*"
         patterns.append(entry)
     return patterns
@@ -181,7 +185,10 @@ class OrchestratorTools:
             unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(d["name"], p) for d in candidates)]
             if unmatched and strict:
                 names = ", ".join(d["name"] for d in candidates)
-                raise OrchestratorError("bad_allowed_tools", f"--allowed-tools names unknown tools: {', '.join(unmatched)} (available: {names})")
+                raise OrchestratorError(
+                    "bad_allowed_tools",
+                    f"--allowed-tools names unknown tools: {', '.join(unmatched)} (available: {names})",
+                )
             if unmatched:
                 logger.warning("Allowed tools that match no tool are ignored: %s", ", ".join(unmatched))
             candidates = [d for d in candidates if any(fnmatch.fnmatchcase(d["name"], p) for p in patterns)]
@@ -193,7 +200,9 @@ class OrchestratorTools:
 
     async def run(self, call: ToolCall) -> ToolOutcome:
         if call.name not in self.names:
-            return ToolOutcome(call.id, f"Unknown tool: {call.name}. Available tools: {', '.join(sorted(self.names))}.", is_error=True)
+            return ToolOutcome(
+                call.id, f"Unknown tool: {call.name}. Available tools: {', '.join(sorted(self.names))}.", is_error=True
+            )
         if self.mcp.knows(call.name):
             return await self.mcp.run(call)
         return await self.builtin.run(call)
@@ -221,23 +230,31 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
     from agents.models import AIAgent, UserAgentSession
     from agents.selectors import llm_config_for_agent
     from agents.services import agent_system_prompt, message_append, session_create
-
     from assistant.history import api_messages
 
     session = None
     if options.resume_session_id:
         session = (
-            UserAgentSession.objects.select_related("agent", "owner").filter(pk=_session_pk(options.resume_session_id)).first()
+            UserAgentSession.objects.select_related("agent", "owner")
+            .filter(pk=_session_pk(options.resume_session_id))
+            .first()
         )
         if session is None:
             raise OrchestratorError("unknown_session", f"no session with id {options.resume_session_id}")
         if options.agent_slug and options.agent_slug != session.agent.slug:
-            raise OrchestratorError("agent_mismatch", f"session {session.pk} belongs to agent {session.agent.slug!r}, not {options.agent_slug!r}")
+            raise OrchestratorError(
+                "agent_mismatch",
+                f"session {session.pk} belongs to agent {session.agent.slug!r}, not {options.agent_slug!r}",
+            )
         if options.user_email and session.owner.email.lower() != options.user_email.lower():
             raise OrchestratorError("unknown_session", f"session {session.pk} is not {options.user_email}'s")
         agent = session.agent
     elif options.agent_slug:
-        agent = AIAgent.objects.select_related("system_prompt", "llm_config", "owner").filter(slug=options.agent_slug).first()
+        agent = (
+            AIAgent.objects.select_related("system_prompt", "llm_config", "owner")
+            .filter(slug=options.agent_slug)
+            .first()
+        )
         if agent is None:
             raise OrchestratorError("unknown_agent", f"no agent with slug {options.agent_slug!r}")
         if not agent.is_active:
@@ -256,9 +273,14 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         temperature=None,
     )
     if not model.api_key:
-        raise OrchestratorError("not_configured", "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key")
+        raise OrchestratorError(
+            "not_configured",
+            "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key",
+        )
     if not model.model:
-        raise OrchestratorError("not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config")
+        raise OrchestratorError(
+            "not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config"
+        )
 
     variables = {"workspace": str(workspace.root), **(session.custom_properties if session is not None else {})}
     if options.system_prompt is not None:
@@ -400,12 +422,24 @@ def _store_results(session, results: list[ToolOutcome]) -> None:
     message_append(session=session, role="user", content=[r.as_block() for r in results], status="complete")
 
 
-def _store_unfinished(session, *, text: str, status: str, model: str, code: str = "", message: str = "", pending_calls: list[ToolCall] = ()) -> None:
+def _store_unfinished(
+    session,
+    *,
+    text: str,
+    status: str,
+    model: str,
+    code: str = "",
+    message: str = "",
+    pending_calls: list[ToolCall] = (),
+) -> None:
     """A partial answer (stopped or failed), or results for tool calls that never finished."""
     from agents.services import message_append
 
     if pending_calls:
-        blocks = [ToolOutcome(c.id, "The run was interrupted before this tool finished.", is_error=True).as_block() for c in pending_calls]
+        blocks = [
+            ToolOutcome(c.id, "The run was interrupted before this tool finished.", is_error=True).as_block()
+            for c in pending_calls
+        ]
         message_append(session=session, role="user", content=blocks, status="complete")
     if text or code:
         message_append(
@@ -462,7 +496,7 @@ def _workspace(path: str | None) -> Workspace:
 async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
     session = prepared.session
     sink.session_id = session.pk
-    store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)  # noqa: E731
+    store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)
     builtin = BuiltinTools(
         workspace,
         shell_timeout=settings.ORCHESTRATOR_SHELL_TIMEOUT,
@@ -492,7 +526,11 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 tools=sorted(tools.names),
             )
             request = LoopRequest(
-                model=prepared.model, messages=prepared.history, system=prepared.system, tools=tools, max_turns=prepared.max_turns
+                model=prepared.model,
+                messages=prepared.history,
+                system=prepared.system,
+                tools=tools,
+                max_turns=prepared.max_turns,
             )
             return await _loop(request, sink, store)
     except McpStartError as exc:
@@ -518,7 +556,11 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
             elif isinstance(event, ModelCallFinished):
                 partial = []
                 await store(_store_answer, event)
-                pending = {b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {}) for b in event.content if b["type"] == "tool_use"}
+                pending = {
+                    b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {})
+                    for b in event.content
+                    if b["type"] == "tool_use"
+                }
                 if event.stop_reason != "tool_use":
                     pending = {}
             elif isinstance(event, ToolResults):
@@ -526,7 +568,13 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)
-                    sink.emit("tool_result", id=result.tool_use_id, name=names.get(result.tool_use_id, ""), is_error=result.is_error, output=_shorten(output, TOOL_OUTPUT_PREVIEW))
+                    sink.emit(
+                        "tool_result",
+                        id=result.tool_use_id,
+                        name=names.get(result.tool_use_id, ""),
+                        is_error=result.is_error,
+                        output=_shorten(output, TOOL_OUTPUT_PREVIEW),
+                    )
             elif isinstance(event, LoopFinished):
                 sink.emit(
                     "result",
@@ -538,11 +586,24 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                 )
                 return event
     except LLMError as exc:
-        await store(_store_unfinished, text="".join(partial), status="error", model=request.model.model, code=exc.code, message=exc.message)
+        await store(
+            _store_unfinished,
+            text="".join(partial),
+            status="error",
+            model=request.model.model,
+            code=exc.code,
+            message=exc.message,
+        )
         raise OrchestratorError(exc.code, exc.message) from None
     except (asyncio.CancelledError, KeyboardInterrupt):
         await asyncio.shield(
-            store(_store_unfinished, text="".join(partial), status="stopped", model=request.model.model, pending_calls=list(pending.values()))
+            store(
+                _store_unfinished,
+                text="".join(partial),
+                status="stopped",
+                model=request.model.model,
+                pending_calls=list(pending.values()),
+            )
         )
         raise
     raise OrchestratorError("internal", "the agent loop ended without a result")  # pragma: no cover

@@ -15,9 +15,10 @@ import fnmatch
 import os
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from assistant.engine import ToolCall, ToolOutcome
 
@@ -168,7 +169,9 @@ class BuiltinTools:
         files = [base] if base.is_file() else self._walk_files(base)
         found: list[str] = []
         for file in files:
-            if include and not (fnmatch.fnmatch(file.name, include) or fnmatch.fnmatch(self.workspace.relative(file), include)):
+            if include and not (
+                fnmatch.fnmatch(file.name, include) or fnmatch.fnmatch(self.workspace.relative(file), include)
+            ):
                 continue
             for number, line in _text_lines(file):
                 if regex.search(line):
@@ -215,7 +218,9 @@ class BuiltinTools:
         content = str(args["content"])
         existed = path.exists()
         _write_no_follow(path, content)
-        return f"{'Overwrote' if existed else 'Created'} {self.workspace.relative(path)} ({len(content.encode())} bytes)."
+        return (
+            f"{'Overwrote' if existed else 'Created'} {self.workspace.relative(path)} ({len(content.encode())} bytes)."
+        )
 
     def edit_file(self, args: dict[str, Any]) -> str:
         path = self.workspace.resolve(args["path"])
@@ -267,7 +272,7 @@ class BuiltinTools:
 
         try:
             await asyncio.wait_for(drain(), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             _kill_group(process.pid)
             await process.wait()
             if isinstance(exc, asyncio.CancelledError):
@@ -312,9 +317,11 @@ def _os_error_text(exc: OSError, workspace: Workspace) -> str:
     name = exc.filename
     if isinstance(name, str) and name.startswith(str(workspace.root)):
         name = workspace.relative(Path(name)) if Path(name).is_relative_to(workspace.root) else name
-    reason = {errno.ENOENT: "No such file or directory", errno.EACCES: "Permission denied", errno.ELOOP: "Refusing to follow a symlink"}.get(
-        exc.errno or 0, exc.strerror or str(exc)
-    )
+    reason = {
+        errno.ENOENT: "No such file or directory",
+        errno.EACCES: "Permission denied",
+        errno.ELOOP: "Refusing to follow a symlink",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
     return f"{reason}: {name}" if name else reason
 
 
@@ -347,13 +354,21 @@ TOOLS: dict[str, BuiltinTool] = {
         BuiltinTool(
             "list_directory",
             "List the entries of a directory in the workspace (directories end with '/').",
-            _schema({"path": {**_PATH, "description": "Directory relative to the workspace root (default: the root)."}}, []),
+            _schema(
+                {"path": {**_PATH, "description": "Directory relative to the workspace root (default: the root)."}}, []
+            ),
             BuiltinTools.list_directory,
         ),
         BuiltinTool(
             "glob",
             "Find files in the workspace whose path matches a glob pattern such as '**/*.py'.",
-            _schema({"pattern": {"type": "string"}, "path": {**_PATH, "description": "Directory to search from (default: the root)."}}, ["pattern"]),
+            _schema(
+                {
+                    "pattern": {"type": "string"},
+                    "path": {**_PATH, "description": "Directory to search from (default: the root)."},
+                },
+                ["pattern"],
+            ),
             BuiltinTools.glob,
         ),
         BuiltinTool(
@@ -386,7 +401,12 @@ TOOLS: dict[str, BuiltinTool] = {
             "edit_file",
             "Replace an exact string in a file of the workspace. old_string must occur exactly once unless replace_all is true.",
             _schema(
-                {"path": _PATH, "old_string": {"type": "string"}, "new_string": {"type": "string"}, "replace_all": {"type": "boolean"}},
+                {
+                    "path": _PATH,
+                    "old_string": {"type": "string"},
+                    "new_string": {"type": "string"},
+                    "replace_all": {"type": "boolean"},
+                },
                 ["path", "old_string", "new_string"],
             ),
             BuiltinTools.edit_file,
@@ -395,7 +415,13 @@ TOOLS: dict[str, BuiltinTool] = {
             "run_shell",
             "Run a shell command with the workspace as working directory; answers its combined output and exit code. "
             "Commands are killed after a timeout.",
-            _schema({"command": {"type": "string"}, "timeout": {"type": "integer", "description": "Seconds (capped by the server)."}}, ["command"]),
+            _schema(
+                {
+                    "command": {"type": "string"},
+                    "timeout": {"type": "integer", "description": "Seconds (capped by the server)."},
+                },
+                ["command"],
+            ),
             BuiltinTools.run_shell,
             is_async=True,
         ),

@@ -54,7 +54,15 @@ def workspace(tmp_path):
 @pytest.fixture
 def mcp_config(tmp_path):
     path = tmp_path / "mcp.json"
-    path.write_text(json.dumps({"mcpServers": {"notes": {"command": sys.executable, "args": [NOTES_SERVER], "env": {"NOTES_TOKEN": SECRET}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "notes": {"command": sys.executable, "args": [NOTES_SERVER], "env": {"NOTES_TOKEN": SECRET}}
+                }
+            }
+        )
+    )
     return path
 
 
@@ -86,7 +94,15 @@ def test_it_streams_the_answer_and_stores_the_session(fake, admin, workspace):
     sent = fake.requests[0].body
     assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}]
     assert str(workspace.resolve()) in sent["system"]
-    assert {t["name"] for t in sent["tools"]} == {"list_directory", "glob", "grep", "read_file", "write_file", "edit_file", "run_shell"}
+    assert {t["name"] for t in sent["tools"]} == {
+        "list_directory",
+        "glob",
+        "grep",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "run_shell",
+    }
 
 
 def test_parallel_tool_calls_change_files_and_their_results_go_back_in_the_right_shape(fake, admin, workspace):
@@ -101,8 +117,18 @@ def test_parallel_tool_calls_change_files_and_their_results_go_back_in_the_right
     second = fake.requests[1].body["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
     assert second[2]["content"] == [
-        {"type": "tool_result", "tool_use_id": write.id, "content": "Created notes/todo.txt (9 bytes).", "is_error": False},
-        {"type": "tool_result", "tool_use_id": edit.id, "content": "Edited README.md: 1 replacement.", "is_error": False},
+        {
+            "type": "tool_result",
+            "tool_use_id": write.id,
+            "content": "Created notes/todo.txt (9 bytes).",
+            "is_error": False,
+        },
+        {
+            "type": "tool_result",
+            "tool_use_id": edit.id,
+            "content": "Edited README.md: 1 replacement.",
+            "is_error": False,
+        },
     ]
     session = UserAgentSession.objects.get()
     assert stored(session) == [
@@ -133,7 +159,10 @@ def test_escape_attempts_and_unknown_tools_come_back_as_errors_and_change_nothin
 
 
 def test_allowed_tools_restrict_what_the_model_is_offered_and_may_call(fake, admin, workspace):
-    fake.script(Reply(tool_uses=[ToolUse("write_file", {"path": "x.txt", "content": "x"})], stop_reason="tool_use"), Reply(text=["ok"]))
+    fake.script(
+        Reply(tool_uses=[ToolUse("write_file", {"path": "x.txt", "content": "x"})], stop_reason="tool_use"),
+        Reply(text=["ok"]),
+    )
     run("-m", "Write", "--workspace-dir", str(workspace), "--allowed-tools", "read_file,Grep")
     assert sorted(t["name"] for t in fake.requests[0].body["tools"]) == ["grep", "read_file"]
     result = fake.requests[1].body["messages"][2]["content"][0]
@@ -141,7 +170,9 @@ def test_allowed_tools_restrict_what_the_model_is_offered_and_may_call(fake, adm
     assert not (workspace / "x.txt").exists()
 
 
-def test_mcp_tools_are_offered_namespaced_called_and_their_secrets_stay_out_of_args_and_logs(fake, admin, workspace, mcp_config, caplog):
+def test_mcp_tools_are_offered_namespaced_called_and_their_secrets_stay_out_of_args_and_logs(
+    fake, admin, workspace, mcp_config, caplog
+):
     caplog.set_level(logging.DEBUG)
     add, whoami = ToolUse("notes__add", {"a": 2, "b": 3}), ToolUse("notes__whoami", {})
     fake.script(Reply(tool_uses=[add, whoami], stop_reason="tool_use"), Reply(text=["Five."]))
@@ -166,22 +197,34 @@ def test_an_agent_brings_its_prompt_model_turn_limit_and_integrations(fake, admi
         credentials={"token": SECRET},
         mcp_server={"command": sys.executable, "args": [NOTES_SERVER], "env": {"NOTES_TOKEN": "${credentials.token}"}},
     )
-    agent = AIAgent.objects.create(name="Reviewer", slug="reviewer", system_prompt=prompt, max_turns=2, allowed_tools=["Read", "mcp__notes"])
+    agent = AIAgent.objects.create(
+        name="Reviewer", slug="reviewer", system_prompt=prompt, max_turns=2, allowed_tools=["Read", "mcp__notes"]
+    )
     agent.integrations.add(notes)
     fake.default = Reply(tool_uses=[ToolUse("notes__whoami", {})], stop_reason="tool_use")
-    events = json_run("-m", "Review", "--agent", "reviewer", "--workspace-dir", str(workspace), "--model", "claude-other")
+    events = json_run(
+        "-m", "Review", "--agent", "reviewer", "--workspace-dir", str(workspace), "--model", "claude-other"
+    )
     sent = fake.requests[0].body
     assert sent["system"] == f"Review code in {workspace.resolve()}." and sent["model"] == "claude-other"
-    assert sorted(t["name"] for t in sent["tools"]) == ["notes__add", "notes__fail", "notes__whoami", "notes__write_note", "read_file"]
+    assert sorted(t["name"] for t in sent["tools"]) == [
+        "notes__add",
+        "notes__fail",
+        "notes__whoami",
+        "notes__write_note",
+        "read_file",
+    ]
     assert len(fake.requests) == 2 and events[-1]["stop_reason"] == "max_turns"
-    first_result = [e for e in events if e["type"] == "tool_result"][0]
+    first_result = next(e for e in events if e["type"] == "tool_result")
     assert json.loads(first_result["output"])["token_length"] == len(SECRET)
     assert UserAgentSession.objects.get().agent == agent
 
 
 def test_resume_continues_the_session_with_its_whole_history(fake, admin, workspace):
     read = ToolUse("read_file", {"path": "README.md"})
-    fake.script(Reply(tool_uses=[read], stop_reason="tool_use"), Reply(text=["It says hello."]), Reply(text=["Goodbye."]))
+    fake.script(
+        Reply(tool_uses=[read], stop_reason="tool_use"), Reply(text=["It says hello."]), Reply(text=["Goodbye."])
+    )
     first = json_run("-m", "What does the README say?", "--workspace-dir", str(workspace))
     session_id = first[0]["session_id"]
     second = json_run("--resume-session-id", str(session_id), "-m", "And now?", "--workspace-dir", str(workspace))
@@ -197,24 +240,56 @@ def test_resume_continues_the_session_with_its_whole_history(fake, admin, worksp
 
 def test_json_lines_parse_and_carry_the_whole_event_vocabulary(fake, admin, workspace):
     read = ToolUse("read_file", {"path": "README.md", "start_line": 1, "end_line": 1})
-    fake.script(Reply(text=["Reading."], tool_uses=[read], stop_reason="tool_use"), Reply(thinking=["Hmm."], text=["It", " is a demo."]))
+    fake.script(
+        Reply(text=["Reading."], tool_uses=[read], stop_reason="tool_use"),
+        Reply(thinking=["Hmm."], text=["It", " is a demo."]),
+    )
     events = json_run("-m", "Read it", "--workspace-dir", str(workspace))
     kinds = [e["type"] for e in events]
-    assert kinds == ["session", "text_delta", "tool_use", "tool_result", "thinking_delta", "text_delta", "text_delta", "result"]
+    assert kinds == [
+        "session",
+        "text_delta",
+        "tool_use",
+        "tool_result",
+        "thinking_delta",
+        "text_delta",
+        "text_delta",
+        "result",
+    ]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert len({e["session_id"] for e in events}) == 1 and events[0]["session_id"]
     assert events[0]["agent"] == "orchestrator" and events[0]["model"] == "claude-test-1"
     assert events[2] == {**events[2], "id": read.id, "name": "read_file", "input": read.input}
-    assert events[3] == {**events[3], "id": read.id, "name": "read_file", "is_error": False, "output": "     1\t# Demo\n… (1 more lines; read on with start_line=2)"}
+    assert events[3] == {
+        **events[3],
+        "id": read.id,
+        "name": "read_file",
+        "is_error": False,
+        "output": "     1\t# Demo\n… (1 more lines; read on with start_line=2)",
+    }
     result = events[-1]
-    assert result["status"] == "complete" and result["stop_reason"] == "end_turn" and result["turns"] == 2 and result["duration_ms"] >= 0
+    assert (
+        result["status"] == "complete"
+        and result["stop_reason"] == "end_turn"
+        and result["turns"] == 2
+        and result["duration_ms"] >= 0
+    )
     assert result["usage"]["input_tokens"] == 24
 
 
-def test_the_message_can_come_from_a_file_or_stdin_and_the_system_prompt_from_a_file(fake, admin, workspace, tmp_path, monkeypatch):
+def test_the_message_can_come_from_a_file_or_stdin_and_the_system_prompt_from_a_file(
+    fake, admin, workspace, tmp_path, monkeypatch
+):
     (tmp_path / "task.md").write_text("From a file")
     (tmp_path / "system.md").write_text("You are terse.")
-    run("--message-file", str(tmp_path / "task.md"), "--system-prompt-file", str(tmp_path / "system.md"), "--workspace-dir", str(workspace))
+    run(
+        "--message-file",
+        str(tmp_path / "task.md"),
+        "--system-prompt-file",
+        str(tmp_path / "system.md"),
+        "--workspace-dir",
+        str(workspace),
+    )
     monkeypatch.setattr(sys, "stdin", io.StringIO("From stdin"))
     run("--stdin", "--workspace-dir", str(workspace), "--max-turns", "1")
     assert fake.requests[0].body["messages"][0]["content"][0]["text"] == "From a file"
@@ -271,7 +346,17 @@ def test_an_mcp_server_that_fails_to_start_fails_the_run_in_json_too(fake, admin
     config.write_text(json.dumps({"broken": {"command": "/nonexistent/server", "env": {"TOKEN": SECRET}}}))
     out = io.StringIO()
     with pytest.raises(CommandError) as error:
-        call_command("run_orchestrator", "--json", "-m", "x", "--workspace-dir", str(workspace), "--mcp-config", str(config), stdout=out)
+        call_command(
+            "run_orchestrator",
+            "--json",
+            "-m",
+            "x",
+            "--workspace-dir",
+            str(workspace),
+            "--mcp-config",
+            str(config),
+            stdout=out,
+        )
     assert str(error.value) == "MCP server 'broken' failed to start: command not found: /nonexistent/server"
     last = json.loads(out.getvalue().splitlines()[-1])
     assert last["type"] == "error" and last["code"] == "mcp_start_failed" and SECRET not in out.getvalue()
@@ -291,7 +376,12 @@ def _database_url_for_child(tmp_path) -> str:
 
 def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -306,10 +396,23 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     }
     if connection.vendor != "postgresql":
         assert manage(env, "migrate", "--noinput").returncode == 0
-    write, add = ToolUse("write_file", {"path": "out.txt", "content": "from a child\n"}), ToolUse("notes__add", {"a": 20, "b": 22})
+    write, add = (
+        ToolUse("write_file", {"path": "out.txt", "content": "from a child\n"}),
+        ToolUse("notes__add", {"a": 20, "b": 22}),
+    )
     fake.script(Reply(tool_uses=[write, add], stop_reason="tool_use"), Reply(text=["Done."]), Reply(text=["Again."]))
 
-    first = manage(env, "run_orchestrator", "--json", "-m", "Write it", "--workspace-dir", str(workspace), "--mcp-config", str(mcp_config))
+    first = manage(
+        env,
+        "run_orchestrator",
+        "--json",
+        "-m",
+        "Write it",
+        "--workspace-dir",
+        str(workspace),
+        "--mcp-config",
+        str(mcp_config),
+    )
     assert first.returncode == 0, first.stderr
     events = [json.loads(line) for line in first.stdout.splitlines()]
     assert [e["type"] for e in events][:1] + [e["type"] for e in events][-1:] == ["session", "result"]
@@ -318,12 +421,32 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     sent = fake.requests[0].headers
     assert sent.get("x-api-key", sent.get("authorization")) in {"sk-child-key", "Bearer sk-child-key"}
 
-    second = manage(env, "run_orchestrator", "--resume-session-id", str(events[0]["session_id"]), "-m", "Again", "--workspace-dir", str(workspace))
+    second = manage(
+        env,
+        "run_orchestrator",
+        "--resume-session-id",
+        str(events[0]["session_id"]),
+        "-m",
+        "Again",
+        "--workspace-dir",
+        str(workspace),
+    )
     assert second.returncode == 0, second.stderr
-    assert second.stdout.startswith("Again.\n") and second.stdout.rstrip().endswith(f"session: {events[0]['session_id']}")
+    assert second.stdout.startswith("Again.\n") and second.stdout.rstrip().endswith(
+        f"session: {events[0]['session_id']}"
+    )
     assert [m["role"] for m in fake.requests[-1].body["messages"]] == ["user", "assistant", "user", "assistant", "user"]
 
-    broken = manage(env, "run_orchestrator", "-m", "x", "--workspace-dir", str(workspace), "--mcp-config", str(tmp_path / "missing.json"))
+    broken = manage(
+        env,
+        "run_orchestrator",
+        "-m",
+        "x",
+        "--workspace-dir",
+        str(workspace),
+        "--mcp-config",
+        str(tmp_path / "missing.json"),
+    )
     assert broken.returncode == 1
     assert broken.stderr.strip().splitlines() == [f"error: MCP config file not found: {tmp_path / 'missing.json'}"]
 
@@ -335,8 +458,19 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
 
     # Ctrl-C mid-answer: exit 130, the partial answer is kept as `stopped` and goes back on resume.
     fake.script(Reply(text=["par", "tial", " never"], pause_after=2), Reply(text=["Resumed."]))
-    command = [sys.executable, "manage.py", "run_orchestrator", "--json", "-m", "Long one", "--workspace-dir", str(workspace)]
-    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "manage.py",
+        "run_orchestrator",
+        "--json",
+        "-m",
+        "Long one",
+        "--workspace-dir",
+        str(workspace),
+    ]
+    process = subprocess.Popen(
+        command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         session_event = json.loads(process.stdout.readline())
         fake.wait_until_paused(30)
@@ -351,7 +485,16 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     session_id = session_event["session_id"]
     assert process.returncode == 130
     assert stderr.strip().splitlines() == [f"error: interrupted; continue with --resume-session-id {session_id}"]
-    resumed = manage(env, "run_orchestrator", "--resume-session-id", str(session_id), "-m", "Go on", "--workspace-dir", str(workspace))
+    resumed = manage(
+        env,
+        "run_orchestrator",
+        "--resume-session-id",
+        str(session_id),
+        "-m",
+        "Go on",
+        "--workspace-dir",
+        str(workspace),
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert fake.requests[-1].body["messages"][-2:] == [
         {"role": "assistant", "content": [{"type": "text", "text": "partial"}]},

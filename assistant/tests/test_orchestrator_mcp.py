@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from assistant.engine import ToolCall
-from assistant.mcp_servers import McpConfigError, McpServers, McpStartError, load_mcp_config, namespaced, parse_mcp_config
+from assistant.mcp_servers import (
+    McpConfigError,
+    McpServers,
+    McpStartError,
+    load_mcp_config,
+    namespaced,
+    parse_mcp_config,
+)
 
 NOTES_SERVER = str(Path(__file__).parent / "mcp_servers" / "notes_server.py")
 SECRET = "notes-secret-0123456789"
@@ -25,7 +32,9 @@ def stdio_notes(**extra) -> dict:
 @pytest.fixture(scope="module", params=["http", "sse"])
 def remote_notes(request):
     """The notes server over streamable HTTP or SSE on 127.0.0.1, requiring a bearer token."""
-    command = [sys.executable, NOTES_SERVER, "--http", "--header-token", SECRET] + (["--sse"] if request.param == "sse" else [])
+    command = [sys.executable, NOTES_SERVER, "--http", "--header-token", SECRET] + (
+        ["--sse"] if request.param == "sse" else []
+    )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = process.stdout.readline().split()[1]
@@ -40,7 +49,10 @@ def remote_notes(request):
 
 
 def test_the_mcpservers_wrapper_and_the_bare_mapping_both_parse():
-    bare = {"notes": stdio_notes(), "remote": {"type": "http", "url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer x"}}}
+    bare = {
+        "notes": stdio_notes(),
+        "remote": {"type": "http", "url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer x"}},
+    }
     for data in (bare, {"mcpServers": bare}):
         specs = parse_mcp_config(data)
         assert [(s.name, s.transport) for s in specs] == [("notes", "stdio"), ("remote", "http")]
@@ -49,7 +61,10 @@ def test_the_mcpservers_wrapper_and_the_bare_mapping_both_parse():
 
 def test_describe_never_shows_env_headers_or_url_credentials():
     stdio, remote = parse_mcp_config(
-        {"a": stdio_notes(), "b": {"type": "sse", "url": "https://user:pw@mcp.example.com/sse?token=abc", "headers": {"X-Key": SECRET}}}
+        {
+            "a": stdio_notes(),
+            "b": {"type": "sse", "url": "https://user:pw@mcp.example.com/sse?token=abc", "headers": {"X-Key": SECRET}},
+        }
     )
     assert SECRET not in stdio.describe() and stdio.describe().endswith("notes_server.py")
     assert remote.describe() == "sse https://mcp.example.com/sse"
@@ -65,7 +80,10 @@ def test_describe_never_shows_env_headers_or_url_credentials():
         ('{"x": {"type": "http", "url": "file:///etc"}}', "needs an http(s) url"),
         ('{"x": {"command": "srv", "args": "--flag"}}', "args must be a list of strings"),
         ('{"x": {"command": "srv", "env": {"A": ["b"]}}}', "env must be an object of strings"),
-        ('{"x": {"command": "srv", "args": ["--token", "abcdefgh123"], "env": {"TOKEN": "abcdefgh123"}}}', "pass secrets through env only"),
+        (
+            '{"x": {"command": "srv", "args": ["--token", "abcdefgh123"], "env": {"TOKEN": "abcdefgh123"}}}',
+            "pass secrets through env only",
+        ),
     ],
 )
 def test_a_malformed_config_file_is_an_error_that_says_why(tmp_path, content, message):
@@ -137,7 +155,13 @@ async def test_a_remote_server_that_refuses_the_headers_fails_to_start_clearly(r
     ("definition", "reason"),
     [
         ({"command": "/nonexistent/mcp-server"}, "command not found: /nonexistent/mcp-server"),
-        ({"command": sys.executable, "args": ["-c", "import sys; sys.stderr.write('no config here\\n'); sys.exit(2)"]}, "stderr: no config here"),
+        (
+            {
+                "command": sys.executable,
+                "args": ["-c", "import sys; sys.stderr.write('no config here\\n'); sys.exit(2)"],
+            },
+            "stderr: no config here",
+        ),
         ({"type": "http", "url": "http://127.0.0.1:9/mcp"}, "could not connect to http://127.0.0.1:9/mcp"),
     ],
 )

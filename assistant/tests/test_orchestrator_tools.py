@@ -52,7 +52,9 @@ async def test_write_file_creates_the_file_and_its_directories(tools, root):
 
 
 async def test_edit_file_replaces_an_exact_unique_string(tools, root):
-    outcome = await call(tools, "edit_file", path="src/app.py", old_string="return 'bye'", new_string="return 'goodbye'")
+    outcome = await call(
+        tools, "edit_file", path="src/app.py", old_string="return 'bye'", new_string="return 'goodbye'"
+    )
     assert not outcome.is_error
     assert "return 'goodbye'" in (root / "src" / "app.py").read_text()
 
@@ -146,8 +148,12 @@ async def test_a_failing_command_is_an_error_with_its_exit_code_and_output(tools
 
 async def test_a_command_that_runs_too_long_is_killed_with_its_children(tools, root):
     started = time.monotonic()
-    outcome = await call(tools, "run_shell", command="(sleep 30; echo late > late.txt) & echo started; sleep 30", timeout=1)
-    assert outcome.is_error and outcome.content.startswith("Command timed out after 1 s") and "started" in outcome.content
+    outcome = await call(
+        tools, "run_shell", command="(sleep 30; echo late > late.txt) & echo started; sleep 30", timeout=1
+    )
+    assert (
+        outcome.is_error and outcome.content.startswith("Command timed out after 1 s") and "started" in outcome.content
+    )
     assert time.monotonic() - started < 10
     assert not (root / "late.txt").exists()
 

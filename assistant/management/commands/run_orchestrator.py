@@ -32,17 +32,31 @@ class Command(BaseCommand):
         source.add_argument("-m", "--message", help="The message to send.")
         source.add_argument("--message-file", help="Read the message from this file.")
         source.add_argument("--stdin", action="store_true", help="Read the message from standard input.")
-        parser.add_argument("--agent", metavar="SLUG", help="Run this agent (system prompt, model, tools, integrations).")
+        parser.add_argument(
+            "--agent", metavar="SLUG", help="Run this agent (system prompt, model, tools, integrations)."
+        )
         parser.add_argument("--system-prompt-file", help="System prompt from this file (overrides the agent's).")
-        parser.add_argument("--workspace-dir", help="Directory the tools work in (default: AGENTS_DIR, else the current directory).")
+        parser.add_argument(
+            "--workspace-dir", help="Directory the tools work in (default: AGENTS_DIR, else the current directory)."
+        )
         parser.add_argument("--mcp-config", help='MCP servers JSON: {"name": {"command", "args", "env"} | {"type": "sse"|"http", "url", "headers"}}, '
                             'or the same inside {"mcpServers": {...}}.')  # fmt: skip
         parser.add_argument("--allowed-tools", action="append", metavar="NAMES",
                             help="Comma-separated tool names or patterns (read_file, notes__*, Bash …); repeatable. Default: the agent's, else all.")  # fmt: skip
         parser.add_argument("--model", help="Model name (overrides the agent's LLM config).")
-        parser.add_argument("--max-turns", type=int, help="Most model calls in this run (default: the agent's, else ORCHESTRATOR_DEFAULT_MAX_TURNS).")
-        parser.add_argument("--resume-session-id", metavar="ID", help="Continue this stored session with its whole history.")
-        parser.add_argument("--user", metavar="EMAIL", help="Owner of a new session (default: the agent's owner, else the first superuser).")
+        parser.add_argument(
+            "--max-turns",
+            type=int,
+            help="Most model calls in this run (default: the agent's, else ORCHESTRATOR_DEFAULT_MAX_TURNS).",
+        )
+        parser.add_argument(
+            "--resume-session-id", metavar="ID", help="Continue this stored session with its whole history."
+        )
+        parser.add_argument(
+            "--user",
+            metavar="EMAIL",
+            help="Owner of a new session (default: the agent's owner, else the first superuser).",
+        )
         parser.add_argument("--json", action="store_true", help="One JSON event per line on stdout.")
 
     def handle(self, *args, **options):
@@ -56,7 +70,9 @@ class Command(BaseCommand):
             run_options = OrchestratorOptions(
                 message=self._message(options),
                 agent_slug=options["agent"],
-                system_prompt=_read(options["system_prompt_file"], "system prompt file") if options["system_prompt_file"] else None,
+                system_prompt=_read(options["system_prompt_file"], "system prompt file")
+                if options["system_prompt_file"]
+                else None,
                 workspace=options["workspace_dir"],
                 mcp_config=options["mcp_config"],
                 allowed_tools=_split(options["allowed_tools"]),

@@ -58,6 +58,7 @@ def serve_http(*, sse: bool, token: str) -> None:
             await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
             return
         await inner(scope, receive, send)
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts: no race with the client
