@@ -168,7 +168,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
 
     def save_model(self, request, obj, form, change) -> None:
-        services.integration_update(integration=obj)
+        services.integration_save(integration=obj)
 
 
 # --- Prompts -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
+from agents.validators import ENV_NAME_RE
 
 
 def _own_or_org(user: User) -> Q:
@@ -217,3 +218,28 @@ def message_list(*, session: UserAgentSession, after_seq: int | None = None) -> 
 
 def filters_from(params: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: params.get(name) for name in names if params.get(name) not in (None, "")}
+
+
+def agent_mcp_servers(*, agent: AIAgent) -> dict[str, dict[str, Any]]:
+    """The agent's active integrations that define an MCP server, as `{name: definition}` in the
+    `--mcp-config` shape, with the integration's credentials added where servers take secrets:
+    for stdio servers, the entries of an object of credentials whose keys are environment variable
+    names (`{"GITHUB_PERSONAL_ACCESS_TOKEN": "…"}`) become environment variables (never arguments);
+    for sse/http servers, a token string becomes `Authorization: Bearer …` unless a header is set.
+    Credentials are decrypted here: never log the result."""
+    servers: dict[str, dict[str, Any]] = {}
+    for integration in agent.integrations.all():
+        if not integration.is_active or not integration.mcp_server:
+            continue
+        definition = json.loads(json.dumps(integration.mcp_server))  # a deep copy
+        definition.setdefault("type", "stdio" if "command" in definition else definition.get("type"))
+        credentials = integration.credentials
+        if definition["type"] == "stdio" and isinstance(credentials, dict):
+            secrets = {name: str(value) for name, value in credentials.items() if ENV_NAME_RE.match(name)}
+            definition["env"] = {**definition.get("env", {}), **secrets}
+        elif definition["type"] != "stdio" and isinstance(credentials, str) and credentials:
+            headers = definition.setdefault("headers", {})
+            if not any(name.lower() == "authorization" for name in headers):
+                headers["Authorization"] = f"Bearer {credentials}"
+        servers[integration.server_name] = definition
+    return servers

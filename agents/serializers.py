@@ -22,8 +22,9 @@ from agents.models import (
 )
 
 
-def _request_user(serializer: serializers.Serializer):
-    return serializer.context["request"].user
+def _normalized_tags(tags: list[str]) -> list[str]:
+    """Tags are stored lower-case, trimmed and without duplicates (the validators check the rest)."""
+    return list(dict.fromkeys(tag.strip().lower() for tag in tags))
 
 
 class _VisiblePrimaryKeyField(serializers.PrimaryKeyRelatedField):
@@ -158,6 +159,9 @@ class PromptTemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["version", "owner", "created_at", "updated_at"]
         validators: list = []  # slug uniqueness per owner: checked by the service
 
+    def validate_tags(self, value: list[str]) -> list[str]:
+        return _normalized_tags(value)
+
 
 class PromptTemplateVersionSerializer(serializers.ModelSerializer):
     class Meta:
@@ -204,6 +208,9 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["owner", "created_at", "updated_at"]
+
+    def validate_tags(self, value: list[str]) -> list[str]:
+        return _normalized_tags(value)
 
 
 class _AgentSummarySerializer(serializers.ModelSerializer):

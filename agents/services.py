@@ -78,16 +78,18 @@ def llm_config_update(*, config: LLMProviderConfig, **fields: Any) -> LLMProvide
 # --- Integrations --------------------------------------------------------------------------------
 
 
-def integration_create(*, owner: User | None, **fields: Any) -> Integration:
-    integration = Integration(owner=owner, **fields)
+def integration_save(*, integration: Integration) -> Integration:
     _validated_save(integration, conflict_field="provider", conflict_message=ONE_ACTIVE_INTEGRATION)
     return integration
+
+
+def integration_create(*, owner: User | None, **fields: Any) -> Integration:
+    return integration_save(integration=Integration(owner=owner, **fields))
 
 
 def integration_update(*, integration: Integration, **fields: Any) -> Integration:
     _apply(integration, fields)
-    _validated_save(integration, conflict_field="provider", conflict_message=ONE_ACTIVE_INTEGRATION)
-    return integration
+    return integration_save(integration=integration)
 
 
 # --- Prompts -------------------------------------------------------------------------------------

@@ -62,7 +62,9 @@ def custom_properties_errors(*, schema: dict, values: Any) -> list[str]:
 def _check_str_dict(definition: dict, key: str, what: str) -> None:
     value = definition.get(key, {})
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValidationError(f"{key}: must be an object mapping {what} names to string values.", code="invalid_mcp_server")
+        raise ValidationError(
+            f"{key}: must be an object mapping {what} names to string values.", code="invalid_mcp_server"
+        )
 
 
 def validate_mcp_server(value: Any) -> None:
@@ -81,7 +83,9 @@ def validate_mcp_server(value: Any) -> None:
         allowed = {"type", "command", "args", "env"}
         command = value.get("command")
         if not isinstance(command, str) or not command.strip():
-            raise ValidationError("command: a stdio server needs a non-empty command string.", code="invalid_mcp_server")
+            raise ValidationError(
+                "command: a stdio server needs a non-empty command string.", code="invalid_mcp_server"
+            )
         args = value.get("args", [])
         if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
             raise ValidationError("args: must be a list of strings.", code="invalid_mcp_server")

@@ -27,7 +27,9 @@ def staff_client(client, make_user):
 @pytest.fixture
 def one_of_each(user, make_llm_config, make_integration, make_prompt, make_agent, make_session):
     config = make_llm_config(None, api_key="sk-ant-api03-admin-test-key-0000")
-    integration = make_integration(user, credentials={"token": "ghp_admin_test_token_0000"}, mcp_server={"command": "x"})
+    integration = make_integration(
+        user, credentials={"token": "ghp_admin_test_token_0000"}, mcp_server={"command": "x"}
+    )
     prompt = make_prompt(None)
     agent = make_agent(None, system_prompt=prompt, system_prompt_text="", llm_config=config, integrations=[integration])
     session = make_session(user, agent=agent)

@@ -101,7 +101,8 @@ def test_it_hides_another_users_private_prompt_from_render_and_versions(client_f
     theirs = make_prompt(other_user)
     client = client_for(user)
 
-    assert client.post(f"/api/v1/prompts/{theirs.pk}/render", {"variables": {"name": "x"}}, format="json").status_code == 404
+    render = client.post(f"/api/v1/prompts/{theirs.pk}/render", {"variables": {"name": "x"}}, format="json")
+    assert render.status_code == 404
     assert client.get(f"/api/v1/prompts/{theirs.pk}/versions").status_code == 404
 
 

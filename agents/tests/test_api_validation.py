@@ -69,8 +69,11 @@ def test_it_accepts_good_mcp_definitions(auth_client):
     stdio = {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"], "env": {"GITHUB_TOKEN": "x"}}
     http = {"type": "http", "url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer x"}}
 
-    assert auth_client.post("/api/v1/integrations", {"provider": "github", "mcp_server": stdio}, format="json").status_code == 201
-    assert auth_client.post("/api/v1/integrations", {"provider": "notion", "mcp_server": http}, format="json").status_code == 201
+    for provider, definition in (("github", stdio), ("notion", http)):
+        response = auth_client.post(
+            "/api/v1/integrations", {"provider": provider, "mcp_server": definition}, format="json"
+        )
+        assert response.status_code == 201, response.content
 
 
 def test_it_allows_one_active_integration_per_provider(auth_client, make_integration, user):
@@ -93,13 +96,14 @@ def test_it_checks_custom_properties_against_the_agents_schema(auth_client, make
         },
     )
 
-    missing = auth_client.post("/api/v1/sessions", {"agent": agent.pk, "custom_properties": {"limit": 3}}, format="json")
-    wrong_type = auth_client.post(
-        "/api/v1/sessions", {"agent": agent.pk, "custom_properties": {"project_key": "P", "limit": "many"}}, format="json"
-    )
-    good = auth_client.post(
-        "/api/v1/sessions", {"agent": agent.pk, "custom_properties": {"project_key": "P", "limit": 3}}, format="json"
-    )
+    def start(custom_properties):
+        return auth_client.post(
+            "/api/v1/sessions", {"agent": agent.pk, "custom_properties": custom_properties}, format="json"
+        )
+
+    missing = start({"limit": 3})
+    wrong_type = start({"project_key": "P", "limit": "many"})
+    good = start({"project_key": "P", "limit": 3})
 
     assert _fields(missing) == {"custom_properties": ["'project_key' is a required property"]}
     assert _fields(wrong_type) == {"custom_properties": ["limit: 'many' is not of type 'integer'"]}
@@ -139,7 +143,9 @@ def test_it_refuses_both_a_prompt_template_and_inline_text(auth_client, make_pro
 
 
 def test_it_refuses_badly_formed_tags(auth_client):
-    response = auth_client.post("/api/v1/prompts", {"name": "p", "slug": "p", "body": "x", "tags": ["Has Space"]}, format="json")
+    response = auth_client.post(
+        "/api/v1/prompts", {"name": "p", "slug": "p", "body": "x", "tags": ["Has Space"]}, format="json"
+    )
 
     assert "Tag 1" in _fields(response)["tags"][0]
 
@@ -148,8 +154,11 @@ def test_it_refuses_a_duplicate_prompt_slug_of_the_same_owner(auth_client, make_
     make_prompt(user, slug="dup")
     make_prompt(other_user, slug="same-as-other")
 
-    duplicate = auth_client.post("/api/v1/prompts", {"name": "p", "slug": "dup", "body": "x"}, format="json")
-    others_slug = auth_client.post("/api/v1/prompts", {"name": "p", "slug": "same-as-other", "body": "x"}, format="json")
+    def create(slug):
+        return auth_client.post("/api/v1/prompts", {"name": "p", "slug": slug, "body": "x"}, format="json")
+
+    duplicate = create("dup")
+    others_slug = create("same-as-other")
 
     assert _fields(duplicate) == {"slug": ["You already have a prompt with this slug."]}
     assert others_slug.status_code == 201
@@ -201,3 +210,12 @@ def test_deleting_a_user_deletes_their_agents_prompts_and_sessions(user, make_ag
     user.delete()
 
     assert (AIAgent.objects.count(), PromptTemplate.objects.count(), UserAgentSession.objects.count()) == (0, 0, 0)
+
+
+def test_it_stores_tags_lower_case_without_duplicates(auth_client):
+    data = {"name": "p", "slug": "p", "body": "x", "tags": ["Python", " python", "Review"]}
+
+    response = auth_client.post("/api/v1/prompts", data, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["tags"] == ["python", "review"]

@@ -141,7 +141,9 @@ def test_init_is_safe_when_several_containers_run_it_at_once(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "SECRET_KEY": "x" * 50}
     manage = Path(settings.BASE_DIR) / "manage.py"
     processes = [
-        subprocess.Popen([sys.executable, str(manage), "init"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, str(manage), "init"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         for _ in range(3)
     ]
     outputs = [process.communicate(timeout=120)[0].decode() for process in processes]

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from agents import selectors, services
-from agents.models import LLMProviderConfig, Message
+from agents.models import Message
 
 
 def test_it_numbers_messages_per_session(make_session, user):
@@ -184,7 +184,9 @@ def test_it_prefers_the_agent_owners_default_config(make_agent, make_llm_config,
     assert selectors.llm_config_for_agent(make_agent(user)).config_id == own_default.pk
 
 
-@pytest.mark.parametrize("tag, expected", [("python", {"a", "b"}), ("py", set()), ("review", {"b"}), ("PYTHON", {"a", "b"})])
+@pytest.mark.parametrize(
+    "tag, expected", [("python", {"a", "b"}), ("py", set()), ("review", {"b"}), ("PYTHON", {"a", "b"})]
+)
 def test_it_filters_by_tag_exactly(tag, expected, auth_client, make_agent):
     make_agent(None, slug="a", tags=["python"])
     make_agent(None, slug="b", tags=["review", "python"])
@@ -222,3 +224,43 @@ def test_it_searches_and_paginates(auth_client, make_prompt, user):
     assert page["count"] == 5
     assert len(page["results"]) == 2
     assert page["next"] is not None
+
+
+def test_it_builds_an_agents_mcp_servers_with_credentials_in_env_and_headers(make_agent, make_integration, user):
+    github = make_integration(
+        user,
+        provider="github",
+        name="github",
+        credentials={"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_secret", "refresh token": "not-an-env-name"},
+        mcp_server={
+            "command": "npx",
+            "args": ["-y", "server-github"],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "", "X": "1"},
+        },
+    )
+    notion = make_integration(
+        user,
+        provider="notion",
+        name="notion",
+        credentials="ntn_secret",
+        mcp_server={"type": "http", "url": "https://mcp.notion.com/mcp"},
+    )
+    no_server = make_integration(user, provider="slack")
+    inactive = make_integration(user, provider="linear", is_active=False, mcp_server={"command": "linear"})
+    agent = make_agent(user, integrations=[github, notion, no_server, inactive])
+
+    servers = selectors.agent_mcp_servers(agent=agent)
+
+    assert servers == {
+        "github": {
+            "type": "stdio",
+            "command": "npx",
+            "args": ["-y", "server-github"],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_secret", "X": "1"},
+        },
+        "notion": {
+            "type": "http",
+            "url": "https://mcp.notion.com/mcp",
+            "headers": {"Authorization": "Bearer ntn_secret"},
+        },
+    }
