@@ -36,7 +36,14 @@ from assistant.engine import (
     agent_loop,
 )
 from assistant.llm import LLMError
-from assistant.mcp_servers import McpConfigError, McpServers, McpServerSpec, McpStartError, load_mcp_config
+from assistant.mcp_servers import (
+    McpConfigError,
+    McpServers,
+    McpServerSpec,
+    McpStartError,
+    load_mcp_config,
+    parse_mcp_config,
+)
 from assistant.workspace_tools import ALIASES, BuiltinTools, Workspace
 
 logger = logging.getLogger(__name__)
@@ -363,43 +370,13 @@ def _owner(options: OrchestratorOptions, agent):
 
 
 def _integration_specs(agent) -> list[McpServerSpec]:
-    from assistant.mcp_servers import server_spec
+    """The agent's integrations that define MCP servers, credentials included (never logged)."""
+    from agents.selectors import agent_mcp_servers
 
-    specs = []
-    for integration in agent.integrations.filter(is_active=True).order_by("pk"):
-        if not integration.mcp_server:
-            continue
-        definition = _with_credentials(integration.mcp_server, integration.credentials)
-        try:
-            specs.append(server_spec(integration.server_name, definition, source=f"integration {integration.pk}"))
-        except McpConfigError as exc:
-            raise OrchestratorError("bad_mcp_config", str(exc)) from None
-    return specs
-
-
-def _with_credentials(definition: dict[str, Any], credentials: Any) -> dict[str, Any]:
-    """Fill `${credentials}` / `${credentials.<key>}` in a server's env values and header values.
-
-    Secrets of an integration reach a stdio server only through its environment, never its
-    arguments (visible to every local user in the process list)."""
-    if credentials in (None, "", {}):
-        return definition
-    values: dict[str, str] = {}
-    if isinstance(credentials, dict):
-        values.update({f"credentials.{k}": str(v) for k, v in credentials.items() if isinstance(v, (str, int, float))})
-    else:
-        values["credentials"] = str(credentials)
-
-    def fill(text: str) -> str:
-        for name, value in values.items():
-            text = text.replace("${" + name + "}", value)
-        return text
-
-    result = dict(definition)
-    for key in ("env", "headers"):
-        if isinstance(result.get(key), dict):
-            result[key] = {k: fill(v) if isinstance(v, str) else v for k, v in result[key].items()}
-    return result
+    try:
+        return parse_mcp_config(agent_mcp_servers(agent=agent), source=f"agent {agent.slug!r} integrations")
+    except McpConfigError as exc:
+        raise OrchestratorError("bad_mcp_config", str(exc)) from None
 
 
 def _store_answer(session, event: ModelCallFinished) -> None:

@@ -194,8 +194,8 @@ def test_an_agent_brings_its_prompt_model_turn_limit_and_integrations(fake, admi
     notes = Integration.objects.create(
         provider="custom",
         name="notes",
-        credentials={"token": SECRET},
-        mcp_server={"command": sys.executable, "args": [NOTES_SERVER], "env": {"NOTES_TOKEN": "${credentials.token}"}},
+        credentials={"NOTES_TOKEN": SECRET},
+        mcp_server={"command": sys.executable, "args": [NOTES_SERVER]},
     )
     agent = AIAgent.objects.create(
         name="Reviewer", slug="reviewer", system_prompt=prompt, max_turns=2, allowed_tools=["Read", "mcp__notes"]
