@@ -500,3 +500,10 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
         {"role": "assistant", "content": [{"type": "text", "text": "partial"}]},
         {"role": "user", "content": [{"type": "text", "text": "Go on"}]},
     ]
+
+
+def test_an_agent_whose_prompt_needs_missing_variables_fails_with_a_reason(fake, admin, workspace):
+    AIAgent.objects.create(name="Jira", slug="jira", system_prompt_text="Work on {{ project }} in {{ workspace }}.")
+    with pytest.raises(CommandError, match=r"^variables: Missing variable\(s\): project\.$"):
+        run("-m", "Hi", "--agent", "jira", "--workspace-dir", str(workspace))
+    assert fake.requests == [] and not UserAgentSession.objects.exists()
