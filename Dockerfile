@@ -23,5 +23,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=4)"
 
-# `migrate` takes a lock on PostgreSQL, so several containers starting at once is safe.
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec python manage.py run"]
+# `init` (migrate + starter data + optional admin from INIT_ADMIN_*) is safe when several
+# containers start at once; then the server replaces the shell.
+CMD ["sh", "-c", "python manage.py init && exec python manage.py run"]

@@ -25,6 +25,30 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    # The channel layer is cached per process, and channels-redis binds its connections to the
+    # event loop that opened them; each async test runs in a loop of its own.
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_of_the_sync_thread(django_db_setup):
+    # database_sync_to_async runs ORM calls in one shared thread whose persistent connection
+    # would keep PostgreSQL from dropping the test database at the end.
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    asyncio.run(sync_to_async(connections.close_all)())
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
@@ -75,3 +99,21 @@ def client_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def oidc_provider(settings):
+    """A fake OpenID provider (real server, real RSA keys) that this server trusts for the test:
+    provider.mint(sub=...) makes access tokens the API accepts. See config/testing/fake_oidc.py."""
+    from accounts.authentication import reset_provider_keys
+    from config.testing.fake_oidc import FakeOIDCProvider
+
+    with FakeOIDCProvider() as provider:
+        settings.AUTH0_DOMAIN = provider.base_url.removeprefix("http://")
+        settings.AUTH0_AUDIENCE = provider.audience
+        settings.AUTH0_ISSUER = provider.issuer
+        settings.AUTH0_JWKS_URL = provider.jwks_url
+        settings.AUTH0_JWKS_REFRESH_COOLDOWN = 0
+        reset_provider_keys()
+        yield provider
+        reset_provider_keys()

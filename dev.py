@@ -61,7 +61,7 @@ def ensure_local_secret_key() -> None:
 def run(args: list[str]) -> None:
     ensure_venv("requirements.txt")
     ensure_local_secret_key()
-    sh(PYTHON, "manage.py", "migrate", "--noinput")
+    sh(PYTHON, "manage.py", "init")
     sh(PYTHON, "manage.py", "collectstatic", "--noinput", "--verbosity", "0")
     os.execv(PYTHON, [str(PYTHON), "manage.py", "run", *args])
 

@@ -1,17 +1,248 @@
-"""Turning bearer tokens into users, for DRF views and websockets alike."""
+"""Turning bearer tokens into users, for DRF views and websockets alike.
+
+Two kinds of bearer token are accepted, told apart by the JWT header's `alg` before anything
+else is looked at:
+- local access tokens from `POST /api/v1/auth/login`: HS256, verified by simplejwt;
+- access tokens from the OpenID provider (`AUTH0__DOMAIN`): RS256, verified here against the
+  provider's JWKS (issuer, audience, expiry, signature).
+Each kind is verified only with its own algorithm list, so `alg=none` or an HS256 token signed
+with the provider's public key can never pass as either.
+
+Provider users are created on first sight (provider OIDC, external_id = the token's `sub`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
+from typing import Any
+
+import jwt
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
+from accounts.models import User, normalize_email
+
+logger = logging.getLogger(__name__)
+
 _jwt = JWTAuthentication()
+
+PROVIDER_ALGORITHM = "RS256"
+# Namespace of the upstream ids given to local users (orgproxy.selectors.claire_user_id): a
+# provider `sub` may not pose as one.
+LOCAL_SUBJECT_PREFIX = "conduit|"
+PLACEHOLDER_EMAIL_DOMAIN = "users.invalid"
+CLOCK_SKEW_SECONDS = 30
+
+
+class ProviderUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The sign-in provider's keys could not be fetched; try again shortly."
+    default_code = "auth_provider_unavailable"
+
+
+class ProviderTokenInvalid(Exception):
+    """A provider token that must not be accepted; the message says why (for the 401)."""
+
+
+# --- provider keys -----------------------------------------------------------------------------
+
+class _JWKClient(jwt.PyJWKClient):
+    """PyJWKClient that keeps using the last key set it fetched when the provider can't be
+    reached (a provider outage shouldn't sign everyone out once the cache expires). Keys the
+    provider removed stop working at the next successful fetch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._last_good: jwt.PyJWKSet | None = None
+
+    def get_jwk_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        try:
+            jwk_set = super().get_jwk_set(refresh)
+        except jwt.PyJWKClientConnectionError:
+            if self._last_good is None:
+                raise
+            logger.warning("The provider's JWKS could not be fetched; using the last key set fetched")
+            return self._last_good
+        self._last_good = jwk_set
+        return jwk_set
+
+
+_jwks_clients: dict[tuple, _JWKClient] = {}
+_jwks_lock = threading.Lock()
+
+
+def _jwks_client() -> _JWKClient:
+    """One client per JWKS URL (and cache settings) per process: the key set is fetched lazily,
+    cached, and refetched when a token names an unknown `kid` (at most once per cooldown)."""
+    key = (
+        settings.AUTH0_JWKS_URL,
+        settings.AUTH0_JWKS_CACHE_SECONDS,
+        settings.AUTH0_JWKS_REFRESH_COOLDOWN,
+        settings.AUTH0_TIMEOUT,
+    )
+    client = _jwks_clients.get(key)
+    if client is None:
+        with _jwks_lock:
+            client = _jwks_clients.get(key)
+            if client is None:
+                client = _JWKClient(
+                    settings.AUTH0_JWKS_URL,
+                    cache_jwk_set=True,
+                    lifespan=max(settings.AUTH0_JWKS_CACHE_SECONDS, 0.01),
+                    cooldown_duration=settings.AUTH0_JWKS_REFRESH_COOLDOWN,
+                    timeout=settings.AUTH0_TIMEOUT,
+                )
+                _jwks_clients[key] = client
+    return client
+
+
+def reset_provider_keys() -> None:
+    """Forget every cached key set (tests; a process picks up a new provider on restart anyway)."""
+    with _jwks_lock:
+        _jwks_clients.clear()
+
+
+def provider_configured() -> bool:
+    return bool(settings.AUTH0_ISSUER and settings.AUTH0_AUDIENCE and settings.AUTH0_JWKS_URL)
+
+
+def is_provider_token(raw_token: str) -> bool:
+    """True for an RS256 JWT (a provider token) when a provider is configured."""
+    if not provider_configured():
+        return False
+    try:
+        header = jwt.get_unverified_header(raw_token)
+    except jwt.InvalidTokenError:
+        return False
+    return header.get("alg") == PROVIDER_ALGORITHM
+
+
+def provider_claims(raw_token: str) -> dict[str, Any]:
+    """The verified claims of a provider access token.
+
+    Raises ProviderTokenInvalid (→ 401) or ProviderUnavailable (→ 503, JWKS unreachable)."""
+    try:
+        signing_key = _jwks_client().get_signing_key_from_jwt(raw_token)
+    except jwt.PyJWKClientConnectionError as exc:
+        logger.warning("Could not fetch the provider's JWKS: %s", exc)
+        raise ProviderUnavailable() from None
+    except (jwt.PyJWKClientError, jwt.InvalidTokenError):
+        raise ProviderTokenInvalid("Token signed with an unknown key.") from None
+    try:
+        claims = jwt.decode(
+            raw_token,
+            signing_key.key,
+            algorithms=[PROVIDER_ALGORITHM],
+            audience=settings.AUTH0_AUDIENCE,
+            issuer=settings.AUTH0_ISSUER,
+            leeway=CLOCK_SKEW_SECONDS,
+            options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ProviderTokenInvalid("Token has expired.") from None
+    except jwt.InvalidAudienceError:
+        raise ProviderTokenInvalid("Token is not meant for this API (audience).") from None
+    except jwt.InvalidIssuerError:
+        raise ProviderTokenInvalid("Token is from another issuer.") from None
+    except jwt.InvalidTokenError:
+        raise ProviderTokenInvalid("Token is invalid.") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 255 or sub.startswith(LOCAL_SUBJECT_PREFIX):
+        raise ProviderTokenInvalid("Token has no usable subject.")
+    return claims
+
+
+def placeholder_email(sub: str) -> str:
+    """The email of a provider user whose token carries no verified email: unique per `sub`,
+    in the reserved `.invalid` domain, so it can never receive mail or collide with a real one."""
+    return f"{hashlib.sha256(sub.encode()).hexdigest()[:16]}@{PLACEHOLDER_EMAIL_DOMAIN}"
+
+
+def provider_user_for_claims(claims: dict[str, Any]) -> User:
+    """The local user of a provider subject, created on first sight (just in time).
+
+    Matched by (provider OIDC, external_id = sub) only. A verified `email` claim becomes the new
+    user's email when no one has it yet; an access token never links to an existing account by
+    email (browser login does that, see accounts.oidc)."""
+    sub = claims["sub"]
+    user = User.objects.filter(provider=User.Provider.OIDC, external_id=sub).first()
+    if user is not None:
+        return user
+    email = placeholder_email(sub)
+    claimed = claims.get("email")
+    if isinstance(claimed, str) and claimed and claims.get("email_verified") is True:
+        if not User.objects.filter(email=normalize_email(claimed)).exists():
+            email = normalize_email(claimed)
+    name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(
+                email=email, password=None, name=name[:255], provider=User.Provider.OIDC, external_id=sub
+            )
+    except IntegrityError:
+        # A concurrent request created this subject's user, or took the email meanwhile.
+        user = User.objects.filter(provider=User.Provider.OIDC, external_id=sub).first()
+        if user is not None:
+            return user
+        with transaction.atomic():
+            return User.objects.create_user(
+                email=placeholder_email(sub),
+                password=None,
+                name=name[:255],
+                provider=User.Provider.OIDC,
+                external_id=sub,
+            )
+
+
+class ProviderTokenAuthentication(BaseAuthentication):
+    """DRF authentication for the provider's RS256 access tokens. Passes (returns None) on
+    anything else, so the local-token class after it gets its turn."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword:
+            return None
+        try:
+            raw_token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not is_provider_token(raw_token):
+            return None
+        try:
+            claims = provider_claims(raw_token)
+        except ProviderTokenInvalid as exc:
+            raise exceptions.AuthenticationFailed(str(exc), code="token_not_valid") from None
+        user = provider_user_for_claims(claims)
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed("User is inactive.", code="user_inactive")
+        return user, claims
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
 
 
 def user_for_access_token(raw_token: str):
-    """The active user a local access token belongs to and the token's expiry (UNIX time),
-    or (None, None) if the token is invalid, expired, revoked or its user inactive."""
+    """The active user an access token (local or provider) belongs to and the token's expiry
+    (UNIX time), or (None, None) if the token is invalid, expired, revoked or its user inactive.
+    Used by the websocket authentication."""
+    if is_provider_token(raw_token):
+        try:
+            claims = provider_claims(raw_token)
+        except (ProviderTokenInvalid, ProviderUnavailable):
+            return None, None
+        user = provider_user_for_claims(claims)
+        if not user.is_active:
+            return None, None
+        return user, int(claims["exp"])
     try:
         validated = _jwt.get_validated_token(raw_token.encode())
         user = _jwt.get_user(validated)

@@ -74,9 +74,6 @@ class _OwnedViewSet(viewsets.ModelViewSet):
             return self.visible()
         return self.owned()
 
-    def perform_destroy(self, instance) -> None:
-        instance.delete()
-
     def destroy(self, request: Request, *args, **kwargs) -> Response:
         instance = self.get_object()
         try:

@@ -24,7 +24,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors as agent_selectors
 from assistant import services, turns
 from assistant.llm import LLMError
 from config.errors import error_response
@@ -178,7 +177,7 @@ class CodeAssistanceApi(APIView):
 @throttle_classes([])
 def code_assistance_health(request: Request) -> Response:
     """Whether the model endpoint behind code assistance is configured."""
-    agent = agent_selectors.agent_by_slug(slug=settings.CODE_ASSISTANCE_AGENT)
+    agent = services.code_assistance_agent()
     model = turns.model_settings_for(agent) if agent is not None else None
     configured = bool(model and model.api_key)
     return Response(

@@ -162,8 +162,6 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
         }
         if request.system:
             params["system"] = request.system
-        if request.model.temperature is not None:
-            params["temperature"] = request.model.temperature
         if tool_definitions:
             params["tools"] = tool_definitions
         try:

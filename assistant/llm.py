@@ -17,13 +17,15 @@ from django.conf import settings
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """Everything needed to call the model for one turn."""
+    """Everything needed to call the model for one turn.
+
+    No sampling temperature: the Messages API version the SDK speaks (2026-10-21) refuses
+    `temperature`, `top_p` and `top_k` with a 400, whatever their value."""
 
     model: str
     api_key: str
     base_url: str | None = None
     max_tokens: int = 4096
-    temperature: float | None = None
 
 
 class LLMError(Exception):

@@ -5,16 +5,25 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from agents import selectors as agent_selectors
 from agents import services as agent_services
+from agents.models import AIAgent
 from assistant import turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias
 
 
+def code_assistance_agent() -> AIAgent | None:
+    """The organization's agent behind the code-assistance endpoint (CODE_ASSISTANCE_AGENT)."""
+    return (
+        AIAgent.objects.select_related("system_prompt", "llm_config")
+        .filter(slug=settings.CODE_ASSISTANCE_AGENT, is_active=True)
+        .first()
+    )
+
+
 def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> turns.TurnPlan:
     """Plan a code-assistance turn in the session the client's session id names (created on first use)."""
-    agent = agent_selectors.agent_by_slug(slug=settings.CODE_ASSISTANCE_AGENT)
+    agent = code_assistance_agent()
     if agent is None:
         raise turns.TurnRefused(
             "agent_unavailable",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +112,6 @@ def model_settings_for(agent) -> ModelSettings:
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
-        temperature=config.temperature,
     )
 
 
@@ -141,8 +141,8 @@ def turn_begin(
             if session.agent is None or not session.agent.is_active:
                 raise TurnRefused("agent_unavailable", "This session's agent is no longer available.")
         else:
-            agent = agent_selectors.agent_for_user(user=user, slug=agent_slug or "")
-            if agent is None:
+            agent = agent_selectors.agent_get_by_slug(user=user, slug=agent_slug or "")
+            if agent is None or not agent.is_active:
                 raise TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
             try:
                 session = agent_services.session_create(
@@ -154,7 +154,10 @@ def turn_begin(
         _settle_stale_turns(session)
         agent = session.agent
         model = model_settings_for(agent)
-        system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
+        try:
+            system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
+        except ValidationError as exc:  # the agent's prompt needs variables this session lacks
+            raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
         user_message = agent_services.message_append(
             session=session, role=Message.Role.USER, content=[{"type": "text", "text": text}]
         )
@@ -249,7 +252,7 @@ class TurnRunner:
             self.loop_task.cancel()
 
     async def _run(self) -> None:
-        control = asyncio.create_task(self._listen_for_stop())
+        await _stop_listener(self.layer).watch(self.session_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._emit(
@@ -274,8 +277,8 @@ class TurnRunner:
                 logger.exception("Turn of session %s failed", self.session_id)
                 await self._finish_error("internal_error", "The answer failed because of an internal error.")
         finally:
-            control.cancel()
             heartbeat.cancel()
+            await _stop_listener(self.layer).unwatch(self.session_id)
             if self.flush_timer:
                 self.flush_timer.cancel()
             _running.pop(self.session_id, None)
@@ -412,17 +415,6 @@ class TurnRunner:
 
     # -- background duties
 
-    async def _listen_for_stop(self) -> None:
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(control_group(self.session_id), channel)
-        try:
-            while True:
-                message = await self.layer.receive(channel)
-                if message.get("type") == "turn.stop":
-                    self.request_stop()
-        finally:
-            await self.layer.group_discard(control_group(self.session_id), channel)
-
     async def _heartbeat(self) -> None:
         """Keep the streaming message fresh while the model is silent, so it isn't taken for stale."""
         interval = settings.ASSISTANT_STALE_TURN_AFTER / 4
@@ -430,6 +422,46 @@ class TurnRunner:
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
                 await database_sync_to_async(_touch_streaming_message)(self.message_id)
+
+
+class _StopListener:
+    """One channel per process, in the control group of every turn this process runs: a stop
+    asked for on any process reaches the runner here. (One receive loop for all turns, rather
+    than one blocked receive per turn.)"""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+
+    async def watch(self, session_id: int) -> None:
+        if self.channel is None:
+            # The default prefix: channels-redis runs one receive loop for all of a process's channels.
+            self.channel = await self.layer.new_channel()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._listen(), name="assistant-stop-listener")
+        await self.layer.group_add(control_group(session_id), self.channel)
+
+    async def unwatch(self, session_id: int) -> None:
+        if self.channel is not None:
+            await self.layer.group_discard(control_group(session_id), self.channel)
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            runner = _running.get(message.get("session_id"))
+            if message.get("type") == "turn.stop" and runner is not None:
+                runner.request_stop()
+
+
+_stop_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # channel layer → listener
+
+
+def _stop_listener(layer) -> _StopListener:
+    listener = _stop_listeners.get(layer)
+    if listener is None:
+        listener = _stop_listeners[layer] = _StopListener(layer)
+    return listener
 
 
 async def turn_start(plan: TurnPlan) -> TurnRunner:
@@ -461,7 +493,7 @@ async def turn_stop(*, user, session_id: int) -> None:
     if runner is not None:
         runner.request_stop()
     else:
-        await get_channel_layer().group_send(control_group(session_id), {"type": "turn.stop"})
+        await get_channel_layer().group_send(control_group(session_id), {"type": "turn.stop", "session_id": session_id})
 
 
 def turn_events_after(*, user, session_id: int, after_seq: int | None, limit: int = 10_000) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from config import __version__
@@ -61,6 +62,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
+    "mozilla_django_oidc",
     "channels",
     "config",
     "accounts",
@@ -71,6 +74,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
+    # Before anything that can answer early (CommonMiddleware), so every answer carries CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,7 +133,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+                # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
                 "prefix": "conduit:asgi",
                 # group_send to a full channel drops messages silently: leave generous room.
                 "capacity": 1000,
@@ -156,13 +163,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/chat/"
-LOGOUT_REDIRECT_URL = "login"
+LOGIN_REDIRECT_URL = env.str("LOGIN_REDIRECT_URL", default="/chat/")
+LOGOUT_REDIRECT_URL = env.str("LOGOUT_REDIRECT_URL", default="/accounts/login/")
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # First class decides the 401's WWW-Authenticate header: Bearer.
+        # First class decides the 401's WWW-Authenticate header: Bearer. The provider class comes
+        # before simplejwt because simplejwt *rejects* (rather than passes on) any token it can't
+        # verify; the provider class takes only RS256 tokens and passes on everything else, which
+        # keeps local HS256 tokens and provider RS256 tokens apart by their header's `alg`.
+        "accounts.authentication.ProviderTokenAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -225,7 +236,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -238,34 +249,6 @@ SERVER_PORT = env.int("PORT", default=8000)
 SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
-
-# --- assistant: streaming Claude ---------------------------------------------------------------
-ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
-ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
-ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
-# Text deltas are written and published at most this often per stream (the first at once).
-ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
-# A streaming answer not written for this long belongs to a dead process and is closed as an error.
-ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
-ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
-# The agent that answers `POST /api/v1/claude-code/code-assistance`.
-CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
-
-# --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
-AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
-ORCHESTRATOR_SHELL_TIMEOUT = env.int("ORCHESTRATOR_SHELL_TIMEOUT", default=120)  # seconds
-ORCHESTRATOR_OUTPUT_LIMIT = env.int("ORCHESTRATOR_OUTPUT_LIMIT", default=30000)  # characters per tool result
-ORCHESTRATOR_DEFAULT_MAX_TURNS = env.int("ORCHESTRATOR_DEFAULT_MAX_TURNS", default=25)
-ORCHESTRATOR_MCP_START_TIMEOUT = env.float("ORCHESTRATOR_MCP_START_TIMEOUT", default=30.0)
-ORCHESTRATOR_MCP_CALL_TIMEOUT = env.float("ORCHESTRATOR_MCP_CALL_TIMEOUT", default=300.0)
-# The shell tool gets only these variables of our environment: never API keys or database URLs.
-ORCHESTRATOR_SHELL_ENV_PASSTHROUGH = env.list(
-    "ORCHESTRATOR_SHELL_ENV_PASSTHROUGH",
-    default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ"],
-)
-ORCHESTRATOR_SHELL_ENV = {
-    name: value for name in ORCHESTRATOR_SHELL_ENV_PASSTHROUGH if (value := env.str(name, default=None)) is not None
-}
 
 # --- agents -----------------------------------------------------------------------------------
 # Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key
@@ -297,6 +280,113 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "MessageRoleEnum": "agents.models.Message.Role",
     }
 )
+
+# --- assistant: streaming Claude ---------------------------------------------------------------
+ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
+ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
+ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
+# Text deltas are written and published at most this often per stream (the first at once).
+ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
+# A streaming answer not written for this long belongs to a dead process and is closed as an error.
+ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
+ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
+# The agent that answers `POST /api/v1/claude-code/code-assistance`.
+CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
+
+# --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
+AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
+ORCHESTRATOR_SHELL_TIMEOUT = env.int("ORCHESTRATOR_SHELL_TIMEOUT", default=120)  # seconds
+ORCHESTRATOR_OUTPUT_LIMIT = env.int("ORCHESTRATOR_OUTPUT_LIMIT", default=30000)  # characters per tool result
+ORCHESTRATOR_DEFAULT_MAX_TURNS = env.int("ORCHESTRATOR_DEFAULT_MAX_TURNS", default=25)
+ORCHESTRATOR_MCP_START_TIMEOUT = env.float("ORCHESTRATOR_MCP_START_TIMEOUT", default=30.0)
+ORCHESTRATOR_MCP_CALL_TIMEOUT = env.float("ORCHESTRATOR_MCP_CALL_TIMEOUT", default=300.0)
+# The shell tool gets only these variables of our environment: never API keys or database URLs.
+ORCHESTRATOR_SHELL_ENV_PASSTHROUGH = env.list(
+    "ORCHESTRATOR_SHELL_ENV_PASSTHROUGH",
+    default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ"],
+)
+ORCHESTRATOR_SHELL_ENV = {
+    name: value for name in ORCHESTRATOR_SHELL_ENV_PASSTHROUGH if (value := env.str(name, default=None)) is not None
+}
+
+
+# --- orgproxy (organization server) and the OpenID provider -----------------------------------
+# Upstream Claire API. The key is a secret: it is sent upstream only, never logged or returned.
+CLAIRE_BASE_URL = env.str("CLAIRE__BASE_URL", default="https://api-core.nova-ai.de").rstrip("/")
+CLAIRE_API_KEY = env.str("CLAIRE__API_KEY", default="")
+
+
+def _id_list(raw: str) -> list[str]:
+    """A JSON list (`["a","b"]`) or a comma-separated list (`a,b`) of ids."""
+    import json
+
+    raw = raw.strip()
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"CLAIRE__ENABLED_DEVICE_ACTION_IDS is not valid JSON: {exc}") from exc
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ImproperlyConfigured("CLAIRE__ENABLED_DEVICE_ACTION_IDS must be a JSON list of strings.")
+        return value
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+CLAIRE_ENABLED_DEVICE_ACTION_IDS = _id_list(env.str("CLAIRE__ENABLED_DEVICE_ACTION_IDS", default=""))
+CLAIRE_CONNECT_TIMEOUT = env.float("CLAIRE__CONNECT_TIMEOUT", default=3.05)
+CLAIRE_READ_TIMEOUT = env.float("CLAIRE__READ_TIMEOUT", default=15.0)
+# Retries of connection failures (any method: nothing reached the upstream) and of GETs that
+# failed with 502/503/504 or a dropped response. POST and DELETE are never re-sent once sent.
+CLAIRE_RETRIES = env.int("CLAIRE__RETRIES", default=2)
+CLAIRE_POOL_SIZE = env.int("CLAIRE__POOL_SIZE", default=20)
+CLAIRE_BOTS_CACHE_TTL = env.int("CLAIRE__BOTS_CACHE_TTL", default=60)
+
+# OpenID provider (Auth0 or any provider issuing RS256 JWT access tokens with a JWKS).
+AUTH0_DOMAIN = env.str("AUTH0__DOMAIN", default="").strip().removeprefix("https://").rstrip("/")
+AUTH0_AUDIENCE = env.str("AUTH0__AUDIENCE", default="")
+# Overrides for providers (and test servers) whose URLs don't follow Auth0's layout.
+AUTH0_ISSUER = env.str("AUTH0__ISSUER", default="") or (f"https://{AUTH0_DOMAIN}/" if AUTH0_DOMAIN else "")
+AUTH0_JWKS_URL = env.str("AUTH0__JWKS_URL", default="") or (
+    f"{AUTH0_ISSUER.rstrip('/')}/.well-known/jwks.json" if AUTH0_ISSUER else ""
+)
+AUTH0_JWKS_CACHE_SECONDS = env.float("AUTH0__JWKS_CACHE_SECONDS", default=300)
+# A token with an unknown `kid` refetches the JWKS at most this often (key rotation without
+# letting forged `kid`s hammer the provider).
+AUTH0_JWKS_REFRESH_COOLDOWN = env.float("AUTH0__JWKS_REFRESH_COOLDOWN", default=30.0)
+AUTH0_TIMEOUT = env.float("AUTH0__TIMEOUT", default=5.0)
+if AUTH0_ISSUER and not AUTH0_AUDIENCE:
+    raise ImproperlyConfigured(
+        "AUTH0__AUDIENCE is not set. It is required with AUTH0__DOMAIN: it is the API identifier "
+        "the provider puts in the access tokens' `aud` claim."
+    )
+
+# Browser login through the same provider (mozilla-django-oidc), on when a client id is set.
+_OIDC_BASE = AUTH0_ISSUER.rstrip("/")
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_ENABLED = bool(AUTH0_ISSUER and OIDC_RP_CLIENT_ID)
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default=f"{_OIDC_BASE}/authorize")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default=f"{_OIDC_BASE}/oauth/token")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default=f"{_OIDC_BASE}/userinfo")
+OIDC_OP_JWKS_ENDPOINT = AUTH0_JWKS_URL or "https://invalid.invalid/jwks.json"
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = AUTH0_TIMEOUT
+OIDC_AUTH_REQUEST_EXTRA_PARAMS = {"audience": AUTH0_AUDIENCE} if AUTH0_AUDIENCE else {}
+OIDC_AUTHENTICATE_CLASS = "accounts.oidc.AuthenticationRequestView"
+OIDC_CALLBACK_CLASS = "accounts.oidc.AuthenticationCallbackView"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+if OIDC_ENABLED:
+    AUTHENTICATION_BACKENDS.insert(0, "accounts.oidc.ProviderBackend")
+
+# CORS (django-cors-headers): comma-separated origins, or `*`; unset means no CORS headers.
+_cors_origins = env.list("CORS__ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
+CORS_ALLOW_CREDENTIALS = False  # bearer tokens, not cookies, cross origin
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
+CORS_EXPOSE_HEADERS = ["X-Request-ID"]
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -9,11 +11,14 @@ urlpatterns = [
     path("", views.health, name="root"),
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(extra_context={"oidc_enabled": settings.OIDC_ENABLED}), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("chat/", chat, name="chat"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/auth/", include("accounts.urls")),
+    # Browser login through the OpenID provider (404 unless configured, see accounts/oidc.py).
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("assistant.urls")),
     # The organization server answers at the site root, where existing Claire clients call it.

@@ -3,10 +3,14 @@ sign in, pick an agent, send a message, watch the answer stream, stop it, reload
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 
 import pytest
+from django.conf import settings
 
 from config.testing.fake_anthropic import Reply, fake_anthropic_server
 from config.testing.processes import database_url_for_children, http_json, require, running_server
@@ -25,7 +29,10 @@ PASSWORD = "a browser passphrase"
 def site(tmp_path):
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
     with fake_anthropic_server() as fake:
-        env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0", "DEBUG": "1"}
+        env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
+               "STATIC_ROOT": str(tmp_path / "static")}  # fmt: skip
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+                       cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
         with running_server(env) as base:
             email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
             assert http_json("POST", f"{base}/api/v1/auth/register", {"name": "Browser", "email": email, "password": PASSWORD})[0] == 201

@@ -163,6 +163,10 @@ async def test_cancelling_the_loop_closes_the_upstream_stream(fake):
 
     task = asyncio.create_task(consume())
     await asyncio.get_running_loop().run_in_executor(None, fake.wait_until_paused)
+    for _ in range(200):  # the server paused after two chunks; wait until the client read them
+        if len(seen) == 2:
+            break
+        await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -147,7 +147,7 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
         token, _ = await asyncio.to_thread(seed_over_api, base, fake_model.base_url, "live-code")
         fake_model.script(Reply(text=["first ", "second ", "third"], pause_after=1))
 
-        def stream_one_event_then_hang_up() -> dict:
+        def stream_until_the_first_words_then_hang_up() -> dict:
             host = urlparse(base)
             connection = http.client.HTTPConnection(host.hostname, host.port, timeout=15)
             body = json.dumps({"prompt": "hello", "session_id": "sse-disconnect"})
@@ -156,15 +156,29 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
             response = connection.getresponse()
             assert response.status == 200, response.read()
             assert response.getheader("X-Session-ID") == "sse-disconnect"
-            first = response.fp.readline()
-            response.fp.readline()
-            connection.sock.close()
-            return json.loads(first.decode()[len("data: "):])
+            while True:  # read until the model's first words, then hang up
+                line = response.readline()  # de-chunked: daphne streams with chunked encoding
+                if line.startswith(b"data: "):
+                    event = json.loads(line.decode()[len("data: "):])
+                    if event["type"] == "code_assistance":
+                        break
+            response.close()
+            connection.close()
+            return event
 
-        first_event = await asyncio.to_thread(stream_one_event_then_hang_up)
-        assert first_event["type"] == "system_status"
-        await asyncio.to_thread(fake_model.wait_until_paused)
-        await asyncio.sleep(0.5)  # daphne notices the hang-up and cancels the response
+        def stored_answer_status() -> str:
+            status, sessions = http_json("GET", f"{base}/api/v1/sessions", None, token)
+            session_id = sessions["results"][0]["id"]
+            status, messages = http_json("GET", f"{base}/api/v1/sessions/{session_id}/messages", None, token)
+            return messages["results"][-1]["status"]
+
+        first_words = await asyncio.to_thread(stream_until_the_first_words_then_hang_up)
+        assert first_words["content"] == "first "
+        for _ in range(100):  # daphne notices the hang-up, Django cancels the response, the turn stops
+            if await asyncio.to_thread(stored_answer_status) == "stopped":
+                break
+            await asyncio.sleep(0.1)
+        assert await asyncio.to_thread(stored_answer_status) == "stopped"
         fake_model.release()
         await asyncio.to_thread(fake_model.requests[0].finished.wait, 10)
         assert fake_model.requests[0].disconnected, "the upstream stream must be closed when the client leaves"

@@ -18,9 +18,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PATH = "/api/v1/claude-code/code-assistance"
 
 
-async def client_for(user) -> AsyncClient:
-    token = await sync_to_async(token_for)(user)
-    return AsyncClient(headers={"Authorization": f"Bearer {token}", "Accept": "text/event-stream"})
+class SseClient:
+    """Posts to the endpoint as `user` (AsyncClient takes headers per request only)."""
+
+    def __init__(self, token: str):
+        self.client = AsyncClient()
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+
+    async def post(self, path: str, body: dict, **kwargs):
+        return await self.client.post(path, body, headers=self.headers, **kwargs)
+
+
+async def client_for(user) -> SseClient:
+    return SseClient(await sync_to_async(token_for)(user))
 
 
 async def events_of(response) -> list[dict]:

@@ -1,0 +1,18 @@
+"""OpenAPI description of the provider-token authentication (drf-spectacular extension)."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class ProviderTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ProviderTokenAuthentication"
+    name = "providerBearer"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An RS256 access token from the OpenID provider (AUTH0__DOMAIN, AUTH0__AUDIENCE).",
+        }
