@@ -276,8 +276,6 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
-        # anthropic 2.x's messages.stream() has no temperature parameter any more (TypeError if given).
-        temperature=None,
     )
     if not model.api_key:
         raise OrchestratorError(
