@@ -293,6 +293,22 @@ ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100
 # The agent that answers `POST /api/v1/claude-code/code-assistance`.
 CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
+# --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
+AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
+ORCHESTRATOR_SHELL_TIMEOUT = env.int("ORCHESTRATOR_SHELL_TIMEOUT", default=120)  # seconds
+ORCHESTRATOR_OUTPUT_LIMIT = env.int("ORCHESTRATOR_OUTPUT_LIMIT", default=30000)  # characters per tool result
+ORCHESTRATOR_DEFAULT_MAX_TURNS = env.int("ORCHESTRATOR_DEFAULT_MAX_TURNS", default=25)
+ORCHESTRATOR_MCP_START_TIMEOUT = env.float("ORCHESTRATOR_MCP_START_TIMEOUT", default=30.0)
+ORCHESTRATOR_MCP_CALL_TIMEOUT = env.float("ORCHESTRATOR_MCP_CALL_TIMEOUT", default=300.0)
+# The shell tool gets only these variables of our environment: never API keys or database URLs.
+ORCHESTRATOR_SHELL_ENV_PASSTHROUGH = env.list(
+    "ORCHESTRATOR_SHELL_ENV_PASSTHROUGH",
+    default=["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ"],
+)
+ORCHESTRATOR_SHELL_ENV = {
+    name: value for name in ORCHESTRATOR_SHELL_ENV_PASSTHROUGH if (value := env.str(name, default=None)) is not None
+}
+
 
 # --- orgproxy (organization server) and the OpenID provider -----------------------------------
 # Upstream Claire API. The key is a secret: it is sent upstream only, never logged or returned.

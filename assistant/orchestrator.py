@@ -1,0 +1,584 @@
+"""The orchestrator: one agent turn from the command line, with workspace tools and MCP servers.
+
+`run_orchestrator(options, sink)` resolves the agent, the session, the model and the tools, runs the
+engine's agent loop, stores every message as it completes (the user's prompt, each model answer,
+each batch of tool results) and sends the turn's events to a sink (readable text or JSON lines).
+Failures that stop the run are `OrchestratorError(code, message)`, one line each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connections
+
+from assistant.engine import (
+    LoopFinished,
+    LoopRequest,
+    ModelCallFinished,
+    ModelCallStarted,
+    ModelSettings,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolOutcome,
+    ToolResults,
+    ToolUseRequested,
+    agent_loop,
+)
+from assistant.llm import LLMError
+from assistant.mcp_servers import (
+    McpConfigError,
+    McpServers,
+    McpServerSpec,
+    McpStartError,
+    load_mcp_config,
+    parse_mcp_config,
+)
+from assistant.workspace_tools import ALIASES, BuiltinTools, Workspace
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an autonomous assistant working in the directory {workspace}. Use the tools to inspect and "
+    "change files there and to run commands; paths are relative to that directory. Be concise."
+)
+BUILTIN_AGENT_SLUG = "orchestrator"
+SYSTEM_USER_EMAIL = "orchestrator@localhost"
+TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result in a `tool_result` event (as the websocket sends)
+
+
+class OrchestratorError(Exception):
+    """A reason the run could not start or finish, in one line."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class OrchestratorOptions:
+    message: str
+    agent_slug: str | None = None
+    system_prompt: str | None = None
+    workspace: str | None = None
+    mcp_config: str | None = None
+    allowed_tools: list[str] | None = None
+    model: str | None = None
+    max_turns: int | None = None
+    resume_session_id: str | None = None
+    user_email: str | None = None
+    verbose: bool = False
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+class EventSink:
+    """Numbers the run's events and hands them to `write`. One vocabulary for every transport:
+    session, text_delta, thinking_delta, tool_use, tool_result, result, error."""
+
+    def __init__(self) -> None:
+        self.session_id: int | None = None
+        self.seq = 0
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.seq += 1
+        self.write({"type": kind, "session_id": self.session_id, "seq": self.seq, **fields})
+
+    def write(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class JsonLinesSink(EventSink):
+    def __init__(self, stream: TextIO):
+        super().__init__()
+        self.stream = stream
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(event, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class TextSink(EventSink):
+    """Assistant text as it streams, `→ tool(args)` and `← ok: first line` for tools, a summary."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__()
+        self.stream = stream
+        self.at_line_start = True
+
+    def _out(self, text: str) -> None:
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def _line(self, text: str) -> None:
+        self._out(("" if self.at_line_start else "\n") + text + "\n")
+
+    def write(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "text_delta":
+            self._out(event["text"])
+        elif kind == "tool_use":
+            self._line(f"→ {event['name']}({_summary(event['input'])})")
+        elif kind == "tool_result":
+            first = next((line.strip() for line in event["output"].splitlines() if line.strip()), "")
+            more = "…" if len(event["output"].strip()) > len(first) else ""
+            self._line(f"← {'error' if event['is_error'] else 'ok'}: {_shorten(first, 100)}{more}")
+        elif kind == "result":
+            usage = event["usage"]
+            self._line(
+                f"[{event['stop_reason']} · {event['turns']} turn{'s' if event['turns'] != 1 else ''} · "
+                f"{usage['input_tokens']} in / {usage['output_tokens']} out tokens · {event['duration_ms'] / 1000:.1f} s]"
+            )
+            self._line(f"session: {event['session_id']}")
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _summary(arguments: dict[str, Any]) -> str:
+    parts = []
+    for key, value in (arguments or {}).items():
+        shown = (
+            json.dumps(value, ensure_ascii=False)
+            if not isinstance(value, str)
+            else json.dumps(_shorten(value, 60), ensure_ascii=False)
+        )
+        parts.append(f"{key}={shown}")
+    return _shorten(", ".join(parts), 120)
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+def _patterns(entries: list[str]) -> list[str]:
+    patterns = []
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        if entry in ALIASES:
+            entry = ALIASES[entry]
+        elif entry.startswith("mcp__"):  # Claude Code's naming: mcp__server__tool, mcp__server
+            rest = entry[len("mcp__") :]
+            entry = rest if "__" in rest else f"{rest}__*"
+        patterns.append(entry)
+    return patterns
+
+
+class OrchestratorTools:
+    """The built-in tools and the MCP servers' tools, restricted to the allowed ones."""
+
+    def __init__(self, builtin: BuiltinTools, mcp: McpServers, allowed: list[str] | None, *, strict: bool):
+        self.builtin = builtin
+        self.mcp = mcp
+        candidates = builtin.definitions() + mcp.definitions()
+        if allowed:
+            patterns = _patterns(allowed)
+            unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(d["name"], p) for d in candidates)]
+            if unmatched and strict:
+                names = ", ".join(d["name"] for d in candidates)
+                raise OrchestratorError(
+                    "bad_allowed_tools",
+                    f"--allowed-tools names unknown tools: {', '.join(unmatched)} (available: {names})",
+                )
+            if unmatched:
+                logger.warning("Allowed tools that match no tool are ignored: %s", ", ".join(unmatched))
+            candidates = [d for d in candidates if any(fnmatch.fnmatchcase(d["name"], p) for p in patterns)]
+        self._definitions = candidates
+        self.names = {d["name"] for d in candidates}
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return self._definitions
+
+    async def run(self, call: ToolCall) -> ToolOutcome:
+        if call.name not in self.names:
+            return ToolOutcome(
+                call.id, f"Unknown tool: {call.name}. Available tools: {', '.join(sorted(self.names))}.", is_error=True
+            )
+        if self.mcp.knows(call.name):
+            return await self.mcp.run(call)
+        return await self.builtin.run(call)
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    session: Any
+    agent: Any
+    model: ModelSettings
+    system: str
+    max_turns: int
+    allowed_tools: list[str] | None
+    strict_allowed: bool
+    mcp_specs: list[McpServerSpec]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed: bool = False
+
+
+def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: list[McpServerSpec]) -> Prepared:
+    """Everything the database says about this run; stores the user's message."""
+    from agents.models import AIAgent, UserAgentSession
+    from agents.selectors import llm_config_for_agent
+    from agents.services import agent_system_prompt, message_append, session_create
+    from assistant.history import api_messages
+
+    session = None
+    if options.resume_session_id:
+        session = (
+            UserAgentSession.objects.select_related("agent", "owner")
+            .filter(pk=_session_pk(options.resume_session_id))
+            .first()
+        )
+        if session is None:
+            raise OrchestratorError("unknown_session", f"no session with id {options.resume_session_id}")
+        if options.agent_slug and options.agent_slug != session.agent.slug:
+            raise OrchestratorError(
+                "agent_mismatch",
+                f"session {session.pk} belongs to agent {session.agent.slug!r}, not {options.agent_slug!r}",
+            )
+        if options.user_email and session.owner.email.lower() != options.user_email.lower():
+            raise OrchestratorError("unknown_session", f"session {session.pk} is not {options.user_email}'s")
+        agent = session.agent
+    elif options.agent_slug:
+        agent = (
+            AIAgent.objects.select_related("system_prompt", "llm_config", "owner")
+            .filter(slug=options.agent_slug)
+            .first()
+        )
+        if agent is None:
+            raise OrchestratorError("unknown_agent", f"no agent with slug {options.agent_slug!r}")
+        if not agent.is_active:
+            raise OrchestratorError("unknown_agent", f"agent {options.agent_slug!r} is not active")
+    else:
+        agent = _builtin_agent()
+
+    owner = session.owner if session is not None else _owner(options, agent)
+    config = llm_config_for_agent(agent, user=owner)
+    model = ModelSettings(
+        model=options.model or config.model,
+        api_key=config.api_key,
+        base_url=config.base_url or None,
+        max_tokens=config.max_tokens,
+    )
+    if not model.api_key:
+        raise OrchestratorError(
+            "not_configured",
+            "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key",
+        )
+    if not model.model:
+        raise OrchestratorError(
+            "not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config"
+        )
+
+    variables = {"workspace": str(workspace.root), **(session.custom_properties if session is not None else {})}
+    if options.system_prompt is not None:
+        system = options.system_prompt
+    elif agent.slug == BUILTIN_AGENT_SLUG and not (agent.system_prompt_id or agent.system_prompt_text):
+        system = DEFAULT_SYSTEM_PROMPT.format(workspace=workspace.root)
+    else:
+        system = agent_system_prompt(agent=agent, variables=variables)
+
+    names = {spec.name for spec in file_specs}
+    agent_specs = [spec for spec in _integration_specs(agent) if spec.name not in names]
+
+    if session is None:
+        title = _shorten(options.message.strip().splitlines()[0], 80)
+        if agent.slug == BUILTIN_AGENT_SLUG and not agent.is_active:
+            # session_create refuses inactive agents (they are retired for users); the built-in
+            # one is inactive only to stay out of the chat's agent list.
+            session = UserAgentSession.objects.create(owner=owner, agent=agent, title=title)
+        else:
+            session = session_create(owner=owner, agent=agent, title=title)
+    message_append(session=session, role="user", content=[{"type": "text", "text": options.message}])
+    history = api_messages(session.messages.order_by("seq"))
+
+    allowed = options.allowed_tools if options.allowed_tools is not None else (list(agent.allowed_tools or []) or None)
+    return Prepared(
+        session=session,
+        agent=agent,
+        model=model,
+        system=system,
+        max_turns=options.max_turns or agent.max_turns or settings.ORCHESTRATOR_DEFAULT_MAX_TURNS,
+        allowed_tools=allowed,
+        strict_allowed=options.allowed_tools is not None,
+        mcp_specs=file_specs + agent_specs,
+        history=history,
+        resumed=bool(options.resume_session_id),
+    )
+
+
+def _session_pk(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise OrchestratorError("unknown_session", f"no session with id {value}") from None
+
+
+def _builtin_agent():
+    from agents.models import AIAgent
+
+    agent, _ = AIAgent.objects.get_or_create(
+        slug=BUILTIN_AGENT_SLUG,
+        defaults={
+            "name": "Orchestrator (command line)",
+            "description": "Runs of `manage.py run_orchestrator` without --agent. Its system prompt is the CLI's default.",
+            "category": "orchestrator",
+            "max_turns": settings.ORCHESTRATOR_DEFAULT_MAX_TURNS,
+            "is_active": False,  # not offered in the chat: it exists so CLI sessions have an agent
+        },
+    )
+    return agent
+
+
+def _owner(options: OrchestratorOptions, agent):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    if options.user_email:
+        user = User.objects.filter(email__iexact=options.user_email, is_active=True).first()
+        if user is None:
+            raise OrchestratorError("unknown_user", f"no active user with email {options.user_email}")
+        return user
+    if agent.owner_id is not None:
+        return agent.owner
+    user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
+    if user is None:
+        # A fresh installation: a system user owns CLI sessions. It has no usable password.
+        user = User.objects.filter(email__iexact=SYSTEM_USER_EMAIL).first() or User.objects.create_user(
+            email=SYSTEM_USER_EMAIL, password=None, name="Orchestrator (command line)"
+        )
+    return user
+
+
+def _integration_specs(agent) -> list[McpServerSpec]:
+    """The agent's integrations that define MCP servers, credentials included (never logged)."""
+    from agents.selectors import agent_mcp_servers
+
+    try:
+        return parse_mcp_config(agent_mcp_servers(agent=agent), source=f"agent {agent.slug!r} integrations")
+    except McpConfigError as exc:
+        raise OrchestratorError("bad_mcp_config", str(exc)) from None
+
+
+def _store_answer(session, event: ModelCallFinished) -> None:
+    from agents.services import message_append
+
+    message_append(
+        session=session,
+        role="assistant",
+        content=event.content,
+        status="complete",
+        model=event.model or "",
+        stop_reason=event.stop_reason or "",
+        **event.usage.as_dict(),
+    )
+
+
+def _store_results(session, results: list[ToolOutcome]) -> None:
+    from agents.services import message_append
+
+    message_append(session=session, role="user", content=[r.as_block() for r in results], status="complete")
+
+
+def _store_unfinished(
+    session,
+    *,
+    text: str,
+    status: str,
+    model: str,
+    code: str = "",
+    message: str = "",
+    pending_calls: list[ToolCall] = (),
+) -> None:
+    """A partial answer (stopped or failed), or results for tool calls that never finished."""
+    from agents.services import message_append
+
+    if pending_calls:
+        blocks = [
+            ToolOutcome(c.id, "The run was interrupted before this tool finished.", is_error=True).as_block()
+            for c in pending_calls
+        ]
+        message_append(session=session, role="user", content=blocks, status="complete")
+    if text or code:
+        message_append(
+            session=session,
+            role="assistant",
+            content=[{"type": "text", "text": text}] if text else [],
+            status=status,
+            model=model,
+            error_code=code,
+            error_message=message,
+        )
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+async def run_orchestrator(options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
+    if not options.message.strip():
+        raise OrchestratorError("empty_message", "the message is empty")
+    workspace = _workspace(options.workspace)
+    try:
+        file_specs = load_mcp_config(options.mcp_config) if options.mcp_config else []
+    except McpConfigError as exc:
+        raise OrchestratorError("bad_mcp_config", str(exc)) from None
+    db = sync_to_async(_prepare_checked, thread_sensitive=True)
+    try:
+        prepared = await db(options, workspace, file_specs)
+        return await _run(prepared, workspace, options, sink)
+    finally:
+        await sync_to_async(connections.close_all, thread_sensitive=True)()
+
+
+def _prepare_checked(options, workspace, file_specs) -> Prepared:
+    try:
+        return _prepare(options, workspace, file_specs)
+    except ValidationError as exc:
+        raise OrchestratorError("invalid", "; ".join(_messages(exc))) from None
+
+
+def _messages(exc: ValidationError) -> list[str]:
+    if hasattr(exc, "error_dict"):
+        return [f"{field}: {message}" for field, errors in exc.message_dict.items() for message in errors]
+    return list(exc.messages)
+
+
+def _workspace(path: str | None) -> Workspace:
+    root = path or settings.AGENTS_DIR or str(Path.cwd())
+    try:
+        return Workspace(root)
+    except ValueError as exc:
+        raise OrchestratorError("bad_workspace", str(exc)) from None
+
+
+async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
+    session = prepared.session
+    sink.session_id = session.pk
+    store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)
+    builtin = BuiltinTools(
+        workspace,
+        shell_timeout=settings.ORCHESTRATOR_SHELL_TIMEOUT,
+        output_limit=settings.ORCHESTRATOR_OUTPUT_LIMIT,
+        shell_env=settings.ORCHESTRATOR_SHELL_ENV,
+    )
+    try:
+        mcp = McpServers(
+            prepared.mcp_specs,
+            cwd=workspace.root,
+            start_timeout=settings.ORCHESTRATOR_MCP_START_TIMEOUT,
+            call_timeout=settings.ORCHESTRATOR_MCP_CALL_TIMEOUT,
+            verbose=options.verbose,
+        )
+    except McpConfigError as exc:
+        raise OrchestratorError("bad_mcp_config", str(exc)) from None
+    try:
+        async with mcp:
+            tools = OrchestratorTools(builtin, mcp, prepared.allowed_tools, strict=prepared.strict_allowed)
+            sink.emit(
+                "session",
+                agent=prepared.agent.slug,
+                title=session.title,
+                model=prepared.model.model,
+                resumed=prepared.resumed,
+                workspace=str(workspace.root),
+                tools=sorted(tools.names),
+            )
+            request = LoopRequest(
+                model=prepared.model,
+                messages=prepared.history,
+                system=prepared.system,
+                tools=tools,
+                max_turns=prepared.max_turns,
+            )
+            return await _loop(request, sink, store)
+    except McpStartError as exc:
+        raise OrchestratorError("mcp_start_failed", str(exc)) from None
+
+
+async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
+    partial: list[str] = []
+    pending: dict[str, ToolCall] = {}
+    names: dict[str, str] = {}
+    try:
+        async for event in agent_loop(request):
+            if isinstance(event, ModelCallStarted):
+                partial = []
+            elif isinstance(event, TextDelta):
+                partial.append(event.text)
+                sink.emit("text_delta", text=event.text)
+            elif isinstance(event, ThinkingDelta):
+                sink.emit("thinking_delta", text=event.text)
+            elif isinstance(event, ToolUseRequested):
+                names[event.call.id] = event.call.name
+                sink.emit("tool_use", id=event.call.id, name=event.call.name, input=event.call.input)
+            elif isinstance(event, ModelCallFinished):
+                partial = []
+                await store(_store_answer, event)
+                pending = {
+                    b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {})
+                    for b in event.content
+                    if b["type"] == "tool_use"
+                }
+                if event.stop_reason != "tool_use":
+                    pending = {}
+            elif isinstance(event, ToolResults):
+                await store(_store_results, event.results)
+                pending = {}
+                for result in event.results:
+                    output = result.content if isinstance(result.content, str) else json.dumps(result.content)
+                    sink.emit(
+                        "tool_result",
+                        id=result.tool_use_id,
+                        name=names.get(result.tool_use_id, ""),
+                        is_error=result.is_error,
+                        output=_shorten(output, TOOL_OUTPUT_PREVIEW),
+                    )
+            elif isinstance(event, LoopFinished):
+                sink.emit(
+                    "result",
+                    status="complete",
+                    stop_reason=event.stop_reason,
+                    usage=event.usage.as_dict(),
+                    turns=event.turns,
+                    duration_ms=event.duration_ms,
+                )
+                return event
+    except LLMError as exc:
+        await store(
+            _store_unfinished,
+            text="".join(partial),
+            status="error",
+            model=request.model.model,
+            code=exc.code,
+            message=exc.message,
+        )
+        raise OrchestratorError(exc.code, exc.message) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await asyncio.shield(
+            store(
+                _store_unfinished,
+                text="".join(partial),
+                status="stopped",
+                model=request.model.model,
+                pending_calls=list(pending.values()),
+            )
+        )
+        raise
+    raise OrchestratorError("internal", "the agent loop ended without a result")  # pragma: no cover
