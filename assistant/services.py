@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from agents import services as agent_services
-from agents.models import AIAgent
+from agents.models import AIAgent, Message
 from assistant import turns
 from assistant.llm import LLMError
-from assistant.models import ClientSessionAlias
+from assistant.models import ClientSessionAlias, TurnEvent
 
 
 def code_assistance_agent() -> AIAgent | None:
@@ -42,3 +45,13 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
         except IntegrityError:  # a concurrent first request created it
             alias = ClientSessionAlias.objects.get(owner=user, key=client_session_id)
     return turns.turn_begin(user=user, text=text, session_id=alias.session_id)
+
+
+def turn_events_prune(*, older_than: timedelta) -> int:
+    """Delete the stored events of turns older than `older_than`, except in sessions with a turn
+    still running. Events only serve clients catching up on a live or recent turn; the messages
+    keep what was said. Returns the number of events deleted."""
+    cutoff = timezone.now() - older_than
+    running = Message.objects.filter(status=Message.Status.STREAMING).values("session_id")
+    deleted, _ = TurnEvent.objects.filter(created_at__lt=cutoff).exclude(session_id__in=running).delete()
+    return deleted
