@@ -325,3 +325,18 @@ async def test_an_access_token_of_the_openid_provider_opens_the_socket_too(oidc_
     await ws.disconnect()
     session = await UserAgentSession.objects.select_related("owner").aget(pk=frames[0]["session_id"])
     assert session.owner.external_id == "auth0|websocket-user" and session.owner.provider == "OIDC"
+
+
+async def test_the_first_delta_goes_out_at_once_even_right_after_the_session_event(user, agent, fake, settings):
+    # A flush interval far longer than the test: any coalescing wait before the first delta shows.
+    settings.ASSISTANT_FLUSH_INTERVAL = 30
+    fake.script(Reply(text=["First", " rest"], pause_after=1))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "text_delta", timeout=5)  # while the model waits at its gate
+    fake.release()
+    frames += await frames_until(ws, "result", timeout=40)
+    await ws.disconnect()
+
+    assert frames[0]["type"] == "session"
+    assert texts(frames) == "First rest"
