@@ -21,11 +21,11 @@ from config.testing import fake_anthropic  # noqa: E402
 
 
 class StampingHandler(fake_anthropic._Handler):
-    disable_nagle_algorithm = True
+    """Streams like the test fake, but each text delta is `<index>:<moment sent>;`, the moment
+    being `time.monotonic()` (one clock for every process on Linux), so a client can check that
+    it got every delta once and in order, and how long each took to reach it."""
 
-    """Streams like the test fake, but the first text delta carries the moment it was sent
-    (`@<time.monotonic()>@`, a clock shared by every process on Linux), so a client can tell how long
-    that token took to reach it."""
+    disable_nagle_algorithm = True
 
     def _stream(self, fake, reply, message_id, record) -> None:
         self.send_response(200)
@@ -34,17 +34,18 @@ class StampingHandler(fake_anthropic._Handler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        first = True
+        index = 0
         try:
             for event in fake_anthropic.sse_events(reply, message_id):
                 name, data = event
-                if first and name == "content_block_delta" and data["delta"].get("type") == "text_delta":
-                    data = {**data, "delta": {"type": "text_delta", "text": f"@{time.monotonic():.6f}@"}}
-                    first = False
+                is_text = name == "content_block_delta" and data["delta"].get("type") == "text_delta"
+                if is_text:
+                    if index and reply.delay:
+                        time.sleep(reply.delay)
+                    data = {**data, "delta": {"type": "text_delta", "text": f"{index}:{time.monotonic():.6f};"}}
+                    index += 1
                 self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
                 self.wfile.flush()
-                if reply.delay and name == "content_block_delta":
-                    time.sleep(reply.delay)
         except (BrokenPipeError, ConnectionResetError, OSError):
             record.disconnected = True
 
@@ -65,7 +66,7 @@ def main() -> None:
     elif kind == "anthropic":
         chunks, delay = int(sys.argv[2]), float(sys.argv[3])
         fake = fake_anthropic.FakeAnthropic()
-        fake.default = fake_anthropic.Reply(text=[f"w{i} " for i in range(chunks)], delay=delay)
+        fake.default = fake_anthropic.Reply(text=["x"] * chunks, delay=delay)
         # The recorded requests would grow without bound over a benchmark: keep none.
         fake.requests = _Discard()
         server = _BigBacklogServer(("127.0.0.1", 0), StampingHandler)
