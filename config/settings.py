@@ -154,7 +154,7 @@ else:
 # --- Users and passwords ----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "accounts.hashers.TunedArgon2PasswordHasher",  # Argon2 with the ARGON2_* parameters below
     # Kept so hashes made by another hasher still verify (and are upgraded to Argon2 on login).
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
@@ -363,6 +363,17 @@ CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_ALLOW_CREDENTIALS = False  # bearer tokens, not cookies, cross origin
 CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
 CORS_EXPOSE_HEADERS = ["X-Request-ID"]
+
+# --- accounts: password hashing cost (accounts.hashers) ---------------------------------------
+# Never below OWASP's minimum for Argon2id (m=19 MiB, t=2, p=1); each login takes this memory.
+ARGON2_MEMORY_COST_KIB = env.int("ARGON2_MEMORY_COST_KIB", default=32 * 1024)
+ARGON2_TIME_COST = env.int("ARGON2_TIME_COST", default=2)
+ARGON2_PARALLELISM = env.int("ARGON2_PARALLELISM", default=1)
+if ARGON2_MEMORY_COST_KIB < 19 * 1024 or ARGON2_TIME_COST < 2 or ARGON2_PARALLELISM < 1:
+    raise ImproperlyConfigured(
+        "Argon2 parameters below OWASP's minimum (ARGON2_MEMORY_COST_KIB >= 19456, ARGON2_TIME_COST >= 2, "
+        "ARGON2_PARALLELISM >= 1)."
+    )
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
