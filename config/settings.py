@@ -123,6 +123,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache and channel layer -----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Connections one process may open to Redis for the channel layer. redis-py 8's pools allow 100
+# and then *fail* (MaxConnectionsError) rather than wait; every concurrent send, receive and
+# group_add holds one, so a process with a few hundred live answers ran out (bench/RESULTS.md).
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=2000)
+
+
+def redis_channel_layer(url: str) -> dict:
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+            # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
+            "hosts": [
+                {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "max_connections": REDIS_MAX_CONNECTIONS}
+            ],
+            "prefix": "conduit:asgi",
+            # group_send to a full channel drops messages silently: leave generous room.
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -131,20 +154,7 @@ if REDIS_URL:
             "KEY_PREFIX": "conduit",
         }
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
-                # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
-                "prefix": "conduit:asgi",
-                # group_send to a full channel drops messages silently: leave generous room.
-                "capacity": 1000,
-                "expiry": 60,
-            },
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {
