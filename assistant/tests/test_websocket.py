@@ -340,3 +340,21 @@ async def test_the_first_delta_goes_out_at_once_even_right_after_the_session_eve
 
     assert frames[0]["type"] == "session"
     assert texts(frames) == "First rest"
+
+
+async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once_and_closes_the_answer(user, agent, fake):
+    fake.script(Reply(text=["Kept ", "too ", "lost"], drop_after=2))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "error")
+    await ws.disconnect()
+
+    assert texts(frames) == "Kept too "
+    assert frames[-1]["code"] == "upstream_unavailable"
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
+    session_id = frames[0]["session_id"]
+    answer = await wait_for_message_status(session_id, {"error"})
+    assert answer.content == [{"type": "text", "text": "Kept too "}] and answer.error_code == "upstream_unavailable"
+    stored = [e.seq async for e in TurnEvent.objects.filter(session_id=session_id).order_by("seq")]
+    assert stored == seqs, "every event sent is stored, once"
