@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
@@ -358,3 +359,28 @@ async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once
     assert answer.content == [{"type": "text", "text": "Kept too "}] and answer.error_code == "upstream_unavailable"
     stored = [e.seq async for e in TurnEvent.objects.filter(session_id=session_id).order_by("seq")]
     assert stored == seqs, "every event sent is stored, once"
+
+
+class LastFrameLosingLayer(InMemoryChannelLayer):
+    """A channel layer that loses every turn's last frame, as a full channel or an expired
+    message in Redis would."""
+
+    async def group_send(self, group, message):
+        if message.get("type") == "turn.event" and message["event"]["type"] in {"result", "error"}:
+            return
+        await super().group_send(group, message)
+
+
+async def test_a_frame_the_channel_layer_loses_is_sent_from_the_database(user, agent, fake, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.LastFrameLosingLayer"}}
+    settings.ASSISTANT_GAP_CHECK_INTERVAL = 0.2
+    fake.script(Reply(text=["All ", "of ", "it"]))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "result", timeout=5)
+    await ws.disconnect()
+
+    assert texts(frames) == "All of it"
+    assert frames[-1]["status"] == "complete"
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
