@@ -294,7 +294,7 @@ ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
 # A watched turn silent this long (seconds) is checked against the database, which has every event
 # before it is published: frames the channel layer lost are sent from there.
-ASSISTANT_GAP_CHECK_INTERVAL = env.float("ASSISTANT_GAP_CHECK_INTERVAL", default=2.0)
+ASSISTANT_GAP_CHECK_INTERVAL = env.float("ASSISTANT_GAP_CHECK_INTERVAL", default=5.0)
 # The agent that answers `POST /api/v1/claude-code/code-assistance`.
 CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
