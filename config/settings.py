@@ -136,7 +136,12 @@ def redis_channel_layer(url: str) -> dict:
             # redis-py 8 times socket reads out after 5 s by default, exactly as long as
             # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
             "hosts": [
-                {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "max_connections": REDIS_MAX_CONNECTIONS}
+                {
+                    "address": url,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "max_connections": REDIS_MAX_CONNECTIONS,
+                }
             ],
             "prefix": "conduit:asgi",
             # group_send to a full channel drops messages silently: leave generous room.

@@ -48,7 +48,8 @@ def test_a_hash_with_djangos_default_parameters_still_logs_in_and_is_remade_with
     User.objects.filter(pk=user.pk).update(password=old_hash)
     assert "m=102400,t=2,p=8" in old_hash
 
-    response = api_client.post("/api/v1/auth/login", {"email": "old@example.com", "password": "an old passphrase"}, format="json")
+    credentials = {"email": "old@example.com", "password": "an old passphrase"}
+    response = api_client.post("/api/v1/auth/login", credentials, format="json")
 
     assert response.status_code == 200
     user.refresh_from_db()

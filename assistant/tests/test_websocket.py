@@ -343,7 +343,9 @@ async def test_the_first_delta_goes_out_at_once_even_right_after_the_session_eve
     assert texts(frames) == "First rest"
 
 
-async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once_and_closes_the_answer(user, agent, fake):
+async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once_and_closes_the_answer(
+    user, agent, fake
+):
     fake.script(Reply(text=["Kept ", "too ", "lost"], drop_after=2))
     ws = await connect(user)
     await start(ws)

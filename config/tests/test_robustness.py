@@ -24,7 +24,8 @@ PASSWORD = "a robust passphrase"
 
 def sign_up(base: str) -> tuple[str, str]:
     email = f"robust-{uuid.uuid4().hex[:8]}@example.com"
-    status, _ = http_json("POST", f"{base}/api/v1/auth/register", {"name": "Robust", "email": email, "password": PASSWORD})
+    body = {"name": "Robust", "email": email, "password": PASSWORD}
+    status, _ = http_json("POST", f"{base}/api/v1/auth/register", body)
     assert status == 201
     status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})
     assert status == 200
@@ -34,8 +35,9 @@ def sign_up(base: str) -> tuple[str, str]:
 def load(url: str, token: str, *, connections: int, seconds: float) -> subprocess.Popen:
     """bench/loadgen.py in its own process: keep-alive connections for `seconds`, bounded in count."""
     return subprocess.Popen(
-        [sys.executable, str(settings.BASE_DIR / "bench" / "loadgen.py"), "--url", url, "-H", f"Authorization: Bearer {token}",
-         "-c", str(connections), "-d", str(seconds), "--warmup", "0.3", "--max-requests", "20000", "--timeout", "10"],
+        [sys.executable, str(settings.BASE_DIR / "bench" / "loadgen.py"), "--url", url,
+         "-H", f"Authorization: Bearer {token}", "-c", str(connections), "-d", str(seconds), "--warmup", "0.3",
+         "--max-requests", "20000", "--timeout", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -46,7 +48,8 @@ def test_a_bounded_load_on_the_hot_paths_answers_every_request_without_error(tmp
                "CLAIRE__API_KEY": claire.api_key, "THROTTLE_LOGIN_PER_EMAIL": "100/min"}  # fmt: skip
         with running_server(env) as base:
             _, token = sign_up(base)
-            runs = {path: load(f"{base}{path}", token, connections=8, seconds=3) for path in ("/bots", "/api/v1/auth/me", "/session")}
+            paths = ("/bots", "/api/v1/auth/me", "/session")
+            runs = {path: load(f"{base}{path}", token, connections=8, seconds=3) for path in paths}
             results = {}
             for path, process in runs.items():
                 out, err = process.communicate(timeout=60)
