@@ -12,6 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import content_type_conformance, response_schema_conformance
 
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
 from accounts.services import token_pair_issue
 from config.wsgi import application
 from orgproxy.tests.fake_claire import FakeClaire
@@ -43,9 +46,20 @@ def claire(settings):
         yield fake
 
 
+@pytest.fixture
+def keep_test_connection():
+    """Calls go to the WSGI handler directly, whose request signals would close the test's database
+    connection (it is inside the test's transaction); Django's own test client unhooks them too."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
-def test_the_operation_answers_without_5xx_and_as_documented(label, user, claire, settings):
+def test_the_operation_answers_without_5xx_and_as_documented(label, user, claire, settings, keep_test_connection):
     settings.ANTHROPIC_MAX_RETRIES = 0
     headers = {"Authorization": f"Bearer {token_pair_issue(user=user)['access_token']}"}
     operation = OPERATIONS[label]
