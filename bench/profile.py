@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shutil
 import subprocess
 import sys
 import threading
@@ -42,7 +43,8 @@ def main() -> None:
                 url=url, method=args.method, headers={"Authorization": f"Bearer {token}"},
                 connections=args.connections, duration=args.seconds + 1, warmup=0.5))  # fmt: skip
             load.start()
-            subprocess.run(["py-spy", "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
                             "--format", "raw", "--output", str(raw), "--nonblocking"],
                            check=True, capture_output=True, timeout=args.seconds + 60)  # fmt: skip
             load.join()
