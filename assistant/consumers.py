@@ -22,12 +22,14 @@ import time
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from assistant import turns
 from config.websocket_auth import JWT_SUBPROTOCOL
 
 CLOSE_UNAUTHENTICATED = 4401
+TERMINAL_EVENTS = frozenset({"result", "error"})
 
 
 def _error_frame(code: str, message: str, session_id: int | None = None) -> dict[str, Any]:
@@ -47,7 +49,12 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         self.subscriptions: dict[int, int] = {}  # session id → last seq sent
+        # Turns being watched and not finished yet: session id → when a frame of it was last sent.
+        self.open_turns: dict[int, float] = {}
+        # Frames go out in seq order, once: the gap watch and the channel-layer handler take turns.
+        self.send_lock = asyncio.Lock()
         self.expiry: asyncio.Task | None = None
+        self.gap_watch: asyncio.Task | None = None
         expires_at = self.scope.get("auth_expires_at")
         token_used = JWT_SUBPROTOCOL in (self.scope.get("subprotocols") or [])
         # Accept before refusing, so the client can read the close code (a refused handshake is opaque).
@@ -57,10 +64,12 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             return
         if expires_at:
             self.expiry = asyncio.create_task(self._close_when_token_expires(expires_at))
+        self.gap_watch = asyncio.create_task(self._watch_for_gaps())
 
     async def disconnect(self, code: int) -> None:
-        if self.expiry:
-            self.expiry.cancel()
+        for task in (getattr(self, "expiry", None), getattr(self, "gap_watch", None)):
+            if task:
+                task.cancel()
         for session_id in list(self.subscriptions):
             await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
         self.subscriptions.clear()
@@ -109,6 +118,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
         )
         await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
+        self.open_turns[plan.session_id] = time.monotonic()
         await turns.turn_start(plan)
 
     async def _stop(self, content: dict[str, Any]) -> None:
@@ -120,19 +130,22 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         # Subscribe first, then read: whatever is published meanwhile is either already stored
         # (persist-then-publish) or arrives live; the seq filter drops what was read twice.
         await self._subscribe(session_id, last_seq=None)
-        try:
-            events = await database_sync_to_async(turns.turn_events_after)(
-                user=self.user, session_id=session_id, after_seq=after_seq
-            )
-            running = await database_sync_to_async(turns.turn_is_running)(user=self.user, session_id=session_id)
-        except turns.TurnRefused:
-            await self._unsubscribe(session_id)
-            raise
-        for event in events:
-            await self.send_json(event)
-        last = events[-1]["seq"] if events else (after_seq or 0)
-        self.subscriptions[session_id] = max(last, self.subscriptions.get(session_id) or 0)
-        await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running})
+        async with self.send_lock:
+            try:
+                events = await database_sync_to_async(turns.turn_events_after)(
+                    user=self.user, session_id=session_id, after_seq=after_seq
+                )
+                running = await database_sync_to_async(turns.turn_is_running)(user=self.user, session_id=session_id)
+            except turns.TurnRefused:
+                await self._unsubscribe(session_id)
+                raise
+            for event in events:
+                await self.send_json(event)
+            last = events[-1]["seq"] if events else (after_seq or 0)
+            self.subscriptions[session_id] = max(last, self.subscriptions.get(session_id) or 0)
+            if running:
+                self.open_turns[session_id] = time.monotonic()
+            await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running})
 
     async def _ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
@@ -144,6 +157,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
 
     async def _unsubscribe(self, session_id: int) -> None:
         self.subscriptions.pop(session_id, None)
+        self.open_turns.pop(session_id, None)
         await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
 
     # -- group messages
@@ -151,17 +165,53 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
     async def turn_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         session_id = event["session_id"]
-        last = self.subscriptions.get(session_id)
-        if last is None or event["seq"] <= last:
-            return  # not watching, or already sent from the database
-        if event["seq"] > last + 1:
-            # The channel layer dropped something (a full channel drops silently): fill the gap
-            # from the database, where every published event already is.
-            missed = await database_sync_to_async(turns.turn_events_after)(
-                user=self.user, session_id=session_id, after_seq=last
-            )
-            for frame in missed:
-                if frame["seq"] < event["seq"]:
-                    await self.send_json(frame)
-        await self.send_json(event)
-        self.subscriptions[session_id] = event["seq"]
+        async with self.send_lock:
+            last = self.subscriptions.get(session_id)
+            if last is None or event["seq"] <= last:
+                return  # not watching, or already sent from the database
+            if event["seq"] > last + 1:
+                # The channel layer dropped something (a full channel drops silently): fill the gap
+                # from the database, where every published event already is.
+                missed = await database_sync_to_async(turns.turn_events_after)(
+                    user=self.user, session_id=session_id, after_seq=last
+                )
+                for frame in missed:
+                    if frame["seq"] < event["seq"]:
+                        await self._send_turn_frame(frame)
+            await self._send_turn_frame(event)
+
+    async def _send_turn_frame(self, frame: dict[str, Any]) -> None:
+        session_id = frame["session_id"]
+        await self.send_json(frame)
+        self.subscriptions[session_id] = frame["seq"]
+        if frame["type"] in TERMINAL_EVENTS:
+            self.open_turns.pop(session_id, None)
+        elif session_id in self.open_turns:
+            self.open_turns[session_id] = time.monotonic()
+
+    async def _watch_for_gaps(self) -> None:
+        """A turn of which nothing arrived for ASSISTANT_GAP_CHECK_INTERVAL seconds: send what the
+        database has after the last frame sent. The channel layer can lose messages (a full channel,
+        an expired message, a Redis hiccup) and a lost last frame is followed by nothing that would
+        reveal the gap; events are stored before they are published, so the database has them."""
+        interval = settings.ASSISTANT_GAP_CHECK_INTERVAL
+        while True:
+            await asyncio.sleep(interval / 2)
+            for session_id, last_sent_at in list(self.open_turns.items()):
+                if time.monotonic() - last_sent_at < interval:
+                    continue
+                async with self.send_lock:
+                    last = self.subscriptions.get(session_id)
+                    if last is None or session_id not in self.open_turns:
+                        continue
+                    self.open_turns[session_id] = time.monotonic()  # checked now
+                    try:
+                        missed = await database_sync_to_async(turns.turn_events_after)(
+                            user=self.user, session_id=session_id, after_seq=last
+                        )
+                    except turns.TurnRefused:  # the session is gone
+                        self.open_turns.pop(session_id, None)
+                        continue
+                    for frame in missed:
+                        if frame["seq"] > self.subscriptions.get(session_id, 0):
+                            await self._send_turn_frame(frame)

@@ -16,13 +16,13 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_application = get_asgi_application()  # sets Django up before the imports below
 
-from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
+from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 
 # Exact paths (no trailing slash variants exist) that stream and so need the ASGI handler.
@@ -43,7 +43,7 @@ class HttpRouter:
 application = ProtocolTypeRouter(
     {
         "http": HttpRouter(
-            wsgi=WSGIMiddleware(wsgi_application, workers=settings.WSGI_THREADS),
+            wsgi=BufferedWSGIMiddleware(wsgi_application, workers=settings.WSGI_THREADS),
             asgi=django_asgi_application,
             streaming_paths=STREAMING_HTTP_PATHS,
         ),

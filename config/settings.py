@@ -114,13 +114,43 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections are kept per server thread and reused, on SQLite too: opening one (and running the
+# init pragmas) costs about as much as the rest of a small request (bench/RESULTS.md). A connection
+# found broken at the start of a request is replaced rather than failing the request.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache and channel layer -----------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Connections one process may open to Redis for the channel layer. redis-py 8's pools allow 100
+# and then *fail* (MaxConnectionsError) rather than wait; every concurrent send, receive and
+# group_add holds one, so a process with a few hundred live answers ran out (bench/RESULTS.md).
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=2000)
+
+
+def redis_channel_layer(url: str) -> dict:
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+            # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
+            "hosts": [
+                {
+                    "address": url,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "max_connections": REDIS_MAX_CONNECTIONS,
+                }
+            ],
+            "prefix": "conduit:asgi",
+            # group_send to a full channel drops messages silently: leave generous room.
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+
+
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -129,20 +159,7 @@ if REDIS_URL:
             "KEY_PREFIX": "conduit",
         }
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 times socket reads out after 5 s by default, exactly as long as
-                # channels-redis blocks in BZPOPMIN waiting for messages: idle consumers would die.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
-                "prefix": "conduit:asgi",
-                # group_send to a full channel drops messages silently: leave generous room.
-                "capacity": 1000,
-                "expiry": 60,
-            },
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {
@@ -152,7 +169,7 @@ else:
 # --- Users and passwords ----------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 PASSWORD_HASHERS = [
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "accounts.hashers.TunedArgon2PasswordHasher",  # Argon2 with the ARGON2_* parameters below
     # Kept so hashes made by another hasher still verify (and are upgraded to Argon2 on login).
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
@@ -290,6 +307,9 @@ ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.
 ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
+# A watched turn silent this long (seconds) is checked against the database, which has every event
+# before it is published: frames the channel layer lost are sent from there.
+ASSISTANT_GAP_CHECK_INTERVAL = env.float("ASSISTANT_GAP_CHECK_INTERVAL", default=5.0)
 # The agent that answers `POST /api/v1/claude-code/code-assistance`.
 CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
@@ -387,6 +407,17 @@ CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_ALLOW_CREDENTIALS = False  # bearer tokens, not cookies, cross origin
 CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
 CORS_EXPOSE_HEADERS = ["X-Request-ID"]
+
+# --- accounts: password hashing cost (accounts.hashers) ---------------------------------------
+# Never below OWASP's minimum for Argon2id (m=19 MiB, t=2, p=1); each login takes this memory.
+ARGON2_MEMORY_COST_KIB = env.int("ARGON2_MEMORY_COST_KIB", default=32 * 1024)
+ARGON2_TIME_COST = env.int("ARGON2_TIME_COST", default=2)
+ARGON2_PARALLELISM = env.int("ARGON2_PARALLELISM", default=1)
+if ARGON2_MEMORY_COST_KIB < 19 * 1024 or ARGON2_TIME_COST < 2 or ARGON2_PARALLELISM < 1:
+    raise ImproperlyConfigured(
+        "Argon2 parameters below OWASP's minimum (ARGON2_MEMORY_COST_KIB >= 19456, ARGON2_TIME_COST >= 2, "
+        "ARGON2_PARALLELISM >= 1)."
+    )
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

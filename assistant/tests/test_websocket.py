@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
@@ -325,3 +326,63 @@ async def test_an_access_token_of_the_openid_provider_opens_the_socket_too(oidc_
     await ws.disconnect()
     session = await UserAgentSession.objects.select_related("owner").aget(pk=frames[0]["session_id"])
     assert session.owner.external_id == "auth0|websocket-user" and session.owner.provider == "OIDC"
+
+
+async def test_the_first_delta_goes_out_at_once_even_right_after_the_session_event(user, agent, fake, settings):
+    # A flush interval far longer than the test: any coalescing wait before the first delta shows.
+    settings.ASSISTANT_FLUSH_INTERVAL = 30
+    fake.script(Reply(text=["First", " rest"], pause_after=1))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "text_delta", timeout=5)  # while the model waits at its gate
+    fake.release()
+    frames += await frames_until(ws, "result", timeout=40)
+    await ws.disconnect()
+
+    assert frames[0]["type"] == "session"
+    assert texts(frames) == "First rest"
+
+
+async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once_and_closes_the_answer(
+    user, agent, fake
+):
+    fake.script(Reply(text=["Kept ", "too ", "lost"], drop_after=2))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "error")
+    await ws.disconnect()
+
+    assert texts(frames) == "Kept too "
+    assert frames[-1]["code"] == "upstream_unavailable"
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
+    session_id = frames[0]["session_id"]
+    answer = await wait_for_message_status(session_id, {"error"})
+    assert answer.content == [{"type": "text", "text": "Kept too "}] and answer.error_code == "upstream_unavailable"
+    stored = [e.seq async for e in TurnEvent.objects.filter(session_id=session_id).order_by("seq")]
+    assert stored == seqs, "every event sent is stored, once"
+
+
+class LastFrameLosingLayer(InMemoryChannelLayer):
+    """A channel layer that loses every turn's last frame, as a full channel or an expired
+    message in Redis would."""
+
+    async def group_send(self, group, message):
+        if message.get("type") == "turn.event" and message["event"]["type"] in {"result", "error"}:
+            return
+        await super().group_send(group, message)
+
+
+async def test_a_frame_the_channel_layer_loses_is_sent_from_the_database(user, agent, fake, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.LastFrameLosingLayer"}}
+    settings.ASSISTANT_GAP_CHECK_INTERVAL = 0.2
+    fake.script(Reply(text=["All ", "of ", "it"]))
+    ws = await connect(user)
+    await start(ws)
+    frames = await frames_until(ws, "result", timeout=5)
+    await ws.disconnect()
+
+    assert texts(frames) == "All of it"
+    assert frames[-1]["status"] == "complete"
+    seqs = [f["seq"] for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"

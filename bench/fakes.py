@@ -1,0 +1,94 @@
+"""Fake upstreams for the benchmarks, each run in its own process so that it doesn't share a
+GIL with Conduit or the load generator. Prints its base URL, serves until stdin closes.
+
+    python bench/fakes.py claire                       # the fake Claire API of the tests
+    python bench/fakes.py anthropic <chunks> <delay>   # a fake model streaming <chunks> text deltas
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import sys
+import time
+import uuid
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.testing import fake_anthropic  # noqa: E402
+
+
+class StampingHandler(fake_anthropic._Handler):
+    """Streams like the test fake, but each text delta is `<index>:<moment sent>;`, the moment
+    being `time.monotonic()` (one clock for every process on Linux), so a client can check that
+    it got every delta once and in order, and how long each took to reach it."""
+
+    disable_nagle_algorithm = True
+
+    def _stream(self, fake, reply, message_id, record) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        index = 0
+        try:
+            for event in fake_anthropic.sse_events(reply, message_id):
+                name, data = event
+                is_text = name == "content_block_delta" and data["delta"].get("type") == "text_delta"
+                if is_text:
+                    if index and reply.delay:
+                        time.sleep(reply.delay)
+                    data = {**data, "delta": {"type": "text_delta", "text": f"{index}:{time.monotonic():.6f};"}}
+                    index += 1
+                self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            record.disconnected = True
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    if kind == "claire":
+        from orgproxy.tests import fake_claire
+        from orgproxy.tests.fake_claire import FakeClaire
+
+        # Headers and body leave in two writes: without TCP_NODELAY, Nagle's algorithm holds the
+        # body until the client's delayed ACK (~40 ms), which a real upstream doesn't do.
+        fake_claire._Handler.disable_nagle_algorithm = True
+
+        with FakeClaire() as claire:
+            print(claire.base_url, flush=True)
+            sys.stdin.read()
+    elif kind == "anthropic":
+        chunks, delay = int(sys.argv[2]), float(sys.argv[3])
+        fake = fake_anthropic.FakeAnthropic()
+        fake.default = fake_anthropic.Reply(text=["x"] * chunks, delay=delay)
+        # The recorded requests would grow without bound over a benchmark: keep none.
+        fake.requests = _Discard()
+        server = _BigBacklogServer(("127.0.0.1", 0), StampingHandler)
+        server.fake = fake
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+        sys.stdin.read()
+        server.shutdown()
+    else:
+        raise SystemExit(f"unknown fake {kind!r}")
+
+
+class _BigBacklogServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 2048  # a thousand streams connect at once
+
+
+class _Discard(list):
+    def append(self, item) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    main()
