@@ -105,8 +105,10 @@ def _settle_stale_turns(session: UserAgentSession) -> None:
         )
 
 
-def model_settings_for(agent) -> ModelSettings:
-    config = agent_selectors.llm_config_for_agent(agent)
+def model_settings_for(agent, *, user=None) -> ModelSettings:
+    """The agent's LLM config, else the default config (the agent owner's, else `user`'s, else the
+    organization's), else the ANTHROPIC_* settings."""
+    config = agent_selectors.llm_config_for_agent(agent, user=user)
     return ModelSettings(
         model=config.model,
         api_key=config.api_key,
@@ -153,7 +155,7 @@ def turn_begin(
             session = UserAgentSession.objects.select_for_update().select_related("agent").get(pk=session.pk)
         _settle_stale_turns(session)
         agent = session.agent
-        model = model_settings_for(agent)
+        model = model_settings_for(agent, user=user)
         try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -11,7 +12,7 @@ from django.test import AsyncClient
 
 from agents.models import Message
 from assistant.tests.conftest import token_for, wait_for_message_status
-from config.testing.fake_anthropic import HttpError, Reply
+from config.testing.fake_anthropic import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,8 +129,6 @@ async def test_a_second_request_while_the_session_answers_is_a_409(user, code_ag
     first = await client.post(PATH, {"prompt": "hi", "session_id": "busy"}, content_type="application/json")
     stream = first.streaming_content.__aiter__()
     await stream.__anext__()
-    import asyncio
-
     await asyncio.to_thread(fake.wait_until_paused)
     second = await client.post(PATH, {"prompt": "again", "session_id": "busy"}, content_type="application/json")
     assert second.status_code == 409 and second.json()["detail"]["code"] == "turn_in_progress"
