@@ -22,6 +22,7 @@ from django.conf import settings  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
+from config.startup import freeze_startup_heap  # noqa: E402
 from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 
@@ -50,3 +51,5 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
+
+freeze_startup_heap()

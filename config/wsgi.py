@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from whitenoise import WhiteNoise
 
+from config.startup import freeze_startup_heap
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_wsgi_application()
@@ -14,3 +16,5 @@ django_application = get_wsgi_application()
 application = WhiteNoise(django_application)
 if settings.STATIC_ROOT.is_dir():
     application.add_files(settings.STATIC_ROOT, prefix=settings.STATIC_URL)
+
+freeze_startup_heap()

@@ -114,3 +114,24 @@ async def test_the_router_sends_only_streaming_paths_to_the_asgi_handler():
     for path in ["/health", "/api/v1/auth/login", *sorted(STREAMING_HTTP_PATHS), "/bots"]:
         await router({"type": "http", "path": path}, None, None)
     assert calls == ["wsgi", "wsgi", *["asgi"] * len(STREAMING_HTTP_PATHS), "wsgi"]
+
+
+def test_a_serving_process_loads_every_view_and_freezes_its_startup_heap():
+    """So full garbage collections under load don't walk the whole loaded framework (a stop of
+    100+ ms each, every second: bench/RESULTS.md), and no first request pays for imports."""
+    probe = (
+        "import gc, sys, config.asgi;"
+        "print(gc.get_freeze_count(), 'orgproxy.api' in sys.modules, 'agents.api' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "SECRET_KEY": "test-" + "k" * 50},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    frozen, orgproxy_loaded, agents_loaded = result.stdout.split()
+    assert int(frozen) > 100_000
+    assert orgproxy_loaded == agents_loaded == "True"
