@@ -69,7 +69,11 @@ class LoginApi(_PublicApi):
 
 @extend_schema(tags=["auth"])
 class RefreshApi(_PublicApi):
-    @extend_schema(request=RefreshTokenSerializer, responses={200: TokenPairSerializer}, auth=[])
+    @extend_schema(
+        request=RefreshTokenSerializer,
+        responses={200: TokenPairSerializer, 401: OpenApiResponse(description=INVALID_REFRESH_TOKEN)},
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         """Trade a refresh token for a new pair. The refresh token given stops working."""
         serializer = RefreshTokenSerializer(data=request.data)
@@ -83,7 +87,11 @@ class RefreshApi(_PublicApi):
 
 @extend_schema(tags=["auth"])
 class LogoutApi(_PublicApi):
-    @extend_schema(request=RefreshTokenSerializer, responses={204: None}, auth=[])
+    @extend_schema(
+        request=RefreshTokenSerializer,
+        responses={204: None, 401: OpenApiResponse(description=INVALID_REFRESH_TOKEN)},
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         """Revoke a refresh token."""
         serializer = RefreshTokenSerializer(data=request.data)

@@ -206,6 +206,8 @@ class ProviderTokenAuthentication(BaseAuthentication):
     anything else, so the local-token class after it gets its turn."""
 
     keyword = b"bearer"
+    # Besides 401: documented on every operation this class guards (config/openapi.py).
+    openapi_error_statuses = {"503": ProviderUnavailable.default_detail}
 
     def authenticate(self, request):
         parts = get_authorization_header(request).split()

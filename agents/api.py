@@ -89,15 +89,24 @@ class _OwnedViewSet(viewsets.ModelViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _docs(tag: str, list_parameters: list[OpenApiParameter], noun: str):
-    return extend_schema_view(
-        list=extend_schema(tags=[tag], parameters=list_parameters, summary=f"List {noun} you can see"),
-        create=extend_schema(tags=[tag], summary=f"Create one of your {noun}"),
-        retrieve=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
-        update=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
-        partial_update=extend_schema(tags=[tag], responses={404: NOT_FOUND}),
-        destroy=extend_schema(tags=[tag], responses={204: None, 404: NOT_FOUND, 409: CONFLICT}),
-    )
+def _docs(tag: str, list_parameters: list[OpenApiParameter], noun: str, *, referenced: bool = False):
+    """`referenced`: other objects may hold it (RESTRICT), so a delete can answer 409."""
+
+    def decorate(viewset: type[_OwnedViewSet]) -> type[_OwnedViewSet]:
+        # A responses dict replaces the default one: it names the 200 too.
+        found = {200: viewset.serializer_class, 404: NOT_FOUND}
+        return extend_schema_view(
+            list=extend_schema(tags=[tag], parameters=list_parameters, summary=f"List {noun} you can see"),
+            create=extend_schema(tags=[tag], summary=f"Create one of your {noun}"),
+            retrieve=extend_schema(tags=[tag], responses=found),
+            update=extend_schema(tags=[tag], responses=found),
+            partial_update=extend_schema(tags=[tag], responses=found),
+            destroy=extend_schema(
+                tags=[tag], responses={204: None, 404: NOT_FOUND, **({409: CONFLICT} if referenced else {})}
+            ),
+        )(viewset)
+
+    return decorate
 
 
 @_docs("llm-configs", [SEARCH, _query("provider", "Only this provider.")], "LLM configs")
@@ -150,7 +159,7 @@ class IntegrationViewSet(_OwnedViewSet):
         )
 
 
-@_docs("prompts", [SEARCH, TAG, _query("slug", "Only the prompt(s) with this slug.")], "prompts")
+@_docs("prompts", [SEARCH, TAG, _query("slug", "Only the prompt(s) with this slug.")], "prompts", referenced=True)
 class PromptTemplateViewSet(_OwnedViewSet):
     """The prompt library. Changing a body keeps the old text as a version."""
 
@@ -214,6 +223,7 @@ class PromptTemplateViewSet(_OwnedViewSet):
         IS_ACTIVE,
     ],
     "agents",
+    referenced=True,
 )
 class AIAgentViewSet(_OwnedViewSet):
     """AI agents: system prompt, LLM config, tools, MCP integrations, custom-properties schema."""
@@ -270,7 +280,11 @@ class UserAgentSessionViewSet(_OwnedViewSet):
     @extend_schema(
         tags=["sessions"],
         parameters=[_query("after_seq", "Only messages with a larger sequence number.", OpenApiTypes.INT)],
-        responses={200: MessageSerializer(many=True), 404: NOT_FOUND},
+        responses={
+            200: MessageSerializer(many=True),
+            400: OpenApiResponse(description="`after_seq` is not a non-negative integer."),
+            404: NOT_FOUND,
+        },
         summary="A session's messages, in order",
     )
     @action(detail=True, methods=["get"], pagination_class=Pagination)

@@ -130,6 +130,7 @@ class CodeAssistanceApi(APIView):
                 CodeAssistanceEvent, description="A stream of `data: <CodeAssistanceEvent JSON>` lines; header X-Session-ID."
             ),
             400: OpenApiResponse(description="Invalid input, with per-field messages."),
+            409: OpenApiResponse(description="A turn is already running in this session."),
             503: OpenApiResponse(description="No model or code-assistance agent is configured."),
         },
     )

@@ -15,7 +15,8 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
@@ -24,6 +25,34 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from config.middleware import current_request_id
 
 logger = logging.getLogger(__name__)
+
+
+# Each field's messages; a nested or list field has an object of the same by sub-field or index
+# (`{"tags": {"0": ["Ensure this field has no more than 50 characters."]}}`).
+FIELD_MESSAGES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "object"}]}}, {"type": "object"}]
+    },
+}
+
+
+@extend_schema_field(FIELD_MESSAGES_SCHEMA)
+class _FieldMessagesField(serializers.DictField):
+    pass
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    code = serializers.CharField()
+    request_id = serializers.CharField()
+    fields = _FieldMessagesField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error answer, for the OpenAPI schema (config/openapi.py adds it to each)."""
+
+    detail = ErrorDetailSerializer()
 
 
 def error_body(message: str, code: str, *, fields: dict[str, Any] | None = None) -> dict[str, Any]:

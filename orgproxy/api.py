@@ -13,13 +13,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import error_response
+from config.errors import ErrorSerializer, error_response
 from orgproxy import claire_client, selectors, services
 from orgproxy.serializers import (
     SESSION_ID_PATTERN,
     BotDefinitionSerializer,
     ClientSessionResponseSerializer,
-    OrgProxyErrorSerializer,
     SessionCreateInputSerializer,
     SessionListInputSerializer,
     SessionListSerializer,
@@ -33,7 +32,7 @@ _SESSION_ID = re.compile(SESSION_ID_PATTERN, re.IGNORECASE)
 
 
 def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(OrgProxyErrorSerializer, description=description)
+    return OpenApiResponse(ErrorSerializer, description=description)
 
 
 _UPSTREAM_ERRORS = {

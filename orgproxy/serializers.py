@@ -61,14 +61,3 @@ class SessionCreateInputSerializer(serializers.Serializer):
 
 class SessionListInputSerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False, max_length=512)
-
-
-class _ErrorDetailSerializer(serializers.Serializer):
-    message = serializers.CharField()
-    code = serializers.CharField()
-    request_id = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
-
-
-class OrgProxyErrorSerializer(serializers.Serializer):
-    detail = _ErrorDetailSerializer()
