@@ -149,11 +149,12 @@ def create_user(env: dict[str, str], email: str) -> int:
 
 
 @contextlib.contextmanager
-def conduit(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
+def conduit(env: dict[str, str], *, workers: int = 1, cpu_affinity: bool = False) -> Iterator[tuple[str, subprocess.Popen]]:
     """`manage.py run` on a free port; yields (base URL, the supervisor process)."""
     port = free_port()
+    affinity = ["--cpu-affinity"] if cpu_affinity else []
     process = subprocess.Popen(
-        [PYTHON, "manage.py", "run", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        [PYTHON, "manage.py", "run", "--port", str(port), "--workers", str(workers), *affinity, "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -5,7 +5,7 @@ process, a fresh SQLite file or $DATABASE_URL) and, for each endpoint, runs the 
 (own process) first against the upstream call the endpoint makes, then against Conduit, at 1 and
 16 connections. The difference is what Conduit adds.
 
-    .venv/bin/python bench/orgproxy.py [--duration 5] [--workers 1]
+    .venv/bin/python bench/orgproxy.py [--duration 5] [--workers 1] [--cpu-affinity]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
     parser.add_argument("--workers", type=int, default=1, help="daphne processes")
     parser.add_argument("--connections", default="1,16")
+    parser.add_argument("--cpu-affinity", action="store_true", help="pin each daphne process to one CPU")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     levels = [int(c) for c in args.connections.split(",")]
@@ -44,7 +45,7 @@ def main() -> None:
         for _ in range(3):
             common.http_json("POST", f"{claire}/m2m/client_sessions",
                              {"bot_id": BOT, "user": {"organization_user_id": upstream_user}}, headers=upstream)
-        with common.conduit(env, workers=args.workers) as (base, _process):
+        with common.conduit(env, workers=args.workers, cpu_affinity=args.cpu_affinity) as (base, _process):
             token = common.login(base, EMAIL)
             auth = {"Authorization": f"Bearer {token}"}
             create_body = json.dumps({"bot_id": BOT, "user": {"organization_user_id": "bench-baseline"}})

@@ -264,6 +264,11 @@ STORAGES = {
 SERVER_HOST = env.str("HOST", default="127.0.0.1")
 SERVER_PORT = env.int("PORT", default=8000)
 SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
+# Pin each worker process to one CPU (`manage.py run --cpu-affinity`). A process runs Python on one
+# core at a time anyway (the GIL); kept on one core, its threads hand the GIL over without moving
+# caches between cores: 20-40 % more requests per process here (bench/RESULTS.md). Off by default:
+# on a host shared with other pinned processes (several containers) they would pile onto the same CPUs.
+SERVER_CPU_AFFINITY = env.bool("CPU_AFFINITY", default=False)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
 

@@ -135,3 +135,39 @@ def test_a_serving_process_loads_every_view_and_freezes_its_startup_heap():
     frozen, orgproxy_loaded, agents_loaded = result.stdout.split()
     assert int(frozen) > 100_000
     assert orgproxy_loaded == agents_loaded == "True"
+
+
+def _allowed_cpus(pid: int) -> set[frozenset[int]]:
+    """The CPU set of each thread of a process."""
+    sets = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        sets.add(frozenset(os.sched_getaffinity(int(task.name))))
+    return sets
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_with_cpu_affinity_pins_every_thread_of_each_worker_to_its_own_cpu(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url_for_children(tmp_path), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run", "--port", str(port), "--workers", "2", "--cpu-affinity",
+         "--log-level", "warning"],
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    usable = sorted(os.sched_getaffinity(0))
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/health", process)
+        for _ in range(20):  # both workers start their request threads
+            assert _get(f"http://127.0.0.1:{port}/health")[0] == 200
+        workers = sorted(_children_of(process.pid))
+        assert len(workers) == 2
+        pinned = [_allowed_cpus(pid) for pid in workers]
+        for thread_sets in pinned:
+            assert len(thread_sets) == 1  # every thread of the worker has the same set...
+            (cpus,) = thread_sets
+            assert len(cpus) == 1 and cpus <= set(usable)  # ...of one usable CPU
+        assert {next(iter(next(iter(s)))) for s in pinned} == set(usable[:2])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    assert process.returncode == 0
