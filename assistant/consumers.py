@@ -162,6 +162,16 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
 
     # -- group messages
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to the process's one database thread before every handler, to close stale
+        # connections: for turn events, thousands of hops a second with many sockets open, queued with
+        # the turns' writes (bench/RESULTS.md). `turn_event` reaches the database only through
+        # database_sync_to_async, which closes stale connections itself.
+        if message["type"] == "turn.event":
+            await self.turn_event(message)
+        else:
+            await super().dispatch(message)
+
     async def turn_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         session_id = event["session_id"]
