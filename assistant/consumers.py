@@ -114,7 +114,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             raise turns.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
         if custom_properties is not None and not isinstance(custom_properties, dict):
             raise turns.TurnRefused("invalid", "`custom_properties` must be an object.")
-        plan = await database_sync_to_async(turns.turn_begin)(
+        plan = await turns.turn_begin_async(
             user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
         )
         await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)

@@ -182,6 +182,23 @@ def turn_begin(
     )
 
 
+# Turn plans waiting on the database thread at once; the others wait here. A thousand sockets
+# starting turns together queued a thousand plans (~5 ms each) on that one thread, and the running
+# turns' writes waited behind them all; now a write waits behind at most this many.
+TURN_BEGINS_AT_ONCE = 2
+_turn_begin_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → semaphore
+
+
+async def turn_begin_async(**kwargs: Any) -> TurnPlan:
+    """`turn_begin` from async code, on the database thread, a few at a time."""
+    loop = asyncio.get_running_loop()
+    slots = _turn_begin_slots.get(loop)
+    if slots is None:
+        slots = _turn_begin_slots[loop] = asyncio.Semaphore(TURN_BEGINS_AT_ONCE)
+    async with slots:
+        return await database_sync_to_async(turn_begin)(**kwargs)
+
+
 # --- persistence (sync; called through database_sync_to_async) --------------------------------
 
 
