@@ -36,7 +36,9 @@ async def statements():
 
 def streaming_message(user, agent) -> Message:
     session = agent_services.session_create(owner=user, agent=agent)
-    return agent_services.message_append(session=session, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING)
+    return agent_services.message_append(
+        session=session, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING
+    )
 
 
 def write(message: Message, *seqs: int, **fields) -> turns._Write:
@@ -130,7 +132,8 @@ async def test_a_turn_whose_write_fails_ends_as_an_error_and_the_others_complete
     session_id = session_frame["session_id"]
     await asyncio.to_thread(fake.wait_until_paused)
     # Another writer took the seq the turn's first delta will have: that write fails.
-    await TurnEvent.objects.acreate(session_id=session_id, seq=session_frame["seq"] + 1, type="text_delta", data={"text": "x"})
+    taken = session_frame["seq"] + 1
+    await TurnEvent.objects.acreate(session_id=session_id, seq=taken, type="text_delta", data={"text": "x"})
 
     others = [await connect(user) for _ in range(3)]
     for ws in others:
@@ -146,8 +149,8 @@ async def test_a_turn_whose_write_fails_ends_as_an_error_and_the_others_complete
     assert answer.error_code == "internal_error"
     for frames in other_frames:
         assert texts(frames) == "".join(f"part{n} " for n in range(6)) and frames[-1]["status"] == "complete"
-        events = [e.as_frame() async for e in TurnEvent.objects.filter(session_id=frames[0]["session_id"]).order_by("seq")]
-        assert events == frames
+        stored_events = TurnEvent.objects.filter(session_id=frames[0]["session_id"]).order_by("seq")
+        assert [e.as_frame() async for e in stored_events] == frames
 
 
 async def test_a_turn_cancelled_by_shutdown_stores_its_end_as_interrupted(user, agent, fake):
