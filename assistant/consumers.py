@@ -114,7 +114,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             raise turns.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
         if custom_properties is not None and not isinstance(custom_properties, dict):
             raise turns.TurnRefused("invalid", "`custom_properties` must be an object.")
-        plan = await database_sync_to_async(turns.turn_begin)(
+        plan = await turns.turn_begin_async(
             user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
         )
         await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
@@ -161,6 +161,16 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
 
     # -- group messages
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to the process's one database thread before every handler, to close stale
+        # connections: for turn events, thousands of hops a second with many sockets open, queued with
+        # the turns' writes (bench/RESULTS.md). `turn_event` reaches the database only through
+        # database_sync_to_async, which closes stale connections itself.
+        if message["type"] == "turn.event":
+            await self.turn_event(message)
+        else:
+            await super().dispatch(message)
 
     async def turn_event(self, message: dict[str, Any]) -> None:
         event = message["event"]

@@ -9,7 +9,8 @@ Every event is written to the database *before* it is published to the session's
 group (persist, then publish). So a client that subscribes and then reads what it missed from the
 database can neither miss an event nor see one twice: it drops live events it already read.
 Text deltas are coalesced: the first goes out at once, the next ones at most every
-ASSISTANT_FLUSH_INTERVAL seconds, one database write and one group message each.
+ASSISTANT_FLUSH_INTERVAL seconds, one database write and one group message each. The writes of all
+the turns of a process go through one `TurnWriter`, many to a transaction (group commit).
 
 Stopping works from any process: the stop request goes to the session's control group, the runner
 cancels the upstream stream and keeps the partial answer as `stopped`.
@@ -181,19 +182,81 @@ def turn_begin(
     )
 
 
+# Turn plans waiting on the database thread at once; the others wait here. A thousand sockets
+# starting turns together queued a thousand plans (~5 ms each) on that one thread, and the running
+# turns' writes waited behind them all; now a write waits behind at most this many.
+TURN_BEGINS_AT_ONCE = 2
+_turn_begin_slots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → semaphore
+
+
+async def turn_begin_async(**kwargs: Any) -> TurnPlan:
+    """`turn_begin` from async code, on the database thread, a few at a time."""
+    loop = asyncio.get_running_loop()
+    slots = _turn_begin_slots.get(loop)
+    if slots is None:
+        slots = _turn_begin_slots[loop] = asyncio.Semaphore(TURN_BEGINS_AT_ONCE)
+    async with slots:
+        return await database_sync_to_async(turn_begin)(**kwargs)
+
+
 # --- persistence (sync; called through database_sync_to_async) --------------------------------
 
 
-def _persist(
-    session_id: int, events: list[tuple[int, str, dict[str, Any]]], message_id: int | None, message_fields: dict[str, Any]
-) -> None:
+@dataclass
+class _Write:
+    """One runner's flush: its new events and its message's changed fields."""
+
+    session_id: int
+    events: list[tuple[int, str, dict[str, Any]]]  # (seq, type, data)
+    message_id: int | None
+    message_fields: dict[str, Any]
+
+
+def _persist(writes: list[_Write]) -> None:
+    """Store `writes` in one transaction: one insert of all their events, one update per message
+    (a message's queued updates merged in order, the last value of a field winning)."""
     with transaction.atomic():
+        events = [
+            TurnEvent(session_id=write.session_id, seq=seq, type=kind, data=data)
+            for write in writes
+            for seq, kind, data in write.events
+        ]
         if events:
-            TurnEvent.objects.bulk_create(
-                [TurnEvent(session_id=session_id, seq=seq, type=kind, data=data) for seq, kind, data in events]
-            )
-        if message_id is not None and message_fields:
-            Message.objects.filter(pk=message_id).update(**message_fields, updated_at=timezone.now())
+            TurnEvent.objects.bulk_create(events)
+        fields_by_message: dict[int, dict[str, Any]] = {}
+        for write in writes:
+            if write.message_id is not None and write.message_fields:
+                fields_by_message.setdefault(write.message_id, {}).update(write.message_fields)
+        now = timezone.now()
+        for message_id, fields in fields_by_message.items():
+            Message.objects.filter(pk=message_id).update(**fields, updated_at=now)
+
+
+def _persist_batch(writes: list[_Write]) -> list[Exception | None]:
+    """Store `writes` together; returns each one's error (None: stored).
+
+    One bad write (a conflicting seq, say) fails the whole transaction: then each is written alone,
+    so only its own turn fails. A session's writes after a failed one fail with it, so the events
+    stored for a session never have a gap."""
+    try:
+        _persist(writes)
+    except Exception as exc:  # noqa: BLE001 - handed to the callers, who end their turns with it
+        if len(writes) == 1:
+            return [exc]
+        logger.warning("A batch of %d turn writes failed (%s); writing them one by one", len(writes), exc)
+    else:
+        return [None] * len(writes)
+    errors: list[Exception | None] = []
+    failed: dict[int, Exception] = {}  # session id → its first error
+    for write in writes:
+        error = failed.get(write.session_id)
+        if error is None:
+            try:
+                _persist([write])
+            except Exception as exc:  # noqa: BLE001 - as above
+                error = failed[write.session_id] = exc
+        errors.append(error)
+    return errors
 
 
 def _touch_streaming_message(message_id: int) -> None:
@@ -203,6 +266,67 @@ def _touch_streaming_message(message_id: int) -> None:
 def _append_message(session_id: int, **fields) -> int:
     session = UserAgentSession.objects.get(pk=session_id)
     return agent_services.message_append(session=session, **fields).pk
+
+
+# --- the writer: every turn's flushes, one transaction at a time -------------------------------
+
+
+class TurnWriter:
+    """Stores the flushes of all the turns a process runs, many per transaction ("group commit").
+
+    `database_sync_to_async` runs a process's database calls on one thread, one after another: with
+    each of a thousand streams writing its own flush in its own transaction, the flushes queued up
+    behind each other and deltas arrived seconds late (bench/RESULTS.md). A runner hands its flush
+    to the writer of its event loop and waits; the writer takes everything queued and stores it in
+    one call, one transaction. No timer: a lone flush is written at once, and while one batch is
+    being written the next one gathers.
+
+    A flush that was handed over is stored even if its runner is cancelled while waiting (a stop
+    mid-write leaves nothing half done), and before any flush of the same turn queued after it.
+    """
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[_Write, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def write(self, write: _Write) -> None:
+        """Store `write`; returns once it is committed, or raises the error that kept it out."""
+        done = asyncio.get_running_loop().create_future()
+        self.queue.append((write, done))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain(), name="assistant-turn-writer")
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue, []
+            try:
+                errors = await database_sync_to_async(_persist_batch)([write for write, _ in batch])
+            except asyncio.CancelledError:  # the process is stopping: nobody may wait forever
+                for _, done in batch + self.queue:
+                    done.cancel()
+                self.queue = []
+                raise
+            except Exception as exc:  # noqa: BLE001 - the thread hop itself failed: each caller gets it
+                errors = [exc] * len(batch)
+            for (_, done), error in zip(batch, errors):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+
+_writers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop → its writer
+
+
+def _turn_writer() -> TurnWriter:
+    loop = asyncio.get_running_loop()
+    writer = _writers.get(loop)
+    if writer is None:
+        writer = _writers[loop] = TurnWriter()
+    return writer
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -261,19 +385,20 @@ class TurnRunner:
         await _stop_listener(self.layer).watch(self.session_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
-            await self._emit(
-                "session",
-                {
-                    "agent": self.plan.agent_slug,
-                    "title": self.plan.title,
-                    "user_message": {"seq": self.plan.user_message_seq, "text": self.plan.user_text},
-                },
-            )
-            self.loop_task = asyncio.create_task(self._consume())
             try:
+                await self._emit(
+                    "session",
+                    {
+                        "agent": self.plan.agent_slug,
+                        "title": self.plan.title,
+                        "user_message": {"seq": self.plan.user_message_seq, "text": self.plan.user_text},
+                    },
+                )
+                self.loop_task = asyncio.create_task(self._consume())
                 await self.loop_task
             except asyncio.CancelledError:
-                if not self.loop_task.cancelled():  # we were cancelled ourselves: process shutdown
+                # We were cancelled ourselves (a stop cancels only the model loop): process shutdown.
+                if asyncio.current_task().cancelling():
                     await asyncio.shield(self._finish_error("interrupted", "The server is shutting down."))
                     raise
                 await self._finish_stopped()
@@ -413,8 +538,8 @@ class TurnRunner:
 
     async def _persist_and_publish(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
         events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
-        # Shielded: a stop arriving mid-write must not leave the write half done or unordered.
-        await asyncio.shield(database_sync_to_async(_persist)(self.session_id, events, self.message_id, message_fields))
+        # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
+        await _turn_writer().write(_Write(self.session_id, events, self.message_id, message_fields))
         self.last_flush = time.monotonic()
         for frame in frames:
             for queue in self.listeners:
