@@ -482,12 +482,17 @@ class TurnRunner:
         await self._flush()
         await self._persist_now(
             [],
-            {"status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(), **self._call_usage_fields()},
+            {
+                "status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(),
+                **self._call_usage_fields(),
+            },
+        )  # fmt: skip
+        usage = Usage()
+        usage.add(self.finished_usage)
+        usage.add(self.call_usage or Usage())
+        await self._emit(
+            "result", {"status": "stopped", "stop_reason": "stopped", "usage": usage.as_dict(), "turns": 1}
         )
-        total = Usage()
-        total.add(self.finished_usage)
-        total.add(self.call_usage or Usage())
-        await self._emit("result", {"status": "stopped", "stop_reason": "stopped", "usage": total.as_dict(), "turns": 1})
 
     async def _finish_error(self, code: str, message: str) -> None:
         await self._flush()

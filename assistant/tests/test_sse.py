@@ -78,8 +78,10 @@ async def test_the_same_session_id_continues_the_conversation(user, code_agent, 
 
 
 async def test_an_upstream_error_is_an_error_event_with_its_code(user, code_agent, fake):
-    reply = Reply(text=["Some ", "text"], error_after=1, error_type="rate_limit_error", error_message="Too many",
-                  input_tokens=29, start_output_tokens=2, cache_read_input_tokens=7, cache_creation_input_tokens=6)  # fmt: skip
+    reply = Reply(
+        text=["Some ", "text"], error_after=1, error_type="rate_limit_error", error_message="Too many",
+        input_tokens=29, start_output_tokens=2, cache_read_input_tokens=7, cache_creation_input_tokens=6,
+    )  # fmt: skip
     fake.script(reply)
     client = await client_for(user)
     response = await client.post(PATH, {"prompt": "hi"}, content_type="application/json")

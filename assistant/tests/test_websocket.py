@@ -78,7 +78,9 @@ def stored_usage(message: Message) -> dict[str, int]:
 
 
 # Distinct numbers, none zero: a field that was dropped or mixed up shows.
-CUT_SHORT_USAGE = {"input_tokens": 57, "start_output_tokens": 3, "cache_read_input_tokens": 11, "cache_creation_input_tokens": 5}
+CUT_SHORT_USAGE = {
+    "input_tokens": 57, "start_output_tokens": 3, "cache_read_input_tokens": 11, "cache_creation_input_tokens": 5,
+}  # fmt: skip
 
 
 async def test_stop_mid_stream_keeps_the_partial_answer_as_stopped_and_closes_upstream(user, agent, fake):

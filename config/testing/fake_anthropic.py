@@ -2,9 +2,9 @@
 
 The real `anthropic` SDK talks to it through `base_url`. Each request to `POST /v1/messages` takes the
 next scripted reply from a queue (or the default one) and answers with the real Server-Sent Events
-sequence (`message_start`, `content_block_start/delta/stop` for text, thinking and tool_use,
-`message_delta` with usage, `message_stop`, `ping`), a mid-stream `error` event, or an HTTP error
-answer (429, 529, 500, 401 …) with the API's JSON error body.
+sequence (`message_start` with input and cache token counts, `content_block_start/delta/stop` for text,
+thinking and tool_use, `message_delta` with the cumulative output count, `message_stop`, `ping`), a
+mid-stream `error` event, or an HTTP error answer (429, 529, 500, 401 …) with the API's JSON error body.
 
     with fake_anthropic_server() as fake:
         fake.script(Reply(text=["Hel", "lo"]))
