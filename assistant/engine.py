@@ -4,6 +4,8 @@
 runs them, parallel calls of one turn concurrently, sends the results back and goes on, until the
 model ends its turn or the turn limit is reached. It yields typed events; callers persist, relay or
 print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
+While a model call streams, `UsageReported` carries its usage so far: a call that is stopped, cut off
+or fails mid-stream still counts the tokens the API reported before it ended.
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ class ThinkingDelta:
 
 
 @dataclass
+class UsageReported:
+    """The usage of the model call in progress so far (cumulative for that call), from the stream's
+    `message_start` and `message_delta` events: what a stopped or failed call still counts."""
+
+    usage: Usage
+
+
+@dataclass
 class ToolUseRequested:
     call: ToolCall
 
@@ -116,7 +126,16 @@ class LoopFinished:
     duration_ms: int
 
 
-LoopEvent = ModelCallStarted | TextDelta | ThinkingDelta | ToolUseRequested | ModelCallFinished | ToolResults | LoopFinished
+LoopEvent = (
+    ModelCallStarted
+    | UsageReported
+    | TextDelta
+    | ThinkingDelta
+    | ToolUseRequested
+    | ModelCallFinished
+    | ToolResults
+    | LoopFinished
+)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -172,6 +191,9 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
                             yield TextDelta(event.delta.text)
                         elif event.delta.type == "thinking_delta":
                             yield ThinkingDelta(event.delta.thinking)
+                    elif event.type in ("message_start", "message_delta"):
+                        # The SDK's snapshot has merged this event's usage the way the API means it.
+                        yield UsageReported(Usage.from_sdk(stream.current_message_snapshot.usage))
                     elif event.type == "content_block_stop" and event.content_block.type == "tool_use":
                         block = event.content_block
                         yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
@@ -215,5 +237,6 @@ __all__ = [
     "ToolOutcome",
     "ToolRunner",
     "Usage",
+    "UsageReported",
     "agent_loop",
 ]

@@ -33,6 +33,8 @@ from assistant.engine import (
     ToolOutcome,
     ToolResults,
     ToolUseRequested,
+    Usage,
+    UsageReported,
     agent_loop,
 )
 from assistant.llm import LLMError
@@ -406,8 +408,10 @@ def _store_unfinished(
     code: str = "",
     message: str = "",
     pending_calls: list[ToolCall] = (),
+    usage: Usage | None = None,
 ) -> None:
-    """A partial answer (stopped or failed), or results for tool calls that never finished."""
+    """A partial answer (stopped or failed) with the usage known when it ended, or results for tool
+    calls that never finished."""
     from agents.services import message_append
 
     if pending_calls:
@@ -416,7 +420,8 @@ def _store_unfinished(
             for c in pending_calls
         ]
         message_append(session=session, role="user", content=blocks, status="complete")
-    if text or code:
+    usage_fields = usage.as_dict() if usage is not None else {}
+    if text or code or any(usage_fields.values()):  # an empty answer that cost tokens is kept too
         message_append(
             session=session,
             role="assistant",
@@ -425,6 +430,7 @@ def _store_unfinished(
             model=model,
             error_code=code,
             error_message=message,
+            **usage_fields,
         )
 
 
@@ -516,10 +522,14 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
     partial: list[str] = []
     pending: dict[str, ToolCall] = {}
     names: dict[str, str] = {}
+    call_usage: Usage | None = None  # the model call in progress, as reported so far
     try:
         async for event in agent_loop(request):
             if isinstance(event, ModelCallStarted):
                 partial = []
+                call_usage = Usage()
+            elif isinstance(event, UsageReported):
+                call_usage = event.usage
             elif isinstance(event, TextDelta):
                 partial.append(event.text)
                 sink.emit("text_delta", text=event.text)
@@ -530,6 +540,7 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                 sink.emit("tool_use", id=event.call.id, name=event.call.name, input=event.call.input)
             elif isinstance(event, ModelCallFinished):
                 partial = []
+                call_usage = None
                 await store(_store_answer, event)
                 pending = {
                     b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {})
@@ -568,6 +579,7 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
             model=request.model.model,
             code=exc.code,
             message=exc.message,
+            usage=call_usage,
         )
         raise OrchestratorError(exc.code, exc.message) from None
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -578,6 +590,7 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                 status="stopped",
                 model=request.model.model,
                 pending_calls=list(pending.values()),
+                usage=call_usage,
             )
         )
         raise

@@ -47,6 +47,7 @@ from assistant.engine import (
     ToolResults,
     ToolUseRequested,
     Usage,
+    UsageReported,
     agent_loop,
 )
 from assistant.history import api_messages
@@ -348,6 +349,10 @@ class _Pending:
 class TurnRunner:
     plan: TurnPlan
     listeners: list[asyncio.Queue] = field(default_factory=list)  # same-process readers (SSE)
+    # Usage of the model call in progress as reported so far (None between calls), and of the
+    # turn's finished calls: a stopped or failed answer keeps the tokens it already cost.
+    call_usage: Usage | None = field(default=None, init=False)
+    finished_usage: Usage = field(default_factory=Usage, init=False)
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
@@ -426,15 +431,22 @@ class TurnRunner:
                     await self._schedule_flush()
                 case ToolUseRequested(call=call):
                     await self._emit("tool_use", {"id": call.id, "name": call.name, "input": call.input})
-                case ModelCallStarted(turn=turn) if turn > 1:
-                    self.message_id = await database_sync_to_async(_append_message)(
-                        self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
-                        model=self.plan.request.model.model,
-                    )  # fmt: skip
-                    self.text = self.thinking = ""
+                case UsageReported(usage=usage):
+                    self.call_usage = usage
+                case ModelCallStarted(turn=turn):
+                    self.call_usage = Usage()
+                    if turn > 1:
+                        self.message_id = await database_sync_to_async(_append_message)(
+                            self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
+                            model=self.plan.request.model.model,
+                        )  # fmt: skip
+                        self.text = self.thinking = ""
                 case ModelCallFinished():
+                    self.call_usage = event.usage  # a stop while this is stored keeps the final count
                     await self._flush()
                     await self._persist_now([], self._finished_message_fields(event))
+                    self.finished_usage.add(event.usage)
+                    self.call_usage = None
                 case ToolResults(results=results):
                     await database_sync_to_async(_append_message)(
                         self.session_id, role=Message.Role.USER, content=[r.as_block() for r in results]
@@ -468,16 +480,35 @@ class TurnRunner:
 
     async def _finish_stopped(self) -> None:
         await self._flush()
-        await self._persist_now([], {"status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content()})
-        await self._emit("result", {"status": "stopped", "stop_reason": "stopped", "usage": Usage().as_dict(), "turns": 1})
+        await self._persist_now(
+            [],
+            {
+                "status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(),
+                **self._call_usage_fields(),
+            },
+        )  # fmt: skip
+        usage = Usage()
+        usage.add(self.finished_usage)
+        usage.add(self.call_usage or Usage())
+        await self._emit(
+            "result", {"status": "stopped", "stop_reason": "stopped", "usage": usage.as_dict(), "turns": 1}
+        )
 
     async def _finish_error(self, code: str, message: str) -> None:
         await self._flush()
         await self._persist_now(
             [],
-            {"status": Message.Status.ERROR, "error_code": code, "error_message": message, "content": self._partial_content()},
-        )
+            {
+                "status": Message.Status.ERROR, "error_code": code, "error_message": message,
+                "content": self._partial_content(), **self._call_usage_fields(),
+            },
+        )  # fmt: skip
         await self._emit("error", {"code": code, "message": message})
+
+    def _call_usage_fields(self) -> dict[str, int]:
+        """The unfinished call's usage for its message; nothing between calls (a finished call's
+        message already has its own)."""
+        return self.call_usage.as_dict() if self.call_usage is not None else {}
 
     # -- events
 

@@ -17,6 +17,7 @@ from assistant.engine import (
     ToolOutcome,
     ToolResults,
     ToolUseRequested,
+    UsageReported,
     agent_loop,
 )
 from assistant.llm import LLMError
@@ -135,6 +136,31 @@ async def test_a_connection_cut_mid_stream_is_upstream_unavailable(fake):
     with pytest.raises(LLMError) as error:
         await collect(request_for(fake))
     assert error.value.code == "upstream_unavailable"
+
+
+async def test_usage_is_reported_from_message_start_then_message_delta(fake):
+    reply = Reply(text=["a", "b"], input_tokens=41, start_output_tokens=2, output_tokens=7,
+                  cache_read_input_tokens=5, cache_creation_input_tokens=3)  # fmt: skip
+    fake.script(reply)
+    events = await collect(request_for(fake))
+    reported = [e.usage.as_dict() for e in events if isinstance(e, UsageReported)]
+    final = {**reply.start_usage(), "output_tokens": reply.output_tokens}
+    assert reported == [reply.start_usage(), final]
+    assert next(e for e in events if isinstance(e, ModelCallFinished)).usage.as_dict() == final
+    assert events.index(next(e for e in events if isinstance(e, UsageReported))) < events.index(
+        next(e for e in events if isinstance(e, TextDelta))
+    ), "the usage so far is known before the first word"
+
+
+@pytest.mark.parametrize("cut", [{"drop_after": 1}, {"error_after": 1}], ids=["dropped", "error_event"])
+async def test_a_call_cut_short_has_reported_the_usage_of_its_message_start(fake, cut):
+    reply = Reply(text=["a", "b", "c"], input_tokens=33, start_output_tokens=2, cache_read_input_tokens=4, **cut)
+    fake.script(reply)
+    seen = []
+    with pytest.raises(LLMError):
+        async for event in agent_loop(request_for(fake)):
+            seen.append(event)
+    assert [e.usage.as_dict() for e in seen if isinstance(e, UsageReported)] == [reply.start_usage()]
 
 
 async def test_an_unreachable_model_is_upstream_unavailable(settings):

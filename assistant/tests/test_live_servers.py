@@ -147,7 +147,9 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
            "CODE_ASSISTANCE_AGENT": "live-code"}  # fmt: skip
     with running_server(env) as base:
         token, _ = await asyncio.to_thread(seed_over_api, base, fake_model.base_url, "live-code")
-        fake_model.script(Reply(text=["first ", "second ", "third"], pause_after=1))
+        reply = Reply(text=["first ", "second ", "third"], pause_after=1, input_tokens=46, start_output_tokens=2,
+                      cache_read_input_tokens=9, cache_creation_input_tokens=4)  # fmt: skip
+        fake_model.script(reply)
 
         def stream_until_the_first_words_then_hang_up() -> dict:
             host = urlparse(base)
@@ -168,11 +170,14 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
             connection.close()
             return event
 
-        def stored_answer_status() -> str:
+        def stored_answer() -> dict:
             status, sessions = http_json("GET", f"{base}/api/v1/sessions", None, token)
             session_id = sessions["results"][0]["id"]
             status, messages = http_json("GET", f"{base}/api/v1/sessions/{session_id}/messages", None, token)
-            return messages["results"][-1]["status"]
+            return messages["results"][-1]
+
+        def stored_answer_status() -> str:
+            return stored_answer()["status"]
 
         first_words = await asyncio.to_thread(stream_until_the_first_words_then_hang_up)
         assert first_words["content"] == "first "
@@ -181,6 +186,8 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
                 break
             await asyncio.sleep(0.1)
         assert await asyncio.to_thread(stored_answer_status) == "stopped"
+        answer = await asyncio.to_thread(stored_answer)
+        assert {name: answer[name] for name in reply.start_usage()} == reply.start_usage(), "the usage known is kept"
         fake_model.release()
         await asyncio.to_thread(fake_model.requests[0].finished.wait, 10)
         assert fake_model.requests[0].disconnected, "the upstream stream must be closed when the client leaves"

@@ -5,6 +5,7 @@ commit for real (transaction=True)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -20,6 +21,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from agents.models import AIAgent, Integration, Message, PromptTemplate, UserAgentSession
+from assistant.orchestrator import EventSink, OrchestratorOptions, run_orchestrator
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 
 NOTES_SERVER = str(Path(__file__).parent / "mcp_servers" / "notes_server.py")
@@ -309,6 +311,70 @@ def test_an_unreachable_model_fails_with_a_reason_and_the_turn_is_kept(fake, adm
     session = UserAgentSession.objects.get()
     assert stored(session) == [("user", ["text"], "complete"), ("assistant", [], "error")]
     assert session.messages.get(role="assistant").error_code == "upstream_unavailable"
+
+
+def usage_of(message: Message) -> dict[str, int]:
+    names = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    return {name: getattr(message, name) for name in names}
+
+
+@pytest.mark.parametrize(
+    ("cut", "code"),
+    [({"error_after": 1}, "overloaded"), ({"drop_after": 1}, "upstream_unavailable")],
+    ids=["error_event", "dropped"],
+)
+def test_an_answer_cut_short_after_a_tool_call_keeps_each_calls_usage(fake, admin, workspace, cut, code):
+    tool_call = Reply(tool_uses=[ToolUse("list_directory", {"path": "."})], stop_reason="tool_use", input_tokens=21,
+                      output_tokens=8, cache_read_input_tokens=2)  # fmt: skip
+    cut_short = Reply(text=["Half", " lost"], input_tokens=64, start_output_tokens=3, cache_read_input_tokens=13,
+                      cache_creation_input_tokens=6, **cut)  # fmt: skip
+    fake.script(tool_call, cut_short)
+    with pytest.raises(CommandError):
+        run("-m", "Look around", "--workspace-dir", str(workspace))
+    session = UserAgentSession.objects.get()
+    assert stored(session) == [
+        ("user", ["text"], "complete"),
+        ("assistant", ["tool_use"], "complete"),
+        ("user", ["tool_result"], "complete"),
+        ("assistant", ["text"], "error"),
+    ]
+    finished, partial = session.messages.filter(role="assistant").order_by("seq")
+    assert usage_of(finished) == {**tool_call.start_usage(), "output_tokens": tool_call.output_tokens}
+    assert usage_of(partial) == cut_short.start_usage() and partial.content == [{"type": "text", "text": "Half"}]
+    assert partial.error_code == code
+
+
+class ListSink(EventSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict] = []
+
+    def write(self, event: dict) -> None:
+        self.events.append(event)
+
+
+def test_a_stopped_run_keeps_the_partial_answer_with_the_usage_known(fake, admin, workspace):
+    reply = Reply(text=["par", "tial", " never"], pause_after=2, input_tokens=52, start_output_tokens=2,
+                  cache_read_input_tokens=8, cache_creation_input_tokens=3)  # fmt: skip
+    fake.script(reply)
+    sink = ListSink()
+
+    async def stop_mid_answer():
+        run = asyncio.create_task(run_orchestrator(OrchestratorOptions("Long one", workspace=str(workspace)), sink))
+        await asyncio.to_thread(fake.wait_until_paused)
+        while len([e for e in sink.events if e["type"] == "text_delta"]) < 2:  # the client read both chunks
+            await asyncio.sleep(0.01)
+        run.cancel()  # what Ctrl-C does to the command's run
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    try:
+        asyncio.run(stop_mid_answer())
+    finally:
+        fake.release()
+    answer = UserAgentSession.objects.get().messages.get(role="assistant")
+    assert answer.status == "stopped" and answer.content == [{"type": "text", "text": "partial"}]
+    assert usage_of(answer) == reply.start_usage()
 
 
 @pytest.mark.parametrize(

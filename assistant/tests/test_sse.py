@@ -78,7 +78,11 @@ async def test_the_same_session_id_continues_the_conversation(user, code_agent, 
 
 
 async def test_an_upstream_error_is_an_error_event_with_its_code(user, code_agent, fake):
-    fake.script(Reply(text=["Some ", "text"], error_after=1, error_type="rate_limit_error", error_message="Too many"))
+    reply = Reply(
+        text=["Some ", "text"], error_after=1, error_type="rate_limit_error", error_message="Too many",
+        input_tokens=29, start_output_tokens=2, cache_read_input_tokens=7, cache_creation_input_tokens=6,
+    )  # fmt: skip
+    fake.script(reply)
     client = await client_for(user)
     response = await client.post(PATH, {"prompt": "hi"}, content_type="application/json")
     events = await events_of(response)
@@ -87,6 +91,7 @@ async def test_an_upstream_error_is_an_error_event_with_its_code(user, code_agen
     assert [e["content"] for e in events if e["type"] == "code_assistance"] == ["Some "]
     message = await Message.objects.filter(role="assistant").aget()
     assert message.status == "error" and message.content == [{"type": "text", "text": "Some "}]
+    assert {name: getattr(message, name) for name in reply.start_usage()} == reply.start_usage()
 
 
 async def test_it_requires_authentication(db):

@@ -51,3 +51,40 @@ async def test_tool_calls_are_relayed_and_stored_step_by_step(user, agent, fake)
     assert stored[2].content == [{"type": "tool_result", "tool_use_id": tool.id, "content": "salut means hello", "is_error": False}]
     assert stored[3].content == [{"type": "text", "text": "It means hello."}]
     assert fake.requests[1].body["messages"][-1]["content"][0]["type"] == "tool_result"
+
+
+def usage_of(message: Message) -> dict[str, int]:
+    names = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    return {name: getattr(message, name) for name in names}
+
+
+async def test_a_turn_stopped_after_a_tool_call_keeps_each_calls_usage_and_reports_their_sum(user, agent, fake):
+    tool = ToolUse("lookup", {"word": "salut"})
+    first = Reply(text=["Let me check."], tool_uses=[tool], stop_reason="tool_use", input_tokens=19, output_tokens=9,
+                  cache_creation_input_tokens=4)  # fmt: skip
+    second = Reply(text=["It ", "means ", "hello."], pause_after=1, input_tokens=43, start_output_tokens=2,
+                   cache_read_input_tokens=17)  # fmt: skip
+    fake.script(first, second)
+    plan = await sync_to_async(turns.turn_begin)(user=user, text="What is salut?", agent_slug="helper")
+    plan.request = dataclasses.replace(plan.request, tools=LookupTools(), max_turns=3)
+    queue: asyncio.Queue = asyncio.Queue()
+    runner = turns.TurnRunner(plan, listeners=[queue])
+    task = runner.start()
+    await asyncio.to_thread(fake.wait_until_paused)
+    frames = []
+    while not [f for f in frames if f["type"] == "text_delta" and f["text"] == "It "]:  # the second call's words
+        frames.append(await asyncio.wait_for(queue.get(), 10))
+    runner.request_stop()
+    await asyncio.wait_for(task, 10)
+    fake.release()
+    while not queue.empty():
+        frames.append(queue.get_nowait())
+
+    stored = [m async for m in Message.objects.filter(session_id=plan.session_id, role="assistant").order_by("seq")]
+    assert [m.status for m in stored] == ["complete", "stopped"]
+    first_usage = {**first.start_usage(), "output_tokens": first.output_tokens}
+    assert usage_of(stored[0]) == first_usage
+    assert usage_of(stored[1]) == second.start_usage() and stored[1].content == [{"type": "text", "text": "It "}]
+    result = frames[-1]
+    assert result["type"] == "result" and result["status"] == "stopped"
+    assert result["usage"] == {name: first_usage[name] + second.start_usage()[name] for name in first_usage}

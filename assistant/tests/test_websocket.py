@@ -68,8 +68,24 @@ async def test_the_next_turn_sends_the_whole_history(user, agent, fake):
     ]
 
 
+def stored_usage(message: Message) -> dict[str, int]:
+    return {
+        "input_tokens": message.input_tokens,
+        "output_tokens": message.output_tokens,
+        "cache_read_input_tokens": message.cache_read_input_tokens,
+        "cache_creation_input_tokens": message.cache_creation_input_tokens,
+    }
+
+
+# Distinct numbers, none zero: a field that was dropped or mixed up shows.
+CUT_SHORT_USAGE = {
+    "input_tokens": 57, "start_output_tokens": 3, "cache_read_input_tokens": 11, "cache_creation_input_tokens": 5,
+}  # fmt: skip
+
+
 async def test_stop_mid_stream_keeps_the_partial_answer_as_stopped_and_closes_upstream(user, agent, fake):
-    fake.script(Reply(text=["Partial ", "answer ", "never ", "finished."], pause_after=2))
+    reply = Reply(text=["Partial ", "answer ", "never ", "finished."], pause_after=2, **CUT_SHORT_USAGE)
+    fake.script(reply)
     ws = await connect(user)
     await start(ws)
     first = await frames_until(ws, "text_delta")
@@ -83,13 +99,16 @@ async def test_stop_mid_stream_keeps_the_partial_answer_as_stopped_and_closes_up
 
     assert texts(frames) == "Partial answer "
     assert frames[-1]["status"] == "stopped" and frames[-1]["stop_reason"] == "stopped"
+    assert frames[-1]["usage"] == reply.start_usage(), "the stopped turn reports the usage known so far"
     answer = await wait_for_message_status(session_id, {"stopped"})
     assert answer.content == [{"type": "text", "text": "Partial answer "}]
+    assert stored_usage(answer) == reply.start_usage() and answer.input_tokens > 0
     assert fake.requests[0].disconnected, "the upstream stream must be closed on stop"
 
 
 async def test_an_upstream_error_mid_stream_keeps_the_partial_answer_and_sends_an_error_frame(user, agent, fake):
-    fake.script(Reply(text=["Half ", "an ", "answer"], error_after=2, error_type="overloaded_error"))
+    reply = Reply(text=["Half ", "an ", "answer"], error_after=2, error_type="overloaded_error", **CUT_SHORT_USAGE)
+    fake.script(reply)
     ws = await connect(user)
     await start(ws)
     frames = await frames_until(ws, "error")
@@ -98,6 +117,7 @@ async def test_an_upstream_error_mid_stream_keeps_the_partial_answer_and_sends_a
     assert frames[-1]["code"] == "overloaded" and frames[-1]["message"]
     answer = await wait_for_message_status(frames[0]["session_id"], {"error"})
     assert answer.content == [{"type": "text", "text": "Half an "}] and answer.error_code == "overloaded"
+    assert stored_usage(answer) == reply.start_usage()
 
 
 @pytest.mark.parametrize(
@@ -346,7 +366,8 @@ async def test_the_first_delta_goes_out_at_once_even_right_after_the_session_eve
 async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once_and_closes_the_answer(
     user, agent, fake
 ):
-    fake.script(Reply(text=["Kept ", "too ", "lost"], drop_after=2))
+    reply = Reply(text=["Kept ", "too ", "lost"], drop_after=2, **CUT_SHORT_USAGE)
+    fake.script(reply)
     ws = await connect(user)
     await start(ws)
     frames = await frames_until(ws, "error")
@@ -359,6 +380,7 @@ async def test_a_model_connection_dropped_mid_stream_keeps_every_delta_sent_once
     session_id = frames[0]["session_id"]
     answer = await wait_for_message_status(session_id, {"error"})
     assert answer.content == [{"type": "text", "text": "Kept too "}] and answer.error_code == "upstream_unavailable"
+    assert stored_usage(answer) == reply.start_usage(), "the cut answer keeps the usage it was sent"
     stored = [e.seq async for e in TurnEvent.objects.filter(session_id=session_id).order_by("seq")]
     assert stored == seqs, "every event sent is stored, once"
 

@@ -2,9 +2,9 @@
 
 The real `anthropic` SDK talks to it through `base_url`. Each request to `POST /v1/messages` takes the
 next scripted reply from a queue (or the default one) and answers with the real Server-Sent Events
-sequence (`message_start`, `content_block_start/delta/stop` for text, thinking and tool_use,
-`message_delta` with usage, `message_stop`, `ping`), a mid-stream `error` event, or an HTTP error
-answer (429, 529, 500, 401 …) with the API's JSON error body.
+sequence (`message_start` with input and cache token counts, `content_block_start/delta/stop` for text,
+thinking and tool_use, `message_delta` with the cumulative output count, `message_stop`, `ping`), a
+mid-stream `error` event, or an HTTP error answer (429, 529, 500, 401 …) with the API's JSON error body.
 
     with fake_anthropic_server() as fake:
         fake.script(Reply(text=["Hel", "lo"]))
@@ -51,6 +51,9 @@ class Reply:
     stop_reason: str = "end_turn"
     input_tokens: int = 12
     output_tokens: int | None = None  # default: one per text chunk
+    start_output_tokens: int = 1  # output tokens counted in message_start (the real API's first count)
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
     model: str = DEFAULT_MODEL
     delay: float = 0.0  # seconds between events
     pause_after: int | None = None  # text chunks sent before waiting at the gate
@@ -58,6 +61,15 @@ class Reply:
     error_type: str = "overloaded_error"
     error_message: str = "Overloaded"
     drop_after: int | None = None  # text chunks sent before the connection is cut without a word
+
+    def start_usage(self) -> dict[str, int]:
+        """The usage its `message_start` event carries: all a client knows of an answer cut short."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.start_output_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+        }
 
 
 @dataclass
@@ -118,8 +130,7 @@ def sse_events(reply: Reply, message_id: str) -> Iterator[tuple[str, dict[str, A
         "message": {
             "id": message_id, "type": "message", "role": "assistant", "content": [], "model": reply.model,
             "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "usage": reply.start_usage(),
         },
     }  # fmt: skip
     yield "ping", {"type": "ping"}
@@ -173,7 +184,9 @@ def full_message(reply: Reply, message_id: str) -> dict[str, Any]:
     return {
         "id": message_id, "type": "message", "role": "assistant", "model": reply.model, "content": content,
         "stop_reason": reply.stop_reason, "stop_sequence": None,
-        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens or len(reply.text)},
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens or len(reply.text),
+                  "cache_creation_input_tokens": reply.cache_creation_input_tokens,
+                  "cache_read_input_tokens": reply.cache_read_input_tokens},
     }  # fmt: skip
 
 
