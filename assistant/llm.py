@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import anthropic
 from django.conf import settings
 
+from config.errors import CodedError
+
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -28,13 +30,11 @@ class ModelSettings:
     max_tokens: int = 4096
 
 
-class LLMError(Exception):
+class LLMError(CodedError):
     """A failure of the model call, with a stable code for clients and a message for people."""
 
     def __init__(self, code: str, message: str, *, retryable: bool = False):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.retryable = retryable
 
 

@@ -47,6 +47,7 @@ from assistant.mcp_servers import (
     parse_mcp_config,
 )
 from assistant.workspace_tools import ALIASES, BuiltinTools, Workspace
+from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,8 @@ SYSTEM_USER_EMAIL = "orchestrator@localhost"
 TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result in a `tool_result` event (as the websocket sends)
 
 
-class OrchestratorError(Exception):
+class OrchestratorError(CodedError):
     """A reason the run could not start or finish, in one line."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass

@@ -53,6 +53,7 @@ from assistant.engine import (
 from assistant.history import api_messages
 from assistant.llm import LLMError
 from assistant.models import TurnEvent
+from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +68,8 @@ def control_group(session_id: int) -> str:
     return f"assistant.control.{session_id}"
 
 
-class TurnRefused(Exception):
+class TurnRefused(CodedError):
     """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 # --- planning (sync, one transaction) -----------------------------------------------------------

@@ -23,6 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from config.testing.http import http_json  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PASSWORD = "bench-Password-1234"
@@ -178,24 +181,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):  # peak resident set size
             return int(line.split()[1])
     return 0
-
-
-def http_json(method: str, url: str, body: dict | None = None, token: str | None = None,
-              headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else {}
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        return error.code, json.loads(raw) if raw.startswith(b"{") else {}
 
 
 def login(base: str, email: str) -> str:

@@ -11,7 +11,6 @@ import json
 import threading
 import sys
 import time
-import uuid
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 

@@ -55,6 +55,16 @@ class ErrorSerializer(serializers.Serializer):
     detail = ErrorDetailSerializer()
 
 
+class CodedError(Exception):
+    """A failure with a stable `code` for clients and a `message` for people (the base of the
+    assistant's turn, model and orchestrator errors)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def error_body(message: str, code: str, *, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {"message": message, "code": code, "request_id": current_request_id()}
     if fields is not None:

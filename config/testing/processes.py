@@ -7,7 +7,6 @@ so nothing is silently skipped there.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -22,6 +21,8 @@ from typing import Iterator
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from config.testing.http import http_json  # noqa: F401 - the tests' client for server processes
 
 REDIS_TEST_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
 
@@ -63,20 +64,6 @@ def database_url_for_children(tmp_path: Path) -> str:
         cwd=settings.BASE_DIR, env={**os.environ, "DATABASE_URL": url}, check=True, timeout=120,
     )  # fmt: skip
     return url
-
-
-def http_json(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else {}
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 # Throttles are tested in-process; servers started for other tests must not trip them, whatever
