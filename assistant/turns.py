@@ -349,6 +349,7 @@ class TurnRunner:
     # turn's finished calls: a stopped or failed answer keeps the tokens it already cost.
     call_usage: Usage | None = field(default=None, init=False)
     finished_usage: Usage = field(default_factory=Usage, init=False)
+    model_calls: int = field(default=0, init=False)  # started so far (`turns` of a stopped result)
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
@@ -431,6 +432,7 @@ class TurnRunner:
                     self.call_usage = usage
                 case ModelCallStarted(turn=turn):
                     self.call_usage = Usage()
+                    self.model_calls = turn
                     if turn > 1:
                         self.message_id = await database_sync_to_async(_append_message)(
                             self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
@@ -487,7 +489,8 @@ class TurnRunner:
         usage.add(self.finished_usage)
         usage.add(self.call_usage or Usage())
         await self._emit(
-            "result", {"status": "stopped", "stop_reason": "stopped", "usage": usage.as_dict(), "turns": 1}
+            "result",
+            {"status": "stopped", "stop_reason": "stopped", "usage": usage.as_dict(), "turns": self.model_calls},
         )
 
     async def _finish_error(self, code: str, message: str) -> None:

@@ -86,5 +86,5 @@ async def test_a_turn_stopped_after_a_tool_call_keeps_each_calls_usage_and_repor
     assert usage_of(stored[0]) == first_usage
     assert usage_of(stored[1]) == second.start_usage() and stored[1].content == [{"type": "text", "text": "It "}]
     result = frames[-1]
-    assert result["type"] == "result" and result["status"] == "stopped"
+    assert result["type"] == "result" and result["status"] == "stopped" and result["turns"] == 2  # model calls begun
     assert result["usage"] == {name: first_usage[name] + second.start_usage()[name] for name in first_usage}
