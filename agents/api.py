@@ -182,6 +182,9 @@ class PromptTemplateViewSet(_OwnedViewSet):
             owner=self.request.user, created_by=self.request.user, **serializer.validated_data
         )
 
+    def perform_destroy(self, instance) -> None:
+        services.prompt_delete(prompt=instance)
+
     def perform_update(self, serializer) -> None:
         serializer.instance = services.prompt_update(
             prompt=serializer.instance, user=self.request.user, **serializer.validated_data

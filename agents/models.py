@@ -82,6 +82,15 @@ class LLMProviderConfig(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        # Trust rule: the organization's key (ANTHROPIC_API_KEY) goes only to the organization's endpoint,
+        # so a user's config that names its own endpoint must bring its own key.
+        if self.owner_id is not None and self.base_url and not self.api_key:
+            raise ValidationError(
+                {"api_key": ["A config with its own base URL needs its own API key (the organization's key is "
+                             "only sent to the organization's endpoint)."]}
+            )
+
 
 class Integration(models.Model):
     class Provider(models.TextChoices):
@@ -139,6 +148,19 @@ class Integration(models.Model):
     @property
     def server_name(self) -> str:
         return self.name or self.provider
+
+    @property
+    def runs_a_local_command(self) -> bool:
+        server = self.mcp_server or {}
+        return isinstance(server, dict) and server.get("type", "stdio" if "command" in server else None) == "stdio"
+
+    def clean(self) -> None:
+        # Trust rule: staff decide what the server executes. A stdio server is a command run on the server.
+        if self.owner_id is not None and self.runs_a_local_command:
+            raise ValidationError(
+                {"mcp_server": ["Only staff can define stdio MCP servers (commands run on the server), in "
+                                "organization-wide integrations; use an sse or http server."]}
+            )
 
 
 class PromptTemplate(models.Model):
@@ -202,21 +224,39 @@ class PromptTemplateVersion(models.Model):
         return f"{self.template} v{self.version}"
 
 
+def _forget_deleted_prompt(collector, field, sub_objs, using) -> None:
+    """on_delete of an agent's system prompt: the agent keeps no dangling reference and is marked, so
+    it refuses turns (naming what is missing) instead of silently running without its prompt.
+    (`services.prompt_delete` puts the prompt's name there first; this covers cascades, e.g. deleting
+    the prompt's owner.)"""
+    collector.add_field_update(field, None, sub_objs)
+    lost = [agent for agent in sub_objs if not agent.system_prompt_lost]
+    if lost:
+        collector.add_field_update(AIAgent._meta.get_field("system_prompt_lost"), "(deleted)", lost)
+
+
 class AIAgent(models.Model):
     name = models.CharField(max_length=255)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, help_text="Unique per owner; users can't take an organization agent's.")
     description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True, help_text="The module or area it serves.")
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
-    # RESTRICT, not PROTECT: deleting a prompt an agent uses is refused, but deleting a user deletes
-    # their prompts together with their agents that use them.
+    # A prompt's owner may always delete it (services.prompt_delete refuses only while their own agents
+    # use it); other users' agents then refuse turns, naming the prompt (see _forget_deleted_prompt).
     system_prompt = models.ForeignKey(
         PromptTemplate,
-        on_delete=models.RESTRICT,
+        on_delete=_forget_deleted_prompt,
         null=True,
         blank=True,
         related_name="agents",
         help_text="A prompt from the library, or give the text inline below (not both).",
+    )
+    system_prompt_lost = models.CharField(
+        max_length=255,
+        blank=True,
+        editable=False,
+        help_text="The library prompt this agent used until its owner deleted it: the agent refuses turns "
+        "until it is given a system prompt again.",
     )
     system_prompt_text = models.TextField(blank=True, help_text="Inline system prompt, when no template is chosen.")
     llm_config = models.ForeignKey(
@@ -247,6 +287,20 @@ class AIAgent(models.Model):
         verbose_name = "AI agent"
         ordering = ["name", "id"]
         indexes = [models.Index(fields=["category"], name="agents_agent_category_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "slug"],
+                condition=Q(owner__isnull=False),
+                name="agents_agent_slug_unique_per_owner",
+                violation_error_message="You already have an agent with this slug.",
+            ),
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=Q(owner__isnull=True),
+                name="agents_agent_slug_unique_org",
+                violation_error_message="An organization-wide agent with this slug already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -256,6 +310,12 @@ class AIAgent(models.Model):
             raise ValidationError(
                 {"system_prompt_text": ["Give either a system prompt template or inline text, not both."]}
             )
+        if (
+            self.owner_id is not None
+            and self.slug
+            and AIAgent.objects.filter(owner__isnull=True, slug=self.slug).exists()
+        ):
+            raise ValidationError({"slug": ["An organization agent has this slug; choose another."]})
 
 
 class UserAgentSession(models.Model):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from accounts.models import User
 from agents.models import (
@@ -79,6 +79,10 @@ class ResolvedLLMConfig:
     max_tokens: int
     temperature: float
     config_id: int | None
+    # A user's config that names its own endpoint: the URL is the user's choice, so connections to it
+    # pass the egress policy, and the organization's key is never sent there.
+    user_endpoint: bool = False
+    config_name: str = ""
 
 
 def _default_config_for(owner: User | None) -> LLMProviderConfig | None:
@@ -106,14 +110,18 @@ def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> 
             temperature=1.0,
             config_id=None,
         )
+    user_endpoint = config.owner_id is not None and bool(config.base_url)
     return ResolvedLLMConfig(
         provider=config.provider,
         model=config.model or settings.ANTHROPIC_MODEL,
-        api_key=config.api_key or settings.ANTHROPIC_API_KEY,
+        # The organization's key only ever goes with the organization's endpoint.
+        api_key=config.api_key or ("" if user_endpoint else settings.ANTHROPIC_API_KEY),
         base_url=config.base_url or settings.ANTHROPIC_BASE_URL,
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         config_id=config.pk,
+        user_endpoint=user_endpoint,
+        config_name=config.name,
     )
 
 
@@ -188,7 +196,72 @@ def agent_list(*, user: User, filters: dict[str, str]) -> QuerySet[AIAgent]:
 
 
 def agent_get_by_slug(*, user: User, slug: str) -> AIAgent | None:
-    return agent_visible(user=user).select_related("system_prompt", "llm_config").filter(slug=slug).first()
+    """The organization's agent with that slug, else the user's own (slugs are unique per owner)."""
+    return (
+        agent_visible(user=user)
+        .select_related("system_prompt", "llm_config")
+        .filter(slug=slug)
+        .order_by(F("owner_id").asc(nulls_first=True))
+        .first()
+    )
+
+
+def organization_agent_get(*, slug: str) -> AIAgent | None:
+    """Built-in lookups (the CLI's agents, CODE_ASSISTANCE_AGENT) read organization-wide agents only."""
+    return AIAgent.objects.select_related("system_prompt", "llm_config").filter(owner__isnull=True, slug=slug).first()
+
+
+def _usable_by(owner: User | None) -> Q:
+    """What an agent of `owner` may use: an organization agent only organization-wide objects (a user's
+    object would let that user steer every user's turns); a user's agent their own ones and the
+    organization's."""
+    return Q(owner__isnull=True) if owner is None else _own_or_org(owner)
+
+
+def agent_reference_problems(
+    *, agent: AIAgent, integrations: list[Integration] | None = None
+) -> dict[str, list[str]]:
+    """What the agent uses that its owner may not (any more): a prompt made private or a config or
+    integration of someone else, or a user's stdio server stored before the trust rule. Checked when
+    an agent is saved and again when a turn starts. `{field: [messages]}`, empty when all is well."""
+    owner = agent.owner if agent.owner_id else None
+    problems: dict[str, list[str]] = {}
+    if agent.system_prompt_id:
+        usable = _usable_by(owner)
+        if owner is not None:  # prompts other users share with the organization, as long as they do
+            usable |= Q(visibility=PromptTemplate.Visibility.ORGANIZATION)
+        if not PromptTemplate.objects.filter(usable, pk=agent.system_prompt_id).exists():
+            problems["system_prompt"] = [
+                f"The system prompt “{agent.system_prompt.name}” is not available to this agent's owner "
+                "(private to someone else); choose another one."
+            ]
+    if agent.llm_config_id and not LLMProviderConfig.objects.filter(_usable_by(owner), pk=agent.llm_config_id).exists():
+        problems["llm_config"] = [f"The LLM config “{agent.llm_config.name}” is not available to this agent's owner."]
+    if integrations is None:
+        integrations = list(agent.integrations.all()) if agent.pk else []
+    usable = set(Integration.objects.filter(_usable_by(owner)).values_list("pk", flat=True)) if integrations else set()
+    refused = [
+        integration.server_name
+        for integration in integrations
+        if integration.pk not in usable or (integration.owner_id is not None and integration.runs_a_local_command)
+    ]
+    if refused:
+        problems["integrations"] = [
+            f"Not available to this agent's owner: {', '.join(sorted(refused))} (someone else's integration, or a "
+            "stdio server only staff may define)."
+        ]
+    return problems
+
+
+def agent_unusable_reason(*, agent: AIAgent) -> str | None:
+    """Why a turn of this agent can't start now (checked at every turn start, CLI included), or None."""
+    if agent.system_prompt_lost and not agent.system_prompt_id and not agent.system_prompt_text.strip():
+        return (
+            f"The system prompt this agent used (“{agent.system_prompt_lost}”) was deleted by its owner; "
+            "give the agent a system prompt again."
+        )
+    problems = agent_reference_problems(agent=agent)
+    return " ".join(message for messages in problems.values() for message in messages) or None
 
 
 # --- Sessions and messages -----------------------------------------------------------------------

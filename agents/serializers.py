@@ -197,6 +197,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "tags",
             "system_prompt",
             "system_prompt_text",
+            "system_prompt_lost",
             "llm_config",
             "allowed_tools",
             "integrations",
@@ -207,7 +208,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["owner", "created_at", "updated_at"]
+        read_only_fields = ["system_prompt_lost", "owner", "created_at", "updated_at"]
 
     def validate_tags(self, value: list[str]) -> list[str]:
         return _normalized_tags(value)

@@ -9,9 +9,10 @@ from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, ProtectedError
 
 from accounts.models import User
+from agents import selectors as agent_selectors
 from agents.models import (
     VARIABLE_RE,
     AIAgent,
@@ -142,11 +143,31 @@ def prompt_update(*, prompt: PromptTemplate, user: User | None, **fields: Any) -
     return prompt_save(prompt=prompt, user=user)
 
 
+@transaction.atomic
+def prompt_delete(*, prompt: PromptTemplate) -> None:
+    """Its owner may delete a prompt unless their own agents use it (they fix those first: ProtectedError,
+    a 409 naming them). Other users' agents that used it lose it and refuse turns, naming it, until given
+    a system prompt again: never a silent run without it, and nothing of someone else's is named here."""
+    own_agents = AIAgent.objects.filter(system_prompt=prompt)
+    own_agents = own_agents.filter(owner=prompt.owner) if prompt.owner_id else own_agents.filter(owner__isnull=True)
+    if own_agents.exists():
+        raise ProtectedError("The prompt is used by the owner's agents.", set(own_agents))
+    AIAgent.objects.filter(system_prompt=prompt).update(system_prompt=None, system_prompt_lost=prompt.name[:255])
+    prompt.delete()
+
+
 # --- Agents --------------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def agent_save(*, agent: AIAgent, integrations: list[Integration] | None = None) -> AIAgent:
+    """Saves an agent whose prompt, config and integrations its owner may use (an organization agent:
+    organization-wide ones only); slugs are unique per owner."""
+    problems = agent_selectors.agent_reference_problems(agent=agent, integrations=integrations)
+    if problems:
+        raise ValidationError(problems)
+    if agent.system_prompt_id or agent.system_prompt_text.strip():
+        agent.system_prompt_lost = ""
     _validated_save(agent, conflict_field="slug", conflict_message="An agent with this slug already exists.")
     if integrations is not None:
         agent.integrations.set(integrations)
@@ -267,7 +288,7 @@ def starter_data_seed() -> list[str]:
         fields = {key: value for key, value in data.items() if key != "prompt"}
         _, created = _get_or_create(
             AIAgent,
-            lookup={"slug": data["slug"]},
+            lookup={"owner__isnull": True, "slug": data["slug"]},
             create=lambda fields=fields, prompt=prompts[data["prompt"]]: agent_create(
                 owner=None, system_prompt=prompt, **fields
             ),

@@ -232,8 +232,8 @@ class Prepared:
 
 def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: list[McpServerSpec]) -> Prepared:
     """Everything the database says about this run; stores the user's message."""
-    from agents.models import AIAgent, UserAgentSession
-    from agents.selectors import llm_config_for_agent
+    from agents.models import UserAgentSession
+    from agents.selectors import agent_unusable_reason, llm_config_for_agent, organization_agent_get
     from agents.services import agent_system_prompt, message_append, session_create
     from assistant.history import api_messages
 
@@ -254,21 +254,29 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         if options.user_email and session.owner.email.lower() != options.user_email.lower():
             raise OrchestratorError("unknown_session", f"session {session.pk} is not {options.user_email}'s")
         agent = session.agent
+        if agent.owner_id is not None:
+            # An operator's run executes tools with the operator's rights and key: never a user's agent.
+            raise OrchestratorError(
+                "unknown_session",
+                f"session {session.pk}'s agent {agent.slug!r} is not an organization agent "
+                "(the CLI runs organization agents only)",
+            )
     elif options.agent_slug:
-        agent = (
-            AIAgent.objects.select_related("system_prompt", "llm_config", "owner")
-            .filter(slug=options.agent_slug)
-            .first()
-        )
+        agent = organization_agent_get(slug=options.agent_slug)
         if agent is None:
-            raise OrchestratorError("unknown_agent", f"no agent with slug {options.agent_slug!r}")
+            raise OrchestratorError("unknown_agent", f"no organization agent with slug {options.agent_slug!r}")
         if not agent.is_active:
             raise OrchestratorError("unknown_agent", f"agent {options.agent_slug!r} is not active")
     else:
         agent = _builtin_agent()
+    unusable = agent_unusable_reason(agent=agent)
+    if unusable:
+        raise OrchestratorError("agent_unavailable", f"agent {agent.slug!r}: {unusable}")
 
-    owner = session.owner if session is not None else _owner(options, agent)
-    config = llm_config_for_agent(agent, user=owner)
+    owner = session.owner if session is not None else _owner(options)
+    # An organization agent's config, else the organization's default: never the session owner's own
+    # default config, whose endpoint that user chose.
+    config = llm_config_for_agent(agent, user=None)
     model = ModelSettings(
         model=options.model or config.model,
         api_key=config.api_key,
@@ -334,6 +342,7 @@ def _builtin_agent():
 
     agent, _ = AIAgent.objects.get_or_create(
         slug=BUILTIN_AGENT_SLUG,
+        owner=None,  # the organization's: a user's agent of the same slug is never it
         defaults={
             "name": "Orchestrator (command line)",
             "description": "Runs of `manage.py run_orchestrator` without --agent. Its system prompt is the CLI's default.",
@@ -345,7 +354,7 @@ def _builtin_agent():
     return agent
 
 
-def _owner(options: OrchestratorOptions, agent):
+def _owner(options: OrchestratorOptions):
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
@@ -354,8 +363,6 @@ def _owner(options: OrchestratorOptions, agent):
         if user is None:
             raise OrchestratorError("unknown_user", f"no active user with email {options.user_email}")
         return user
-    if agent.owner_id is not None:
-        return agent.owner
     user = User.objects.filter(is_superuser=True, is_active=True).order_by("pk").first()
     if user is None:
         # A fresh installation: a system user owns CLI sessions. It has no usable password.

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import AIAgent, Message
 from assistant import turns
@@ -17,11 +18,8 @@ from assistant.models import ClientSessionAlias, TurnEvent
 
 def code_assistance_agent() -> AIAgent | None:
     """The organization's agent behind the code-assistance endpoint (CODE_ASSISTANCE_AGENT)."""
-    return (
-        AIAgent.objects.select_related("system_prompt", "llm_config")
-        .filter(slug=settings.CODE_ASSISTANCE_AGENT, is_active=True)
-        .first()
-    )
+    agent = agent_selectors.organization_agent_get(slug=settings.CODE_ASSISTANCE_AGENT)
+    return agent if agent is not None and agent.is_active else None
 
 
 def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> turns.TurnPlan:

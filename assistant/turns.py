@@ -106,7 +106,10 @@ def _settle_stale_turns(session: UserAgentSession) -> None:
 def model_settings_for(agent, *, user=None) -> ModelSettings:
     """The agent's LLM config, else the default config (the agent owner's, else `user`'s, else the
     organization's), else the ANTHROPIC_* settings."""
-    config = agent_selectors.llm_config_for_agent(agent, user=user)
+    return _model_settings(agent_selectors.llm_config_for_agent(agent, user=user))
+
+
+def _model_settings(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
     return ModelSettings(
         model=config.model,
         api_key=config.api_key,
@@ -153,7 +156,17 @@ def turn_begin(
             session = UserAgentSession.objects.select_for_update().select_related("agent").get(pk=session.pk)
         _settle_stale_turns(session)
         agent = session.agent
-        model = model_settings_for(agent, user=user)
+        unusable = agent_selectors.agent_unusable_reason(agent=agent)
+        if unusable:
+            raise TurnRefused("agent_unavailable", unusable)
+        config = agent_selectors.llm_config_for_agent(agent, user=user)
+        if config.user_endpoint and not config.api_key:
+            raise TurnRefused(
+                "not_configured",
+                f"The LLM config “{config.config_name}” names its own base URL but has no API key of its own "
+                "(the organization's key is only sent to the organization's endpoint); give it its own API key.",
+            )
+        model = _model_settings(config)
         try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks

@@ -28,7 +28,7 @@ def staff_client(client, make_user):
 def one_of_each(user, make_llm_config, make_integration, make_prompt, make_agent, make_session):
     config = make_llm_config(None, api_key="sk-ant-api03-admin-test-key-0000")
     integration = make_integration(
-        user, credentials={"token": "ghp_admin_test_token_0000"}, mcp_server={"command": "x"}
+        None, credentials={"token": "ghp_admin_test_token_0000"}, mcp_server={"command": "x"}
     )
     prompt = make_prompt(None)
     agent = make_agent(None, system_prompt=prompt, system_prompt_text="", llm_config=config, integrations=[integration])
@@ -192,6 +192,19 @@ def test_admin_names_a_bad_mcp_definition(staff_client):
 
     assert response.status_code == 200
     assert "args: must be a list of strings." in response.content.decode()
+
+
+def test_admin_keeps_stdio_servers_organization_wide(staff_client, user):
+    data = {"name": "", "provider": "custom", "auth_type": "pat", "credentials": "", "is_active": "on",
+            "mcp_server": '{"command": "sh", "args": ["-c", "id"]}'}  # fmt: skip
+
+    for_a_user = staff_client.post("/admin/agents/integration/add/", {**data, "owner": user.pk})
+    for_everyone = staff_client.post("/admin/agents/integration/add/", data)
+
+    assert for_a_user.status_code == 200
+    assert "Only staff can define stdio MCP servers" in for_a_user.content.decode()
+    assert for_everyone.status_code == 302
+    assert list(Integration.objects.values_list("owner", flat=True)) == [None]
 
 
 def test_admin_checks_session_custom_properties_against_the_agents_schema(staff_client, user, make_agent):

@@ -65,15 +65,18 @@ def test_it_says_what_is_wrong_with_a_bad_mcp_definition(auth_client, mcp_server
     assert any(message in error for error in errors), errors
 
 
-def test_it_accepts_good_mcp_definitions(auth_client):
+def test_it_accepts_good_mcp_definitions(auth_client, make_integration):
     stdio = {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"], "env": {"GITHUB_TOKEN": "x"}}
     http = {"type": "http", "url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer x"}}
+    sse = {"type": "sse", "url": "https://mcp.example.com/sse"}
 
-    for provider, definition in (("github", stdio), ("notion", http)):
+    for provider, definition in (("notion", http), ("linear", sse)):
         response = auth_client.post(
             "/api/v1/integrations", {"provider": provider, "mcp_server": definition}, format="json"
         )
         assert response.status_code == 201, response.content
+    # stdio servers run a command on the server: staff define them, organization-wide.
+    assert make_integration(None, provider="github", mcp_server=stdio).mcp_server == stdio
 
 
 def test_it_allows_one_active_integration_per_provider(auth_client, make_integration, user):

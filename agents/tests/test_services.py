@@ -228,7 +228,7 @@ def test_it_searches_and_paginates(auth_client, make_prompt, user):
 
 def test_it_builds_an_agents_mcp_servers_with_credentials_in_env_and_headers(make_agent, make_integration, user):
     github = make_integration(
-        user,
+        None,  # stdio: organization-wide only
         provider="github",
         name="github",
         credentials={"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_secret", "refresh token": "not-an-env-name"},
@@ -246,7 +246,7 @@ def test_it_builds_an_agents_mcp_servers_with_credentials_in_env_and_headers(mak
         mcp_server={"type": "http", "url": "https://mcp.notion.com/mcp"},
     )
     no_server = make_integration(user, provider="slack")
-    inactive = make_integration(user, provider="linear", is_active=False, mcp_server={"command": "linear"})
+    inactive = make_integration(None, provider="linear", is_active=False, mcp_server={"command": "linear"})
     agent = make_agent(user, integrations=[github, notion, no_server, inactive])
 
     servers = selectors.agent_mcp_servers(agent=agent)

@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import subprocess
+import sys
 import uuid
 from urllib.parse import urlparse
 
 import pytest
 import websockets
+from django.conf import settings
 
 from assistant.tests.conftest import texts
 from config.testing.fake_anthropic import Reply
@@ -143,10 +147,16 @@ async def test_stop_sent_to_process_b_stops_the_turn_running_on_process_a(two_se
 
 
 async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_model):
+    # Code assistance runs the organization's agent (seeded by `init`) on the organization's model settings.
     env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
-           "CODE_ASSISTANCE_AGENT": "live-code"}  # fmt: skip
+           "ANTHROPIC_API_KEY": "sk-live", "ANTHROPIC_BASE_URL": fake_model.base_url,
+           "ANTHROPIC_MODEL": "claude-test-1"}  # fmt: skip
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "manage.py", "init"], cwd=settings.BASE_DIR, env={**os.environ, **env},
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
     with running_server(env) as base:
-        token, _ = await asyncio.to_thread(seed_over_api, base, fake_model.base_url, "live-code")
+        token, _ = await asyncio.to_thread(seed_over_api, base, fake_model.base_url)
         reply = Reply(text=["first ", "second ", "third"], pause_after=1, input_tokens=46, start_output_tokens=2,
                       cache_read_input_tokens=9, cache_creation_input_tokens=4)  # fmt: skip
         fake_model.script(reply)

@@ -384,7 +384,7 @@ def test_a_stopped_run_keeps_the_partial_answer_with_the_usage_known(fake, admin
         ([], "no message: give -m TEXT, --message-file PATH or --stdin"),
         (["-m", "x", "--mcp-config", "/nonexistent/mcp.json"], "MCP config file not found: /nonexistent/mcp.json"),
         (["-m", "x", "--mcp-config", "{bad}"], "MCP config file"),
-        (["-m", "x", "--agent", "nobody"], "no agent with slug 'nobody'"),
+        (["-m", "x", "--agent", "nobody"], "no organization agent with slug 'nobody'"),
         (["-m", "x", "--resume-session-id", "999999"], "no session with id 999999"),
         (["-m", "x", "--workspace-dir", "/nonexistent/dir"], "workspace directory does not exist: /nonexistent/dir"),
         (["-m", "x", "--allowed-tools", "teleport"], "--allowed-tools names unknown tools: teleport"),
