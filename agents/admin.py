@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from agents import selectors as agent_selectors
 from agents import services
 from agents.fields import mask_credentials, mask_secret
 from agents.models import (
@@ -221,8 +222,28 @@ class PromptTemplateVersionAdmin(admin.ModelAdmin):
 # --- Agents --------------------------------------------------------------------------------------
 
 
+class AIAgentForm(forms.ModelForm):
+    class Meta:
+        model = AIAgent
+        fields = "__all__"
+
+    def _post_clean(self) -> None:
+        # The trust rule of services.agent_save, with the integrations chosen on this form (the admin
+        # saves many-to-many fields after the agent), shown on the fields instead of failing the save.
+        super()._post_clean()
+        if "integrations" not in self.cleaned_data:
+            return
+        problems = agent_selectors.agent_reference_problems(
+            agent=self.instance, integrations=list(self.cleaned_data["integrations"])
+        )
+        for field, messages in problems.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
 @admin.register(AIAgent)
 class AIAgentAdmin(admin.ModelAdmin):
+    form = AIAgentForm
     list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
     list_filter = ("is_active", "category", "llm_config", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")

@@ -130,6 +130,23 @@ def test_staff_build_an_agent_with_prompt_and_llm_config_in_admin_alone(staff_cl
     assert services.agent_system_prompt(agent=created, variables={"language": "Go"}) == "Review Go code."
 
 
+def test_admin_keeps_a_users_objects_out_of_organization_agents(staff_client, user, make_integration, make_prompt):
+    theirs = make_integration(user, mcp_server={"type": "http", "url": "https://mcp.example.com/"}, name="theirs")
+    private = make_prompt(user, name="Their prompt")
+    response = staff_client.post(
+        "/admin/agents/aiagent/add/",
+        {"name": "Org", "slug": "org", "description": "", "category": "", "tags": "[]", "is_active": "on",
+         "system_prompt": str(private.pk), "system_prompt_text": "", "llm_config": "", "max_turns": "10",
+         "allowed_tools": "[]", "custom_properties_schema": "{}", "integrations": [str(theirs.pk)]},
+    )  # fmt: skip
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Not available to this agent&#x27;s owner: theirs" in page
+    assert "Their prompt" in page and "not available to this agent" in page
+    assert not AIAgent.objects.exists()
+
+
 def test_saving_a_prompt_body_in_admin_adds_a_version(staff_client, make_prompt):
     prompt = make_prompt(None, body="first")
 
