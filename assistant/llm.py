@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx2
@@ -78,7 +80,7 @@ def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
     return client
 
 
-async def _refusals_are_final(request, call_next):
+async def _refusals_are_final(request: anthropic.APIRequest, call_next: Callable[..., Awaitable[Any]]) -> Any:
     """The SDK wraps every transport error in APIConnectionError, which it retries with backoff;
     a refusal won't change on retry. An error a middleware raises reaches the caller as it is."""
     try:

@@ -35,7 +35,8 @@ async def answer(base_url: str, *, guard_egress: bool) -> str:
     model = ModelSettings(
         model="claude-test-1", api_key="sk-user-key", base_url=base_url, max_tokens=64, guard_egress=guard_egress
     )
-    events = [event async for event in agent_loop(LoopRequest(model=model, messages=[{"role": "user", "content": "Hi"}]))]
+    request = LoopRequest(model=model, messages=[{"role": "user", "content": "Hi"}])
+    events = [event async for event in agent_loop(request)]
     assert isinstance(events[-1], LoopFinished)
     return "".join(event.text for event in events if isinstance(event, TextDelta))
 
