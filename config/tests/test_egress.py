@@ -235,6 +235,20 @@ async def test_an_unguarded_client_follows_that_redirect(upstream, listener):
     assert listener.accepted == 1
 
 
+async def test_proxy_variables_of_the_environment_do_not_route_around_the_check(
+    settings, monkeypatch, upstream, listener
+):
+    # A proxy would connect to the destination for us, unchecked: the guarded client uses none.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{listener.port}")
+    port = upstream.server_address[1]
+    settings.OUTBOUND_ALLOWED_HOSTS = ["upstream.egress.test"]
+    resolver = static_resolver({"upstream.egress.test": ["127.0.0.1"]})
+    async with guarded_http_client(resolve=resolver) as client:
+        response = await client.get(f"http://upstream.egress.test:{port}/")
+    assert response.status_code == 200 and listener.accepted == 0
+
+
 def test_the_guarded_client_takes_no_transport_or_proxy():
     for option in ("transport", "mounts", "proxy"):
         with pytest.raises(TypeError, match="bypass the egress policy"):
