@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
+import httpx2
 from django.conf import settings
 
+from config.egress import egress_refusal, guarded_http_client
 from config.errors import CodedError
 
 
@@ -28,6 +32,8 @@ class ModelSettings:
     api_key: str
     base_url: str | None = None
     max_tokens: int = 4096
+    # A base URL an ordinary user chose: every connection passes the egress policy (config/egress.py).
+    guard_egress: bool = False
 
 
 class LLMError(CodedError):
@@ -48,17 +54,42 @@ def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
         raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
-    key = (model_settings.api_key, model_settings.base_url)
+    key = (model_settings.api_key, model_settings.base_url, model_settings.guard_egress)
     client = per_loop.get(key)
     if client is None:
+        timeout = anthropic.Timeout(settings.ANTHROPIC_READ_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT)
+        guarded = {}
+        if model_settings.guard_egress:
+            guarded = {
+                # The SDK's own defaults (its DefaultAsyncHttpxClient), on the guarded transport.
+                "http_client": guarded_http_client(
+                    timeout=timeout,
+                    follow_redirects=True,
+                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+                ),
+                "middleware": [_refusals_are_final],
+            }
         client = anthropic.AsyncAnthropic(
             api_key=model_settings.api_key,
             base_url=model_settings.base_url or None,
             max_retries=settings.ANTHROPIC_MAX_RETRIES,
-            timeout=anthropic.Timeout(settings.ANTHROPIC_READ_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT),
+            timeout=timeout,
+            **guarded,
         )
         per_loop[key] = client
     return client
+
+
+async def _refusals_are_final(request: anthropic.APIRequest, call_next: Callable[..., Awaitable[Any]]) -> Any:
+    """The SDK wraps every transport error in APIConnectionError, which it retries with backoff;
+    a refusal won't change on retry. An error a middleware raises reaches the caller as it is."""
+    try:
+        return await call_next(request)
+    except anthropic.APIConnectionError as exc:
+        refused = egress_refusal(exc)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 # Error `type`s of the API (HTTP answers and mid-stream `error` events) and what we call them.
@@ -85,6 +116,9 @@ def map_sdk_error(exc: BaseException) -> LLMError:
     """Turn any SDK exception into an LLMError with a stable code."""
     if isinstance(exc, LLMError):
         return exc
+    refused = egress_refusal(exc)
+    if refused is not None:
+        return LLMError("egress_refused", str(refused))
     if isinstance(exc, anthropic.APITimeoutError):
         return LLMError("upstream_timeout", "The model provider did not answer in time.", retryable=True)
     if isinstance(exc, anthropic.APIConnectionError):

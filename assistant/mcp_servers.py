@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from assistant.engine import ToolCall, ToolOutcome
+from config.egress import egress_refusal, guarded_http_client
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ class McpServerSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     url: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    # An sse/http url an ordinary user chose: every connection passes the egress policy
+    # (config/egress.py). Staff's servers and the CLI's --mcp-config are not guarded.
+    guard_egress: bool = False
 
     def describe(self) -> str:
         """For people and logs: never the env or the headers, never userinfo or a query in a URL."""
@@ -89,16 +93,22 @@ def load_mcp_config(path: str | Path) -> list[McpServerSpec]:
     return parse_mcp_config(data, source=str(path))
 
 
-def parse_mcp_config(data: Any, *, source: str = "MCP config") -> list[McpServerSpec]:
-    """`{"name": {...}}` or the `{"mcpServers": {"name": {...}}}` wrapper of other MCP clients."""
+def parse_mcp_config(data: Any, *, source: str = "MCP config", guard_egress: bool = False) -> list[McpServerSpec]:
+    """`{"name": {...}}` or the `{"mcpServers": {"name": {...}}}` wrapper of other MCP clients.
+
+    `guard_egress` applies to every sse/http server of `data` (the servers of one call share one owner)."""
     if isinstance(data, dict) and "mcpServers" in data:
         data = data["mcpServers"]
     if not isinstance(data, dict):
         raise McpConfigError(f"{source}: expected an object mapping server names to definitions")
-    return [server_spec(name, definition, source=source) for name, definition in data.items()]
+    return [
+        server_spec(name, definition, source=source, guard_egress=guard_egress) for name, definition in data.items()
+    ]
 
 
-def server_spec(name: Any, definition: Any, *, source: str = "MCP config") -> McpServerSpec:
+def server_spec(
+    name: Any, definition: Any, *, source: str = "MCP config", guard_egress: bool = False
+) -> McpServerSpec:
     where = f"{source}: server {name!r}"
     if not isinstance(name, str) or not name.strip():
         raise McpConfigError(f"{source}: server names must be non-empty strings")
@@ -133,7 +143,7 @@ def server_spec(name: Any, definition: Any, *, source: str = "MCP config") -> Mc
     if not isinstance(url, str) or urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).hostname:
         raise McpConfigError(f"{where}: an {transport} server needs an http(s) url")
     headers = _string_map(definition.get("headers"), f"{where}: headers")
-    return McpServerSpec(name=name, transport=transport, url=url, headers=headers)
+    return McpServerSpec(name=name, transport=transport, url=url, headers=headers, guard_egress=guard_egress)
 
 
 def _string_map(value: Any, where: str) -> dict[str, str]:
@@ -227,6 +237,8 @@ class _Connection:
         from mcp.shared._httpx_utils import create_mcp_http_client
 
         spec = self.spec
+        # A guarded server gets the guarded client, with the timeouts of the SDK's own factory.
+        http_client_factory = _guarded_mcp_http_client if spec.guard_egress else create_mcp_http_client
         if spec.transport == "stdio":
             params = StdioServerParameters(
                 command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=self.cwd
@@ -234,10 +246,12 @@ class _Connection:
             async with stdio_client(params, errlog=self.errlog or sys.stderr) as streams:
                 yield streams
         elif spec.transport == "sse":
-            async with sse_client(spec.url, headers=dict(spec.headers) or None) as streams:
+            async with sse_client(
+                spec.url, headers=dict(spec.headers) or None, httpx_client_factory=http_client_factory
+            ) as streams:
                 yield streams
         else:
-            http = create_mcp_http_client(headers=dict(spec.headers) or None)
+            http = http_client_factory(headers=dict(spec.headers) or None)
             async with http, streamable_http_client(spec.url, http_client=http) as streams:
                 yield streams
 
@@ -283,6 +297,22 @@ class _Connection:
         return lines[-1][:300] if lines else ""
 
 
+def _guarded_mcp_http_client(
+    headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+) -> Any:
+    """mcp's `create_mcp_http_client` (an McpHttpClientFactory) on the egress-guarded client."""
+    import httpx2
+    from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
+
+    timeout = timeout or httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+    kwargs: dict[str, Any] = {"timeout": timeout}
+    if headers is not None:
+        kwargs["headers"] = headers
+    if auth is not None:
+        kwargs["auth"] = auth
+    return guarded_http_client(**kwargs)
+
+
 def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
@@ -292,6 +322,9 @@ def _leaf(exc: BaseException) -> BaseException:
 def _reason(exc: BaseException, connection: _Connection) -> str:
     exc = _leaf(exc)
     spec = connection.spec
+    refused = egress_refusal(exc)
+    if refused is not None:
+        return str(refused)
     if isinstance(exc, FileNotFoundError) and spec.transport == "stdio":
         return f"command not found: {spec.command}"
     if isinstance(exc, PermissionError) and spec.transport == "stdio":

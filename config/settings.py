@@ -289,6 +289,10 @@ ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
+# Hosts (`name` or `name:port`, as written in URLs) that URLs chosen by ordinary users (their LLM configs'
+# base URLs, their MCP integrations' urls) may reach although they resolve to loopback, private, link-local
+# or metadata addresses: see config/egress.py.
+OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 # `manage.py init` creates this admin user when both are set (flags override).
 INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
 INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
