@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from agents.fields import EncryptedJSONField, EncryptedTextField
+from config import egress
 from agents.validators import (
     custom_properties_errors,
     validate_json_schema,
@@ -26,6 +27,15 @@ from agents.validators import (
 )
 
 VARIABLE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def _check_users_url(url: str, *, field: str) -> None:
+    """A URL an ordinary user chose passes the egress policy (checked again at connect time)."""
+    try:
+        egress.check_url(url)
+    except egress.EgressRefused as refused:
+        raise ValidationError({field: [f"{refused} Ask staff to list the host in OUTBOUND_ALLOWED_HOSTS if it is "
+                                       "meant to be reachable."]}) from None
 
 
 def _owner_field(related_name: str) -> models.ForeignKey:
@@ -85,11 +95,14 @@ class LLMProviderConfig(models.Model):
     def clean(self) -> None:
         # Trust rule: the organization's key (ANTHROPIC_API_KEY) goes only to the organization's endpoint,
         # so a user's config that names its own endpoint must bring its own key.
-        if self.owner_id is not None and self.base_url and not self.api_key:
+        if self.owner_id is None or not self.base_url:
+            return
+        if not self.api_key:
             raise ValidationError(
                 {"api_key": ["A config with its own base URL needs its own API key (the organization's key is "
                              "only sent to the organization's endpoint)."]}
             )
+        _check_users_url(self.base_url, field="base_url")
 
 
 class Integration(models.Model):
@@ -156,11 +169,15 @@ class Integration(models.Model):
 
     def clean(self) -> None:
         # Trust rule: staff decide what the server executes. A stdio server is a command run on the server.
-        if self.owner_id is not None and self.runs_a_local_command:
+        if self.owner_id is None or not isinstance(self.mcp_server, dict) or not self.mcp_server:
+            return
+        if self.runs_a_local_command:
             raise ValidationError(
                 {"mcp_server": ["Only staff can define stdio MCP servers (commands run on the server), in "
                                 "organization-wide integrations; use an sse or http server."]}
             )
+        if isinstance(self.mcp_server.get("url"), str):
+            _check_users_url(self.mcp_server["url"], field="mcp_server")
 
 
 class PromptTemplate(models.Model):

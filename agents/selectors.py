@@ -293,16 +293,18 @@ def filters_from(params: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: params.get(name) for name in names if params.get(name) not in (None, "")}
 
 
-def agent_mcp_servers(*, agent: AIAgent) -> dict[str, dict[str, Any]]:
+def agent_mcp_servers(*, agent: AIAgent, users_own: bool = False) -> dict[str, dict[str, Any]]:
     """The agent's active integrations that define an MCP server, as `{name: definition}` in the
     `--mcp-config` shape, with the integration's credentials added where servers take secrets:
     for stdio servers, the entries of an object of credentials whose keys are environment variable
     names (`{"GITHUB_PERSONAL_ACCESS_TOKEN": "…"}`) become environment variables (never arguments);
     for sse/http servers, a token string becomes `Authorization: Bearer …` unless a header is set.
-    Credentials are decrypted here: never log the result."""
+    Credentials are decrypted here: never log the result.
+    `users_own`: the servers of the users' own integrations (their URLs pass the egress policy when
+    connecting), else the organization's."""
     servers: dict[str, dict[str, Any]] = {}
     for integration in agent.integrations.all():
-        if not integration.is_active or not integration.mcp_server:
+        if not integration.is_active or not integration.mcp_server or (integration.owner_id is not None) != users_own:
             continue
         definition = json.loads(json.dumps(integration.mcp_server))  # a deep copy
         definition.setdefault("type", "stdio" if "command" in definition else definition.get("type"))

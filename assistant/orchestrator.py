@@ -282,6 +282,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
+        guard_egress=config.user_endpoint,
     )
     if not model.api_key:
         raise OrchestratorError(
@@ -373,11 +374,16 @@ def _owner(options: OrchestratorOptions):
 
 
 def _integration_specs(agent) -> list[McpServerSpec]:
-    """The agent's integrations that define MCP servers, credentials included (never logged)."""
+    """The agent's integrations that define MCP servers, credentials included (never logged). Servers of
+    users' integrations connect through the egress policy."""
     from agents.selectors import agent_mcp_servers
 
+    source = f"agent {agent.slug!r} integrations"
     try:
-        return parse_mcp_config(agent_mcp_servers(agent=agent), source=f"agent {agent.slug!r} integrations")
+        return [
+            *parse_mcp_config(agent_mcp_servers(agent=agent), source=source),
+            *parse_mcp_config(agent_mcp_servers(agent=agent, users_own=True), source=source, guard_egress=True),
+        ]
     except McpConfigError as exc:
         raise OrchestratorError("bad_mcp_config", str(exc)) from None
 

@@ -115,6 +115,7 @@ def _model_settings(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
+        guard_egress=config.user_endpoint,
     )
 
 

@@ -58,19 +58,24 @@ def main() -> None:
     latency_chunks = 5
     with common.workdir() as tmp:
         with common.fake("anthropic", str(latency_chunks), "0.01") as model:
-            env = common.base_env(tmp, CODE_ASSISTANCE_AGENT=SLUG, ANTHROPIC_MAX_RETRIES="0")
+            # The user's own agents name the fake model on 127.0.0.1: staff allow that host.
+            env = common.base_env(
+                tmp, CODE_ASSISTANCE_AGENT=SLUG, ANTHROPIC_MAX_RETRIES="0", OUTBOUND_ALLOWED_HOSTS="127.0.0.1"
+            )
             common.prepare_database(env)
             common.create_user(env, EMAIL)
+            streams.seed_organization_agent(env, model, SLUG)
             with common.conduit(env) as (base, _process):
                 token = common.login(base, EMAIL)
-                streams.seed_agent(base, token, model, SLUG)
+                streams.seed_agent(base, token, model, SLUG + "-own")
                 lat = {
                     "direct": asyncio.run(latency(lambda: streams.direct_turn(model), args.turns, latency_chunks)),
-                    "websocket": asyncio.run(latency(lambda: streams.websocket_turn(base, token, SLUG), args.turns, latency_chunks)),
+                    "websocket": asyncio.run(latency(lambda: streams.websocket_turn(base, token, SLUG + "-own"), args.turns, latency_chunks)),
                     "SSE": asyncio.run(latency(lambda: streams.sse_turn(base, token), args.turns, latency_chunks)),
                 }  # fmt: skip
         # A model as fast as it can be: the relay is the bottleneck.
         with common.fake("anthropic", str(args.chunks), "0") as model:
+            streams.seed_organization_agent(env, model, SLUG + "-fast-org")
             with common.conduit(env) as (base, _process):
                 token = common.login(base, EMAIL)
                 streams.seed_agent(base, token, model, SLUG + "-fast")
@@ -79,8 +84,8 @@ def main() -> None:
                     "direct": asyncio.run(throughput(lambda: streams.direct_turn(model), args.streams, args.chunks)),
                     "websocket": asyncio.run(throughput(lambda: streams.websocket_turn(base, token, env_slug), args.streams, args.chunks)),
                 }  # fmt: skip
-            # SSE answers with the CODE_ASSISTANCE_AGENT: point it at the fast agent.
-            with common.conduit({**env, "CODE_ASSISTANCE_AGENT": env_slug}) as (base, _process):
+            # SSE answers with the CODE_ASSISTANCE_AGENT: point it at the fast organization agent.
+            with common.conduit({**env, "CODE_ASSISTANCE_AGENT": SLUG + "-fast-org"}) as (base, _process):
                 token = common.login(base, EMAIL)
                 thr["SSE"] = asyncio.run(throughput(lambda: streams.sse_turn(base, token), args.streams, args.chunks))
     print(f"\nFirst token: fake model sends it → client has it ({args.turns} sequential turns each)")

@@ -44,6 +44,19 @@ class Stream:
 
 # --- seeding ----------------------------------------------------------------------------------
 
+def seed_organization_agent(env: dict[str, str], model_url: str, slug: str) -> None:
+    """What staff set up for code assistance: an organization agent `slug` on an organization config
+    pointing at the fake model (built-in lookups read organization agents only)."""
+    code = (
+        "from agents import services;"
+        f"config = services.llm_config_create(owner=None, name={slug!r}, model='claude-test-1', base_url={model_url!r},"
+        " api_key='sk-bench', max_tokens=4096);"
+        f"services.agent_create(owner=None, name='Bench agent', slug={slug!r}, system_prompt_text='Be brief.',"
+        " llm_config=config)"
+    )
+    common.manage(env, "shell", "-c", code)
+
+
 def seed_agent(base: str, token: str, model_url: str, slug: str) -> None:
     """An LLM config pointing at the fake model and an agent `slug` using it, made over the API."""
     status, config = common.http_json("POST", f"{base}/api/v1/llm-configs", {

@@ -61,7 +61,7 @@ def main() -> None:
     common.print_machine()
     rows = []
     with common.workdir() as tmp, common.fake("anthropic", str(args.chunks), str(args.delay)) as model:
-        env = common.base_env(tmp, ANTHROPIC_MAX_RETRIES="0")
+        env = common.base_env(tmp, ANTHROPIC_MAX_RETRIES="0", OUTBOUND_ALLOWED_HOSTS="127.0.0.1")  # the fake model
         env.pop("REDIS_URL", None)
         common.prepare_database(env)
         common.create_user(env, EMAIL)

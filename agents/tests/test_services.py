@@ -249,7 +249,10 @@ def test_it_builds_an_agents_mcp_servers_with_credentials_in_env_and_headers(mak
     inactive = make_integration(None, provider="linear", is_active=False, mcp_server={"command": "linear"})
     agent = make_agent(user, integrations=[github, notion, no_server, inactive])
 
-    servers = selectors.agent_mcp_servers(agent=agent)
+    organizations = selectors.agent_mcp_servers(agent=agent)
+    users = selectors.agent_mcp_servers(agent=agent, users_own=True)
+    assert (set(organizations), set(users)) == ({"github"}, {"notion"})
+    servers = {**organizations, **users}
 
     assert servers == {
         "github": {

@@ -238,3 +238,45 @@ def test_a_turn_refuses_a_users_stdio_integration_stored_before_the_rule(org_key
     with pytest.raises(turns.TurnRefused) as refused:
         turns.turn_begin(user=user, text="hello", agent_slug="mine")
     assert refused.value.code == "agent_unavailable" and "legacy" in refused.value.message
+
+
+# --- where a user's URLs may point (the egress policy) -------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    from config.testing.listener import recording_listener
+
+    with recording_listener() as server:
+        yield server
+
+
+def test_a_users_config_cant_point_at_an_address_inside(auth_client, listener):
+    for url in (f"http://127.0.0.1:{listener.port}/", "http://169.254.169.254/latest/", "http://[::1]:8000/",
+                "http://10.0.0.7/", "http://localhost:6379/"):  # fmt: skip
+        response = auth_client.post(
+            "/api/v1/llm-configs", {"name": "mine", "base_url": url, "api_key": "sk-mine"}, format="json"
+        )
+        assert response.status_code == 400, url
+        assert list(_fields(response)) == ["base_url"] and "may not connect" in _fields(response)["base_url"][0]
+    assert listener.accepted == 0 and not LLMProviderConfig.objects.exists()
+
+
+def test_a_users_mcp_server_cant_point_at_an_address_inside(auth_client, listener):
+    response = auth_client.post(
+        "/api/v1/integrations",
+        {"provider": "custom", "mcp_server": {"type": "http", "url": f"http://127.0.0.1:{listener.port}/mcp"}},
+        format="json",
+    )
+    assert response.status_code == 400 and list(_fields(response)) == ["mcp_server"]
+    assert listener.accepted == 0
+
+
+def test_hosts_staff_list_and_staff_objects_may_point_inside(auth_client, make_llm_config, listener, settings):
+    url = f"http://127.0.0.1:{listener.port}/"
+    assert make_llm_config(None, base_url=url).base_url == url  # staff-owned: trusted
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    response = auth_client.post(
+        "/api/v1/llm-configs", {"name": "mine", "base_url": url, "api_key": "sk-mine"}, format="json"
+    )
+    assert response.status_code == 201

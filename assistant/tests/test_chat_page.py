@@ -29,8 +29,9 @@ PASSWORD = "a browser passphrase"
 def site(tmp_path):
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
     with fake_anthropic_server() as fake:
+        # The user configures the fake model on 127.0.0.1: staff allow that host (the egress policy).
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
-               "STATIC_ROOT": str(tmp_path / "static")}  # fmt: skip
+               "STATIC_ROOT": str(tmp_path / "static"), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                        cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
         with running_server(env) as base:

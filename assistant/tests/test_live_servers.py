@@ -33,8 +33,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def seed_over_api(base: str, fake_url: str, slug: str | None = None) -> tuple[str, str]:
-    """A user, an LLM config pointing at the fake model and an agent, all made through the API.
-    Returns the user's access token and the agent's slug."""
+    """A user, an LLM config pointing at the fake model and an agent, all made through the API (the
+    server must allow 127.0.0.1 in OUTBOUND_ALLOWED_HOSTS). Returns the user's access token and the agent's slug."""
     email = f"live-{uuid.uuid4().hex[:8]}@example.com"
     status, _ = http_json("POST", f"{base}/api/v1/auth/register", {"name": "Live", "email": email, "password": "a live passphrase"})
     assert status == 201
@@ -84,7 +84,8 @@ def fake_model():
 def two_servers(tmp_path, fake_model):
     require(redis_is_reachable(), "Redis (for the channel layer shared by two processes)")
     flush_redis()
-    env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL, "ANTHROPIC_MAX_RETRIES": "0"}
+    env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL, "ANTHROPIC_MAX_RETRIES": "0",
+           "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # the user's config names the fake model on 127.0.0.1
     with running_server(env) as a, running_server(env) as b:
         yield a, b
 
@@ -150,7 +151,7 @@ async def test_an_sse_client_that_disconnects_stops_the_model(tmp_path, fake_mod
     # Code assistance runs the organization's agent (seeded by `init`) on the organization's model settings.
     env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
            "ANTHROPIC_API_KEY": "sk-live", "ANTHROPIC_BASE_URL": fake_model.base_url,
-           "ANTHROPIC_MODEL": "claude-test-1"}  # fmt: skip
+           "ANTHROPIC_MODEL": "claude-test-1", "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
     await asyncio.to_thread(
         subprocess.run, [sys.executable, "manage.py", "init"], cwd=settings.BASE_DIR, env={**os.environ, **env},
         check=True, capture_output=True, timeout=120,
