@@ -297,3 +297,43 @@ def test_additional_properties_are_named(auth_client, make_agent):
     response = _start(auth_client, agent.pk, {"x": 1, "y": 2})
 
     assert _fields(response) == {"custom_properties": ["Additional properties are not allowed ('x', 'y' unexpected)"]}
+
+
+# --- other surfaces ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_start_checks_custom_properties_the_same_way(user):
+    from asgiref.sync import sync_to_async
+
+    from agents import services
+    from assistant.tests.conftest import connect
+
+    await sync_to_async(services.agent_create)(
+        owner=None, name="Hostile", slug="hostile", system_prompt_text="Hi.", custom_properties_schema=HOSTILE_SCHEMA
+    )
+    ws = await connect(user)
+
+    await ws.send_json_to(
+        {"type": "start", "agent": "hostile", "message": "hi", "custom_properties": {"x": HOSTILE_VALUE}}
+    )
+    answer = await ws.receive_json_from(5)
+    await ws.send_json_to(
+        {"type": "start", "agent": "hostile", "message": "hi", "custom_properties": {"x": _nested(40, key="b")}}
+    )
+    too_deep = await ws.receive_json_from(5)
+    await ws.disconnect()
+
+    assert answer["type"] == "error" and answer["code"] == "invalid"
+    assert answer["message"] == f'x: "{HOSTILE_VALUE}" does not match "^(a+)+$"'
+    assert too_deep["code"] == "invalid" and too_deep["message"] == "x.b.b.b.b.b.b.b.…: nested deeper than 32 levels."
+
+
+def test_a_schema_is_compiled_once_for_many_session_starts(auth_client, make_agent):
+    agent = make_agent(None, custom_properties_schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+    validators._compiled.cache_clear()
+
+    for n in range(3):
+        assert _start(auth_client, agent.pk, {"n": n}).status_code == 201
+
+    assert validators._compiled.cache_info().misses == 1
