@@ -8,6 +8,7 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db import models
 
 from agents import selectors as agent_selectors
 from agents import services
@@ -23,6 +24,32 @@ from agents.models import (
 )
 
 KEEP_HELP = "Write-only. Leave blank to keep the current value."
+
+
+class _NestingSafeJSONField(forms.JSONField):
+    """json.loads raises RecursionError, not a decode error, for JSON nested a few hundred deep (the
+    admin's stack is already deep): a form error instead of a 500. Limits are the validators' job."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise ValidationError("Nested too deeply to read.", code="invalid") from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)
+
+    def prepare_value(self, value):
+        try:
+            return super().prepare_value(value)
+        except RecursionError:
+            return "(nested too deeply to show)"
+
+
+_NESTING_SAFE_JSON = {models.JSONField: {"form_class": _NestingSafeJSONField}}
 
 
 class _OwnerScopeFilter(admin.SimpleListFilter):
@@ -252,6 +279,7 @@ class AIAgentAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner", "system_prompt", "llm_config")
     filter_horizontal = ("integrations",)
     readonly_fields = ("created_at", "updated_at")
+    formfield_overrides = _NESTING_SAFE_JSON
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
@@ -299,6 +327,7 @@ class UserAgentSessionAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
     date_hierarchy = "created_at"
     inlines = [MessageInline]
+    formfield_overrides = _NESTING_SAFE_JSON
 
 
 @admin.register(Message)

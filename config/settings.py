@@ -297,6 +297,12 @@ OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
 INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
 INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")
 INIT_ADMIN_NAME = env.str("INIT_ADMIN_NAME", default="Admin")
+# Agents' custom-properties JSON Schemas, and the values given at session start, are bounded so that
+# checking them can't hold a worker (see agents/validators.py): serialized size in bytes, nesting depth.
+AGENT_SCHEMA_MAX_BYTES = env.int("AGENT_SCHEMA_MAX_BYTES", default=64 * 1024)
+AGENT_SCHEMA_MAX_DEPTH = env.int("AGENT_SCHEMA_MAX_DEPTH", default=32)
+CUSTOM_PROPERTIES_MAX_BYTES = env.int("CUSTOM_PROPERTIES_MAX_BYTES", default=64 * 1024)
+CUSTOM_PROPERTIES_MAX_DEPTH = env.int("CUSTOM_PROPERTIES_MAX_DEPTH", default=32)
 # Several models have a `provider` (and later other apps a `status`/`role`): name their enums.
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {

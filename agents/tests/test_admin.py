@@ -234,4 +234,4 @@ def test_admin_checks_session_custom_properties_against_the_agents_schema(staff_
     )
 
     assert response.status_code == 200
-    assert "&#x27;project_key&#x27; is a required property" in response.content.decode()
+    assert "&quot;project_key&quot; is a required property" in response.content.decode()
