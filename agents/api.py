@@ -29,6 +29,7 @@ from agents.serializers import (
     PromptTemplateVersionSerializer,
     UserAgentSessionSerializer,
 )
+from config import untrusted
 from config.errors import error_response
 
 
@@ -40,6 +41,18 @@ class Pagination(PageNumberPagination):
 
 def _query(name: str, description: str, type_=OpenApiTypes.STR) -> OpenApiParameter:
     return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description)
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    """A non-negative integer query parameter (a 64-bit one: both databases' range), or None if absent.
+    Anything else is a 400 naming it."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return untrusted.db_int(value, name=name)
+    except untrusted.UnsafeInput as unsafe:
+        raise ValidationError(unsafe.fields()) from None
 
 
 SEARCH = _query("search", "Case-insensitive substring of the name, slug or description.")
@@ -270,10 +283,17 @@ class UserAgentSessionViewSet(_OwnedViewSet):
     owned = visible
 
     def listed(self, filters):
+        if untrusted.is_ascii_digits(filters.get("agent", "")):  # an id; else a slug
+            filters = {**filters, "agent": _int_param(self.request, "agent")}
         return selectors.session_list(user=self.request.user, filters=filters)
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = services.session_create(owner=self.request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        is_active = data.pop("is_active", True)  # a serializer field that session_create doesn't take
+        session = services.session_create(owner=self.request.user, **data)
+        if not is_active:
+            session = services.session_update(session=session, is_active=False)
+        serializer.instance = session
 
     def perform_update(self, serializer) -> None:
         data = dict(serializer.validated_data)
@@ -285,7 +305,7 @@ class UserAgentSessionViewSet(_OwnedViewSet):
         parameters=[_query("after_seq", "Only messages with a larger sequence number.", OpenApiTypes.INT)],
         responses={
             200: MessageSerializer(many=True),
-            400: OpenApiResponse(description="`after_seq` is not a non-negative integer."),
+            400: OpenApiResponse(description="`after_seq` is not a non-negative 64-bit integer."),
             404: NOT_FOUND,
         },
         summary="A session's messages, in order",
@@ -293,9 +313,6 @@ class UserAgentSessionViewSet(_OwnedViewSet):
     @action(detail=True, methods=["get"], pagination_class=Pagination)
     def messages(self, request: Request, pk: str | None = None) -> Response:
         session = self.get_object()
-        after_seq = request.query_params.get("after_seq")
-        if after_seq not in (None, "") and not after_seq.isdigit():
-            raise ValidationError({"after_seq": ["Must be a non-negative integer."]})
-        queryset = selectors.message_list(session=session, after_seq=int(after_seq) if after_seq else None)
+        queryset = selectors.message_list(session=session, after_seq=_int_param(request, "after_seq"))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(MessageSerializer(page, many=True).data)

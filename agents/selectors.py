@@ -273,9 +273,11 @@ def session_owned(*, user: User) -> QuerySet[UserAgentSession]:
 
 def session_list(*, user: User, filters: dict[str, str]) -> QuerySet[UserAgentSession]:
     queryset = _filter_search(session_owned(user=user), filters.get("search"), ("title",))
-    agent = filters.get("agent")
-    if agent:
-        queryset = queryset.filter(agent_id=int(agent)) if agent.isdigit() else queryset.filter(agent__slug=agent)
+    agent = filters.get("agent")  # an id (int) or a slug
+    if isinstance(agent, int):
+        queryset = queryset.filter(agent_id=agent)
+    elif agent:
+        queryset = queryset.filter(agent__slug=agent)
     active = _truthy(filters.get("is_active"))
     if active is not None:
         queryset = queryset.filter(is_active=active)

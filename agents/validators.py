@@ -371,7 +371,10 @@ def validate_mcp_server(value: Any) -> None:
     else:
         allowed = {"type", "url", "headers"}
         url = value.get("url")
-        parsed = urlparse(url) if isinstance(url, str) else None
+        try:
+            parsed = urlparse(url) if isinstance(url, str) else None
+        except ValueError:  # "Invalid IPv6 URL" (`http://[`)
+            parsed = None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValidationError(f"url: a {server_type} server needs an http(s) URL.", code="invalid_mcp_server")
         _check_str_dict(value, "headers", "header")

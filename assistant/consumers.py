@@ -17,7 +17,6 @@ The socket only watches turns; it doesn't own them. Closing it leaves the turn r
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -26,9 +25,11 @@ from django.conf import settings
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from assistant import turns
+from config import untrusted
 from config.websocket_auth import JWT_SUBPROTOCOL
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_MESSAGE_TOO_BIG = 1009
 TERMINAL_EVENTS = frozenset({"result", "error"})
 
 
@@ -40,8 +41,8 @@ def _int_field(content: dict[str, Any], name: str, *, required: bool) -> int | N
     value = content.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise turns.TurnRefused("invalid", f"`{name}` must be a non-negative integer.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= untrusted.MAX_DB_INT:
+        raise turns.TurnRefused("invalid", f"`{name}` must be a non-negative integer (64-bit).")
     return value
 
 
@@ -82,8 +83,22 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
     # -- client messages
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        frame = text_data if text_data is not None else bytes_data or b""
+        limit = settings.ASSISTANT_MAX_FRAME_BYTES
+        # daphne closes the socket before a frame this big gets here (`manage.py run` gives it the
+        # same limit); this is for other servers.
+        size = len(frame)
+        if isinstance(frame, str) and size > limit // 4:  # else within the limit even at 4 bytes a character
+            size = len(frame.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG, reason=f"Frames are limited to {limit} bytes.")
+            return
         try:
-            content = json.loads(text_data or bytes_data or b"")
+            content = untrusted.parse_json(frame)
+        except untrusted.UnsafeInput as unsafe:  # nested too deeply, NUL characters, lone surrogates…
+            where = f"`{unsafe.where()}`: " if unsafe.path else ""
+            await self.send_json(_error_frame("invalid", f"{where}{unsafe.message}"))
+            return
         except ValueError:
             await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
             return
@@ -93,7 +108,9 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict):
             await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
             return
-        handler = {"start": self._start, "stop": self._stop, "resume": self._resume, "ping": self._ping}.get(content.get("type"))
+        kind = content.get("type")
+        handlers = {"start": self._start, "stop": self._stop, "resume": self._resume, "ping": self._ping}
+        handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, ping."))
             return

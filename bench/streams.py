@@ -78,7 +78,7 @@ async def websocket_turn(base: str, token: str, slug: str, *, timeout: float = 6
     stream = Stream()
     url = base.replace("http://", "ws://") + "/ws/assistant/"
     try:
-        async with websockets.connect(url, subprotocols=["jwt", token], origin="http://localhost",
+        async with websockets.connect(url, subprotocols=["jwt", token], origin=base,
                                       open_timeout=timeout, max_queue=None, ping_interval=None) as socket:
             await socket.send(json.dumps({"type": "start", "agent": slug, "message": "Go."}))
             deadline = time.monotonic() + timeout

@@ -17,16 +17,17 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_application = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
+from config.middleware import api_path_without_slash  # noqa: E402
 from config.startup import freeze_startup_heap  # noqa: E402
 from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
+from config.websocket_origin import OriginValidator  # noqa: E402
 
-# Exact paths (no trailing slash variants exist) that stream and so need the ASGI handler.
+# Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
 STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance"})
 
 
@@ -37,7 +38,7 @@ class HttpRouter:
         self.streaming_paths = streaming_paths
 
     async def __call__(self, scope, receive, send):
-        app = self.asgi if scope["path"] in self.streaming_paths else self.wsgi
+        app = self.asgi if api_path_without_slash(scope["path"]) in self.streaming_paths else self.wsgi
         await app(scope, receive, send)
 
 
@@ -48,7 +49,7 @@ application = ProtocolTypeRouter(
             asgi=django_asgi_application,
             streaming_paths=STREAMING_HTTP_PATHS,
         ),
-        "websocket": AllowedHostsOriginValidator(WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginValidator(WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -2,7 +2,9 @@
 
 Error statuses follow from what the view is made of, so no endpoint has to repeat them:
 
-- a request body: 400 (invalid input, `fields` names each bad field) and 415 (not JSON);
+- a request body: 400 (invalid input, `fields` names each bad field), 413 (larger than
+  DATA_UPLOAD_MAX_MEMORY_SIZE) and 415 (not JSON);
+- query parameters: 400 (a value the operation can't take, or a NUL character: `fields` names it);
 - authentication classes: 401 (no, invalid or expired credentials; 403 if the first class sends no
   `WWW-Authenticate`), plus what a class declares in `openapi_error_statuses` (the provider's keys
   unreachable: 503);
@@ -32,6 +34,7 @@ UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 REFUSE_NOBODY = (AllowAny, IsAuthenticated)  # never refuse a signed-in user
 
 INVALID_INPUT = "Invalid input: `detail.fields` has each field's messages."
+TOO_LARGE = "The body is larger than the server's limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MiB by default)."
 NOT_JSON = "The body is not JSON (`Content-Type: application/json`)."
 NOT_SIGNED_IN = "Not signed in: no, invalid or expired credentials."
 CSRF_FAILED = "Signed in by session cookie without a valid CSRF token (`X-CSRFToken`)."
@@ -65,8 +68,11 @@ class AutoSchema(openapi.AutoSchema):
         """The error statuses this operation can answer, by what its view is made of."""
         view = self.view
         statuses: dict[str, str] = {}
-        if "requestBody" in operation:
+        parameters = operation.get("parameters", [])
+        if "requestBody" in operation or any(parameter["in"] == "query" for parameter in parameters):
             statuses["400"] = INVALID_INPUT
+        if "requestBody" in operation:
+            statuses["413"] = TOO_LARGE
             statuses["415"] = NOT_JSON
 
         authenticators = view.get_authenticators()
@@ -82,7 +88,6 @@ class AutoSchema(openapi.AutoSchema):
             statuses.setdefault("403", NOT_PERMITTED)
 
         not_found = []
-        parameters = operation.get("parameters", [])
         if any(parameter["in"] == "path" for parameter in parameters):
             not_found.append(NOT_FOUND)
         page_param = self._invalid_page_parameter()

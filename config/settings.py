@@ -76,6 +76,8 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     # Before anything that can answer early (CommonMiddleware), so every answer carries CORS headers.
     "corsheaders.middleware.CorsMiddleware",
+    # Before URL resolution: `/api/v1/…/` routed as `/api/v1/…`; NUL in the query string refused.
+    "config.middleware.RequestEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -197,7 +199,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser plus the checks of config/untrusted.py (nesting, NUL characters…).
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",  # documents every error status
@@ -323,6 +326,17 @@ ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.
 ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
+# The largest websocket message a client may send, in bytes; a bigger one closes the socket with 1009
+# (daphne's limit, set by `manage.py run`; the consumer checks it too). The default fits a message of
+# ASSISTANT_MAX_MESSAGE_CHARS characters even when each is sent as a 6-byte `\uXXXX` escape, plus
+# 64 KiB for the rest of the frame (custom properties): 650 KiB at the defaults.
+ASSISTANT_MAX_FRAME_BYTES = env.int("ASSISTANT_MAX_FRAME_BYTES", default=6 * ASSISTANT_MAX_MESSAGE_CHARS + 64 * 1024)
+if ASSISTANT_MAX_FRAME_BYTES < 4 * ASSISTANT_MAX_MESSAGE_CHARS + 1024:
+    raise ImproperlyConfigured(
+        "ASSISTANT_MAX_FRAME_BYTES is too small for ASSISTANT_MAX_MESSAGE_CHARS: a frame must hold a message "
+        "of that many characters in UTF-8 (4 bytes each at most) and its envelope, "
+        f"{4 * ASSISTANT_MAX_MESSAGE_CHARS + 1024} bytes or more."
+    )
 # A watched turn silent this long (seconds) is checked against the database, which has every event
 # before it is published: frames the channel layer lost are sent from there.
 ASSISTANT_GAP_CHECK_INTERVAL = env.float("ASSISTANT_GAP_CHECK_INTERVAL", default=5.0)

@@ -60,7 +60,8 @@ def ws_url(base: str) -> str:
 
 
 async def open_socket(base: str, token: str):
-    return await websockets.connect(ws_url(base), subprotocols=["jwt", token], origin="http://localhost", open_timeout=10)
+    # The Origin of a page served by that server: the same scheme, host and port (config/websocket_origin.py).
+    return await websockets.connect(ws_url(base), subprotocols=["jwt", token], origin=base, open_timeout=10)
 
 
 async def receive_until(socket, *types: str, timeout: float = 15) -> list[dict]:

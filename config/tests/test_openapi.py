@@ -31,8 +31,8 @@ def test_the_schema_is_valid_and_generates_without_warnings(tmp_path):
 
 def test_it_documents_input_auth_and_csrf_errors_on_a_create(document):
     create = responses(document, "POST", "/api/v1/agents")
-    assert set(create) == {"201", "400", "401", "403", "415", "503"}
-    for code in ("400", "401", "403", "415", "503"):
+    assert set(create) == {"201", "400", "401", "403", "413", "415", "503"}
+    for code in ("400", "401", "403", "413", "415", "503"):
         assert create[code]["content"] == ERROR_BODY, code
     assert "CSRF" in create["403"]["description"]
 
@@ -40,7 +40,7 @@ def test_it_documents_input_auth_and_csrf_errors_on_a_create(document):
 def test_it_documents_404_on_detail_routes_and_on_paginated_lists(document):
     assert set(responses(document, "GET", "/api/v1/agents/{id}")) == {"200", "401", "404", "503"}
     listed = responses(document, "GET", "/api/v1/agents")
-    assert set(listed) == {"200", "401", "404", "503"}
+    assert set(listed) == {"200", "400", "401", "404", "503"}  # 400: a query parameter refused
     assert "`page`" in listed["404"]["description"]
     render = responses(document, "POST", "/api/v1/prompts/{id}/render")
     assert {"200", "400", "404"} <= set(render)
@@ -54,7 +54,7 @@ def test_it_documents_409_only_where_a_delete_can_be_refused(document):
 
 def test_it_documents_429_with_retry_after_on_throttled_views_only(document):
     login = responses(document, "POST", "/api/v1/auth/login")
-    assert set(login) == {"200", "400", "401", "415", "429"}
+    assert set(login) == {"200", "400", "401", "413", "415", "429"}
     assert "Retry-After" in login["429"]["headers"]
     assert "429" in responses(document, "POST", "/api/v1/auth/register")
     assert "429" not in responses(document, "POST", "/api/v1/auth/refresh")

@@ -67,10 +67,13 @@ class Command(BaseCommand):
         # streamed frame that follows another small one waits in Nagle's algorithm for the
         # client's delayed ACK: ~40 ms added to the first token of every answer (bench/RESULTS.md).
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        frame_limit = str(settings.ASSISTANT_MAX_FRAME_BYTES)
         command = [
-            sys.executable, "-m", "daphne",
+            sys.executable, "-m", "config.daphne_server",  # daphne, closing over-limit sockets with 1009
             "--fd", str(listener.fileno()),
             "-v", str(DAPHNE_VERBOSITY[log_level]),
+            "--websocket-max-message-size", frame_limit,
+            "--websocket-max-frame-size", frame_limit,
             "config.asgi:application",
         ]  # fmt: skip
         if settings.REST_FRAMEWORK["NUM_PROXIES"]:
