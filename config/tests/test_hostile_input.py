@@ -87,13 +87,14 @@ def test_json_nested_past_the_limit_but_parseable_is_a_400_naming_the_top_level_
     assert detail["fields"] == {"custom_properties": [f"Nested deeper than {MAX_JSON_DEPTH} levels."]}
 
 
-def test_json_nested_just_within_the_limit_is_taken(auth_client, agent):
-    body = {"agent": agent.pk, "custom_properties": {"a": _nested(MAX_JSON_DEPTH - 3, "leaf")}}
+def test_json_nested_just_within_the_limit_is_taken(auth_client):
+    # Integration credentials have no depth limit of their own (custom properties and schemas do: 32).
+    body = {"provider": "custom", "credentials": {"a": _nested(MAX_JSON_DEPTH - 3, "leaf")}}
 
-    response = auth_client.post("/api/v1/sessions", body, format="json")
+    response = auth_client.post("/api/v1/integrations", body, format="json")
 
     assert response.status_code == 201, response.content[:300]
-    assert auth_client.get(f"/api/v1/sessions/{response.json()['id']}").status_code == 200
+    assert auth_client.get(f"/api/v1/integrations/{response.json()['id']}").status_code == 200
 
 
 # --- NUL characters and other strings the databases refuse -------------------------------------------
