@@ -59,7 +59,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
@@ -312,6 +311,10 @@ ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
 ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.
 ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
+# Every serving process looks for such answers this often (assistant/sweeps.py).
+ASSISTANT_STALE_SWEEP_INTERVAL = env.float("ASSISTANT_STALE_SWEEP_INTERVAL", default=ASSISTANT_STALE_TURN_AFTER / 4)
+# Turns one user may have running at once, across processes; past it: `too_many_turns`.
+ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = env.int("ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER", default=3)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
 # A watched turn silent this long (seconds) is checked against the database, which has every event
 # before it is published: frames the channel layer lost are sent from there.
