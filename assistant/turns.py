@@ -53,6 +53,7 @@ from assistant.engine import (
 from assistant.history import api_messages
 from assistant.llm import LLMError
 from assistant.models import TurnEvent
+from assistant.sweeps import stale_turns_settle
 from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
@@ -88,18 +89,31 @@ class TurnPlan:
 
 
 def _settle_stale_turns(session: UserAgentSession) -> None:
-    """A `streaming` message whose runner stopped beating (its process died) is closed as an error;
-    a live one means a turn is running."""
-    streaming = list(session.messages.filter(status=Message.Status.STREAMING))
-    stale_before = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
-    for message in streaming:
-        if message.updated_at >= stale_before:
-            raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
-        Message.objects.filter(pk=message.pk).update(
-            status=Message.Status.ERROR,
-            error_code="interrupted",
-            error_message="The server handling this answer stopped before it finished.",
-            updated_at=timezone.now(),
+    """A `streaming` message whose runner stopped beating (its process died) is closed as
+    interrupted (as the periodic sweep would); a live one means a turn is running."""
+    stale_turns_settle(session_id=session.pk)
+    if session.messages.filter(status=Message.Status.STREAMING).exists():
+        raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
+
+
+def _check_concurrent_turns(user) -> None:
+    """At most ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER turns of one user run at once, whichever
+    processes run them. Called first in turn_begin's transaction: the user's row lock (PostgreSQL;
+    SQLite serialises writers anyway) makes the user's starts take turns, held until the new
+    turn's `streaming` message is committed, so a burst can't all count the same few."""
+    User = type(user)
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
+    running = (
+        Message.objects.filter(session__owner=user, status=Message.Status.STREAMING, updated_at__gte=fresh_after)
+        .values("session_id")
+        .distinct()
+        .count()
+    )
+    limit = settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER
+    if running >= limit:
+        raise TurnRefused(
+            "too_many_turns", f"You already have {running} answers running (at most {limit}); stop one or wait for it."
         )
 
 
@@ -129,6 +143,7 @@ def turn_begin(
     if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
         raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
     with transaction.atomic():
+        _check_concurrent_turns(user)
         if session_id is not None:
             session = (
                 UserAgentSession.objects.select_for_update()
