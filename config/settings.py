@@ -216,8 +216,10 @@ SIMPLE_JWT = {
     "ISSUER": env.str("JWT_ISSUER", default="conduit"),
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_TOKEN_LIFETIME", default=900)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_TOKEN_LIFETIME", default=14 * 86400)),
+    # Rotation and revocation are ours (accounts.services, RefreshTokenRecord: jti and expiry only);
+    # simplejwt's blacklist app stored whole tokens and is not installed.
     "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+    "BLACKLIST_AFTER_ROTATION": False,
     "UPDATE_LAST_LOGIN": False,  # accounts.services does it on login, not on refresh
     "AUTH_HEADER_TYPES": ("Bearer",),
     # A password change invalidates every access token issued before it.
