@@ -28,6 +28,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
@@ -101,11 +102,10 @@ def _check_concurrent_turns(user) -> None:
     processes run them. Called first in turn_begin's transaction: the user's row lock (PostgreSQL;
     SQLite serialises writers anyway) makes the user's starts take turns, held until the new
     turn's `streaming` message is committed, so a burst can't all count the same few."""
-    User = type(user)
-    User.objects.select_for_update().filter(pk=user.pk).first()
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
     fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
     running = (
-        Message.objects.filter(session__owner=user, status=Message.Status.STREAMING, updated_at__gte=fresh_after)
+        Message.objects.filter(session__owner_id=user.pk, status=Message.Status.STREAMING, updated_at__gte=fresh_after)
         .values("session_id")
         .distinct()
         .count()

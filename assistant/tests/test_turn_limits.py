@@ -64,6 +64,26 @@ async def test_a_finished_turn_frees_its_place(user, agent, fake, settings):
     assert len(fake.requests) == 2
 
 
+async def test_the_limit_holds_for_the_chat_pages_cookie_sockets_too(user, agent, fake, settings):
+    from assistant.tests.test_socket_revocation import cookie_socket
+
+    settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = 1
+    fake.script(Reply(text=["held ", "open"], pause_after=1))
+    ws, _ = await cookie_socket(user)
+    await ws.send_json_to({"type": "start", "agent": "helper", "message": "first"})
+    assert (await ws.receive_json_from(5))["type"] == "session"
+    await asyncio.to_thread(fake.wait_until_paused)
+    await ws.send_json_to({"type": "start", "agent": "helper", "message": "second"})
+    frames = []
+    while not any(f.get("code") == "too_many_turns" for f in frames):
+        frames.append(await ws.receive_json_from(5))
+    fake.release()
+    while frames[-1]["type"] != "result":
+        frames.append(await ws.receive_json_from(10))
+    await ws.disconnect()
+    assert len(fake.requests) == 1
+
+
 def test_concurrent_starts_on_separate_connections_never_pass_the_limit(user, agent, settings):
     """Each thread has its own database connection and transaction, as separate processes would:
     the count holds because the user's starts are serialised in the database."""
