@@ -590,6 +590,10 @@ class TurnRunner:
             for queue in self.listeners:
                 queue.put_nowait(frame)
             await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
+        if self.stop_requested and asyncio.current_task() is self.loop_task:
+            # A stop that lands while channels-redis publishes can be swallowed by the Redis client
+            # (the model loop then ran on, deaf to it): honour it here.
+            raise asyncio.CancelledError()
 
     # -- background duties
 
