@@ -382,6 +382,7 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
+        self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()
@@ -394,6 +395,8 @@ class TurnRunner:
         return self.task
 
     def request_stop(self) -> None:
+        if self.finished:
+            return
         self.stop_requested = True
         if self.loop_task is not None and not self.loop_task.done():
             self.loop_task.cancel()
@@ -470,6 +473,7 @@ class TurnRunner:
                             {"id": result.tool_use_id, "is_error": result.is_error, "output": result.content[:TOOL_OUTPUT_PREVIEW]},
                         )
                 case LoopFinished():
+                    self.finished = True
                     await self._emit(
                         "result",
                         {
@@ -590,7 +594,7 @@ class TurnRunner:
             for queue in self.listeners:
                 queue.put_nowait(frame)
             await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
-        if self.stop_requested and asyncio.current_task() is self.loop_task:
+        if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
             # A stop that lands while channels-redis publishes can be swallowed by the Redis client
             # (the model loop then ran on, deaf to it): honour it here.
             raise asyncio.CancelledError()
