@@ -1,4 +1,4 @@
-"""The five auth endpoints: register, login, refresh, logout, me."""
+"""The auth endpoints: register, login, refresh, logout, me, password."""
 
 from __future__ import annotations
 
@@ -13,12 +13,19 @@ from rest_framework_simplejwt.exceptions import TokenError
 from accounts import services
 from accounts.serializers import (
     LoginSerializer,
+    PasswordChangeSerializer,
     RefreshTokenSerializer,
     RegisterSerializer,
     TokenPairSerializer,
     UserSerializer,
 )
-from accounts.throttles import LoginEmailThrottle, LoginIpThrottle, RegisterIpThrottle
+from accounts.throttles import (
+    LoginEmailThrottle,
+    LoginIpThrottle,
+    PasswordChangeIpThrottle,
+    PasswordChangeUserThrottle,
+    RegisterIpThrottle,
+)
 from config.errors import error_response
 
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -109,3 +116,17 @@ class MeApi(APIView):
     def get(self, request: Request) -> Response:
         """The signed-in user."""
         return Response(UserSerializer(request.user).data)
+
+
+@extend_schema(tags=["auth"])
+class PasswordChangeApi(APIView):
+    throttle_classes = [PasswordChangeIpThrottle, PasswordChangeUserThrottle]
+
+    @extend_schema(request=PasswordChangeSerializer, responses={200: TokenPairSerializer})
+    def post(self, request: Request) -> Response:
+        """Change the password. Every refresh token of the user stops working and their open
+        websockets close; the answer is a fresh pair for this client."""
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pair = services.user_password_change(user=request.user, **serializer.validated_data)
+        return Response(pair)

@@ -72,8 +72,53 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().clean()
         self.email = normalize_email(self.email)
 
+    _password_disabled = False  # set_unusable_password() called since the last save
+
+    def set_unusable_password(self) -> None:
+        super().set_unusable_password()
+        self._password_disabled = True  # the admin's "disable password-based authentication"
+
+    def save(self, *args, **kwargs) -> None:
+        # Ending sessions is detected here, at the one place every way of changing a password or
+        # deactivating a user reaches: our REST endpoint, Django's password change and reset forms,
+        # the admin's password and user forms, `manage.py changepassword`, the shell. Hooking each
+        # of those instead means our own copy of several Django forms and commands, and a stolen
+        # refresh token keeps working through whichever one is missed. `_password` is set by
+        # set_password() only (not by the hash upgrade at login), so a re-hash ends nothing.
+        password_changed = (self._password is not None or self._password_disabled) and not self._state.adding
+        deactivated = (
+            not self.is_active
+            and not self._state.adding
+            and type(self).objects.filter(pk=self.pk, is_active=True).exists()
+        )
+        super().save(*args, **kwargs)
+        self._password_disabled = False
+        if password_changed or deactivated:
+            from accounts.services import user_sessions_end
+
+            user_sessions_end(user_id=self.pk, reason="Password changed." if password_changed else "Account deactivated.")
+
     def get_full_name(self) -> str:
         return self.name
 
     def get_short_name(self) -> str:
         return self.name
+
+
+class RefreshTokenRecord(models.Model):
+    """What revoking a refresh token needs, and nothing that could be used as one: its `jti`, its
+    user and its expiry. (simplejwt's blacklist app stored each whole token, so a database dump
+    handed out working refresh tokens.) A token is accepted only while its record exists and is
+    not revoked; rotation revokes it, so each is single-use."""
+
+    jti = models.CharField(max_length=255, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_tokens")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, help_text="Used (rotated), logged out or revoked.")
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_refresh_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.jti}"

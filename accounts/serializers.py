@@ -31,6 +31,11 @@ class LoginSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = serializers.CharField(max_length=4096, write_only=True, trim_whitespace=False)
+    new_password = serializers.CharField(min_length=8, max_length=4096, write_only=True, trim_whitespace=False)
+
+
 class RefreshTokenSerializer(serializers.Serializer):
     refresh_token = serializers.CharField()
 

@@ -1,7 +1,8 @@
-"""Accounts: creating users, signing them in and managing their refresh tokens."""
+"""Accounts: creating users, signing them in, managing their refresh tokens, and ending sessions."""
 
 from __future__ import annotations
 
+import logging
 from typing import TypedDict
 
 from django.contrib.auth import authenticate
@@ -10,13 +11,16 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from accounts.models import User, normalize_email
+from accounts.models import RefreshTokenRecord, User, normalize_email
+from config.websocket_auth import browser_session_socket_group, sockets_close, user_socket_group
+
+logger = logging.getLogger(__name__)
 
 DUPLICATE_EMAIL_MESSAGE = "A user with this email already exists."
 
@@ -57,7 +61,11 @@ def user_authenticate(*, request: HttpRequest | None, email: str, password: str)
 
 
 def token_pair_issue(*, user: User) -> TokenPair:
-    refresh = RefreshToken.for_user(user)  # also records it as outstanding, so it can be revoked
+    refresh = RefreshToken.for_user(user)
+    # Only what revocation needs is kept: a database dump must not hand out working tokens.
+    RefreshTokenRecord.objects.create(
+        jti=refresh[jwt_settings.JTI_CLAIM], user=user, expires_at=datetime_from_epoch(refresh["exp"])
+    )
     return {
         "access_token": str(refresh.access_token),
         "refresh_token": str(refresh),
@@ -66,32 +74,90 @@ def token_pair_issue(*, user: User) -> TokenPair:
     }
 
 
-def _refresh_token_revoke(token: RefreshToken) -> None:
-    """Blacklist a refresh token exactly once. The unique insert (not simplejwt's get_or_create)
-    is what makes two concurrent uses of one token fail for all but one of them."""
-    outstanding, _ = OutstandingToken.objects.get_or_create(
+def _refresh_token_use(token: RefreshToken) -> None:
+    """Mark a refresh token used, exactly once. One conditional UPDATE: of several concurrent uses
+    of one token the database lets exactly one change the row (the others find it revoked, or
+    wait for the row lock and then find it revoked). A token without a live record (never
+    recorded, revoked, used, or its user's sessions ended) is refused."""
+    used = RefreshTokenRecord.objects.filter(
         jti=token[jwt_settings.JTI_CLAIM],
-        defaults={"token": str(token), "expires_at": datetime_from_epoch(token["exp"])},
-    )
-    try:
-        with transaction.atomic():
-            BlacklistedToken.objects.create(token=outstanding)
-    except IntegrityError as exc:
-        raise TokenError("Token is blacklisted") from exc
+        user_id=token[jwt_settings.USER_ID_CLAIM],
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).update(revoked_at=timezone.now())
+    if used != 1:
+        raise TokenError("Token is revoked or already used")
 
 
 @transaction.atomic
 def token_pair_rotate(*, refresh_token: str) -> TokenPair:
     """Trade a refresh token for a new pair; the old one stops working."""
-    token = RefreshToken(refresh_token)  # checks signature, expiry, type and the blacklist
+    token = RefreshToken(refresh_token)  # checks signature, expiry and type
+    _refresh_token_use(token)
     user = User.objects.filter(pk=token[jwt_settings.USER_ID_CLAIM], is_active=True).first()
     if user is None:
         raise TokenError("User not found or inactive")
-    _refresh_token_revoke(token)
     return token_pair_issue(user=user)
 
 
 @transaction.atomic
 def token_revoke(*, refresh_token: str) -> None:
     """Log out: the refresh token stops working (access tokens expire on their own, shortly)."""
-    _refresh_token_revoke(RefreshToken(refresh_token))
+    _refresh_token_use(RefreshToken(refresh_token))
+
+
+def refresh_tokens_flush_expired() -> int:
+    """Delete the records of expired refresh tokens (they are refused by their `exp` anyway)."""
+    deleted, _ = RefreshTokenRecord.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
+
+
+# --- ending sessions ---------------------------------------------------------------------------
+
+INVALID_CURRENT_PASSWORD = "The current password is not correct."
+
+
+def user_sessions_end(*, user_id: int, reason: str) -> int:
+    """The one rule for a password change, a deactivation or a deletion: every refresh token of the
+    user stops working, and every websocket they have open, in any process, is closed (after the
+    transaction commits, so a socket never closes for a change that was rolled back).
+
+    Access tokens can't be revoked: the password-hash claim (simplejwt CHECK_REVOKE_TOKEN) refuses
+    those issued before a password change, and the user lookup those of an inactive or deleted user.
+    Called from User.save() and the user's post_delete (accounts.signals). Returns the number of
+    refresh tokens revoked."""
+    revoked = RefreshTokenRecord.objects.filter(user_id=user_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    transaction.on_commit(lambda: _sockets_close_quietly(user_socket_group(user_id), reason))
+    return revoked
+
+
+def browser_session_sockets_close(*, session_key: str | None, reason: str) -> None:
+    """Close the websockets opened with this Django session's cookie (a cookie logout)."""
+    if session_key:
+        transaction.on_commit(lambda: _sockets_close_quietly(browser_session_socket_group(session_key), reason))
+
+
+def _sockets_close_quietly(group: str, reason: str) -> None:
+    # The change itself is committed; a channel layer that can't be reached (Redis down) must not
+    # turn it into a 500. The sockets then last until their token expires or they reconnect.
+    try:
+        sockets_close(group=group, reason=reason)
+    except Exception:  # noqa: BLE001 - logged; the revocation in the database stands
+        logger.exception("Could not tell open websockets to close (%s)", reason)
+
+
+def user_password_change(*, user: User, current_password: str, new_password: str) -> TokenPair:
+    """Change a user's password, knowing the current one. Ends every other session of the user
+    (User.save() does that for every way a password changes) and answers a fresh pair."""
+    if not user.check_password(current_password):
+        raise ValidationError({"current_password": [INVALID_CURRENT_PASSWORD]})
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from exc
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save()
+        return token_pair_issue(user=user)

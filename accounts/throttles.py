@@ -34,3 +34,21 @@ class LoginEmailThrottle(SimpleRateThrottle):
             return None  # nothing to key on; the per-IP throttle still applies
         ident = hashlib.sha256(normalize_email(email).encode()).hexdigest()
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class PasswordChangeIpThrottle(_PerIpThrottle):
+    """Guesses at the current password cost a hash like logins do: they share the login budgets."""
+
+    scope = "login_ip"
+
+
+class PasswordChangeUserThrottle(SimpleRateThrottle):
+    # Keyed like LoginEmailThrottle on the user's email: guesses at one account's password count
+    # together, through the login or the password change.
+    scope = "login_email"
+
+    def get_cache_key(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return None
+        ident = hashlib.sha256(normalize_email(request.user.email).encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -8,4 +8,5 @@ urlpatterns = [
     path("refresh", api.RefreshApi.as_view(), name="auth-refresh"),
     path("logout", api.LogoutApi.as_view(), name="auth-logout"),
     path("me", api.MeApi.as_view(), name="auth-me"),
+    path("password", api.PasswordChangeApi.as_view(), name="auth-password"),
 ]

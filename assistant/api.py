@@ -131,6 +131,7 @@ class CodeAssistanceApi(APIView):
             ),
             400: OpenApiResponse(description="Invalid input, with per-field messages."),
             409: OpenApiResponse(description="A turn is already running in this session."),
+            429: OpenApiResponse(description="Too many answers of this user running at once (`too_many_turns`)."),
             503: OpenApiResponse(description="No model or code-assistance agent is configured."),
         },
     )
@@ -146,9 +147,11 @@ class CodeAssistanceApi(APIView):
         except LLMError as exc:
             return error_response(exc.message, exc.code, status.HTTP_503_SERVICE_UNAVAILABLE)
         except turns.TurnRefused as refused:
-            code = status.HTTP_409_CONFLICT if refused.code == "turn_in_progress" else status.HTTP_400_BAD_REQUEST
-            if refused.code == "agent_unavailable":
-                code = status.HTTP_503_SERVICE_UNAVAILABLE
+            code = {
+                "turn_in_progress": status.HTTP_409_CONFLICT,
+                "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
+                "agent_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+            }.get(refused.code, status.HTTP_400_BAD_REQUEST)
             return error_response(refused.message, refused.code, code)
         response = StreamingHttpResponse(_relay(plan, client_session_id), content_type="text/event-stream; charset=utf-8")
         response["Cache-Control"] = "no-cache"

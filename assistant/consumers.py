@@ -26,7 +26,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from assistant import turns
 from config import untrusted
-from config.websocket_auth import JWT_SUBPROTOCOL
+from config.websocket_auth import JWT_SUBPROTOCOL, socket_groups
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -63,6 +63,11 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         if not self.user or not self.user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        # Its user's group, and its browser session's for a cookie socket: ending those sessions
+        # (password change, deactivation, logout) closes this socket, from any process.
+        self.auth_groups = socket_groups(self.scope)
+        for group in self.auth_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         if expires_at:
             self.expiry = asyncio.create_task(self._close_when_token_expires(expires_at))
         self.gap_watch = asyncio.create_task(self._watch_for_gaps())
@@ -71,9 +76,17 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         for task in (getattr(self, "expiry", None), getattr(self, "gap_watch", None)):
             if task:
                 task.cancel()
+        for group in getattr(self, "auth_groups", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
         for session_id in list(self.subscriptions):
             await self.channel_layer.group_discard(turns.session_group(session_id), self.channel_name)
         self.subscriptions.clear()
+
+    async def auth_revoked(self, message: dict[str, Any]) -> None:
+        """The user's sessions (or this browser session) ended: say why, then close."""
+        reason = message.get("reason") or "Session ended."
+        await self.send_json(_error_frame("session_revoked", reason))
+        await self.close(code=CLOSE_UNAUTHENTICATED, reason=reason[:120])
 
     async def _close_when_token_expires(self, expires_at: int) -> None:
         await asyncio.sleep(max(0, expires_at - time.time()))

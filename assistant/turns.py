@@ -28,6 +28,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
@@ -53,6 +54,7 @@ from assistant.engine import (
 from assistant.history import api_messages
 from assistant.llm import LLMError
 from assistant.models import TurnEvent
+from assistant.sweeps import stale_turns_settle
 from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
@@ -88,18 +90,30 @@ class TurnPlan:
 
 
 def _settle_stale_turns(session: UserAgentSession) -> None:
-    """A `streaming` message whose runner stopped beating (its process died) is closed as an error;
-    a live one means a turn is running."""
-    streaming = list(session.messages.filter(status=Message.Status.STREAMING))
-    stale_before = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
-    for message in streaming:
-        if message.updated_at >= stale_before:
-            raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
-        Message.objects.filter(pk=message.pk).update(
-            status=Message.Status.ERROR,
-            error_code="interrupted",
-            error_message="The server handling this answer stopped before it finished.",
-            updated_at=timezone.now(),
+    """A `streaming` message whose runner stopped beating (its process died) is closed as
+    interrupted (as the periodic sweep would); a live one means a turn is running."""
+    stale_turns_settle(session_id=session.pk)
+    if session.messages.filter(status=Message.Status.STREAMING).exists():
+        raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
+
+
+def _check_concurrent_turns(user) -> None:
+    """At most ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER turns of one user run at once, whichever
+    processes run them. Called first in turn_begin's transaction: the user's row lock (PostgreSQL;
+    SQLite serialises writers anyway) makes the user's starts take turns, held until the new
+    turn's `streaming` message is committed, so a burst can't all count the same few."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
+    running = (
+        Message.objects.filter(session__owner_id=user.pk, status=Message.Status.STREAMING, updated_at__gte=fresh_after)
+        .values("session_id")
+        .distinct()
+        .count()
+    )
+    limit = settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER
+    if running >= limit:
+        raise TurnRefused(
+            "too_many_turns", f"You already have {running} answers running (at most {limit}); stop one or wait for it."
         )
 
 
@@ -133,6 +147,7 @@ def turn_begin(
     if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
         raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
     with transaction.atomic():
+        _check_concurrent_turns(user)
         if session_id is not None:
             session = (
                 UserAgentSession.objects.select_for_update()
@@ -381,6 +396,7 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
+        self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()
@@ -393,6 +409,8 @@ class TurnRunner:
         return self.task
 
     def request_stop(self) -> None:
+        if self.finished:
+            return
         self.stop_requested = True
         if self.loop_task is not None and not self.loop_task.done():
             self.loop_task.cancel()
@@ -469,6 +487,7 @@ class TurnRunner:
                             {"id": result.tool_use_id, "is_error": result.is_error, "output": result.content[:TOOL_OUTPUT_PREVIEW]},
                         )
                 case LoopFinished():
+                    self.finished = True
                     await self._emit(
                         "result",
                         {
@@ -589,6 +608,10 @@ class TurnRunner:
             for queue in self.listeners:
                 queue.put_nowait(frame)
             await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
+        if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
+            # A stop that lands while channels-redis publishes can be swallowed by the Redis client
+            # (the model loop then ran on, deaf to it): honour it here.
+            raise asyncio.CancelledError()
 
     # -- background duties
 

@@ -121,6 +121,8 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
             "DATABASE_URL": database_url(workdir),
             "LOG_LEVEL": "WARNING",
             "STATIC_ROOT": str(workdir / "static"),
+            # The benches drive all their streams as one user.
+            "ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER": "1000000",
         }
     )
     env.update(extra)

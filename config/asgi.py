@@ -22,7 +22,7 @@ from django.conf import settings  # noqa: E402
 from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
 from config.middleware import api_path_without_slash  # noqa: E402
-from config.startup import freeze_startup_heap  # noqa: E402
+from config.startup import freeze_startup_heap, start_serving_duties  # noqa: E402
 from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
@@ -54,3 +54,4 @@ application = ProtocolTypeRouter(
 )
 
 freeze_startup_heap()
+start_serving_duties()

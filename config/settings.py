@@ -59,7 +59,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
@@ -220,8 +219,10 @@ SIMPLE_JWT = {
     "ISSUER": env.str("JWT_ISSUER", default="conduit"),
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_TOKEN_LIFETIME", default=900)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_TOKEN_LIFETIME", default=14 * 86400)),
+    # Rotation and revocation are ours (accounts.services, RefreshTokenRecord: jti and expiry only);
+    # simplejwt's blacklist app stored whole tokens and is not installed.
     "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+    "BLACKLIST_AFTER_ROTATION": False,
     "UPDATE_LAST_LOGIN": False,  # accounts.services does it on login, not on refresh
     "AUTH_HEADER_TYPES": ("Bearer",),
     # A password change invalidates every access token issued before it.
@@ -325,6 +326,10 @@ ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
 ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.
 ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
+# Every serving process looks for such answers this often (assistant/sweeps.py).
+ASSISTANT_STALE_SWEEP_INTERVAL = env.float("ASSISTANT_STALE_SWEEP_INTERVAL", default=ASSISTANT_STALE_TURN_AFTER / 4)
+# Turns one user may have running at once, across processes; past it: `too_many_turns`.
+ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = env.int("ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER", default=3)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
 # The largest websocket message a client may send, in bytes; a bigger one closes the socket with 1009
 # (daphne's limit, set by `manage.py run`; the consumer checks it too). The default fits a message of

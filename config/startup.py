@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import sys
 
 from django.urls import get_resolver
+
+logger = logging.getLogger(__name__)
+
+_serving_loop: asyncio.AbstractEventLoop | None = None
 
 
 def freeze_startup_heap() -> None:
@@ -18,3 +25,30 @@ def freeze_startup_heap() -> None:
     get_resolver().url_patterns  # imports every URLconf and view module (else the first request does)
     gc.collect()
     gc.freeze()
+
+
+def start_serving_duties() -> None:
+    """Start this process's periodic duties (the stale-turn sweep) when its server starts.
+
+    Called by config/asgi.py. Only a daphne server (`manage.py run`, `runserver`) runs them: daphne
+    installs Twisted's asyncio reactor before it loads the application, and the duties start when
+    that reactor runs. Anything else that imports config.asgi (tests, scripts) and management
+    commands (migrate…), which never import it, start nothing."""
+    if "daphne.server" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(_on_server_start)
+
+
+def _on_server_start() -> None:
+    global _serving_loop
+    _serving_loop = asyncio.get_event_loop()  # daphne's: it sets the reactor's loop as the current one
+    from assistant.sweeps import stale_turn_sweeper
+
+    _serving_loop.create_task(stale_turn_sweeper(), name="assistant-stale-turn-sweeper")
+
+
+def serving_loop() -> asyncio.AbstractEventLoop | None:
+    """The server's event loop in a serving process (None elsewhere)."""
+    return _serving_loop

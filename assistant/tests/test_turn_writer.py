@@ -92,8 +92,9 @@ async def test_a_write_that_fails_fails_only_its_own_caller_and_its_sessions_lat
     assert "A batch of 4 turn writes failed" in caplog.text
 
 
-async def test_concurrent_turns_are_stored_and_published_in_order_with_no_gap_or_duplicate(user, agent, fake):
+async def test_concurrent_turns_are_stored_and_published_in_order_with_no_gap_or_duplicate(user, agent, fake, settings):
     count = 6
+    settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = count  # one user's six turns at once
     fake.default = Reply(text=[f"part{n} " for n in range(8)], delay=0.01)
     sockets = [await connect(user) for _ in range(count)]
 
