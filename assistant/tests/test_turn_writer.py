@@ -124,7 +124,8 @@ async def test_concurrent_turns_are_stored_and_published_in_order_with_no_gap_or
         assert answer.content == [{"type": "text", "text": texts(frames)}]
 
 
-async def test_a_turn_whose_write_fails_ends_as_an_error_and_the_others_complete(user, agent, fake):
+async def test_a_turn_whose_write_fails_ends_as_an_error_and_the_others_complete(user, agent, fake, settings):
+    settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = 4  # four turns of one user at once
     fake.script(Reply(text=["never ", "stored"], pause_after=0))
     fake.default = Reply(text=[f"part{n} " for n in range(6)], delay=0.01)
     doomed = await connect(user)
