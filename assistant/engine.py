@@ -162,6 +162,8 @@ class LoopRequest:
     system: str = ""
     tools: ToolRunner | None = None
     max_turns: int = 1
+    # Sequences that end the model's answer early (stop_reason "stop_sequence"); every provider has them.
+    stop_sequences: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,6 +185,8 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
             params["system"] = request.system
         if tool_definitions:
             params["tools"] = tool_definitions
+        if request.stop_sequences:
+            params["stop_sequences"] = list(request.stop_sequences)
         try:
             async with client.messages.stream(**params) as stream:
                 async for event in stream:
