@@ -573,3 +573,47 @@ def test_an_agent_whose_prompt_needs_missing_variables_fails_with_a_reason(fake,
     with pytest.raises(CommandError, match=r"^variables: Missing variable\(s\): project\.$"):
         run("-m", "Hi", "--agent", "jira", "--workspace-dir", str(workspace))
     assert fake.requests == [] and not UserAgentSession.objects.exists()
+
+
+def _ignore_sigint() -> None:  # a parent that ignores SIGINT: a background job of a non-interactive shell, nohup
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_it_even_when_started_by_a_parent_that_ignores_sigint(fake, workspace, tmp_path, signum):
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_child(tmp_path),
+        "ANTHROPIC_API_KEY": "sk-child-key",
+        "ANTHROPIC_BASE_URL": fake.base_url,
+        "ANTHROPIC_MODEL": "claude-test-1",
+        "ANTHROPIC_MAX_RETRIES": "0",
+    }
+    if connection.vendor != "postgresql":
+        assert manage(env, "migrate", "--noinput").returncode == 0
+    fake.script(Reply(text=["half", " an", " answer"], pause_after=1), Reply(text=["Resumed."]))
+    command = [sys.executable, "manage.py", "run_orchestrator", "--json", "-m", "Long one", "--workspace-dir", str(workspace)]
+    process = subprocess.Popen(
+        command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint,
+    )  # fmt: skip
+    try:
+        session_id = json.loads(process.stdout.readline())["session_id"]
+        fake.wait_until_paused(30)
+        assert json.loads(process.stdout.readline())["text"] == "half"
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        fake.release()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [f"error: interrupted; continue with --resume-session-id {session_id}"]
+    # The partial answer was kept (as `stopped`): it goes back to the model on resume.
+    resumed = manage(env, "run_orchestrator", "--resume-session-id", str(session_id), "-m", "Go on",
+                     "--workspace-dir", str(workspace))  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert fake.requests[-1].body["messages"][-2:] == [
+        {"role": "assistant", "content": [{"type": "text", "text": "half"}]},
+        {"role": "user", "content": [{"type": "text", "text": "Go on"}]},
+    ]

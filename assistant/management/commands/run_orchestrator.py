@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -84,7 +86,7 @@ class Command(BaseCommand):
             )
             if run_options.max_turns is not None and run_options.max_turns < 1:
                 raise OrchestratorError("bad_arguments", "--max-turns must be at least 1")
-            asyncio.run(run_orchestrator(run_options, sink))
+            asyncio.run(_interruptible(run_orchestrator(run_options, sink)))
         except OrchestratorError as exc:
             if options["json"]:
                 sink.emit("error", code=exc.code, message=exc.message)
@@ -114,6 +116,34 @@ class Command(BaseCommand):
         if options["stdin"]:
             return sys.stdin.read()
         raise OrchestratorError("empty_message", "no message: give -m TEXT, --message-file PATH or --stdin")
+
+
+async def _interruptible(run):
+    """Run `run`; SIGINT or SIGTERM stops it (the partial answer is kept) and ends in KeyboardInterrupt.
+
+    Our own handlers, not Python's: a process started by a parent that ignores SIGINT (a background job of a
+    non-interactive shell, nohup, some CI runners) inherits the ignore, and Python then installs no handler."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        return await run
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await run
+    except asyncio.CancelledError:
+        if received:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 class _Unterminated:
