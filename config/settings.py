@@ -52,8 +52,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",  # before staticfiles: makes `runserver` serve ASGI (websockets) in development
-    "django.contrib.admin",
+    "config.admin_site.ConduitAdminConfig",  # django.contrib.admin, with the site branded Conduit
     "django.contrib.auth",
+    "django.contrib.humanize",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",

@@ -1,0 +1,25 @@
+"""The admin site, branded Conduit, whose landing page is a dashboard."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+
+
+class ConduitAdminSite(admin.AdminSite):
+    site_header = "Conduit administration"
+    site_title = "Conduit admin"
+    index_title = "Dashboard"
+    index_template = "admin/conduit_index.html"
+
+    def index(self, request, extra_context=None):
+        from config.dashboard import admin_dashboard  # models load after the admin app
+
+        return super().index(request, {"dashboard": admin_dashboard(), **(extra_context or {})})
+
+
+class ConduitAdminConfig(AdminConfig):
+    """django.contrib.admin, with ConduitAdminSite as `admin.site`."""
+
+    default = False  # named in INSTALLED_APPS; never picked for an app by itself
+    default_site = "config.admin_site.ConduitAdminSite"
