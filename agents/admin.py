@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -291,6 +291,15 @@ class AIAgentAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         # Integrations (many-to-many) are saved by the admin's save_related afterwards.
         services.agent_save(agent=obj)
+        required = [variable.name for variable in obj.prompt_variables if variable.required]
+        if required:
+            self.message_user(
+                request,
+                f"“{obj}”'s prompt needs {', '.join(required)} from each session (its custom properties): "
+                "a chat without them asks for the values first. Give a placeholder a default "
+                '(for example {{ team | default: "Platform" }}) to make it optional.',
+                messages.WARNING,
+            )
 
 
 # --- Sessions and messages -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ and changes only their own. Sessions and messages are strictly their owner's.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,7 +27,32 @@ from agents.validators import (
     validate_tool_names,
 )
 
-VARIABLE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# `{{ name }}`, or `{{ name | default: "text" }}` (single quotes too): the text stands in when no value is given.
+VARIABLE_RE = re.compile(
+    r"""\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\|\s*default\s*:\s*(?:"([^"]*)"|'([^']*)')\s*)?\}\}"""
+)
+
+
+@dataclass(frozen=True)
+class PromptVariable:
+    name: str
+    default: str | None  # None: a value must be given
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+def prompt_variables(body: str) -> list[PromptVariable]:
+    """The placeholders of `body` in order of first appearance; a default given at any of a name's
+    placeholders is its default."""
+    defaults: dict[str, str | None] = {}
+    for match in VARIABLE_RE.finditer(body or ""):
+        name, double_quoted, single_quoted = match.groups()
+        default = double_quoted if double_quoted is not None else single_quoted
+        if defaults.get(name) is None:
+            defaults[name] = default
+    return [PromptVariable(name, default) for name, default in defaults.items()]
 
 
 def _check_users_url(url: str, *, field: str) -> None:
@@ -219,7 +245,7 @@ class PromptTemplate(models.Model):
     @property
     def variables(self) -> list[str]:
         """The placeholder names in the body, in order of first appearance."""
-        return list(dict.fromkeys(VARIABLE_RE.findall(self.body)))
+        return [variable.name for variable in prompt_variables(self.body)]
 
 
 class PromptTemplateVersion(models.Model):
@@ -321,6 +347,11 @@ class AIAgent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def prompt_variables(self) -> list[PromptVariable]:
+        """The variables its system prompt (template or inline text) takes from the session."""
+        return prompt_variables(self.system_prompt.body if self.system_prompt_id else self.system_prompt_text)
 
     def clean(self) -> None:
         if self.system_prompt_id and self.system_prompt_text.strip():

@@ -176,11 +176,11 @@ def prompt_version_list(*, prompt: PromptTemplate) -> QuerySet[PromptTemplateVer
 
 
 def agent_visible(*, user: User) -> QuerySet[AIAgent]:
-    return AIAgent.objects.filter(_own_or_org(user)).prefetch_related("integrations")
+    return AIAgent.objects.filter(_own_or_org(user)).select_related("system_prompt").prefetch_related("integrations")
 
 
 def agent_owned(*, user: User) -> QuerySet[AIAgent]:
-    return AIAgent.objects.filter(owner=user).prefetch_related("integrations")
+    return AIAgent.objects.filter(owner=user).select_related("system_prompt").prefetch_related("integrations")
 
 
 def agent_list(*, user: User, filters: dict[str, str]) -> QuerySet[AIAgent]:

@@ -179,12 +179,21 @@ class PromptRenderResultSerializer(serializers.Serializer):
     version = serializers.IntegerField()
 
 
+class PromptVariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    default = serializers.CharField(allow_null=True, help_text="Used when the session gives no value; null: required.")
+    required = serializers.BooleanField()
+
+
 class AIAgentSerializer(serializers.ModelSerializer):
     system_prompt = _VisiblePrimaryKeyField(selectors.prompt_visible, required=False, allow_null=True)
     llm_config = _VisiblePrimaryKeyField(selectors.llm_config_visible, required=False, allow_null=True)
     integrations = _VisiblePrimaryKeyField(selectors.integration_visible, many=True, required=False)
     tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
     allowed_tools = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+    prompt_variables = PromptVariableSerializer(
+        many=True, read_only=True, help_text="What its system prompt takes from the session's custom properties."
+    )
 
     class Meta:
         model = AIAgent
@@ -198,6 +207,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "system_prompt",
             "system_prompt_text",
             "system_prompt_lost",
+            "prompt_variables",
             "llm_config",
             "allowed_tools",
             "integrations",

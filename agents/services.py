@@ -22,6 +22,7 @@ from agents.models import (
     PromptTemplate,
     PromptTemplateVersion,
     UserAgentSession,
+    prompt_variables,
 )
 
 
@@ -104,15 +105,22 @@ def _render_value(value: Any) -> str:
 
 def prompt_render(*, template_body: str, variables: dict[str, Any] | None) -> str:
     """Fills `{{ name }}` placeholders in one pass with a regex (no template engine: a value or a body
-    can't run code or reach other data, and values containing `{{ x }}` are not expanded again).
-    Raises ValidationError naming every missing variable."""
+    can't run code or reach other data, and values containing `{{ x }}` are not expanded again); a
+    placeholder's `default: "…"` stands in for a value not given. Raises ValidationError naming every
+    variable that has neither."""
     variables = variables or {}
-    missing = list(dict.fromkeys(name for name in VARIABLE_RE.findall(template_body) if name not in variables))
+    missing = [v.name for v in prompt_variables(template_body) if v.required and v.name not in variables]
     if missing:
         raise ValidationError(
             {"variables": [f"Missing variable(s): {', '.join(missing)}."]}, code="missing_variables"
         )
-    return VARIABLE_RE.sub(lambda match: _render_value(variables[match.group(1)]), template_body)
+    defaults = {v.name: v.default for v in prompt_variables(template_body)}
+
+    def fill(match) -> str:
+        name = match.group(1)
+        return _render_value(variables[name]) if name in variables else defaults[name]
+
+    return VARIABLE_RE.sub(fill, template_body)
 
 
 @transaction.atomic

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.messages import get_messages
 
 from agents import services
 from agents.models import (
@@ -128,6 +129,9 @@ def test_staff_build_an_agent_with_prompt_and_llm_config_in_admin_alone(staff_cl
     assert config_obj.api_key == "sk-ant-api03-typed-in-admin-0000" and config_obj.is_default
     assert prompt_obj.versions.count() == 1
     assert services.agent_system_prompt(agent=created, variables={"language": "Go"}) == "Review Go code."
+    # Staff are told that sessions must give the prompt's variable, and how to make it optional.
+    warnings = [str(m) for m in get_messages(agent.wsgi_request) if m.level_tag == "warning"]
+    assert len(warnings) == 1 and warnings[0].startswith("“Reviewer”'s prompt needs language from each session")
 
 
 def test_admin_keeps_a_users_objects_out_of_organization_agents(staff_client, user, make_integration, make_prompt):

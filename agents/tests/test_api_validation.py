@@ -223,3 +223,16 @@ def test_it_stores_tags_lower_case_without_duplicates(auth_client):
 
     assert response.status_code == 201, response.content
     assert response.json()["tags"] == ["python", "review"]
+
+
+def test_an_agent_lists_its_prompt_variables_with_their_defaults(auth_client):
+    created = auth_client.post(
+        "/api/v1/agents",
+        {"name": "Jira", "slug": "jira", "system_prompt_text": 'Work on {{ project }} for {{ team | default: "Platform" }}.'},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["prompt_variables"] == [
+        {"name": "project", "default": None, "required": True},
+        {"name": "team", "default": "Platform", "required": False},
+    ]

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from agents import selectors, services
-from agents.models import Message
+from agents.models import Message, prompt_variables
 
 
 def test_it_numbers_messages_per_session(make_session, user):
@@ -267,3 +267,19 @@ def test_it_builds_an_agents_mcp_servers_with_credentials_in_env_and_headers(mak
             "headers": {"Authorization": "Bearer ntn_secret"},
         },
     }
+
+
+def test_a_variable_with_a_default_may_be_left_out():
+    body = 'Team {{ team | default: "Platform" }}, lead {{ lead|default:\'Ann\' }}, project {{ project }}, {{ team }}.'
+    assert services.prompt_render(template_body=body, variables={"project": "X"}) == (
+        "Team Platform, lead Ann, project X, Platform."
+    )
+    assert services.prompt_render(template_body=body, variables={"project": "X", "team": "Data"}) == (
+        "Team Data, lead Ann, project X, Data."
+    )
+    with pytest.raises(ValidationError) as caught:
+        services.prompt_render(template_body=body, variables={"team": "Data"})
+    assert caught.value.message_dict == {"variables": ["Missing variable(s): project."]}
+    assert [(v.name, v.default, v.required) for v in prompt_variables(body)] == [
+        ("team", "Platform", False), ("lead", "Ann", False), ("project", None, True)
+    ]  # fmt: skip
