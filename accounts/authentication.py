@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, ExpiredTokenError, InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User, normalize_email
 
@@ -49,6 +50,17 @@ class ProviderUnavailable(exceptions.APIException):
 
 class ProviderTokenInvalid(Exception):
     """A provider token that must not be accepted; the message says why (for the 401)."""
+
+    code = "token_not_valid"
+
+
+class ProviderTokenExpired(ProviderTokenInvalid):
+    code = "token_expired"
+
+
+TOKEN_EXPIRED_MESSAGE = (
+    "The access token has expired; get a new one (POST /api/v1/auth/refresh, or sign in again)."
+)
 
 
 # --- provider keys -----------------------------------------------------------------------------
@@ -146,7 +158,7 @@ def provider_claims(raw_token: str) -> dict[str, Any]:
             options={"require": ["exp", "iat", "iss", "aud", "sub"]},
         )
     except jwt.ExpiredSignatureError:
-        raise ProviderTokenInvalid("Token has expired.") from None
+        raise ProviderTokenExpired(TOKEN_EXPIRED_MESSAGE) from None
     except jwt.InvalidAudienceError:
         raise ProviderTokenInvalid("Token is not meant for this API (audience).") from None
     except jwt.InvalidIssuerError:
@@ -222,7 +234,7 @@ class ProviderTokenAuthentication(BaseAuthentication):
         try:
             claims = provider_claims(raw_token)
         except ProviderTokenInvalid as exc:
-            raise exceptions.AuthenticationFailed(str(exc), code="token_not_valid") from None
+            raise exceptions.AuthenticationFailed(str(exc), code=exc.code) from None
         user = provider_user_for_claims(claims)
         if not user.is_active:
             raise exceptions.AuthenticationFailed("User is inactive.", code="user_inactive")
@@ -230,6 +242,23 @@ class ProviderTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class LocalTokenAuthentication(JWTAuthentication):
+    """simplejwt's authentication of local access tokens, saying plainly when one has expired (simplejwt
+    says "Given token not valid for any token type")."""
+
+    def get_validated_token(self, raw_token: bytes):
+        try:
+            return super().get_validated_token(raw_token)
+        except InvalidToken:
+            try:
+                AccessToken(raw_token)
+            except ExpiredTokenError:  # raised only once the signature has been verified
+                raise exceptions.AuthenticationFailed(TOKEN_EXPIRED_MESSAGE, code="token_expired") from None
+            except TokenError:
+                pass
+            raise
 
 
 def user_for_access_token(raw_token: str):

@@ -194,7 +194,7 @@ REST_FRAMEWORK = {
         # verify; the provider class takes only RS256 tokens and passes on everything else, which
         # keeps local HS256 tokens and provider RS256 tokens apart by their header's `alg`.
         "accounts.authentication.ProviderTokenAuthentication",
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.LocalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

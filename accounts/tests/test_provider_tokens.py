@@ -86,7 +86,7 @@ def test_a_missing_token_answers_401_with_a_bearer_challenge(oidc_provider):
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        ({"exp": int(time.time()) - 3600}, "Token has expired."),
+        ({"exp": int(time.time()) - 3600}, "The access token has expired; get a new one (POST /api/v1/auth/refresh, or sign in again)."),
         ({"aud": "https://someone-else.test/api"}, "Token is not meant for this API (audience)."),
         ({"iss": "https://evil.example.com/"}, "Token is from another issuer."),
         ({"exp": ...}, "Token is invalid."),

@@ -43,7 +43,16 @@ def test_an_expired_token_is_rejected(api_client, user):
     token.set_exp(lifetime=-timedelta(seconds=1))
     response = _get_me(api_client, str(token))
     assert response.status_code == 401
-    assert response.json()["detail"]["code"] == "token_not_valid"
+    assert response.json()["detail"]["code"] == "token_expired"
+    assert response.json()["detail"]["message"].startswith("The access token has expired; get a new one")
+
+
+def test_an_expired_token_signed_with_another_key_is_not_called_expired(api_client, user):
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    forged = jwt.encode(dict(token.payload), "another-key", algorithm="HS256")
+    response = _get_me(api_client, forged)
+    assert response.status_code == 401 and response.json()["detail"]["code"] == "token_not_valid"
 
 
 def test_a_token_signed_with_another_key_is_rejected(api_client, user):
