@@ -3,6 +3,8 @@
 
     python3 dev.py run [manage.py run options]   install, prepare the database, start the server
     python3 dev.py test [pytest options]          install with test tools, run the whole suite
+    python3 dev.py manage COMMAND [options]       any manage.py command, with the project's interpreter
+    python3 dev.py demo-model [--port 8765]       a stand-in model (echoes you) to try the chat without a key
 
 Both create `.venv/` on first use and reinstall only when a requirements file changes.
 """
@@ -72,7 +74,20 @@ def test(args: list[str]) -> None:
     sys.exit(result.returncode)
 
 
-COMMANDS = {"run": run, "test": test}
+def manage(args: list[str]) -> None:
+    ensure_venv("requirements.txt")
+    ensure_local_secret_key()
+    os.chdir(ROOT)
+    os.execv(PYTHON, [str(PYTHON), "manage.py", *args])
+
+
+def demo_model(args: list[str]) -> None:
+    ensure_venv("requirements.txt")
+    os.chdir(ROOT)
+    os.execv(PYTHON, [str(PYTHON), "-m", "config.testing.demo_model", *args])
+
+
+COMMANDS = {"run": run, "test": test, "manage": manage, "demo-model": demo_model}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -27,7 +27,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from config.testing.servers import serve_http
 
@@ -95,6 +95,8 @@ class FakeAnthropic:
         self._scripts: deque[Reply | HttpError] = deque()
         self._lock = threading.Lock()
         self.default: Reply = Reply(text=["Hello", " from", " the", " fake", " model."])
+        # Makes the reply from the request's body when nothing is scripted (the demo model echoes).
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None
         self.requests: list[RecordedRequest] = []
         self.gate = threading.Event()
         self.paused = threading.Event()  # set while a reply waits at the gate
@@ -111,10 +113,10 @@ class FakeAnthropic:
         if not self.paused.wait(timeout):
             raise AssertionError("the fake model never reached its pause point")
 
-    def next_script(self) -> Reply | HttpError:
+    def next_script(self, body: dict[str, Any] | None = None) -> Reply | HttpError:
         with self._lock:
             if not self._scripts:
-                return self.default
+                return self.responder(body or {}) if self.responder else self.default
             head = self._scripts[0]
             if isinstance(head, HttpError) and head.repeat > 1:
                 head.repeat -= 1
@@ -222,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path.split("?")[0] != "/v1/messages":
                 self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}})
                 return
-            script = fake.next_script()
+            script = fake.next_script(body)
             if isinstance(script, HttpError):
                 headers = {"retry-after": str(script.retry_after)} if script.retry_after is not None else None
                 self._send_json(script.status, {"type": "error", "error": {"type": script.error_type, "message": script.message}}, headers)
@@ -267,8 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_anthropic_server() -> Iterator[FakeAnthropic]:
+def fake_anthropic_server(port: int = 0) -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic()
-    with serve_http(_Handler, fake=fake) as server:
+    with serve_http(_Handler, port=port, fake=fake) as server:
         fake.base_url = server.base_url
         yield fake

@@ -15,12 +15,14 @@ class _QuietThreadingHTTPServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_http(handler_class: type[BaseHTTPRequestHandler], **server_attrs) -> Iterator[ThreadingHTTPServer]:
-    """Run `handler_class` on a free port of 127.0.0.1 in a thread, for the `with` block.
+def serve_http(
+    handler_class: type[BaseHTTPRequestHandler], *, port: int = 0, **server_attrs
+) -> Iterator[ThreadingHTTPServer]:
+    """Run `handler_class` on 127.0.0.1 (`port`, else a free one) in a thread, for the `with` block.
 
     `server_attrs` are set on the server object, where handlers reach them as `self.server.<name>`.
     The server's base URL is `server.base_url`."""
-    server = _QuietThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server = _QuietThreadingHTTPServer(("127.0.0.1", port), handler_class)
     for name, value in server_attrs.items():
         setattr(server, name, value)
     server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
