@@ -283,15 +283,18 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
         guard_egress=config.user_endpoint,
+        provider=config.provider,
+        temperature=config.temperature,
     )
     if not model.api_key:
         raise OrchestratorError(
             "not_configured",
-            "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key",
+            "no API key for the model: set ANTHROPIC_API_KEY (OPENAI_API_KEY for an openai config) or give the agent "
+            "an LLM config with a key",
         )
     if not model.model:
         raise OrchestratorError(
-            "not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config"
+            "not_configured", "no model: set ANTHROPIC_MODEL (or OPENAI_MODEL), pass --model or give the agent an LLM config"
         )
 
     variables = {"workspace": str(workspace.root), **(session.custom_properties if session is not None else {})}

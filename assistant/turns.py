@@ -119,7 +119,7 @@ def _check_concurrent_turns(user) -> None:
 
 def model_settings_for(agent, *, user=None) -> ModelSettings:
     """The agent's LLM config, else the default config (the agent owner's, else `user`'s, else the
-    organization's), else the ANTHROPIC_* settings."""
+    organization's), else the ANTHROPIC_* settings (OPENAI_* for an openai config's empty fields)."""
     return _model_settings(agent_selectors.llm_config_for_agent(agent, user=user))
 
 
@@ -130,6 +130,8 @@ def _model_settings(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
         guard_egress=config.user_endpoint,
+        provider=config.provider,
+        temperature=config.temperature,
     )
 
 
