@@ -118,6 +118,11 @@ def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> 
             temperature=1.0,
             config_id=None,
         )
+    return llm_config_resolve(config)
+
+
+def llm_config_resolve(config: LLMProviderConfig) -> ResolvedLLMConfig:
+    """One config with its empty fields filled from its provider's settings, under the trust rule."""
     default_model, organization_key, organization_url = _provider_defaults(config.provider)
     user_endpoint = config.owner_id is not None and bool(config.base_url)
     return ResolvedLLMConfig(

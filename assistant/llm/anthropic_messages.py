@@ -195,10 +195,14 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     yield ModelCallFinished(content, final.stop_reason, Usage.from_sdk(final.usage), final.model)
 
 
+PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer
+
+
 async def probe(model: ModelSettings) -> str:
     """One tiny call (the admin's "Test connection"): the answer's text, or an LLMError."""
     try:
-        answer = await async_client(model).messages.create(
+        client = async_client(model).with_options(timeout=PROBE_TIMEOUT, max_retries=0)
+        answer = await client.messages.create(
             model=model.model, max_tokens=16, messages=[{"role": "user", "content": "Say OK."}]
         )
     except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's

@@ -305,9 +305,12 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     yield ModelCallFinished(content, stop_reason, usage, answered_by)
 
 
+PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer
+
+
 async def probe(model: ModelSettings) -> str:
     """One tiny call (the admin's "Test connection"): the answer's text, or an LLMError."""
-    client = async_client(model)
+    client = async_client(model).with_options(timeout=PROBE_TIMEOUT, max_retries=0)
     limit = "max_completion_tokens" if uses_max_completion_tokens(model.base_url) else "max_tokens"
     try:
         answer = await client.chat.completions.create(
