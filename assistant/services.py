@@ -34,7 +34,10 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
             "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
         )
     if not turns.model_settings_for(agent, user=user).api_key:
-        raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+        raise LLMError(
+            "not_configured",
+            "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",
+        )
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
     alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
     if alias is None:
