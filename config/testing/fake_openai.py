@@ -37,6 +37,10 @@ class FunctionCall:
     name: str
     arguments: dict[str, Any]
     id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:24]}")
+    raw_arguments: str | None = None  # the arguments string as sent, instead of `arguments` as JSON
+
+    def encoded(self) -> str:
+        return self.raw_arguments if self.raw_arguments is not None else json.dumps(self.arguments)
 
 
 @dataclass
@@ -148,7 +152,7 @@ def stream_chunks(reply: Chunks, completion_id: str, include_usage: bool) -> Ite
     for index, call in enumerate(reply.tool_calls):
         yield chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
                                      "function": {"name": call.name, "arguments": ""}}]})  # fmt: skip
-        encoded = json.dumps(call.arguments)
+        encoded = call.encoded()
         third = max(1, len(encoded) // 3)
         for part in (encoded[:third], encoded[third : 2 * third], encoded[2 * third :]):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
@@ -165,7 +169,7 @@ def full_completion(reply: Chunks, completion_id: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.text) or None, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.encoded()}}
             for c in reply.tool_calls
         ]
     finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
