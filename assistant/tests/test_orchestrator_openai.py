@@ -94,3 +94,14 @@ def test_a_cli_session_started_on_openai_resumes_on_anthropic(gpt, gpt_agent, ad
     assert history[1]["content"] == [{"type": "tool_use", "id": read.id, "name": "read_file", "input": {"path": "README.md"}}]
     assert history[2]["content"][0]["tool_use_id"] == read.id and "Say hello." in history[2]["content"][0]["content"]
     assert history[3]["content"] == [{"type": "text", "text": "It says hello."}]
+
+
+def test_an_openai_config_without_any_key_names_the_openai_setting(gpt, admin, workspace, settings):
+    from django.core.management import CommandError
+
+    settings.OPENAI_API_KEY = ""
+    config = LLMProviderConfig.objects.create(name="Keyless", provider="openai", base_url=gpt.base_url)
+    AIAgent.objects.create(name="Keyless", slug="keyless", system_prompt_text="x", llm_config=config)
+    with pytest.raises(CommandError, match="set OPENAI_API_KEY or give the agent"):
+        json_run("-m", "Hi", "--agent", "keyless", "--workspace-dir", str(workspace))
+    assert gpt.requests == []
