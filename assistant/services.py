@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents import services as agent_services
-from agents.models import AIAgent, Message
-from agents.models import LLMProviderConfig
+from agents.models import AIAgent, LLMProviderConfig, Message
 from assistant import llm, turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias, TurnEvent
