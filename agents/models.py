@@ -121,8 +121,8 @@ class LLMProviderConfig(models.Model):
         return self.name
 
     def clean(self) -> None:
-        # Trust rule: the organization's key (ANTHROPIC_API_KEY, OPENAI_API_KEY) goes only to the organization's endpoint,
-        # so a user's config that names its own endpoint must bring its own key.
+        # Trust rule: the organization's key (ANTHROPIC_API_KEY, OPENAI_API_KEY) goes only to the organization's
+        # endpoint, so a user's config that names its own endpoint must bring its own key.
         if self.owner_id is None or not self.base_url:
             return
         if not self.api_key:
