@@ -7,8 +7,11 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 
 from agents import selectors as agent_selectors
 from agents import services
@@ -77,7 +80,9 @@ class LLMProviderConfigForm(forms.ModelForm):
     api_key = forms.CharField(
         required=False, strip=True, widget=forms.PasswordInput(render_value=False), help_text=KEEP_HELP
     )
-    clear_api_key = forms.BooleanField(required=False, help_text="Remove the key (ANTHROPIC_API_KEY is used then).")
+    clear_api_key = forms.BooleanField(
+        required=False, help_text="Remove the key (ANTHROPIC_API_KEY or OPENAI_API_KEY is used then, by provider)."
+    )
 
     class Meta:
         model = LLMProviderConfig
@@ -123,12 +128,56 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
         "updated_at",
     )
 
+    actions = ["test_connection"]
+    change_form_template = "admin/agents/llmproviderconfig/change_form.html"
+    # A person waits for each test call: a handful at a time.
+    TEST_AT_ONCE = 5
+
     @admin.display(description="API key")
     def api_key_display(self, obj: LLMProviderConfig) -> str:
         return mask_secret(obj.api_key) or "— (settings)"
 
     def save_model(self, request, obj, form, change) -> None:
         services.llm_config_save(config=obj)
+
+    def get_urls(self):
+        test = self.admin_site.admin_view(self.test_connection_view)
+        return [
+            path("<int:object_id>/test-connection/", test, name="agents_llmproviderconfig_test_connection"),
+            *super().get_urls(),
+        ]
+
+    def _report_connection(self, request, config: LLMProviderConfig) -> None:
+        """One tiny call with the config as a turn would use it; the answer or the error as a message."""
+        # The assistant app owns model calls; imported here so the agents app doesn't load it at import.
+        from assistant.llm import LLMError
+        from assistant.services import llm_config_check
+
+        try:
+            answer = llm_config_check(config=config)
+        except LLMError as error:
+            self.message_user(request, f"“{config.name}”: {error.code}: {error.message}", messages.ERROR)
+            return
+        shown = answer.strip()[:200] or "(an empty answer)"
+        self.message_user(request, f"“{config.name}” answered: {shown}", messages.SUCCESS)
+
+    @admin.action(description="Test connection (one tiny call to the model)")
+    def test_connection(self, request, queryset) -> None:
+        configs = list(queryset[: self.TEST_AT_ONCE + 1])
+        if len(configs) > self.TEST_AT_ONCE:
+            self.message_user(request, f"Select at most {self.TEST_AT_ONCE} configs to test at once.", messages.WARNING)
+            return
+        for config in configs:
+            self._report_connection(request, config)
+
+    def test_connection_view(self, request, object_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        config = get_object_or_404(LLMProviderConfig, pk=object_id)
+        if not self.has_view_or_change_permission(request, config):
+            raise PermissionDenied
+        self._report_connection(request, config)
+        return HttpResponseRedirect(reverse("admin:agents_llmproviderconfig_change", args=[config.pk]))
 
 
 # --- Integrations --------------------------------------------------------------------------------

@@ -77,18 +77,46 @@ def _owner_field(related_name: str) -> models.ForeignKey:
 
 class LLMProviderConfig(models.Model):
     class Provider(models.TextChoices):
-        # Only providers the assistant can actually call.
-        ANTHROPIC = "anthropic", "Anthropic"
+        # Only providers the assistant can actually call (one adapter each in assistant/llm/).
+        ANTHROPIC = "anthropic", "Anthropic (Messages API)"
+        OPENAI = "openai", "OpenAI or OpenAI-compatible (Chat Completions: Azure OpenAI, Ollama, vLLM, LM Studio …)"
 
     name = models.CharField(max_length=255)
-    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.ANTHROPIC)
-    model = models.CharField(max_length=255, blank=True, help_text="Empty: ANTHROPIC_MODEL from the settings.")
-    base_url = models.URLField(blank=True, help_text="Empty: the provider's public endpoint (or ANTHROPIC_BASE_URL).")
-    api_key = EncryptedTextField(blank=True, help_text="Encrypted at rest. Empty: ANTHROPIC_API_KEY from the settings.")
-    max_tokens = models.PositiveIntegerField(
-        default=4096, validators=[MinValueValidator(1), MaxValueValidator(200_000)]
+    provider = models.CharField(
+        max_length=32,
+        choices=Provider.choices,
+        default=Provider.ANTHROPIC,
+        help_text="The API the model speaks. “openai” is any Chat Completions endpoint: OpenAI itself, or a "
+        "compatible server named by the base URL.",
     )
-    temperature = models.FloatField(default=1.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    model = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The provider's model name (claude-sonnet-4-5, gpt-4.1-mini, llama3.1:8b …). Empty: "
+        "ANTHROPIC_MODEL or OPENAI_MODEL from the settings, by provider.",
+    )
+    base_url = models.URLField(
+        blank=True,
+        help_text="Empty: the provider's endpoint set by staff (ANTHROPIC_BASE_URL / OPENAI_BASE_URL), else its "
+        "public one. For OpenAI-compatible servers the URL up to /v1 (http://ollama:11434/v1). A user's own "
+        "base URL needs the user's own API key.",
+    )
+    api_key = EncryptedTextField(
+        blank=True,
+        help_text="Encrypted at rest. Empty: ANTHROPIC_API_KEY or OPENAI_API_KEY from the settings, by provider "
+        "(never sent to a user's own base URL). Servers without keys take any placeholder.",
+    )
+    max_tokens = models.PositiveIntegerField(
+        default=4096,
+        validators=[MinValueValidator(1), MaxValueValidator(200_000)],
+        help_text="Longest answer per model call (OpenAI: max_completion_tokens; compatible servers: max_tokens).",
+    )
+    temperature = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="OpenAI-compatible providers only (0–2; 1 is their default and is not sent, as reasoning "
+        "models take no other). Not sent to Anthropic: the API version Conduit speaks refuses it.",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Used by agents without a config of their own (one default per owner)."
     )
@@ -119,8 +147,8 @@ class LLMProviderConfig(models.Model):
         return self.name
 
     def clean(self) -> None:
-        # Trust rule: the organization's key (ANTHROPIC_API_KEY) goes only to the organization's endpoint,
-        # so a user's config that names its own endpoint must bring its own key.
+        # Trust rule: the organization's key (ANTHROPIC_API_KEY, OPENAI_API_KEY) goes only to the organization's
+        # endpoint, so a user's config that names its own endpoint must bring its own key.
         if self.owner_id is None or not self.base_url:
             return
         if not self.api_key:

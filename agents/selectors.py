@@ -94,9 +94,17 @@ def _default_config_for(owner: User | None) -> LLMProviderConfig | None:
     return candidates.filter(owner__isnull=True).first()
 
 
+def _provider_defaults(provider: str) -> tuple[str, str, str]:
+    """The organization's (model, api_key, base_url) for a provider, from the settings."""
+    if provider == LLMProviderConfig.Provider.OPENAI:
+        return settings.OPENAI_MODEL, settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL
+    return settings.ANTHROPIC_MODEL, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL
+
+
 def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> ResolvedLLMConfig:
     """agent's config → the default config (the agent owner's, else `user`'s, else the organization's)
-    → settings (ANTHROPIC_*). Empty fields of a config fall back to the settings too."""
+    → settings (ANTHROPIC_*). Empty fields of a config fall back to its provider's settings
+    (ANTHROPIC_* or OPENAI_*)."""
     config = agent.llm_config if agent is not None and agent.llm_config_id else None
     if config is None:
         config = _default_config_for(agent.owner if agent is not None and agent.owner_id else user)
@@ -110,13 +118,19 @@ def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> 
             temperature=1.0,
             config_id=None,
         )
+    return llm_config_resolve(config)
+
+
+def llm_config_resolve(config: LLMProviderConfig) -> ResolvedLLMConfig:
+    """One config with its empty fields filled from its provider's settings, under the trust rule."""
+    default_model, organization_key, organization_url = _provider_defaults(config.provider)
     user_endpoint = config.owner_id is not None and bool(config.base_url)
     return ResolvedLLMConfig(
         provider=config.provider,
-        model=config.model or settings.ANTHROPIC_MODEL,
-        # The organization's key only ever goes with the organization's endpoint.
-        api_key=config.api_key or ("" if user_endpoint else settings.ANTHROPIC_API_KEY),
-        base_url=config.base_url or settings.ANTHROPIC_BASE_URL,
+        model=config.model or default_model,
+        # The organization's key only ever goes with the organization's endpoint (of the same provider).
+        api_key=config.api_key or ("" if user_endpoint else organization_key),
+        base_url=config.base_url or organization_url,
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         config_id=config.pk,

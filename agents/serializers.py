@@ -55,7 +55,8 @@ class LLMProviderConfigSerializer(serializers.ModelSerializer):
         trim_whitespace=True,
         max_length=4096,
         style={"input_type": "password"},
-        help_text="Write-only. Omit to keep the current key; empty to remove it (then ANTHROPIC_API_KEY is used).",
+        help_text="Write-only. Omit to keep the current key; empty to remove it (then ANTHROPIC_API_KEY or "
+        "OPENAI_API_KEY is used, by provider, never with a base URL of your own).",
     )
     has_api_key = serializers.SerializerMethodField()
     api_key_masked = serializers.SerializerMethodField()

@@ -12,48 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
-from assistant.llm import LLMError, ModelSettings, async_client, map_sdk_error
-
-
-@dataclass
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-
-    def add(self, other: Usage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_read_input_tokens += other.cache_read_input_tokens
-        self.cache_creation_input_tokens += other.cache_creation_input_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cache_read_input_tokens": self.cache_read_input_tokens,
-            "cache_creation_input_tokens": self.cache_creation_input_tokens,
-        }
-
-    @classmethod
-    def from_sdk(cls, usage: Any) -> Usage:
-        return cls(
-            input_tokens=getattr(usage, "input_tokens", 0) or 0,
-            output_tokens=getattr(usage, "output_tokens", 0) or 0,
-            cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
-            cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
-        )
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    input: dict[str, Any]
+from assistant.llm import LLMError, ModelCall, ModelSettings, check_configured, stream_call
+from assistant.llm.types import (
+    ModelCallFinished,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolUseRequested,
+    Usage,
+    UsageReported,
+)
 
 
 @dataclass(frozen=True)
@@ -83,37 +55,6 @@ class ModelCallStarted:
 
 
 @dataclass
-class TextDelta:
-    text: str
-
-
-@dataclass
-class ThinkingDelta:
-    text: str
-
-
-@dataclass
-class UsageReported:
-    """The usage of the model call in progress so far (cumulative for that call), from the stream's
-    `message_start` and `message_delta` events: what a stopped or failed call still counts."""
-
-    usage: Usage
-
-
-@dataclass
-class ToolUseRequested:
-    call: ToolCall
-
-
-@dataclass
-class ModelCallFinished:
-    content: list[dict[str, Any]]
-    stop_reason: str | None
-    usage: Usage
-    model: str
-
-
-@dataclass
 class ToolResults:
     results: list[ToolOutcome]
 
@@ -140,20 +81,6 @@ LoopEvent = (
 
 # --- the loop -------------------------------------------------------------------------------
 
-_BLOCK_FIELDS = {
-    "text": ("type", "text", "citations"),
-    "thinking": ("type", "thinking", "signature"),
-    "redacted_thinking": ("type", "data"),
-    "tool_use": ("type", "id", "name", "input"),
-}
-
-
-def content_block_param(block: Any) -> dict[str, Any]:
-    """An SDK content block as the plain dict the API takes back in the next request."""
-    data = block.model_dump(mode="json", exclude_none=True)
-    fields = _BLOCK_FIELDS.get(data.get("type"))
-    return {k: v for k, v in data.items() if k in fields} if fields else data
-
 
 @dataclass
 class LoopRequest:
@@ -169,55 +96,33 @@ class LoopRequest:
 
 async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
     started = time.monotonic()
-    client = async_client(request.model)
+    check_configured(request.model)
     history = list(request.messages)
     total = Usage()
     tool_definitions = request.tools.definitions() if request.tools else []
     for turn in range(1, request.max_turns + 1):
         yield ModelCallStarted(turn)
-        params: dict[str, Any] = {
-            "model": request.model.model,
-            "max_tokens": request.model.max_tokens,
-            "messages": history,
-            **request.extra,
-        }
-        if request.system:
-            params["system"] = request.system
-        if tool_definitions:
-            params["tools"] = tool_definitions
-        if request.stop_sequences:
-            params["stop_sequences"] = list(request.stop_sequences)
-        try:
-            async with client.messages.stream(**params) as stream:
-                async for event in stream:
-                    if event.type == "content_block_delta":
-                        if event.delta.type == "text_delta":
-                            yield TextDelta(event.delta.text)
-                        elif event.delta.type == "thinking_delta":
-                            yield ThinkingDelta(event.delta.thinking)
-                    elif event.type in ("message_start", "message_delta"):
-                        # The SDK's snapshot has merged this event's usage the way the API means it.
-                        yield UsageReported(Usage.from_sdk(stream.current_message_snapshot.usage))
-                    elif event.type == "content_block_stop" and event.content_block.type == "tool_use":
-                        block = event.content_block
-                        yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
-                final = await stream.get_final_message()
-            if final.stop_reason is None:
-                # The SDK accepts a stream that ends without message_delta/message_stop: a cut
-                # connection would pass for a complete answer.
-                raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
-        except LLMError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
-            raise map_sdk_error(exc) from exc
+        call = ModelCall(
+            messages=history,
+            system=request.system,
+            tools=tool_definitions,
+            stop_sequences=request.stop_sequences,
+            extra=request.extra,
+        )
+        final: ModelCallFinished | None = None
+        # aclosing: a cancelled loop closes the adapter's stream, and with it the upstream request.
+        async with aclosing(stream_call(request.model, call)) as events:
+            async for event in events:
+                if isinstance(event, ModelCallFinished):
+                    final = event
+                else:
+                    yield event
+        assert final is not None  # every adapter ends with ModelCallFinished or raises
+        total.add(final.usage)
+        yield final
+        history.append({"role": "assistant", "content": final.content})
 
-        usage = Usage.from_sdk(final.usage)
-        total.add(usage)
-        content = [content_block_param(block) for block in final.content]
-        yield ModelCallFinished(content, final.stop_reason, usage, final.model)
-        history.append({"role": "assistant", "content": content})
-
-        calls = [ToolCall(b["id"], b["name"], b.get("input") or {}) for b in content if b["type"] == "tool_use"]
+        calls = [ToolCall(b["id"], b["name"], b.get("input") or {}) for b in final.content if b["type"] == "tool_use"]
         if final.stop_reason != "tool_use" or not calls or request.tools is None:
             yield LoopFinished(final.stop_reason or "end_turn", total, turn, _ms_since(started))
             return
@@ -236,6 +141,7 @@ __all__ = [
     "LLMError",
     "LoopEvent",
     "LoopRequest",
+    "ModelCallFinished",
     "ModelSettings",
     "ToolCall",
     "ToolOutcome",

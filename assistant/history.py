@@ -1,4 +1,5 @@
-"""Stored messages → the `messages` list of the next Messages API request."""
+"""Stored messages → the `messages` list of the next model call, in the provider-neutral block format
+(the Messages API's own shape; assistant/llm/openai_chat.py converts it for Chat Completions)."""
 
 from __future__ import annotations
 

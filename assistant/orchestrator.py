@@ -230,6 +230,10 @@ class Prepared:
     resumed: bool = False
 
 
+# The settings an LLM config's empty fields fall back to, by provider.
+_PROVIDER_SETTINGS = {"anthropic": "ANTHROPIC", "openai": "OPENAI"}
+
+
 def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: list[McpServerSpec]) -> Prepared:
     """Everything the database says about this run; stores the user's message."""
     from agents.models import UserAgentSession
@@ -283,15 +287,19 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
         guard_egress=config.user_endpoint,
+        provider=config.provider,
+        temperature=config.temperature,
     )
     if not model.api_key:
         raise OrchestratorError(
             "not_configured",
-            "no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key",
+            f"no API key for the model: set {_PROVIDER_SETTINGS[model.provider]}_API_KEY or give the agent an LLM "
+            "config with a key",
         )
     if not model.model:
         raise OrchestratorError(
-            "not_configured", "no model: set ANTHROPIC_MODEL, pass --model or give the agent an LLM config"
+            "not_configured",
+            f"no model: set {_PROVIDER_SETTINGS[model.provider]}_MODEL, pass --model or give the agent an LLM config",
         )
 
     variables = {"workspace": str(workspace.root), **(session.custom_properties if session is not None else {})}

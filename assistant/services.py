@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents import services as agent_services
-from agents.models import AIAgent, Message
-from assistant import turns
+from agents.models import AIAgent, LLMProviderConfig, Message
+from assistant import llm, turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias, TurnEvent
 
@@ -32,7 +33,10 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
             "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
         )
     if not turns.model_settings_for(agent, user=user).api_key:
-        raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+        raise LLMError(
+            "not_configured",
+            "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",
+        )
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
     alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
     if alias is None:
@@ -43,6 +47,16 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
         except IntegrityError:  # a concurrent first request created it
             alias = ClientSessionAlias.objects.get(owner=user, key=client_session_id)
     return turns.turn_begin(user=user, text=text, session_id=alias.session_id)
+
+
+def llm_config_check(*, config: LLMProviderConfig) -> str:
+    """One tiny call with the config as a turn would use it (staff's "Test connection"): the model's
+    answer, or LLMError with its code. Quick to fail: a short timeout and no retries."""
+    resolved = agent_selectors.llm_config_resolve(config)
+    if resolved.user_endpoint and not resolved.api_key:
+        raise LLMError("not_configured", "This config names its own base URL but has no API key of its own.")
+    model = turns.model_settings_from(resolved)
+    return async_to_sync(llm.probe)(model)
 
 
 def turn_events_prune(*, older_than: timedelta) -> int:

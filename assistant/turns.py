@@ -119,17 +119,19 @@ def _check_concurrent_turns(user) -> None:
 
 def model_settings_for(agent, *, user=None) -> ModelSettings:
     """The agent's LLM config, else the default config (the agent owner's, else `user`'s, else the
-    organization's), else the ANTHROPIC_* settings."""
-    return _model_settings(agent_selectors.llm_config_for_agent(agent, user=user))
+    organization's), else the ANTHROPIC_* settings (OPENAI_* for an openai config's empty fields)."""
+    return model_settings_from(agent_selectors.llm_config_for_agent(agent, user=user))
 
 
-def _model_settings(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
+def model_settings_from(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
     return ModelSettings(
         model=config.model,
         api_key=config.api_key,
         base_url=config.base_url or None,
         max_tokens=config.max_tokens,
         guard_egress=config.user_endpoint,
+        provider=config.provider,
+        temperature=config.temperature,
     )
 
 
@@ -182,7 +184,7 @@ def turn_begin(
                 f"The LLM config “{config.config_name}” names its own base URL but has no API key of its own "
                 "(the organization's key is only sent to the organization's endpoint); give it its own API key.",
             )
-        model = _model_settings(config)
+        model = model_settings_from(config)
         try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks

@@ -3,6 +3,7 @@ GIL with Conduit or the load generator. Prints its base URL, serves until stdin 
 
     python bench/fakes.py claire                       # the fake Claire API of the tests
     python bench/fakes.py anthropic <chunks> <delay>   # a fake model streaming <chunks> text deltas
+    python bench/fakes.py openai <chunks>              # the fake Chat Completions API, <chunks> deltas
 """
 
 from __future__ import annotations
@@ -72,6 +73,19 @@ def main() -> None:
         server.fake = fake
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+        sys.stdin.read()
+        server.shutdown()
+    elif kind == "openai":
+        from config.testing import fake_openai
+
+        fake_openai._Handler.disable_nagle_algorithm = True
+        fake = fake_openai.FakeOpenAI()
+        fake.default = fake_openai.Chunks(text=["x"] * int(sys.argv[2]))
+        fake.requests = _Discard()
+        server = _BigBacklogServer(("127.0.0.1", 0), fake_openai._Handler)
+        server.fake = fake
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
         sys.stdin.read()
         server.shutdown()
     else:

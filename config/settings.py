@@ -294,6 +294,11 @@ ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
 ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
+# The same for configs with provider "openai" (any OpenAI-compatible Chat Completions endpoint). Empty
+# OPENAI_BASE_URL: OpenAI's public endpoint. The organization's key goes only to the organization's URL.
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4.1-mini")
 # Hosts (`name` or `name:port`, as written in URLs) that URLs chosen by ordinary users (their LLM configs'
 # base URLs, their MCP integrations' urls) may reach although they resolve to loopback, private, link-local
 # or metadata addresses: see config/egress.py.
@@ -323,6 +328,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
 ANTHROPIC_MAX_RETRIES = env.int("ANTHROPIC_MAX_RETRIES", default=2)
 ANTHROPIC_CONNECT_TIMEOUT = env.float("ANTHROPIC_CONNECT_TIMEOUT", default=5.0)
 ANTHROPIC_READ_TIMEOUT = env.float("ANTHROPIC_READ_TIMEOUT", default=120.0)
+OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
+OPENAI_CONNECT_TIMEOUT = env.float("OPENAI_CONNECT_TIMEOUT", default=5.0)
+OPENAI_READ_TIMEOUT = env.float("OPENAI_READ_TIMEOUT", default=120.0)
 # Text deltas are written and published at most this often per stream (the first at once).
 ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.

@@ -33,9 +33,9 @@ def test_it_renders_a_prompt_without_evaluating_template_syntax(auth_client, mak
 
 
 def test_it_refuses_an_unknown_llm_provider(auth_client):
-    response = auth_client.post("/api/v1/llm-configs", {"name": "x", "provider": "openai"}, format="json")
+    response = auth_client.post("/api/v1/llm-configs", {"name": "x", "provider": "gemini"}, format="json")
 
-    assert _fields(response) == {"provider": ['Unknown provider "openai"; supported: anthropic.']}
+    assert _fields(response) == {"provider": ['Unknown provider "gemini"; supported: anthropic, openai.']}
 
 
 def test_it_refuses_an_unknown_integration_provider(auth_client):

@@ -1,8 +1,8 @@
-"""The one module that talks to the Anthropic Messages API.
+"""The adapter for the Anthropic Messages API.
 
 Holds the pooled async clients (one per event loop, API key and base URL: an httpx connection pool
-belongs to the loop that opened it) and maps every SDK failure to one of a few error codes a client
-can act on.
+belongs to the loop that opened it), streams one model call as neutral events, and maps every SDK
+failure to one of a few error codes a client can act on.
 """
 
 from __future__ import annotations
@@ -10,38 +10,26 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anthropic
 import httpx2
 from django.conf import settings
 
+from assistant.llm.types import (
+    CallEvent,
+    LLMError,
+    ModelCall,
+    ModelCallFinished,
+    ModelSettings,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolUseRequested,
+    Usage,
+    UsageReported,
+)
 from config.egress import egress_refusal, guarded_http_client
-from config.errors import CodedError
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Everything needed to call the model for one turn.
-
-    No sampling temperature: the Messages API version the SDK speaks (2026-10-21) refuses
-    `temperature`, `top_p` and `top_k` with a 400, whatever their value."""
-
-    model: str
-    api_key: str
-    base_url: str | None = None
-    max_tokens: int = 4096
-    # A base URL an ordinary user chose: every connection passes the egress policy (config/egress.py).
-    guard_egress: bool = False
-
-
-class LLMError(CodedError):
-    """A failure of the model call, with a stable code for clients and a message for people."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False):
-        super().__init__(code, message)
-        self.retryable = retryable
 
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, anthropic.AsyncAnthropic]] = (
@@ -145,3 +133,78 @@ def map_sdk_error(exc: BaseException) -> LLMError:
             return LLMError("upstream_timeout", "The model provider stopped answering in time.", retryable=True)
         return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)
     raise exc
+
+
+# --- one call ---------------------------------------------------------------------------------
+
+_BLOCK_FIELDS = {
+    "text": ("type", "text", "citations"),
+    "thinking": ("type", "thinking", "signature"),
+    "redacted_thinking": ("type", "data"),
+    "tool_use": ("type", "id", "name", "input"),
+}
+
+
+def content_block_param(block: Any) -> dict[str, Any]:
+    """An SDK content block as the plain dict the API takes back in the next request."""
+    data = block.model_dump(mode="json", exclude_none=True)
+    fields = _BLOCK_FIELDS.get(data.get("type"))
+    return {k: v for k, v in data.items() if k in fields} if fields else data
+
+
+async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
+    """Stream one Messages API call. The stored block format is this API's own, sent as it is.
+    No `temperature`: this API version refuses it (see ModelSettings)."""
+    client = async_client(model)
+    params: dict[str, Any] = {
+        "model": model.model,
+        "max_tokens": model.max_tokens,
+        "messages": call.messages,
+        **call.extra,
+    }
+    if call.system:
+        params["system"] = call.system
+    if call.tools:
+        params["tools"] = call.tools
+    if call.stop_sequences:
+        params["stop_sequences"] = list(call.stop_sequences)
+    try:
+        async with client.messages.stream(**params) as stream:
+            async for event in stream:
+                if event.type == "content_block_delta":
+                    if event.delta.type == "text_delta":
+                        yield TextDelta(event.delta.text)
+                    elif event.delta.type == "thinking_delta":
+                        yield ThinkingDelta(event.delta.thinking)
+                elif event.type in ("message_start", "message_delta"):
+                    # The SDK's snapshot has merged this event's usage the way the API means it.
+                    yield UsageReported(Usage.from_sdk(stream.current_message_snapshot.usage))
+                elif event.type == "content_block_stop" and event.content_block.type == "tool_use":
+                    block = event.content_block
+                    yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
+            final = await stream.get_final_message()
+        if final.stop_reason is None:
+            # The SDK accepts a stream that ends without message_delta/message_stop: a cut
+            # connection would pass for a complete answer.
+            raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+    except LLMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
+        raise map_sdk_error(exc) from exc
+    content = [content_block_param(block) for block in final.content]
+    yield ModelCallFinished(content, final.stop_reason, Usage.from_sdk(final.usage), final.model)
+
+
+PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer
+
+
+async def probe(model: ModelSettings) -> str:
+    """One tiny call (the admin's "Test connection"): the answer's text, or an LLMError."""
+    try:
+        client = async_client(model).with_options(timeout=PROBE_TIMEOUT, max_retries=0)
+        answer = await client.messages.create(
+            model=model.model, max_tokens=16, messages=[{"role": "user", "content": "Say OK."}]
+        )
+    except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
+        raise map_sdk_error(exc) from exc
+    return "".join(getattr(block, "text", "") for block in answer.content)

@@ -1,0 +1,396 @@
+"""The adapter for OpenAI's Chat Completions API and the servers that speak it (Azure OpenAI, Ollama,
+vLLM, LM Studio, OpenRouter, LiteLLM …), through the official `openai` SDK.
+
+Converts the stored block format to Chat Completions messages when it sends them (assistant
+`tool_use` blocks → `tool_calls`, `tool_result` blocks → `tool` messages, thinking dropped, the
+system prompt → a system message) and the streamed answer back to blocks, so a session's history
+replays to either provider. Holds the pooled clients (one per event loop, key, URL and guard) and maps
+SDK failures to the same codes as the Anthropic adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+import weakref
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+from django.conf import settings
+
+from assistant.llm.types import (
+    CallEvent,
+    LLMError,
+    ModelCall,
+    ModelCallFinished,
+    ModelSettings,
+    TextDelta,
+    ThinkingDelta,
+    ToolCall,
+    ToolUseRequested,
+    Usage,
+    UsageReported,
+)
+from config.egress import egress_refusal, guarded_http_client
+
+OPENAI_PUBLIC_BASE_URL = "https://api.openai.com/v1"
+
+# Chat Completions finish reasons → ours (the Messages API's stop reasons).
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+# The SDK reads these from the process environment when it isn't given them; an explicit Omit keeps
+# the organization's OPENAI_ORG_ID / OPENAI_PROJECT_ID (if the host has them) from going to any
+# endpoint, a user's above all. Conduit's own settings are the only configuration.
+_NO_AMBIENT_HEADERS = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client(model_settings: ModelSettings) -> openai.AsyncOpenAI:
+    if not model_settings.api_key:
+        raise LLMError(
+            "not_configured",
+            "No API key is configured for the model (OPENAI_API_KEY or the LLM config; an endpoint "
+            "without keys takes any placeholder).",
+        )
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    key = (model_settings.api_key, model_settings.base_url, model_settings.guard_egress)
+    client = per_loop.get(key)
+    if client is None:
+        timeout = httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
+        guarded = {}
+        if model_settings.guard_egress:
+            # The SDK's own defaults, on the guarded transport. A refusal is not an httpx error, so the
+            # SDK neither wraps nor retries it: it reaches us as it is.
+            guarded = {
+                "http_client": guarded_http_client(
+                    timeout=timeout,
+                    follow_redirects=True,
+                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+                )
+            }
+        client = openai.AsyncOpenAI(
+            api_key=model_settings.api_key,
+            # Never None: the SDK would read OPENAI_BASE_URL from the environment itself.
+            base_url=model_settings.base_url or OPENAI_PUBLIC_BASE_URL,
+            organization=None,
+            max_retries=settings.OPENAI_MAX_RETRIES,
+            timeout=timeout,
+            default_headers=_NO_AMBIENT_HEADERS,
+            **guarded,
+        )
+        per_loop[key] = client
+    return client
+
+
+def uses_max_completion_tokens(base_url: str | None) -> bool:
+    """OpenAI's own API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`);
+    compatible servers (Ollama, vLLM, LM Studio, LiteLLM …) widely know only `max_tokens`."""
+    host = urlsplit(base_url or OPENAI_PUBLIC_BASE_URL).hostname or ""
+    return host == "api.openai.com"
+
+
+# --- stored blocks → Chat Completions messages ---------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    """A block's or message's content as plain text (strings, or lists of text blocks)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [part for part in content if isinstance(part, dict) and part.get("type") == "text"]
+        return "".join(part.get("text", "") for part in parts)
+    return ""
+
+
+def chat_messages(messages: list[dict[str, Any]], system: str = "") -> list[dict[str, Any]]:
+    """The stored conversation as Chat Completions messages. Thinking blocks are Anthropic's (signed
+    for it alone) and are left out; a user message's tool results become `tool` messages, which must
+    directly follow the assistant message that asked for them, so they come before its text."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    for message in messages:
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+        if message.get("role") == "assistant":
+            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+            calls = [
+                {
+                    "id": b["id"],
+                    "type": "function",
+                    "function": {"name": b["name"], "arguments": json.dumps(b.get("input") or {})},
+                }
+                for b in blocks
+                if b.get("type") == "tool_use"
+            ]
+            if not text and not calls:
+                continue
+            assistant: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                assistant["tool_calls"] = calls
+            out.append(assistant)
+            continue
+        for block in blocks:
+            if block.get("type") == "tool_result":
+                result = _text_of(block.get("content"))
+                out.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": block.get("tool_use_id", ""),
+                        "content": f"Error: {result}" if block.get("is_error") else result,
+                    }
+                )
+        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        if text:
+            out.append({"role": "user", "content": text})
+    return _without_unanswered_calls(out)
+
+
+def _without_unanswered_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat Completions refuses an assistant's tool call that no `tool` message right after answers."""
+    kept: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message.get("tool_calls"):
+            answered = set()
+            for following in messages[index + 1 :]:
+                if following["role"] != "tool":
+                    break
+                answered.add(following["tool_call_id"])
+            calls = [c for c in message["tool_calls"] if c["id"] in answered]
+            message = {k: v for k, v in message.items() if k != "tool_calls"}
+            if calls:
+                message["tool_calls"] = calls
+            elif not message.get("content"):
+                continue
+        kept.append(message)
+    return kept
+
+
+def chat_tools(definitions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages API tool definitions → Chat Completions function tools."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": d["name"],
+                "description": d.get("description", ""),
+                "parameters": d.get("input_schema") or {"type": "object", "properties": {}},
+            },
+        }
+        for d in definitions
+    ]
+
+
+# --- one call ------------------------------------------------------------------------------------
+
+# What the Messages API accepts as a tool_use id: a call id from a compatible server that isn't one
+# is replaced, so the history still replays to Anthropic.
+_TOOL_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+
+
+class _ToolCallParts:
+    """A tool call assembled from its streamed pieces: the id and name on the first, arguments after."""
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.arguments: list[str] = []
+
+    def call(self) -> ToolCall:
+        raw = "".join(self.arguments).strip()
+        try:
+            arguments = json.loads(raw) if raw else {}
+        except ValueError:
+            # The model read the tool's schema and wrote broken JSON: the tool will refuse the input
+            # and the model reads why, rather than the whole turn failing.
+            arguments = {"_unparsed_arguments": raw}
+        if not isinstance(arguments, dict):
+            arguments = {"_arguments": arguments}
+        call_id = self.id if _TOOL_ID_RE.match(self.id) else f"call_{uuid.uuid4().hex[:24]}"
+        return ToolCall(call_id, self.name, arguments)
+
+
+def _usage_of(usage: Any) -> Usage:
+    """Chat Completions usage in our terms: cached prompt tokens counted apart, as Anthropic does."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    prompt = getattr(usage, "prompt_tokens", 0) or 0
+    return Usage(
+        input_tokens=max(prompt - cached, 0),
+        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        cache_read_input_tokens=cached,
+    )
+
+
+def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "model": model.model,
+        "messages": chat_messages(call.messages, call.system),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **call.extra,
+    }
+    limit = "max_completion_tokens" if uses_max_completion_tokens(model.base_url) else "max_tokens"
+    params[limit] = model.max_tokens
+    if model.temperature is not None and model.temperature != 1.0:
+        params["temperature"] = model.temperature
+    if call.tools:
+        params["tools"] = chat_tools(call.tools)
+    if call.stop_sequences:
+        params["stop"] = list(call.stop_sequences)
+    return params
+
+
+async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
+    client = async_client(model)
+    params = request_params(model, call)
+    text: list[str] = []
+    tools: dict[int, _ToolCallParts] = {}
+    finish_reason: str | None = None
+    usage = Usage()
+    answered_by = model.model
+    try:
+        stream = await client.chat.completions.create(**params)
+        async with stream:
+            async for chunk in stream:
+                answered_by = chunk.model or answered_by
+                if chunk.usage is not None:
+                    usage = _usage_of(chunk.usage)
+                    yield UsageReported(usage)
+                for choice in chunk.choices[:1]:  # we ask for one choice (n=1)
+                    delta = choice.delta
+                    reasoning = (delta.model_extra or {}).get("reasoning_content")
+                    if isinstance(reasoning, str) and reasoning:
+                        # vLLM, DeepSeek and others stream reasoning apart; shown, not stored (no
+                        # provider could check it when it is sent back).
+                        yield ThinkingDelta(reasoning)
+                    if delta.content:
+                        text.append(delta.content)
+                        yield TextDelta(delta.content)
+                    for piece in delta.tool_calls or []:
+                        parts = tools.setdefault(piece.index, _ToolCallParts())
+                        parts.id = parts.id or (piece.id or "")
+                        if piece.function is not None:
+                            parts.name = parts.name or (piece.function.name or "")
+                            parts.arguments.append(piece.function.arguments or "")
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+        if finish_reason is None:
+            # A stream closed without a finish reason was cut (the SDK takes any end as the end).
+            raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+    except LLMError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
+        raise map_sdk_error(exc) from exc
+
+    content: list[dict[str, Any]] = [{"type": "text", "text": "".join(text)}] if text else []
+    for index in sorted(tools):
+        tool_call = tools[index].call()
+        yield ToolUseRequested(tool_call)
+        content.append({"type": "tool_use", "id": tool_call.id, "name": tool_call.name, "input": tool_call.input})
+    stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
+    if tools and stop_reason == "end_turn":
+        stop_reason = "tool_use"  # some compatible servers end a tool call with "stop"
+    yield ModelCallFinished(content, stop_reason, usage, answered_by)
+
+
+PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer
+
+
+async def probe(model: ModelSettings) -> str:
+    """One tiny call (the admin's "Test connection"): the answer's text, or an LLMError."""
+    client = async_client(model).with_options(timeout=PROBE_TIMEOUT, max_retries=0)
+    limit = "max_completion_tokens" if uses_max_completion_tokens(model.base_url) else "max_tokens"
+    try:
+        answer = await client.chat.completions.create(
+            model=model.model, messages=[{"role": "user", "content": "Say OK."}], **{limit: 16}
+        )
+    except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
+        raise map_sdk_error(exc) from exc
+    return (answer.choices[0].message.content or "") if answer.choices else ""
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+_BY_STATUS = {
+    400: ("invalid_request", "The model provider refused the request."),
+    401: ("upstream_auth", "The model provider rejected the API key."),
+    403: ("upstream_auth", "The API key may not use this model."),
+    404: ("invalid_request", "The model or endpoint was not found at the provider."),
+    408: ("upstream_timeout", "The model provider timed out."),
+    413: ("invalid_request", "The request is too large for the model provider."),
+    422: ("invalid_request", "The model provider refused the request."),
+    429: ("rate_limited", "The model provider's rate limit was reached; try again shortly."),
+    500: ("upstream_error", "The model provider had an internal error."),
+    502: ("upstream_error", "The model provider had an internal error."),
+    503: ("overloaded", "The model provider is overloaded; try again shortly."),
+    504: ("upstream_timeout", "The model provider timed out."),
+    529: ("overloaded", "The model provider is overloaded; try again shortly."),
+}
+
+# Error `type`s / `code`s in bodies (and mid-stream `error` chunks, which carry no status).
+_BY_TYPE = {
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "requests": 429,
+    "tokens": 429,
+    "server_error": 500,
+    "api_error": 500,
+    "overloaded_error": 529,
+    "service_unavailable": 503,
+    "timeout": 408,
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "model_not_found": 404,
+}
+
+_RETRYABLE = {"rate_limited", "overloaded", "upstream_error", "upstream_timeout"}
+
+
+def map_sdk_error(exc: BaseException) -> LLMError:
+    """Turn any openai SDK exception into an LLMError with the codes the Anthropic adapter uses."""
+    if isinstance(exc, LLMError):
+        return exc
+    refused = egress_refusal(exc)
+    if refused is not None:
+        return LLMError("egress_refused", str(refused))
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMError("upstream_timeout", "The model provider did not answer in time.", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMError("upstream_unavailable", "The model provider could not be reached.", retryable=True)
+    if isinstance(exc, openai.APIError):
+        if getattr(exc, "code", None) == "insufficient_quota":
+            return LLMError("rate_limited", "The API key's quota at the model provider is used up.")
+        status = getattr(exc, "status_code", None)
+        if status not in _BY_STATUS:
+            status = _BY_TYPE.get(exc.code or "") or _BY_TYPE.get(exc.type or "") or status
+        if status in _BY_STATUS:
+            code, message = _BY_STATUS[status]
+        elif isinstance(exc, openai.APIStatusError):
+            code, message = "upstream_error", f"The model provider answered with an error (HTTP {exc.status_code})."
+        else:  # an error chunk mid-stream, of a kind we don't know
+            code, message = "upstream_error", f"The model provider reported an error mid-stream: {exc.message}"[:300]
+        return LLMError(code, message, retryable=code in _RETRYABLE)
+    if isinstance(exc, openai.OpenAIError):
+        return LLMError("upstream_error", "The model provider's answer could not be read.", retryable=True)
+    # A connection cut mid-stream may surface as the HTTP library's own error (see the Anthropic adapter).
+    if type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}:
+        if "Timeout" in type(exc).__name__:
+            return LLMError("upstream_timeout", "The model provider stopped answering in time.", retryable=True)
+        return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)
+    raise exc

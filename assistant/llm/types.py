@@ -1,0 +1,136 @@
+"""What every provider adapter speaks: one model call in, neutral events out.
+
+Messages are in the stored block format (text / thinking / tool_use / tool_result blocks in
+`{"role", "content": [...]}` messages, the Messages API's shape); each adapter converts them to its
+provider's wire format when it sends them and converts the answer back, so a session's history
+replays to any provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from config.errors import CodedError
+
+
+class Provider:
+    ANTHROPIC = "anthropic"
+    OPENAI = "openai"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Everything needed to call the model for one turn."""
+
+    model: str
+    api_key: str
+    base_url: str | None = None
+    max_tokens: int = 4096
+    # A base URL an ordinary user chose: every connection passes the egress policy (config/egress.py).
+    guard_egress: bool = False
+    provider: str = Provider.ANTHROPIC
+    # Sampling temperature, sent to OpenAI-compatible providers only, and only when it differs from
+    # their default of 1 (reasoning models refuse any other value). The Messages API version the
+    # anthropic SDK speaks (2026-10-21) refuses `temperature`, `top_p` and `top_k` with a 400.
+    temperature: float | None = None
+
+
+class LLMError(CodedError):
+    """A failure of the model call, with a stable code for clients and a message for people."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False):
+        super().__init__(code, message)
+        self.retryable = retryable
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_read_input_tokens += other.cache_read_input_tokens
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+        }
+
+    @classmethod
+    def from_sdk(cls, usage: Any) -> Usage:
+        """From the anthropic SDK's usage object."""
+        return cls(
+            input_tokens=getattr(usage, "input_tokens", 0) or 0,
+            output_tokens=getattr(usage, "output_tokens", 0) or 0,
+            cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
+            cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+        )
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One request to the model, provider-neutral."""
+
+    messages: list[dict[str, Any]]
+    system: str = ""
+    # Tool definitions in the Messages API's format: {name, description, input_schema}.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    stop_sequences: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- events of one model call -------------------------------------------------------------------
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ThinkingDelta:
+    text: str
+
+
+@dataclass
+class UsageReported:
+    """The usage of the model call in progress so far (cumulative for that call): what a stopped or
+    failed call still counts. Anthropic reports it at the start and the end of a stream; Chat
+    Completions streams only in their last chunk (with `stream_options.include_usage`)."""
+
+    usage: Usage
+
+
+@dataclass
+class ToolUseRequested:
+    call: ToolCall
+
+
+@dataclass
+class ModelCallFinished:
+    """The whole answer, its content in the stored block format and its stop reason in ours:
+    end_turn, max_tokens, tool_use, stop_sequence, refusal."""
+
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+    model: str
+
+
+CallEvent = TextDelta | ThinkingDelta | UsageReported | ToolUseRequested | ModelCallFinished
