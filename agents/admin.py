@@ -272,7 +272,7 @@ class AIAgentForm(forms.ModelForm):
 class AIAgentAdmin(admin.ModelAdmin):
     form = AIAgentForm
     list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
-    list_filter = ("is_active", "category", "llm_config", _OwnerScopeFilter)
+    list_filter = ("is_active", "category", "workspace_tools", "llm_config", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")
     list_select_related = ("system_prompt", "llm_config", "owner")
     prepopulated_fields = {"slug": ("name",)}
@@ -283,7 +283,7 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "integrations")}),
+        ("Tools", {"fields": ("allowed_tools", "integrations", "workspace_tools")}),
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

@@ -202,6 +202,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "allowed_tools",
             "integrations",
             "max_turns",
+            "workspace_tools",
             "is_active",
             "custom_properties_schema",
             "owner",
