@@ -151,8 +151,9 @@ def workspace_tools_for(agent) -> tuple[bool, bool]:
     """(file tools, shell) for a server-side turn of `agent`: only organization agents staff gave
     them; the shell only where the sandbox runs."""
     from agents.models import AIAgent
+    from agents.selectors import agent_workspace_tools
 
-    mode = agent.workspace_tools if agent.owner_id is None else AIAgent.WorkspaceTools.NONE
+    mode = agent_workspace_tools(agent=agent)
     files = mode in {AIAgent.WorkspaceTools.FILES, AIAgent.WorkspaceTools.FILES_AND_SHELL}
     shell = mode == AIAgent.WorkspaceTools.FILES_AND_SHELL and sandbox_available()
     return files, shell
