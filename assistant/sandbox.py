@@ -16,6 +16,7 @@ can't, the shell tool is not offered and the server says so once (`sandbox_check
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -64,9 +65,11 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-def bwrap_command(workspace: Path, command: str, limits: SandboxLimits) -> list[str]:
+def bwrap_command(workspace: Path, command: str, limits: SandboxLimits, *, info_fd: int | None = None) -> list[str]:
     bwrap = shutil.which(settings.SANDBOX_BWRAP) or settings.SANDBOX_BWRAP
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
+    if info_fd is not None:  # bubblewrap writes {"child-pid": …} there: the sandbox's init, to kill
+        argv += ["--info-fd", str(info_fd)]
     for link, target in _SYSTEM_LINKS.items():
         if os.path.exists(link):
             argv += ["--symlink", target, link]
@@ -153,15 +156,21 @@ def sandbox_check_at_startup() -> None:
 async def run_sandboxed(workspace: Path, command: str, limits: SandboxLimits) -> str:
     """Run `command` in the sandbox; its combined output, or SandboxResult when it fails."""
     await asyncio.to_thread(_hand_over, workspace)
-    process = await asyncio.create_subprocess_exec(
-        *bwrap_command(workspace, command, limits),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={},
-        start_new_session=True,  # bubblewrap leads a process group: a kill takes all of it
-        **_drop_to_sandbox_user(),
-    )
+    info_read, info_write = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *bwrap_command(workspace, command, limits, info_fd=info_write),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={},
+            pass_fds=(info_write,),
+            start_new_session=True,  # bubblewrap leads a process group of its own
+            **_drop_to_sandbox_user(),
+        )
+    finally:
+        os.close(info_write)
+    process.sandbox_init = await asyncio.to_thread(_child_pid, info_read)  # type: ignore[attr-defined]
     chunks: list[bytes] = []
     kept = 0
     byte_limit = limits.output_chars * 4  # decoded and capped in characters below
@@ -218,14 +227,44 @@ def _signal_reason(code: int) -> str:
     return f"Exit code {code}"
 
 
-async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Kill the sandbox and wait for it. Its output is read to the end: asyncio's wait() returns
-    only once the pipe is closed, and a pipe nobody reads stays paused, never seeing its end."""
+def _child_pid(fd: int) -> int | None:
+    """The sandbox's init process, from bubblewrap's --info-fd (closed when it has written it)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        with os.fdopen(fd, "rb") as info:
+            data = info.read(4096)
+    except OSError:
+        return None
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Kill the sandbox and wait for it. The sandbox's init goes first: every process of its pid
+    namespace dies with it, and bubblewrap, its parent, reaps it and exits (killed first, it would
+    leave the init to the machine's pid 1, a zombie where that doesn't reap). Then bubblewrap's
+    group, if it lingers. The output is read to the end: asyncio's wait() returns only once the
+    pipe is closed, and a pipe nobody reads stays paused, never seeing its end."""
+    init = getattr(process, "sandbox_init", None)
+    if init is not None:
+        try:
+            os.kill(init, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     assert process.stdout is not None
-    while await process.stdout.read(65536):
-        pass
-    await process.wait()
+
+    async def drain_and_wait() -> None:
+        while await process.stdout.read(65536):
+            pass
+        await process.wait()
+
+    ended = asyncio.ensure_future(drain_and_wait())
+    if init is not None:
+        await asyncio.wait([ended], timeout=2)
+    if not ended.done():
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    await ended
