@@ -1,9 +1,10 @@
 """The orchestrator's built-in tools, confined to one workspace directory.
 
 Every path a tool takes is resolved (symlinks included) and must land inside the workspace; anything
-else is refused with an error the model can read. That confinement covers the *file* tools only: the
-shell tool runs its command as the server's user, with the workspace as working directory and a
-filtered environment, which is not a sandbox. Leave `run_shell` out of the allowed tools when that
+else is refused with an error the model can read. That confinement covers the *file* tools only. In
+server-side turns `run_shell` runs in the bubblewrap sandbox (`sandbox=`, assistant/sandbox.py); in
+the CLI it runs its command as the operator's user, with the workspace as working directory and a
+filtered environment, which is not a sandbox: leave `run_shell` out of the allowed tools when that
 matters.
 """
 
