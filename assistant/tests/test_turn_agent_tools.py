@@ -348,3 +348,25 @@ def test_history_after_a_stop_during_tools_is_valid_for_the_api():
     ])  # fmt: skip
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
     assert [b["type"] for b in history[2]["content"]] == ["tool_result", "text"]
+
+
+def test_history_after_a_process_died_during_tools_leaves_the_unanswered_call_out():
+    """The results message of a turn whose process died is closed as `error` with no content: the
+    answer's tool_use then has no result, and is left out of the next request."""
+
+    class M:
+        def __init__(self, role, status, content):
+            self.role, self.status, self.content = role, status, content
+
+    history = api_messages([
+        M("user", "complete", [{"type": "text", "text": "go"}]),
+        M("assistant", "complete", [{"type": "text", "text": "Let me look."},
+                                    {"type": "tool_use", "id": "t1", "name": "x", "input": {}}]),
+        M("user", "error", []),
+        M("user", "complete", [{"type": "text", "text": "again"}]),
+    ])  # fmt: skip
+    assert history == [
+        {"role": "user", "content": [{"type": "text", "text": "go"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}]},
+        {"role": "user", "content": [{"type": "text", "text": "again"}]},
+    ]
