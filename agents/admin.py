@@ -254,6 +254,14 @@ class AIAgentForm(forms.ModelForm):
         model = AIAgent
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "workspace_tools" in self.fields:  # a form (or script) that leaves it out means "none"
+            self.fields["workspace_tools"].required = False
+
+    def clean_workspace_tools(self) -> str:
+        return self.cleaned_data.get("workspace_tools") or AIAgent.WorkspaceTools.NONE
+
     def _post_clean(self) -> None:
         # The trust rule of services.agent_save, with the integrations chosen on this form (the admin
         # saves many-to-many fields after the agent), shown on the fields instead of failing the save.
