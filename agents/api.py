@@ -324,6 +324,14 @@ class UserAgentSessionViewSet(_OwnedViewSet):
 
     # --- files of the session's workspace ------------------------------------------------------
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if self.action == "files" and request.method == "POST":
+            # Before authentication: the CSRF check of cookie sessions reads the body, and must read
+            # it through the guard too.
+            self._upload_guard = _LimitedUploadHandler(request._request, limit=settings.WORKSPACE_MAX_FILE_BYTES)
+            request._request.upload_handlers = [self._upload_guard]
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(
         tags=["sessions"],
         methods=["GET"],
@@ -381,10 +389,8 @@ class UserAgentSessionViewSet(_OwnedViewSet):
             request.META["CONTENT_LENGTH"]
         ) > limit + MULTIPART_OVERHEAD:
             return too_large  # refused before reading the body
-        handler = _LimitedUploadHandler(request._request, limit=limit)
-        request._request.upload_handlers = [handler]
         upload = request.FILES.get("file")
-        if handler.too_large:
+        if self._upload_guard.too_large:
             return too_large
         if upload is None:
             raise ValidationError({"file": ["Send the file as a multipart part named `file`."]})

@@ -258,3 +258,25 @@ def test_file_save_leaves_nothing_behind_when_over_the_limit(settings, session):
         file_save(session_id=session.pk, name="big", stream=io.BytesIO(b"x" * 100))  # size unknown: counted
     assert file_list(session_id=session.pk) == []
     assert [p.name for p in workspace_path(session.pk).iterdir()] == []
+
+
+def test_a_cookie_session_upload_over_the_limit_is_refused_and_nothing_is_stored(user, session, settings):
+    """Cookie sessions' CSRF check reads the body before the view: it reads it through the same guard."""
+    from django.middleware.csrf import _get_new_csrf_string
+    from django.test import Client
+
+    settings.WORKSPACE_MAX_FILE_BYTES = 1000
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    token = _get_new_csrf_string()
+    client.cookies[settings.CSRF_COOKIE_NAME] = token
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 5000 + b"\r\n--B--\r\n")  # fmt: skip
+    response = client.generic(
+        "POST", url(session.pk), data=body, content_type="multipart/form-data; boundary=B", HTTP_X_CSRFTOKEN=token
+    )
+    assert response.status_code == 413, response.content
+    assert response.json()["detail"]["code"] == "too_large"
+    assert not workspace_path(session.pk).exists() or not any(workspace_path(session.pk).iterdir())
+    small = client.post(url(session.pk), {"file": SimpleUploadedFile("ok.txt", b"fine")}, HTTP_X_CSRFTOKEN=token)
+    assert small.status_code == 201, small.content

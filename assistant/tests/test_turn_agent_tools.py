@@ -151,6 +151,8 @@ async def test_a_code_assistance_turn_runs_the_agents_mcp_tool(user, code_agent,
     events = await events_of(response)
     text = "".join(e["content"] for e in events if e["type"] == "code_assistance")
     assert text == "Adding.It is 3."
+    tools = [(e["content"], e["icon"]) for e in events if e["type"] == "tool_execution"]
+    assert tools == [("Running notes__add", "🔧"), ("3", "🔧")]
     assert events[-1]["done"] is True
     sent_back = fake.requests[1].body["messages"][-1]["content"][0]
     assert sent_back == {"type": "tool_result", "tool_use_id": call.id, "content": "3", "is_error": False}
