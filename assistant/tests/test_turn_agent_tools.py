@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,8 +142,12 @@ async def test_an_agent_without_tools_sends_none(user, agent, fake):
 # --- the code-assistance SSE endpoint -----------------------------------------------------------
 
 
-async def test_a_code_assistance_turn_runs_the_agents_mcp_tool(user, code_agent, fake, http_notes):
-    await sync_to_async(attach)(code_agent, "notes", {"type": "http", "url": http_notes}, credentials=SECRET)
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_code_assistance_turn_runs_the_agents_mcp_tool(transport, user, code_agent, fake, http_notes):
+    if transport == "stdio":
+        await sync_to_async(attach)(code_agent, "notes", stdio_notes())
+    else:
+        await sync_to_async(attach)(code_agent, "notes", {"type": "http", "url": http_notes}, credentials=SECRET)
     call = ToolUse("notes__add", {"a": 1, "b": 2})
     fake.script(Reply(text=["Adding."], tool_uses=[call], stop_reason="tool_use"), Reply(text=["It is 3."]))
     client = await sse_client_for(user)
@@ -175,6 +180,7 @@ async def test_stop_during_a_slow_tool_call_cancels_it_and_the_next_turn_has_a_v
     await ws.send_json_to({"type": "stop", "session_id": session_id})
     frames = await frames_until(ws, "result")
     assert loop.time() - stopped_at < 10  # not the tool's 60 s
+    assert await eventually(lambda: our_stdio_servers() == 0)  # the MCP server went with the turn
     result = by_type(frames, "tool_result")[0]
     assert result["id"] == call.id and result["name"] == "notes__sleep" and result["is_error"] is True
     assert "stopped" in result["output"]
@@ -196,6 +202,60 @@ async def test_stop_during_a_slow_tool_call_cancels_it_and_the_next_turn_has_a_v
         "content": "The user stopped the turn before this tool finished.",
     }  # fmt: skip
     assert messages[2]["content"][-1] == {"type": "text", "text": "Go on"}
+
+
+def our_stdio_servers() -> int:
+    """Running stdio notes servers of this checkout (the HTTP one of the module fixture aside)."""
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if NOTES_SERVER.encode() in argv and b"--http" not in argv:
+            count += 1
+    return count
+
+
+async def eventually(predicate, within: float = 10) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def test_a_server_shutdown_during_a_tool_call_closes_the_mcp_server_and_answers_the_call(user, agent, fake):
+    from assistant import turns
+
+    await sync_to_async(attach)(agent, "notes", stdio_notes())
+    call = ToolUse("notes__sleep", {"seconds": 60})
+    fake.script(Reply(tool_uses=[call], stop_reason="tool_use"))
+    plan = await sync_to_async(turns.turn_begin)(user=user, text="Sleep", agent_slug="helper")
+    queue: asyncio.Queue = asyncio.Queue()
+    runner = turns.TurnRunner(plan, listeners=[queue])
+    task = runner.start()
+    while (await asyncio.wait_for(queue.get(), 20))["type"] != "tool_use":
+        pass
+    assert await eventually(lambda: our_stdio_servers() == 1)
+    await asyncio.sleep(0.3)
+    task.cancel()  # what the server's shutdown does to running turns
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 20)
+    frames = []
+    while not queue.empty():
+        frames.append(queue.get_nowait())
+    assert [f["type"] for f in frames] == ["tool_result", "error"]
+    assert frames[0]["is_error"] is True and frames[1]["code"] == "interrupted"
+    assert await eventually(lambda: our_stdio_servers() == 0)  # the MCP server went with the turn
+    stored = await stored_messages(plan.session_id)
+    assert [(m.role, m.status) for m in stored] == [
+        ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "error")
+    ]  # fmt: skip
+    assert stored[3].error_code == "interrupted"
+    history = api_messages(stored)
+    assert [m["role"] for m in history] == ["user", "assistant", "user"]  # every tool_use answered
 
 
 async def test_a_hanging_tool_becomes_an_error_result_the_model_reads(user, agent, fake, settings):
