@@ -115,6 +115,10 @@ class BuiltinTools:
         self.shell_env = shell_env
         self.names = frozenset(TOOLS) if names is None else frozenset(names) & frozenset(TOOLS)
         self.sandbox = sandbox
+        # With a sandboxed shell, one call at a time: a command swapping a directory for a symlink
+        # while a file tool (running as the server) writes under it would race the path check.
+        # Nothing of a command outlives it (its pid namespace dies with it).
+        self.one_at_a_time = asyncio.Lock() if sandbox is not None else None
 
     # --- ToolRunner ---------------------------------------------------------------------------
 
@@ -127,6 +131,12 @@ class BuiltinTools:
         return definitions
 
     async def run(self, call: ToolCall) -> ToolOutcome:
+        if self.one_at_a_time is None:
+            return await self._run(call)
+        async with self.one_at_a_time:
+            return await self._run(call)
+
+    async def _run(self, call: ToolCall) -> ToolOutcome:
         tool = TOOLS.get(call.name) if call.name in self.names else None
         if tool is None:
             return ToolOutcome(call.id, f"Unknown tool: {call.name}", is_error=True)

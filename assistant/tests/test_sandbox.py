@@ -185,3 +185,22 @@ def test_without_bubblewrap_the_shell_is_not_offered_and_the_server_says_so_once
         assert len(warnings) == 1 and "run_shell is not offered" in warnings[0] and "not installed" in warnings[0]
     finally:
         sandbox.sandbox_unavailable_reason.cache_clear()
+
+
+async def test_nothing_a_command_starts_outlives_it(workspace):
+    outcome = await run(shell(workspace), "sleep 60 & sleep 60 & echo started")
+    assert outcome.content == "started\n"
+    assert await no_sandbox_processes_left(within=3), _sandbox_ps()
+
+
+async def test_a_command_and_a_file_tool_of_one_turn_never_run_at_once(workspace):
+    """A command swapping a directory for a symlink to / while write_file writes under it would race
+    the file tool's path check (it runs as the server): the turn's calls run one at a time."""
+    tools = shell(workspace)
+    (workspace / "d").mkdir()
+    swapper = "for i in $(seq 1 200); do rm -rf d; ln -s / d; rm d; mkdir d; done; echo swapped"
+    writes = [tools.run(ToolCall(f"w{i}", "write_file", {"path": "d/etc/escape-probe", "content": "x"}))
+              for i in range(20)]  # fmt: skip
+    outcomes = await asyncio.gather(run(tools, swapper), *writes)
+    assert outcomes[0].content.endswith("swapped\n")
+    assert not Path("/etc/escape-probe").exists()
