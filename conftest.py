@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -15,6 +19,17 @@ TEST_PASSWORD = "a-long-test-passphrase-42"
 def _fast_password_hashing(settings):
     # Argon2 costs ~0.2 s a hash here; tests that check the production hasher set it back.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _workspaces_dir(settings):
+    # Sessions' workspaces live in a directory of the test's own; never the checkout's data/. Its
+    # parents must be traversable by the sandbox's user (pytest makes its temporary dirs 0700).
+    root = Path(tempfile.mkdtemp(prefix="conduit-workspaces-"))
+    root.chmod(0o711)
+    settings.WORKSPACES_DIR = root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

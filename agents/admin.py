@@ -303,6 +303,14 @@ class AIAgentForm(forms.ModelForm):
         model = AIAgent
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "workspace_tools" in self.fields:  # a form (or script) that leaves it out means "none"
+            self.fields["workspace_tools"].required = False
+
+    def clean_workspace_tools(self) -> str:
+        return self.cleaned_data.get("workspace_tools") or AIAgent.WorkspaceTools.NONE
+
     def _post_clean(self) -> None:
         # The trust rule of services.agent_save, with the integrations chosen on this form (the admin
         # saves many-to-many fields after the agent), shown on the fields instead of failing the save.
@@ -321,7 +329,7 @@ class AIAgentForm(forms.ModelForm):
 class AIAgentAdmin(admin.ModelAdmin):
     form = AIAgentForm
     list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
-    list_filter = ("is_active", "category", "llm_config", _OwnerScopeFilter)
+    list_filter = ("is_active", "category", "workspace_tools", "llm_config", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")
     list_select_related = ("system_prompt", "llm_config", "owner")
     prepopulated_fields = {"slug": ("name",)}
@@ -332,7 +340,7 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "integrations")}),
+        ("Tools", {"fields": ("allowed_tools", "integrations", "workspace_tools")}),
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

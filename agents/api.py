@@ -6,6 +6,8 @@ user's own, so anything else answers 404, never 403 — an id tells nothing abou
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 from django.db.models import ProtectedError, RestrictedError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -13,10 +15,11 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import selectors, services
+from agents import selectors, services, workspaces
 from agents.models import AIAgent, Integration, LLMProviderConfig, PromptTemplate, UserAgentSession
 from agents.serializers import (
     AIAgentSerializer,
@@ -28,6 +31,7 @@ from agents.serializers import (
     PromptTemplateSerializer,
     PromptTemplateVersionSerializer,
     UserAgentSessionSerializer,
+    WorkspaceFileSerializer,
 )
 from config import untrusted
 from config.errors import error_response
@@ -316,3 +320,121 @@ class UserAgentSessionViewSet(_OwnedViewSet):
         queryset = selectors.message_list(session=session, after_seq=_int_param(request, "after_seq"))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(MessageSerializer(page, many=True).data)
+
+
+    # --- files of the session's workspace ------------------------------------------------------
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        if self.action == "files" and request.method == "POST":
+            # Before authentication: the CSRF check of cookie sessions reads the body, and must read
+            # it through the guard too.
+            self._upload_guard = _LimitedUploadHandler(request._request, limit=settings.WORKSPACE_MAX_FILE_BYTES)
+            request._request.upload_handlers = [self._upload_guard]
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=["sessions"],
+        methods=["GET"],
+        responses={200: WorkspaceFileSerializer(many=True), 404: NOT_FOUND},
+        summary="The files of a session's workspace",
+        description="Files at the top level of the session's workspace: uploads, and files the agent's file "
+        "tools wrote there. Only the session's owner sees them (anyone else: 404).",
+    )
+    @extend_schema(
+        tags=["sessions"],
+        methods=["POST"],
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        responses={
+            201: WorkspaceFileSerializer,
+            400: OpenApiResponse(
+                description="No `file` part, an unusable name, too many files, or the session's agent has no "
+                "workspace tools (code `no_workspace`)."
+            ),
+            404: NOT_FOUND,
+            413: OpenApiResponse(
+                description="Larger than WORKSPACE_MAX_FILE_BYTES, or over the session's WORKSPACE_QUOTA_BYTES "
+                "(code `too_large`)."
+            ),
+        },
+        summary="Upload a file into a session's workspace",
+        description="Multipart, one part named `file`. The agent's file tools (and its sandboxed shell, at "
+        "/workspace) see it under its stored name: the last part of the name sent, without control characters "
+        "or leading dots, at most 120 characters, made unique with ` (1)`, ` (2)`… Only for sessions of agents "
+        "with workspace tools.",
+    )
+    @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser], pagination_class=None)
+    def files(self, request: Request, pk: str | None = None) -> Response:
+        session = self.get_object()
+        if request.method == "GET":
+            return Response(WorkspaceFileSerializer(workspaces.file_list(session_id=session.pk), many=True).data)
+        if session.agent is None or not _has_workspace(session.agent):
+            return error_response(
+                "This session's agent has no workspace tools: it could not see an uploaded file.",
+                "no_workspace",
+                status.HTTP_400_BAD_REQUEST,
+            )
+        limit = settings.WORKSPACE_MAX_FILE_BYTES
+        too_large = error_response(
+            f"The file is larger than the limit of {limit} bytes ({limit / 2**20:.1f} MiB).",
+            "too_large",
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+        if untrusted.is_ascii_digits(request.META.get("CONTENT_LENGTH") or "") and int(
+            request.META["CONTENT_LENGTH"]
+        ) > limit + MULTIPART_OVERHEAD:
+            return too_large  # refused before reading the body
+        upload = request.FILES.get("file")
+        if self._upload_guard.too_large:
+            return too_large
+        if upload is None:
+            raise ValidationError({"file": ["Send the file as a multipart part named `file`."]})
+        try:
+            stored = workspaces.file_save(session_id=session.pk, name=upload.name, stream=upload, size=upload.size)
+        except workspaces.FileTooLarge as exc:
+            return error_response(str(exc), "too_large", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        finally:
+            upload.close()
+        return Response(WorkspaceFileSerializer(stored).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        tags=["sessions"],
+        responses={204: None, 404: OpenApiResponse(description="No such session of yours, or no such file.")},
+        summary="Delete a file of a session's workspace",
+    )
+    @action(detail=True, methods=["delete"], url_path=r"files/(?P<name>[^/]+)", url_name="file")
+    def file(self, request: Request, pk: str | None = None, name: str = "") -> Response:
+        session = self.get_object()
+        if not workspaces.file_delete(session_id=session.pk, name=name):
+            return error_response("No such file.", "not_found", status.HTTP_404_NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file in a multipart body
+
+
+def _has_workspace(agent: AIAgent) -> bool:
+    return selectors.agent_workspace_tools(agent=agent) != AIAgent.WorkspaceTools.NONE
+
+
+class _LimitedUploadHandler(TemporaryFileUploadHandler):
+    """Stops reading an upload once it passes `limit` bytes (a body sent without a length, or one
+    that lied about it), so it never fills the disk."""
+
+    def __init__(self, request, *, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.too_large = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.too_large = True
+            raise StopUpload(connection_reset=True)
+        return super().receive_data_chunk(raw_data, start)

@@ -307,6 +307,11 @@ def _forget_deleted_prompt(collector, field, sub_objs, using) -> None:
 
 
 class AIAgent(models.Model):
+    class WorkspaceTools(models.TextChoices):
+        NONE = "none", "None"
+        FILES = "files", "File tools"
+        FILES_AND_SHELL = "files_and_shell", "File tools and a sandboxed shell"
+
     name = models.CharField(max_length=255)
     slug = models.SlugField(max_length=100, help_text="Unique per owner; users can't take an organization agent's.")
     description = models.TextField(blank=True)
@@ -343,6 +348,18 @@ class AIAgent(models.Model):
         Integration, blank=True, related_name="agents", help_text="Used as the agent's MCP servers."
     )
     max_turns = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1), MaxValueValidator(500)])
+    # Trust rule: staff decide what the server executes. Only organization agents (staff's) may have
+    # workspace tools; each session then gets its own directory under WORKSPACES_DIR.
+    workspace_tools = models.CharField(
+        max_length=20,
+        choices=WorkspaceTools.choices,
+        default=WorkspaceTools.NONE,
+        help_text="Organization agents only. File tools: list, glob, grep, read, write and edit files in the "
+        "session's own workspace directory (WORKSPACES_DIR/<session id>), where the session's uploaded files "
+        "are too. Shell: also run_shell, only inside the bubblewrap sandbox (no network, the workspace the "
+        "only writable path, limits on time, memory, processes and output); not offered where the sandbox "
+        "can't run.",
+    )
     is_active = models.BooleanField(default=True)
     custom_properties_schema = models.JSONField(
         default=dict,
@@ -392,6 +409,10 @@ class AIAgent(models.Model):
             and AIAgent.objects.filter(owner__isnull=True, slug=self.slug).exists()
         ):
             raise ValidationError({"slug": ["An organization agent has this slug; choose another."]})
+        if self.owner_id is not None and self.workspace_tools != self.WorkspaceTools.NONE:
+            raise ValidationError(
+                {"workspace_tools": ["Only staff can give an agent workspace tools, on organization agents."]}
+            )
 
 
 class UserAgentSession(models.Model):

@@ -334,3 +334,11 @@ def agent_mcp_servers(*, agent: AIAgent, users_own: bool = False) -> dict[str, d
                 headers["Authorization"] = f"Bearer {credentials}"
         servers[integration.server_name] = definition
     return servers
+
+
+def agent_workspace_tools(*, agent: AIAgent) -> str:
+    """The workspace tools a turn of `agent` gets (an AIAgent.WorkspaceTools value): what staff set on
+    an organization agent; never any for a user's agent, whatever is stored."""
+    if agent.owner_id is not None:
+        return AIAgent.WorkspaceTools.NONE
+    return agent.workspace_tools

@@ -213,6 +213,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "allowed_tools",
             "integrations",
             "max_turns",
+            "workspace_tools",
             "is_active",
             "custom_properties_schema",
             "owner",
@@ -279,3 +280,11 @@ class MessageSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+class WorkspaceFileSerializer(serializers.Serializer):
+    """A file of a session's workspace (an upload, or a file the agent wrote at its top level)."""
+
+    name = serializers.CharField(read_only=True)
+    size = serializers.IntegerField(read_only=True, help_text="Bytes.")
+    modified = serializers.DateTimeField(read_only=True)

@@ -41,7 +41,22 @@ def api_messages(messages: Iterable[StoredMessage]) -> list[dict[str, Any]]:
     while history and history[0]["role"] != "user":
         history.pop(0)
     _drop_orphan_tool_results(history)
+    _drop_unanswered_tool_uses(history)
     return history
+
+
+def _drop_unanswered_tool_uses(history: list[dict[str, Any]]) -> None:
+    """A tool_use must be answered by a tool_result in the next message. A turn whose process died
+    while its tools ran leaves a finished answer asking for tools and no results: that call is left
+    out (the API refuses the whole request otherwise)."""
+    for index, message in enumerate(history):
+        if message["role"] != "assistant":
+            continue
+        following = history[index + 1]["content"] if index + 1 < len(history) else []
+        answered = {b.get("tool_use_id") for b in following if b.get("type") == "tool_result"}
+        message["content"] = [
+            b for b in message["content"] if b.get("type") != "tool_use" or b.get("id") in answered
+        ] or [{"type": "text", "text": "(no content)"}]
 
 
 def _drop_orphan_tool_results(history: list[dict[str, Any]]) -> None:

@@ -9,7 +9,6 @@ Failures that stop the run are `OrchestratorError(code, message)`, one line each
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import logging
 from dataclasses import dataclass, field
@@ -46,7 +45,8 @@ from assistant.mcp_servers import (
     load_mcp_config,
     parse_mcp_config,
 )
-from assistant.workspace_tools import ALIASES, BuiltinTools, Workspace
+from assistant.tools import AgentTools, UnknownAllowedTools, integration_specs
+from assistant.workspace_tools import BuiltinTools, Workspace
 from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
@@ -163,54 +163,18 @@ def _summary(arguments: dict[str, Any]) -> str:
 # --- tools ------------------------------------------------------------------------------------
 
 
-def _patterns(entries: list[str]) -> list[str]:
-    patterns = []
-    for entry in entries:
-        entry = entry.strip()
-        if not entry:
-            continue
-        if entry in ALIASES:
-            entry = ALIASES[entry]
-        elif entry.startswith("mcp__"):  # Claude Code's naming: mcp__server__tool, mcp__server
-            rest = entry[len("mcp__") :]
-            entry = rest if "__" in rest else f"{rest}__*"
-        patterns.append(entry)
-    return patterns
-
-
-class OrchestratorTools:
-    """The built-in tools and the MCP servers' tools, restricted to the allowed ones."""
+class OrchestratorTools(AgentTools):
+    """The CLI's tools: every built-in tool and the MCP servers' tools, restricted to the allowed ones;
+    with `strict`, an allowed tool that matches nothing is an error."""
 
     def __init__(self, builtin: BuiltinTools, mcp: McpServers, allowed: list[str] | None, *, strict: bool):
-        self.builtin = builtin
-        self.mcp = mcp
-        candidates = builtin.definitions() + mcp.definitions()
-        if allowed:
-            patterns = _patterns(allowed)
-            unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(d["name"], p) for d in candidates)]
-            if unmatched and strict:
-                names = ", ".join(d["name"] for d in candidates)
-                raise OrchestratorError(
-                    "bad_allowed_tools",
-                    f"--allowed-tools names unknown tools: {', '.join(unmatched)} (available: {names})",
-                )
-            if unmatched:
-                logger.warning("Allowed tools that match no tool are ignored: %s", ", ".join(unmatched))
-            candidates = [d for d in candidates if any(fnmatch.fnmatchcase(d["name"], p) for p in patterns)]
-        self._definitions = candidates
-        self.names = {d["name"] for d in candidates}
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return self._definitions
-
-    async def run(self, call: ToolCall) -> ToolOutcome:
-        if call.name not in self.names:
-            return ToolOutcome(
-                call.id, f"Unknown tool: {call.name}. Available tools: {', '.join(sorted(self.names))}.", is_error=True
-            )
-        if self.mcp.knows(call.name):
-            return await self.mcp.run(call)
-        return await self.builtin.run(call)
+        try:
+            super().__init__(builtin, mcp, allowed, strict=strict)
+        except UnknownAllowedTools as exc:
+            raise OrchestratorError(
+                "bad_allowed_tools",
+                f"--allowed-tools names unknown tools: {', '.join(exc.unmatched)} (available: {', '.join(exc.available)})",
+            ) from None
 
 
 # --- database ---------------------------------------------------------------------------------
@@ -382,16 +346,9 @@ def _owner(options: OrchestratorOptions):
 
 
 def _integration_specs(agent) -> list[McpServerSpec]:
-    """The agent's integrations that define MCP servers, credentials included (never logged). Servers of
-    users' integrations connect through the egress policy."""
-    from agents.selectors import agent_mcp_servers
-
-    source = f"agent {agent.slug!r} integrations"
+    """The agent's integrations' MCP servers, as every surface gets them (assistant/tools.py)."""
     try:
-        return [
-            *parse_mcp_config(agent_mcp_servers(agent=agent), source=source),
-            *parse_mcp_config(agent_mcp_servers(agent=agent, users_own=True), source=source, guard_egress=True),
-        ]
+        return integration_specs(agent)
     except McpConfigError as exc:
         raise OrchestratorError("bad_mcp_config", str(exc)) from None
 

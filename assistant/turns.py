@@ -19,6 +19,7 @@ cancels the upstream stream and keeps the partial answer as `stopped`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import weakref
@@ -45,6 +46,7 @@ from assistant.engine import (
     ModelSettings,
     TextDelta,
     ThinkingDelta,
+    ToolOutcome,
     ToolResults,
     ToolUseRequested,
     Usage,
@@ -54,7 +56,9 @@ from assistant.engine import (
 from assistant.history import api_messages
 from assistant.llm import LLMError
 from assistant.models import TurnEvent
+from assistant.mcp_servers import McpConfigError, McpStartError
 from assistant.sweeps import stale_turns_settle
+from assistant.tools import ToolSetup, open_agent_tools, tool_setup_for
 from config.errors import CodedError
 
 logger = logging.getLogger(__name__)
@@ -74,6 +78,14 @@ class TurnRefused(CodedError):
     """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people."""
 
 
+class TurnToolsUnavailable(CodedError):
+    """An MCP server of the agent did not start: the turn ends with this error (code
+    `tool_unavailable`) rather than run without tools the agent's instructions may count on."""
+
+    def __init__(self, message: str):
+        super().__init__("tool_unavailable", message)
+
+
 # --- planning (sync, one transaction) -----------------------------------------------------------
 
 
@@ -87,6 +99,9 @@ class TurnPlan:
     assistant_message_id: int
     first_event_seq: int
     request: LoopRequest
+    # The agent's tools, opened by the runner in its own task (MCP servers can't be shared across
+    # tasks) and closed when the turn ends. None or empty: `request.tools` as given (tests set it).
+    tools: ToolSetup | None = None
 
 
 def _settle_stale_turns(session: UserAgentSession) -> None:
@@ -186,6 +201,10 @@ def turn_begin(
             )
         model = model_settings_from(config)
         try:
+            tools = tool_setup_for(agent, session_id=session.pk)
+        except McpConfigError as exc:
+            raise TurnRefused("agent_unavailable", f"This agent's tools can't be used: {exc}") from exc
+        try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
@@ -206,7 +225,8 @@ def turn_begin(
         user_text=text,
         assistant_message_id=assistant_message.pk,
         first_event_seq=last_seq + 1,
-        request=LoopRequest(model=model, messages=history, system=system, max_turns=1),
+        request=LoopRequest(model=model, messages=history, system=system, max_turns=agent.max_turns if not tools.empty else 1),
+        tools=tools,
     )
 
 
@@ -398,6 +418,7 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
+        self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
         self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -440,6 +461,9 @@ class TurnRunner:
                 await self._finish_stopped()
             except LLMError as exc:
                 await self._finish_error(exc.code, exc.message)
+            except TurnToolsUnavailable as exc:
+                logger.warning("Turn of session %s: %s", self.session_id, exc.message)
+                await self._finish_error(exc.code, exc.message)
             except Exception:
                 logger.exception("Turn of session %s failed", self.session_id)
                 await self._finish_error("internal_error", "The answer failed because of an internal error.")
@@ -452,7 +476,18 @@ class TurnRunner:
             self.done.set()
 
     async def _consume(self) -> None:
-        async for event in agent_loop(self.plan.request):
+        setup = self.plan.tools
+        if setup is None or setup.empty or self.plan.request.tools is not None:
+            await self._relay(self.plan.request)
+            return
+        try:
+            async with open_agent_tools(setup) as tools:
+                await self._relay(dataclasses.replace(self.plan.request, tools=tools))
+        except McpStartError as exc:
+            raise TurnToolsUnavailable(str(exc)) from None
+
+    async def _relay(self, request: LoopRequest) -> None:
+        async for event in agent_loop(request):
             match event:
                 case TextDelta(text=text):
                     self.pending.text += text
@@ -479,15 +514,24 @@ class TurnRunner:
                     await self._persist_now([], self._finished_message_fields(event))
                     self.finished_usage.add(event.usage)
                     self.call_usage = None
-                case ToolResults(results=results):
-                    await database_sync_to_async(_append_message)(
-                        self.session_id, role=Message.Role.USER, content=[r.as_block() for r in results]
-                    )
-                    for result in results:
-                        await self._emit(
-                            "tool_result",
-                            {"id": result.tool_use_id, "is_error": result.is_error, "output": result.content[:TOOL_OUTPUT_PREVIEW]},
+                    calls = [b for b in event.content if b.get("type") == "tool_use"]
+                    if event.stop_reason == "tool_use" and calls and request.tools is not None:
+                        # The tools' results, `streaming` while they run: the turn still counts as
+                        # running (one turn per session, the user's limit, the heartbeat), and a stop
+                        # or failure answers each unfinished call here, so the next turn's history
+                        # has a result for every tool_use.
+                        self.pending_calls = {b["id"]: b["name"] for b in calls}
+                        self.message_id = await database_sync_to_async(_append_message)(
+                            self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
                         )
+                case ToolResults(results=results):
+                    names, self.pending_calls = self.pending_calls, {}
+                    await self._persist_now(
+                        [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
+                    )
+                    self.message_id = None  # until the next model call opens its message
+                    for result in results:
+                        await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
                 case LoopFinished():
                     self.finished = True
                     await self._emit(
@@ -511,15 +555,33 @@ class TurnRunner:
             **event.usage.as_dict(),
         }
 
+    @staticmethod
+    def _tool_result_data(result: ToolOutcome, name: str) -> dict[str, Any]:
+        return {"id": result.tool_use_id, "name": name, "is_error": result.is_error,
+                "output": result.content[:TOOL_OUTPUT_PREVIEW]}  # fmt: skip
+
+    async def _answer_pending_calls(self, reason: str) -> bool:
+        """Tool calls cut short by a stop or a failure get an error result each (stored, and sent so
+        clients close them). True when there were some: the open message is their results."""
+        if not self.pending_calls:
+            return False
+        calls, self.pending_calls = self.pending_calls, {}
+        results = [ToolOutcome(call_id, reason, is_error=True) for call_id in calls]
+        await self._persist_now([], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE})
+        for result in results:
+            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
+        return True
+
     async def _finish_stopped(self) -> None:
         await self._flush()
-        await self._persist_now(
-            [],
-            {
-                "status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(),
-                **self._call_usage_fields(),
-            },
-        )  # fmt: skip
+        if not await self._answer_pending_calls("The user stopped the turn before this tool finished."):
+            await self._persist_now(
+                [],
+                {
+                    "status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(),
+                    **self._call_usage_fields(),
+                },
+            )  # fmt: skip
         usage = Usage()
         usage.add(self.finished_usage)
         usage.add(self.call_usage or Usage())
@@ -530,6 +592,15 @@ class TurnRunner:
 
     async def _finish_error(self, code: str, message: str) -> None:
         await self._flush()
+        answered = await self._answer_pending_calls(f"The turn ended before this tool finished: {message}")
+        if answered or self.message_id is None:
+            # The error goes on an assistant message of its own after the results (the finished
+            # answer that asked for the tools stays as it was).
+            self.message_id = await database_sync_to_async(_append_message)(
+                self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
+                model=self.plan.request.model.model,
+            )  # fmt: skip
+            self.text = ""
         await self._persist_now(
             [],
             {

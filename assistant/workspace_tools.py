@@ -1,15 +1,17 @@
 """The orchestrator's built-in tools, confined to one workspace directory.
 
 Every path a tool takes is resolved (symlinks included) and must land inside the workspace; anything
-else is refused with an error the model can read. That confinement covers the *file* tools only: the
-shell tool runs its command as the server's user, with the workspace as working directory and a
-filtered environment, which is not a sandbox. Leave `run_shell` out of the allowed tools when that
+else is refused with an error the model can read. That confinement covers the *file* tools only. In
+server-side turns `run_shell` runs in the bubblewrap sandbox (`sandbox=`, assistant/sandbox.py); in
+the CLI it runs its command as the operator's user, with the workspace as working directory and a
+filtered environment, which is not a sandbox: leave `run_shell` out of the allowed tools when that
 matters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import fnmatch
 import os
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.engine import ToolCall, ToolOutcome
+from assistant.sandbox import MOUNT_POINT, SandboxLimits, SandboxResult, run_sandboxed
 
 READ_DEFAULT_LINES = 2000
 GLOB_MAX_RESULTS = 1000
@@ -94,19 +97,47 @@ class ShellResult(Exception):
 class BuiltinTools:
     """The file and shell tools, bound to one workspace. Implements the engine's ToolRunner."""
 
-    def __init__(self, workspace: Workspace, *, shell_timeout: int, output_limit: int, shell_env: dict[str, str]):
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        shell_timeout: int,
+        output_limit: int,
+        shell_env: dict[str, str],
+        names: frozenset[str] | None = None,
+        sandbox: SandboxLimits | None = None,
+    ):
+        """`names`: the tools offered (default: all). `sandbox`: run_shell runs in bubblewrap with
+        these limits (server-side turns) instead of as the server's user (the CLI)."""
         self.workspace = workspace
         self.shell_timeout = shell_timeout
         self.output_limit = output_limit
         self.shell_env = shell_env
+        self.names = frozenset(TOOLS) if names is None else frozenset(names) & frozenset(TOOLS)
+        self.sandbox = sandbox
+        # With a sandboxed shell, one call at a time: a command swapping a directory for a symlink
+        # while a file tool (running as the server) writes under it would race the path check.
+        # Nothing of a command outlives it (its pid namespace dies with it).
+        self.one_at_a_time = asyncio.Lock() if sandbox is not None else None
 
     # --- ToolRunner ---------------------------------------------------------------------------
 
     def definitions(self) -> list[dict[str, Any]]:
-        return [tool.definition() for tool in TOOLS.values()]
+        definitions = [tool.definition() for name, tool in TOOLS.items() if name in self.names]
+        if self.sandbox is not None:
+            for definition in definitions:
+                if definition["name"] == "run_shell":
+                    definition["description"] = SANDBOXED_SHELL_DESCRIPTION
+        return definitions
 
     async def run(self, call: ToolCall) -> ToolOutcome:
-        tool = TOOLS.get(call.name)
+        if self.one_at_a_time is None:
+            return await self._run(call)
+        async with self.one_at_a_time:
+            return await self._run(call)
+
+    async def _run(self, call: ToolCall) -> ToolOutcome:
+        tool = TOOLS.get(call.name) if call.name in self.names else None
         if tool is None:
             return ToolOutcome(call.id, f"Unknown tool: {call.name}", is_error=True)
         try:
@@ -246,6 +277,12 @@ class BuiltinTools:
     async def run_shell(self, args: dict[str, Any]) -> str:
         command = str(args["command"])
         timeout = min(int(args.get("timeout") or self.shell_timeout), self.shell_timeout)
+        if self.sandbox is not None:
+            limits = dataclasses.replace(self.sandbox, timeout=min(timeout, self.sandbox.timeout))
+            try:
+                return await run_sandboxed(self.workspace.root, command, limits)
+            except SandboxResult as exc:
+                raise ShellResult(str(exc)) from None
         process = await asyncio.create_subprocess_shell(
             command,
             cwd=self.workspace.root,
@@ -427,6 +464,13 @@ TOOLS: dict[str, BuiltinTool] = {
         ),
     ]
 }
+
+FILE_TOOLS = frozenset(name for name in TOOLS if name != "run_shell")
+SANDBOXED_SHELL_DESCRIPTION = (
+    f"Run a shell command (/bin/sh) in a sandbox whose working directory is the workspace ({MOUNT_POINT}); "
+    "answers its combined output and exit code. The workspace is the only place it can write to; there is "
+    "no network; time, memory, processes and output are limited."
+)
 
 # Claude Code's tool names, so agents configured for it keep working with --allowed-tools.
 ALIASES = {

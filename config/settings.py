@@ -357,6 +357,25 @@ ASSISTANT_GAP_CHECK_INTERVAL = env.float("ASSISTANT_GAP_CHECK_INTERVAL", default
 # The agent that answers `POST /api/v1/claude-code/code-assistance`.
 CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant")
 
+# --- assistant: agents' tools in server-side turns (websocket, SSE) ---------------------------
+# A tool call that takes longer (seconds) is abandoned: the model reads a timeout error.
+ASSISTANT_TOOL_TIMEOUT = env.float("ASSISTANT_TOOL_TIMEOUT", default=120.0)
+# Sessions' workspaces (agents with workspace tools, uploaded files): WORKSPACES_DIR/<session id>.
+WORKSPACES_DIR = Path(env.str("WORKSPACES_DIR", default=str(BASE_DIR / "data" / "workspaces")))
+WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=10 * 1024 * 1024)  # one upload
+WORKSPACE_QUOTA_BYTES = env.int("WORKSPACE_QUOTA_BYTES", default=100 * 1024 * 1024)  # a session's workspace
+WORKSPACE_MAX_FILES = env.int("WORKSPACE_MAX_FILES", default=200)  # uploads per session
+# run_shell in server-side turns runs only in bubblewrap (bwrap): limits of one command.
+SANDBOX_BWRAP = env.str("SANDBOX_BWRAP", default="bwrap")
+SANDBOX_TIMEOUT = env.int("SANDBOX_TIMEOUT", default=60)  # seconds, wall clock
+SANDBOX_MEMORY_BYTES = env.int("SANDBOX_MEMORY_BYTES", default=512 * 1024 * 1024)  # address space
+SANDBOX_MAX_PROCESSES = env.int("SANDBOX_MAX_PROCESSES", default=64)
+SANDBOX_FILE_BYTES = env.int("SANDBOX_FILE_BYTES", default=64 * 1024 * 1024)  # largest file it may write
+SANDBOX_OUTPUT_LIMIT = env.int("SANDBOX_OUTPUT_LIMIT", default=30000)  # characters kept; more kills it
+# When the server runs as root, commands run as this uid/gid (one that owns no other process:
+# the process limit counts per user), and the workspace is handed to it.
+SANDBOX_UID = env.int("SANDBOX_UID", default=64123)
+
 # --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
 AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory
 ORCHESTRATOR_SHELL_TIMEOUT = env.int("ORCHESTRATOR_SHELL_TIMEOUT", default=120)  # seconds

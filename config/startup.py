@@ -28,7 +28,7 @@ def freeze_startup_heap() -> None:
 
 
 def start_serving_duties() -> None:
-    """Start this process's periodic duties (the stale-turn sweep) when its server starts.
+    """Start this process's periodic duties (the stale-turn sweep, the sandbox check) when its server starts.
 
     Called by config/asgi.py. Only a daphne server (`manage.py run`, `runserver`) runs them: daphne
     installs Twisted's asyncio reactor before it loads the application, and the duties start when
@@ -44,9 +44,12 @@ def start_serving_duties() -> None:
 def _on_server_start() -> None:
     global _serving_loop
     _serving_loop = asyncio.get_event_loop()  # daphne's: it sets the reactor's loop as the current one
+    from assistant.sandbox import sandbox_check_at_startup
     from assistant.sweeps import stale_turn_sweeper
 
     _serving_loop.create_task(stale_turn_sweeper(), name="assistant-stale-turn-sweeper")
+    # Probes bubblewrap once (a short subprocess, off the loop) and warns if run_shell can't be offered.
+    _serving_loop.run_in_executor(None, sandbox_check_at_startup)
 
 
 def serving_loop() -> asyncio.AbstractEventLoop | None:

@@ -212,6 +212,7 @@ def test_an_agent_brings_its_prompt_model_turn_limit_and_integrations(fake, admi
     assert sorted(t["name"] for t in sent["tools"]) == [
         "notes__add",
         "notes__fail",
+        "notes__sleep",
         "notes__whoami",
         "notes__write_note",
         "read_file",

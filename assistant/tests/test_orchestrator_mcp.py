@@ -116,7 +116,7 @@ def tool_names(servers: McpServers) -> list[str]:
 async def test_a_stdio_server_is_started_its_tools_offered_namespaced_and_called(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     async with McpServers(parse_mcp_config({"notes": stdio_notes()}), cwd=tmp_path) as servers:
-        assert tool_names(servers) == ["notes__add", "notes__whoami", "notes__write_note", "notes__fail"]
+        assert tool_names(servers) == ["notes__add", "notes__whoami", "notes__write_note", "notes__sleep", "notes__fail"]
         definition = servers.definitions()[0]
         assert definition["description"] == "[notes] Add two numbers."
         assert definition["input_schema"]["required"] == ["a", "b"]

@@ -4,7 +4,7 @@
     python notes_server.py --http [--sse] --header-token T   # prints "PORT <n>", serves on 127.0.0.1
 
 Its tools: `add`, `whoami` (what the process was started with: argv, whether NOTES_TOKEN is set,
-its working directory), `write_note` (writes a file in its working directory), `fail`."""
+its working directory), `write_note` (writes a file in its working directory), `sleep`, `fail`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ def write_note(name: str, text: str) -> str:
     with open(os.path.join(os.getcwd(), name), "w", encoding="utf-8") as handle:
         handle.write(text)
     return f"wrote {name}"
+
+
+@server.tool()
+async def sleep(seconds: float) -> str:
+    """Wait, then answer (a slow or hanging tool)."""
+    import anyio
+
+    await anyio.sleep(seconds)
+    return f"slept {seconds}"
 
 
 @server.tool()
