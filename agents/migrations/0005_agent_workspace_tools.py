@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0003_agent_slug_per_owner_and_lost_prompts'),
+        ('agents', '0004_llm_provider_openai'),
     ]
 
     operations = [
