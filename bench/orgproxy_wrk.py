@@ -10,6 +10,8 @@ Conduit… for each row, so both sides see the same machine load; the summary gi
 range over the rounds and the ratio of their medians (and its range, round by round).
 
     .venv/bin/python bench/orgproxy_wrk.py [--rounds 3] [--duration 5] [--connections 1,16]
+    .venv/bin/python bench/orgproxy_wrk.py --profile /bots [--duration 8]   # py-spy on Conduit's worker
+    .venv/bin/python bench/orgproxy_wrk.py --profile /session --method POST --gil
 
 Needs `wrk` (apt-get install wrk) and bench/requirements.txt (fastapi, uvicorn, pyjwt, httpx).
 """
@@ -103,6 +105,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16")
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--profile", metavar="PATH", help="instead: profile Conduit's worker (py-spy) under wrk on PATH")
+    parser.add_argument("--method", default="GET", help="with --profile")
+    parser.add_argument("--gil", action="store_true", help="with --profile: only samples holding the GIL")
     args = parser.parse_args()
     levels = [int(c) for c in args.connections.split(",")]
     common.print_machine()
@@ -142,6 +147,10 @@ def main() -> None:
             "--port", str(reference_port), "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         results: dict[tuple[str, int, str], list[dict]] = {}
+        if args.profile:
+            with server(conduit_command, env, f"{conduit}/health") as supervisor:
+                profile(supervisor, conduit + args.profile.replace("{bot}", BOT_A), scripts[args.method], args)
+            return
         with server(conduit_command, env, f"{conduit}/health"), \
                 server(reference_command, reference_env, f"{reference}/health"):  # fmt: skip
             for base in (reference, conduit):
@@ -189,6 +198,24 @@ def main() -> None:
             "machine": common.machine(), "loadavg": [load_before, load_after],
             "runs": [{"request": k[0], "connections": k[1], "side": k[2], "rounds": v} for k, v in results.items()],
         }, indent=1))  # fmt: skip
+
+
+def profile(supervisor: subprocess.Popen, url: str, script: Path, args) -> None:
+    from bench.profile import report
+
+    warm(url, script)
+    (pid,) = common.worker_pids(supervisor)
+    connections = int(args.connections.split(",")[-1])
+    raw = Path(tempfile.mkdtemp(prefix="conduit-profile-")) / "profile.txt"
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--format", "raw",
+               "--output", str(raw), "--nonblocking", "--rate", "200", *(["--gil"] if args.gil else [])]  # fmt: skip
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    figures = wrk(url, connections=connections, duration=args.duration - 1, script=script)
+    spy.wait(timeout=args.duration + 60)
+    print(f"{url} c={connections}: {figures}")
+    report(raw.read_text(), 45)
 
 
 def _range(values, digits: int = 0) -> str:
