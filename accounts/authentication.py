@@ -182,6 +182,8 @@ def is_provider_token(raw_token: str) -> bool:
     """True for an RS256 JWT (a provider token) when a provider is configured."""
     if not provider_configured():
         return False
+    if raw_token in verified_tokens:  # verified as one before (and only RS256 tokens are)
+        return True
     try:
         header = jwt.get_unverified_header(raw_token)
     except jwt.InvalidTokenError:
