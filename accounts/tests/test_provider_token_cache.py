@@ -62,7 +62,7 @@ def test_a_tampered_token_is_never_served_from_the_cache(oidc_provider):
 
 def test_a_cached_token_past_its_exp_is_refused(oidc_provider, monkeypatch):
     monkeypatch.setattr(authentication, "CLOCK_SKEW_SECONDS", 0)
-    expires_at = int(time.time()) + 2
+    expires_at = int(time.time()) + 3
     token = oidc_provider.mint(sub="auth0|alice", exp=expires_at)
     assert me(token).status_code == 200
     assert token in verified_tokens
