@@ -258,7 +258,7 @@ def _provider_user(sub: str) -> User | None:
     provider/external_id constraint), compiled once per database vendor and then run as a raw
     query. Read on every request with a provider token (the row is never cached: deactivation
     takes effect at once); compiling the query each time cost several times running it
-    (~0.3 ms against ~0.05 ms, bench/RESULTS.md)."""
+    (~0.36 ms of CPU against ~0.09 ms, bench/RESULTS.md)."""
     compiled = _provider_user_sql.get(connection.vendor)
     if compiled is None:
         query = User.objects.filter(provider=User.Provider.OIDC, external_id=_SUBJECT_MARK).order_by("pk")[:1].query
