@@ -13,15 +13,17 @@ Provider users are created on first sight (provider OIDC, external_id = the toke
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import threading
+import time
 from typing import Any
 
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -116,9 +118,72 @@ def _jwks_client() -> _JWKClient:
 
 
 def reset_provider_keys() -> None:
-    """Forget every cached key set (tests; a process picks up a new provider on restart anyway)."""
+    """Forget every cached key set and verified token (tests; a process picks up a new provider
+    on restart anyway)."""
     with _jwks_lock:
         _jwks_clients.clear()
+    verified_tokens.clear()
+
+
+class VerifiedTokenCache:
+    """Claims of provider tokens this process verified recently, so that a client sending the
+    same token on every request (what Claire clients do) costs one RS256 verification per token,
+    not one per request (bench/RESULTS.md, issue 18).
+
+    Safe because:
+    - the key is the whole token string, compared in full: a token differing in any byte (a
+      tampered payload or signature) is another key and goes through the full check;
+    - an entry is served only before the token's `exp` (no clock-skew leeway: past `exp` the token
+      is verified again, with the same leeway as always) and before the provider's verification
+      settings (issuer, audience, JWKS URL) change;
+    - an entry lives at most AUTH0_JWKS_CACHE_SECONDS: a key the provider withdraws stops
+      working here about as soon as it did without this cache (at the next JWKS fetch);
+    - only tokens that passed every check are stored; at most `max_entries`, oldest out first.
+    Revocation: provider access tokens are self-contained and were never checked with the
+    provider per request, so nothing is lost there. What the server decides per request (the
+    user's row: deactivated or deleted users) is still read on every request, never cached."""
+
+    def __init__(self) -> None:
+        self._entries: collections.OrderedDict[str, tuple[tuple, float, dict[str, Any]]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, config: tuple) -> dict[str, Any] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        entry_config, valid_until, claims = entry
+        if entry_config != config or time.time() >= valid_until:
+            with self._lock:
+                self._entries.pop(token, None)
+            return None
+        return dict(claims)  # a copy: a caller changing its claims can't change the cached ones
+
+    def put(self, token: str, config: tuple, claims: dict[str, Any], *, max_entries: int, lifetime: float) -> None:
+        valid_until = min(float(claims["exp"]), time.time() + lifetime)
+        if max_entries <= 0 or valid_until <= time.time():
+            return
+        with self._lock:
+            self._entries[token] = (config, valid_until, dict(claims))
+            self._entries.move_to_end(token)
+            while len(self._entries) > max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._entries
+
+
+verified_tokens = VerifiedTokenCache()
+
+
+def _verification_config() -> tuple:
+    return (settings.AUTH0_ISSUER, settings.AUTH0_AUDIENCE, settings.AUTH0_JWKS_URL)
 
 
 def provider_configured() -> bool:
@@ -129,6 +194,8 @@ def is_provider_token(raw_token: str) -> bool:
     """True for an RS256 JWT (a provider token) when a provider is configured."""
     if not provider_configured():
         return False
+    if raw_token in verified_tokens:  # verified as one before (and only RS256 tokens are)
+        return True
     try:
         header = jwt.get_unverified_header(raw_token)
     except jwt.InvalidTokenError:
@@ -139,7 +206,24 @@ def is_provider_token(raw_token: str) -> bool:
 def provider_claims(raw_token: str) -> dict[str, Any]:
     """The verified claims of a provider access token.
 
-    Raises ProviderTokenInvalid (→ 401) or ProviderUnavailable (→ 503, JWKS unreachable)."""
+    Raises ProviderTokenInvalid (→ 401) or ProviderUnavailable (→ 503, JWKS unreachable).
+    A token verified before is answered from `verified_tokens` until its `exp` (see there)."""
+    config = _verification_config()
+    cached = verified_tokens.get(raw_token, config)
+    if cached is not None:
+        return cached
+    claims = _verify_provider_token(raw_token)
+    verified_tokens.put(
+        raw_token,
+        config,
+        claims,
+        max_entries=settings.AUTH0_VERIFIED_TOKEN_CACHE_SIZE,
+        lifetime=settings.AUTH0_JWKS_CACHE_SECONDS,
+    )
+    return claims
+
+
+def _verify_provider_token(raw_token: str) -> dict[str, Any]:
     try:
         signing_key = _jwks_client().get_signing_key_from_jwt(raw_token)
     except jwt.PyJWKClientConnectionError as exc:
@@ -177,6 +261,27 @@ def placeholder_email(sub: str) -> str:
     return f"{hashlib.sha256(sub.encode()).hexdigest()[:16]}@{PLACEHOLDER_EMAIL_DOMAIN}"
 
 
+_provider_user_sql: dict[str, tuple[str, tuple]] = {}
+_SUBJECT_MARK = "\x00subject"  # stands for the subject while the query is compiled
+
+
+def _provider_user(sub: str) -> User | None:
+    """The user of a provider subject, or None: the ORM's own query (unique by the
+    provider/external_id constraint), compiled once per database vendor and then run as a raw
+    query. Read on every request with a provider token (the row is never cached: deactivation
+    takes effect at once); compiling the query each time cost several times running it
+    (~0.36 ms of CPU against ~0.09 ms, bench/RESULTS.md)."""
+    compiled = _provider_user_sql.get(connection.vendor)
+    if compiled is None:
+        query = User.objects.filter(provider=User.Provider.OIDC, external_id=_SUBJECT_MARK).order_by("pk")[:1].query
+        sql, params = query.sql_with_params()
+        if list(params).count(_SUBJECT_MARK) != 1:
+            raise RuntimeError(f"Unexpected parameters for the provider user query: {params!r}")
+        compiled = _provider_user_sql[connection.vendor] = (sql, tuple(params))
+    sql, params = compiled
+    return next(iter(User.objects.raw(sql, [sub if p == _SUBJECT_MARK else p for p in params])), None)
+
+
 def provider_user_for_claims(claims: dict[str, Any]) -> User:
     """The local user of a provider subject, created on first sight (just in time).
 
@@ -184,7 +289,7 @@ def provider_user_for_claims(claims: dict[str, Any]) -> User:
     user's email when no one has it yet; an access token never links to an existing account by
     email (browser login does that, see accounts.oidc)."""
     sub = claims["sub"]
-    user = User.objects.filter(provider=User.Provider.OIDC, external_id=sub).first()
+    user = _provider_user(sub)
     if user is not None:
         return user
     email = placeholder_email(sub)

@@ -437,6 +437,10 @@ AUTH0_JWKS_CACHE_SECONDS = env.float("AUTH0__JWKS_CACHE_SECONDS", default=300)
 # letting forged `kid`s hammer the provider).
 AUTH0_JWKS_REFRESH_COOLDOWN = env.float("AUTH0__JWKS_REFRESH_COOLDOWN", default=30.0)
 AUTH0_TIMEOUT = env.float("AUTH0__TIMEOUT", default=5.0)
+# Provider tokens verified by this process, remembered until their expiry (at most
+# AUTH0__JWKS_CACHE_SECONDS) so a client's same token isn't RS256-verified on every request
+# (accounts.authentication.VerifiedTokenCache). At most this many tokens; 0: verify every time.
+AUTH0_VERIFIED_TOKEN_CACHE_SIZE = env.int("AUTH0__VERIFIED_TOKEN_CACHE_SIZE", default=4096)
 if AUTH0_ISSUER and not AUTH0_AUDIENCE:
     raise ImproperlyConfigured(
         "AUTH0__AUDIENCE is not set. It is required with AUTH0__DOMAIN: it is the API identifier "

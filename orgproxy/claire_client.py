@@ -1,9 +1,12 @@
 """The one module that talks to the upstream Claire API.
 
-Nothing else builds Claire URLs or headers. Each thread gets its own pooled `requests.Session`
-(keep-alive; `Session` is not documented thread-safe and plain HTTP is served from a thread
-pool), every call has a `(connect, read)` timeout, and failures come out as the typed errors
-below, which the views turn into 502/504 JSON answers.
+Nothing else builds Claire URLs or headers. The process has one pooled client for Claire, a
+urllib3 `PoolManager` (keep-alive; thread-safe, shared by the server's threads), every call has a
+connect and a read timeout, and failures come out as the typed errors below, which the views turn
+into 502/504 JSON answers. urllib3 rather than `requests` on top of it: `requests` cost about as
+much CPU again per call (~0.3 ms of the ~0.7 ms of a call, most of it preparing the request;
+bench/RESULTS.md, issue 18), and it added nothing used here (no cookies, redirects, auth or
+proxies from the environment).
 
 Retries (`CLAIRE_RETRIES`): a connection that could not be made is retried for any method
 (nothing reached the upstream); a GET is also retried after a dropped/timed-out response or a
@@ -16,14 +19,16 @@ error messages (which name the method, path and status only).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from typing import Any
+from urllib.parse import urlencode
 
-import requests
+import urllib3
 from django.conf import settings
-from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
@@ -68,12 +73,14 @@ class UpstreamStatusError(ClaireError):
     code = "upstream_error"
 
 
-# --- the pooled, per-thread HTTP session -----------------------------------------------------
+# --- the process's pooled HTTP client ---------------------------------------------------------
 
-_local = threading.local()
+_clients: dict[tuple[int, int], urllib3.PoolManager] = {}
+_clients_lock = threading.Lock()
+_BASE_HEADERS = {"Accept": "application/json", "User-Agent": "conduit-orgproxy"}
 
 
-def _new_session(*, retries: int, pool_size: int) -> requests.Session:
+def _new_client(*, retries: int, pool_size: int) -> urllib3.PoolManager:
     retry = Retry(
         total=retries,
         connect=retries,
@@ -87,32 +94,28 @@ def _new_session(*, retries: int, pool_size: int) -> requests.Session:
         raise_on_status=False,  # the last response comes back and is judged like any other
         respect_retry_after_header=False,
     )
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=retry)
-    session = requests.Session()
-    session.trust_env = False  # no .netrc credentials or proxy variables mixed into our calls
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"Accept": "application/json", "User-Agent": "conduit-orgproxy"})
-    return session
+    # No proxy variables or .netrc credentials: urllib3 reads neither.
+    return urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=retry)
 
 
-def http_session() -> requests.Session:
-    """This thread's session, rebuilt only if the retry or pool settings changed."""
+def http_client() -> urllib3.PoolManager:
+    """The process's client, made anew only if the retry or pool settings changed."""
     config = (settings.CLAIRE_RETRIES, settings.CLAIRE_POOL_SIZE)
-    cached = getattr(_local, "session", None)
-    if cached is None or cached[0] != config:
-        if cached is not None:
-            cached[1].close()
-        cached = (config, _new_session(retries=config[0], pool_size=config[1]))
-        _local.session = cached
-    return cached[1]
+    client = _clients.get(config)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(config)
+            if client is None:
+                for old in _clients.values():
+                    old.clear()
+                _clients.clear()
+                client = _clients[config] = _new_client(retries=config[0], pool_size=config[1])
+    return client
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    """requests reports a read timeout whose retries ran out as a ConnectionError wrapping
-    urllib3's MaxRetryError: look through the wrapping for urllib3's timeout."""
-    if isinstance(exc, requests.Timeout):
-        return True
+    """urllib3 reports a timeout whose retries ran out as a MaxRetryError whose `reason` is the
+    timeout: look through the wrapping for urllib3's timeout."""
     seen: set[int] = set()
     stack: list[Any] = [exc]
     while stack:
@@ -148,18 +151,24 @@ def _request(
         if not bearer:
             raise ClaireNotConfigured("The organization server is not configured: CLAIRE__API_KEY is not set.")
     url = f"{(base_url or settings.CLAIRE_BASE_URL).rstrip('/')}{path}"
+    if params:
+        url = f"{url}?{urlencode(params)}"
+    headers = {**_BASE_HEADERS, "Authorization": f"Bearer {bearer}"}
+    body = None
+    if json_body is not None:
+        body = json.dumps(json_body, allow_nan=False).encode()
+        headers["Content-Type"] = "application/json"
     started = time.monotonic()
     try:
-        response = http_session().request(
+        response = http_client().request(
             method,
             url,
-            params=params,
-            json=json_body,
-            headers={"Authorization": f"Bearer {bearer}"},
-            timeout=(settings.CLAIRE_CONNECT_TIMEOUT, settings.CLAIRE_READ_TIMEOUT),
-            allow_redirects=False,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=settings.CLAIRE_CONNECT_TIMEOUT, read=settings.CLAIRE_READ_TIMEOUT),
+            redirect=False,
         )
-    except requests.RequestException as exc:
+    except (Urllib3Error, ValueError) as exc:  # ValueError: a header value http.client refuses
         elapsed = time.monotonic() - started
         if _is_timeout(exc):
             logger.warning("Claire %s %s timed out after %.2fs", method, path, elapsed)
@@ -168,17 +177,17 @@ def _request(
         raise UpstreamUnavailable(f"Claire {method} {path} is unreachable.") from None
 
     upstream_request_id = response.headers.get("X-Request-ID", "-")
-    status = response.status_code
+    status = response.status
     if not (200 <= status < 300) and status not in accept_statuses:
         logger.warning(
             "Claire %s %s answered %s (upstream request id %s)", method, path, status, upstream_request_id
         )
         raise UpstreamStatusError(f"Claire {method} {path} answered {status}.", upstream_status=status)
-    if not response.content.strip():
+    if not response.data.strip():
         return status, None
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(response.data)
+    except ValueError:  # UnicodeDecodeError included
         logger.warning(
             "Claire %s %s answered %s with a body that is not JSON (upstream request id %s)",
             method,

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from orgproxy import claire_client, selectors
@@ -39,9 +39,16 @@ def session_create(*, user: User, bot_id: str) -> dict[str, Any]:
             raise BotNotFound(bot_id) from None
         raise
     session_id = created["session"]["session_id"]
+    record = ClientSession(session_id=session_id, user=user, upstream_user_id=user_id, bot_id=bot_id)
     try:
-        with transaction.atomic():
-            ClientSession.objects.create(session_id=session_id, user=user, upstream_user_id=user_id, bot_id=bot_id)
+        if connection.in_atomic_block:  # a caller's transaction: a savepoint keeps it usable after a conflict
+            with transaction.atomic():
+                record.save(force_insert=True)
+        else:
+            # One autocommit INSERT, no BEGIN…COMMIT around it: on SQLite an explicit transaction
+            # holds the database's one write lock while Python runs between its statements, and
+            # concurrent requests then sleep in SQLite's busy handler (bench/RESULTS.md, issue 18).
+            record.save(force_insert=True)
     except IntegrityError:
         # Claire handed out an id we already have: never let it change hands.
         logger.error("Claire returned session id %s, which is already recorded", session_id)

@@ -18,21 +18,32 @@ def test_calls_reuse_one_kept_alive_connection(auth_client, claire, settings):
     assert len({call.client_port for call in claire.calls()}) == 1
 
 
-def test_each_thread_has_its_own_pooled_session(claire):
-    sessions = []
+def test_threads_share_the_process_pooled_client(auth_client, claire, settings):
+    settings.CLAIRE_BOTS_CACHE_TTL = 0
+    clients = []
 
-    def remember():
-        sessions.append(claire_client.http_session())
-        sessions.append(claire_client.http_session())
+    def call_twice():
+        clients.append(claire_client.http_client())
+        claire_client.bots_list()
+        claire_client.bots_list()
 
-    workers = [threading.Thread(target=remember) for _ in range(2)]
+    workers = [threading.Thread(target=call_twice) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
 
-    assert sessions[0] is sessions[1] and sessions[2] is sessions[3]
-    assert sessions[0] is not sessions[2]
+    assert clients[0] is clients[1]  # one client (and pool) per process, not one per thread
+    assert len(claire.calls()) == 4
+    assert len({call.client_port for call in claire.calls()}) <= 2  # connections kept and reused
+
+
+def test_no_proxy_from_the_environment_is_used(claire, settings, monkeypatch):
+    settings.CLAIRE_BOTS_CACHE_TTL = 0
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+
+    assert [bot["bot_id"] for bot in claire_client.bots_list()] == [bot["bot_id"] for bot in claire.bots]
 
 
 def test_concurrent_calls_from_many_threads_all_succeed(claire, settings):

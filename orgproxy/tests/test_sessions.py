@@ -307,3 +307,36 @@ def test_the_schema_documents_the_root_endpoints(client):
     assert {"/session", "/session/{session_id}", "/session/{session_id}/renew", "/bots"} <= set(paths)
     assert set(paths["/session"]) == {"get", "post"}
     assert not any(path.startswith("/api/v1/org/") for path in paths)
+
+
+# --- a session id Claire hands out twice -------------------------------------------------------
+
+
+def _claire_hands_out(claire, session_id: str) -> None:
+    claire.fail("POST", "/m2m/client_sessions", body={
+        "session": {"organization_id": ORG_ID, "session_id": session_id, "editable": "all_messages", "meta": {}},
+        "token": "session-token-" + "0" * 32,
+    })  # fmt: skip
+
+
+def _assert_the_session_stays_its_owners(auth_client, other_user, claire) -> None:
+    taken = new_id("session")
+    ClientSession.objects.create(session_id=taken, user=other_user, upstream_user_id=local_id(other_user))
+    _claire_hands_out(claire, taken)
+
+    response = auth_client.post(f"/session?bot_id={BOT_A}")
+
+    assert response.status_code == 502, response.content
+    assert response.json()["detail"]["code"] == "upstream_bad_response"
+    assert list(ClientSession.objects.filter(session_id=taken).values_list("user_id", flat=True)) == [other_user.pk]
+    claire.scripts.clear()
+    assert auth_client.post(f"/session?bot_id={BOT_A}").status_code == 200  # the connection is still usable
+
+
+def test_a_session_id_already_recorded_never_changes_hands(auth_client, other_user, claire):
+    _assert_the_session_stays_its_owners(auth_client, other_user, claire)  # inside the test's transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_id_already_recorded_never_changes_hands_in_autocommit(auth_client, other_user, claire):
+    _assert_the_session_stays_its_owners(auth_client, other_user, claire)  # as served: no outer transaction

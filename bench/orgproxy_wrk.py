@@ -1,0 +1,230 @@
+"""Benchmark (issue 18): the organization server against the reference FastAPI server, with wrk.
+
+Both sides get the same fake Claire API (own process) and the same fake OpenID provider (RS256
+keys, JWKS; in this process, fetched once by each server), and the same provider access token
+(what Claire clients send). Conduit: `manage.py run` with its defaults (only the port given),
+a fresh SQLite file, DEBUG off. The reference: bench/reference_orgserver.py under uvicorn, one
+process. Load: wrk (Debian's, C), one thread, loopback, 1 and 16 connections, the Authorization
+header (and the POST) set by a Lua script. Rounds alternate reference, Conduit, reference,
+Conduit… for each row, so both sides see the same machine load; the summary gives each side's
+range over the rounds and the ratio of their medians (and its range, round by round).
+
+    .venv/bin/python bench/orgproxy_wrk.py [--rounds 3] [--duration 5] [--connections 1,16]
+    .venv/bin/python bench/orgproxy_wrk.py --profile /bots [--duration 8]   # py-spy on Conduit's worker
+    .venv/bin/python bench/orgproxy_wrk.py --profile /session --method POST --gil
+
+Needs `wrk` (apt-get install wrk) and bench/requirements.txt (fastapi, uvicorn, pyjwt, httpx).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+from config.testing.fake_oidc import FakeOIDCProvider  # noqa: E402
+from orgproxy.tests.fake_claire import API_KEY, BOT_A  # noqa: E402
+
+SUBJECT = "auth0|bench-orgproxy"
+TOKEN_LIFETIME = 4 * 3600
+
+LUA = """
+wrk.method = "{method}"
+wrk.headers["Authorization"] = "{authorization}"
+{body}
+"""
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict[str, str], health: str) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(command, cwd=common.ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        common.wait_for_http(health, process=process)
+        yield process
+    finally:
+        common.stop(process)
+
+
+def lua_script(directory: Path, name: str, *, method: str, token: str) -> Path:
+    body = 'wrk.body = ""' if method == "POST" else ""
+    path = directory / f"{name}.lua"
+    path.write_text(LUA.format(method=method, authorization=f"Bearer {token}", body=body))
+    return path
+
+
+def wrk(url: str, *, connections: int, duration: float, script: Path | None) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        command += ["-s", str(script)]
+    result = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration + 60)
+    if result.returncode:
+        raise RuntimeError(f"wrk failed: {result.stderr}")
+    out = result.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    return {"rps": rps, "requests": total, "errors": errors, "p50_ms": _ms(p50), "p99_ms": _ms(p99)}
+
+
+def _ms(match) -> float:
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def warm(url: str, script: Path | None) -> None:
+    figures = wrk(url, connections=2, duration=1, script=script)
+    if figures["errors"] or not figures["requests"]:
+        raise RuntimeError(f"{url}: warm-up failed ({figures})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,16")
+    parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--profile", metavar="PATH", help="instead: profile Conduit's worker (py-spy) under wrk on PATH")
+    parser.add_argument("--method", default="GET", help="with --profile")
+    parser.add_argument("--gil", action="store_true", help="with --profile: only samples holding the GIL")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.connections.split(",")]
+    common.print_machine()
+    load_before = load_average()
+    print(f"loadavg before: {load_before}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="conduit-bench-") as tmp_name, common.fake("claire") as claire, \
+            FakeOIDCProvider() as provider:  # fmt: skip
+        tmp = Path(tmp_name)
+        token = provider.mint(sub=SUBJECT, exp=int(time.time()) + TOKEN_LIFETIME)
+        auth_env = {
+            "AUTH0__ISSUER": provider.issuer,
+            "AUTH0__AUDIENCE": provider.audience,
+            "AUTH0__JWKS_URL": provider.jwks_url,
+            "CLAIRE__BASE_URL": claire,
+            "CLAIRE__API_KEY": API_KEY,
+        }
+        env = common.base_env(tmp, **auth_env)
+        common.prepare_database(env)
+        conduit_port, reference_port = common.free_port(), common.free_port()
+        conduit = f"http://127.0.0.1:{conduit_port}"
+        reference = f"http://127.0.0.1:{reference_port}"
+        reference_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CLAIRE__", "AUTH0__"))},
+                         **auth_env}  # fmt: skip
+        scripts = {
+            "GET": lua_script(tmp, "get", method="GET", token=token),
+            "POST": lua_script(tmp, "post", method="POST", token=token),
+        }
+        rows = [
+            ("GET /bots", "/bots", scripts["GET"]),
+            ("POST /session", f"/session?bot_id={BOT_A}", scripts["POST"]),
+            ("GET /health", "/health", None),
+        ]
+        conduit_command = [common.PYTHON, "manage.py", "run", "--port", str(conduit_port)]
+        reference_command = [
+            common.PYTHON, "-m", "uvicorn", "bench.reference_orgserver:app", "--host", "127.0.0.1",
+            "--port", str(reference_port), "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        results: dict[tuple[str, int, str], list[dict]] = {}
+        if args.profile:
+            with server(conduit_command, env, f"{conduit}/health") as supervisor:
+                profile(supervisor, conduit + args.profile.replace("{bot}", BOT_A), scripts[args.method], args)
+            return
+        with server(conduit_command, env, f"{conduit}/health"), \
+                server(reference_command, reference_env, f"{reference}/health"):  # fmt: skip
+            for base in (reference, conduit):
+                for _name, path, script in rows:
+                    warm(base + path, script)
+            for round_index in range(args.rounds):
+                for name, path, script in rows:
+                    for connections in levels:
+                        for side, base in (("reference", reference), ("conduit", conduit)):
+                            figures = wrk(base + path, connections=connections, duration=args.duration, script=script)
+                            results.setdefault((name, connections, side), []).append(figures)
+                            print(f"  round {round_index + 1} {name} c={connections} {side}: {figures['rps']:.0f} req/s,"
+                                  f" p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms,"
+                                  f" errors {figures['errors']}", file=sys.stderr, flush=True)  # fmt: skip
+    load_after = load_average()
+
+    table_rows = []
+    for name, _path, _script in rows:
+        for connections in levels:
+            ref = results[(name, connections, "reference")]
+            con = results[(name, connections, "conduit")]
+            ratios = [c["rps"] / r["rps"] for r, c in zip(ref, con)]
+            ref_median = statistics.median(r["rps"] for r in ref)
+            con_median = statistics.median(c["rps"] for c in con)
+            table_rows.append([
+                name, connections, _range(r["rps"] for r in ref), _range(c["rps"] for c in con),
+                f"{con_median / ref_median:.2f}", _range(ratios, digits=2),
+                f"{statistics.median(c['p50_ms'] for c in con):.2f}", f"{statistics.median(c['p99_ms'] for c in con):.2f}",
+                sum(x["errors"] for x in ref + con),
+            ])  # fmt: skip
+    print()
+    print(f"loadavg before {load_before}, after {load_after}; {args.rounds} rounds of {args.duration:g} s per cell")
+    print(common.table(
+        ["request", "conns", "reference req/s", "Conduit req/s", "ratio (medians)", "ratio per round",
+         "Conduit p50 ms", "Conduit p99 ms", "errors"], table_rows))  # fmt: skip
+    for connections in levels:
+        health = [c["rps"] for c in results[("GET /health", connections, "conduit")]]
+        for name in ("GET /bots", "POST /session"):
+            mine = [c["rps"] for c in results[(name, connections, "conduit")]]
+            shares = [m / h for m, h in zip(mine, health)]
+            print(f"Conduit {name} / Conduit GET /health at {connections} conns: "
+                  f"{statistics.median(mine) / statistics.median(health):.2f} (per round {_range(shares, digits=2)})")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "machine": common.machine(), "loadavg": [load_before, load_after],
+            "runs": [{"request": k[0], "connections": k[1], "side": k[2], "rounds": v} for k, v in results.items()],
+        }, indent=1))  # fmt: skip
+
+
+def profile(supervisor: subprocess.Popen, url: str, script: Path, args) -> None:
+    from bench.profile import report
+
+    warm(url, script)
+    (pid,) = common.worker_pids(supervisor)
+    connections = int(args.connections.split(",")[-1])
+    raw = Path(tempfile.mkdtemp(prefix="conduit-profile-")) / "profile.txt"
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)), "--format", "raw",
+               "--output", str(raw), "--nonblocking", "--rate", "200", *(["--gil"] if args.gil else [])]  # fmt: skip
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    figures = wrk(url, connections=connections, duration=args.duration - 1, script=script)
+    spy.wait(timeout=args.duration + 60)
+    print(f"{url} c={connections}: {figures}")
+    report(raw.read_text(), 45)
+
+
+def _range(values, digits: int = 0) -> str:
+    values = list(values)
+    low, high = min(values), max(values)
+    if digits:
+        return f"{low:.{digits}f}–{high:.{digits}f}"
+    return f"{low:,.0f}–{high:,.0f}"
+
+
+if __name__ == "__main__":
+    main()
