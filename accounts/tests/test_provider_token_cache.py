@@ -13,7 +13,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts import authentication
-from accounts.authentication import verified_tokens
+from accounts.authentication import TOKEN_EXPIRED_MESSAGE, verified_tokens
 from accounts.models import User
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +69,7 @@ def test_a_cached_token_past_its_exp_is_refused(oidc_provider, monkeypatch):
 
     time.sleep(max(0.0, expires_at - time.time()) + 0.2)
 
-    assert_refused(me(token), "Token has expired.")
+    assert_refused(me(token), TOKEN_EXPIRED_MESSAGE)
     assert token not in verified_tokens
 
 
