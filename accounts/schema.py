@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -16,3 +17,9 @@ class ProviderTokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "An RS256 access token from the OpenID provider (AUTH0__DOMAIN, AUTH0__AUDIENCE).",
         }
+
+
+class LocalTokenScheme(SimpleJWTScheme):
+    """simplejwt's scheme (`jwtAuth`) for its subclass that names expired tokens."""
+
+    target_class = "accounts.authentication.LocalTokenAuthentication"
