@@ -9,20 +9,22 @@ events (assistant.llm.types); they never branch on the provider.
 
 from __future__ import annotations
 
+import importlib
 from typing import AsyncIterator
 
-from assistant.llm import anthropic_messages, openai_chat
 from assistant.llm.anthropic_messages import async_client, map_sdk_error
 from assistant.llm.types import CallEvent, LLMError, ModelCall, ModelSettings, Provider
 
-_ADAPTERS = {Provider.ANTHROPIC: anthropic_messages, Provider.OPENAI: openai_chat}
+# Imported on first use: the openai SDK adds ~0.3 s (seconds on a loaded machine) to every process's
+# start, which a deployment that only uses Anthropic shouldn't pay.
+_ADAPTERS = {Provider.ANTHROPIC: "assistant.llm.anthropic_messages", Provider.OPENAI: "assistant.llm.openai_chat"}
 
 
 def _adapter(model: ModelSettings):
-    adapter = _ADAPTERS.get(model.provider)
-    if adapter is None:
+    module = _ADAPTERS.get(model.provider)
+    if module is None:
         raise LLMError("not_configured", f"Unknown model provider {model.provider!r}.")
-    return adapter
+    return importlib.import_module(module)
 
 
 def check_configured(model: ModelSettings) -> None:
