@@ -10,15 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from assistant import turns
-from assistant.engine import ToolCall, ToolOutcome
+# Imported lazily: a server imports this module before Django is set up (config.asgi does that).
 
 
 class LookupTools:
     def definitions(self):
         return [{"name": "lookup", "description": "Look a word up", "input_schema": {"type": "object"}}]
 
-    async def run(self, call: ToolCall) -> ToolOutcome:
+    async def run(self, call):
+        from assistant.engine import ToolOutcome
+
         word = call.input.get("word", "")
         if word == "fail":
             return ToolOutcome(call.id, "no such word", is_error=True)
@@ -38,13 +39,16 @@ def with_lookup_tool(turn_begin):
 
 
 def give_every_turn_the_lookup_tool() -> None:
+    from assistant import turns
+
     turns.turn_begin = with_lookup_tool(turns.turn_begin)
 
 
 def __getattr__(name: str):
     if name == "application":  # only when a server asks for it: importing config.asgi sets Django up
-        give_every_turn_the_lookup_tool()
         from config.asgi import application
+
+        give_every_turn_the_lookup_tool()
 
         return application
     raise AttributeError(name)
