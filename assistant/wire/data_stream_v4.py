@@ -16,8 +16,9 @@ multi-call turn's usage by call (the stored messages do: one per call)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from assistant.wire.jsontext import dumps
 
 from assistant.wire.vercel import Steps, finish_reason
 
@@ -30,7 +31,7 @@ def sdk_usage(usage: dict[str, int]) -> dict[str, int]:
 
 
 def part(code: str, value: Any) -> bytes:
-    return f"{code}:{json.dumps(value, ensure_ascii=False)}\n".encode()
+    return f"{code}:{dumps(value)}\n".encode()
 
 
 class DataStreamEncoder:

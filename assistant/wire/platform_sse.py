@@ -3,12 +3,13 @@ with `id:` = the event's per-session seq, so a client resumes with `Last-Event-I
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from assistant.wire.jsontext import dumps
 
 
 def sse_event(frame: dict[str, Any]) -> bytes:
-    return f"id: {frame['seq']}\ndata: {json.dumps(frame, ensure_ascii=False)}\n\n".encode()
+    return f"id: {frame['seq']}\ndata: {dumps(frame)}\n\n".encode()
 
 
 class PlatformSseEncoder:

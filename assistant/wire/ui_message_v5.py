@@ -17,8 +17,9 @@ the finish chunk's message metadata, in the SDK's usage shape."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from assistant.wire.jsontext import dumps
 
 from assistant.wire.vercel import Steps, finish_reason
 
@@ -134,4 +135,4 @@ class UIMessageStreamEncoder:
 
     @staticmethod
     def _sse(chunk: dict[str, Any]) -> bytes:
-        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+        return f"data: {dumps(chunk)}\n\n".encode()
