@@ -291,3 +291,71 @@ def test_the_run_events_and_stop_paths_are_served_on_the_asgi_path():
         assert STREAMING_HTTP_PATTERN.fullmatch(path)
     for path in ["/api/v1/agents/helper", "/api/v1/sessions/12/messages", "/api/v1/agents/a/b/run"]:
         assert not STREAMING_HTTP_PATTERN.fullmatch(path)
+
+
+async def test_on_a_real_server_a_run_client_that_hangs_up_leaves_the_turn_to_finish(tmp_path):
+    """daphne notices the hang-up and Django cancels the response: the turn must not notice."""
+    import http.client
+    from urllib.parse import urlparse
+
+    from assistant.tests.test_live_servers import seed_over_api
+    from config.testing.fake_anthropic import fake_anthropic_server
+    from config.testing.processes import database_url_for_children, http_json, running_server
+
+    with fake_anthropic_server() as fake:
+        env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
+               "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
+        with running_server(env) as base:
+            token, slug = await asyncio.to_thread(seed_over_api, base, fake.base_url)
+            fake.script(Reply(text=["first ", "second ", "third"], pause_after=1))
+
+            def read_until_the_first_words_then_hang_up() -> tuple[int, str]:
+                host = urlparse(base)
+                connection = http.client.HTTPConnection(host.hostname, host.port, timeout=15)
+                connection.request("POST", f"/api/v1/agents/{slug}/run", json.dumps({"message": "hello"}),
+                                   {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+                response = connection.getresponse()
+                assert response.status == 200, response.read()
+                last_id = None
+                while True:
+                    line = response.readline().decode()
+                    if line.startswith("id: "):
+                        last_id = line[len("id: "):].strip()
+                    if line.startswith("data: ") and json.loads(line[len("data: "):])["type"] == "text_delta":
+                        break
+                response.close()
+                connection.close()
+                return int(response.getheader("X-Session-ID")), last_id
+
+            session_id, last_id = await asyncio.to_thread(read_until_the_first_words_then_hang_up)
+            await asyncio.to_thread(fake.wait_until_paused)
+            await asyncio.sleep(0.5)  # time for the server to notice the hang-up
+            fake.release()
+
+            def stored_answer() -> dict:
+                status, page = http_json("GET", f"{base}/api/v1/sessions/{session_id}/messages", None, token)
+                assert status == 200
+                return page["results"][-1]
+
+            for _ in range(100):
+                if (await asyncio.to_thread(stored_answer))["status"] != "streaming":
+                    break
+                await asyncio.sleep(0.1)
+            answer = await asyncio.to_thread(stored_answer)
+            assert answer["status"] == "complete"
+            assert answer["content"] == [{"type": "text", "text": "first second third"}]
+
+            def resume() -> list[dict]:
+                host = urlparse(base)
+                connection = http.client.HTTPConnection(host.hostname, host.port, timeout=15)
+                connection.request("GET", f"/api/v1/sessions/{session_id}/events",
+                                   headers={"Authorization": f"Bearer {token}", "Last-Event-ID": last_id})  # fmt: skip
+                response = connection.getresponse()
+                assert response.status == 200
+                body = response.read().decode()
+                connection.close()
+                return [data for _, data in sse_events(body)]
+
+            rest = await asyncio.to_thread(resume)
+            assert rest[0]["seq"] == int(last_id) + 1 and rest[-1]["type"] == "result"
+            assert "".join(f["text"] for f in rest if f["type"] == "text_delta") == "second third"

@@ -100,7 +100,7 @@ def running_server(env: dict[str, str], *, workers: int = 1, application: str | 
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a loaded 2-core machine starts a server in 10–40 s
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"server exited early:\n{process.stdout.read()}")
