@@ -139,7 +139,8 @@ STREAM_DESCRIPTION = (
     "`tool_use`, `tool_result`, then `result` or `error`). `v5`: `data: <UI message chunk>` lines ending with "
     "`data: [DONE]`. `v4` (text/plain): `CODE:JSON` lines (`0:` text, `g:` reasoning, `9:` tool call, `a:` tool "
     "result, `3:` error, `f:`/`e:` step start/finish, `d:` finish with usage). Header X-Session-ID: the session. "
-    "A client that disconnects leaves the turn running: resume with GET /api/v1/sessions/{id}/events."
+    "A client that disconnects leaves the turn running: resume with GET /api/v1/sessions/{id}/events, or by "
+    "sending the same request with `session_id` and a `Last-Event-ID` header (the turn is not run again)."
 )
 
 
@@ -170,6 +171,8 @@ class RunApi(_StreamingApi):
         serializer = RunRequest(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if request.headers.get("Last-Event-ID") not in (None, ""):
+            return self._resume(request, slug, protocol, data)
         try:
             plan = services.run_turn_begin(
                 user=request.user, agent_slug=slug, message=data["message"], session_id=data.get("session_id"),
@@ -179,6 +182,20 @@ class RunApi(_StreamingApi):
             return _refusal_response(refused, field="custom_properties")
         encoder = wire.encoder_for(protocol)
         return _streaming_response(_relay(plan, encoder), encoder, plan.session_id)
+
+    def _resume(self, request: Request, slug: str, protocol: str, data: dict[str, Any]):
+        """A client that retries the POST with `Last-Event-ID` (as SSE libraries do after a dropped
+        connection) resumes the session's stream rather than running the message a second time."""
+        if protocol != "sse" or "session_id" not in data:
+            raise ValidationError({"Last-Event-ID": [
+                "Resuming needs `protocol=sse` and the `session_id` (X-Session-ID); or use GET /api/v1/sessions/{id}/events."
+            ]})  # fmt: skip
+        after_seq = _resume_point(request)
+        session_id = data["session_id"]
+        if not agent_selectors.session_owned(user=request.user).filter(pk=session_id, agent__slug=slug).exists():
+            return error_response("No such session.", "not_found", status.HTTP_404_NOT_FOUND)
+        encoder = wire.PlatformSseEncoder()
+        return _streaming_response(_replay_then_follow(request.user, session_id, after_seq), encoder, session_id)
 
 
 # --- resume -----------------------------------------------------------------------------------

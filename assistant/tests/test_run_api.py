@@ -359,3 +359,17 @@ async def test_on_a_real_server_a_run_client_that_hangs_up_leaves_the_turn_to_fi
             rest = await asyncio.to_thread(resume)
             assert rest[0]["seq"] == int(last_id) + 1 and rest[-1]["type"] == "result"
             assert "".join(f["text"] for f in rest if f["type"] == "text_delta") == "second third"
+
+
+async def test_a_retried_post_with_last_event_id_resumes_instead_of_running_again(user, agent, fake):
+    fake.script(Reply(text=["Only ", "once."]))
+    client = await client_for(user)
+    frames = [data for _, data in sse_events(await body_of(await client.run({"message": "go"})))]
+    session_id = frames[0]["session_id"]
+    headers = {**client.headers, "Last-Event-ID": str(frames[1]["seq"])}
+    retried = await client.client.post(RUN, {"message": "go", "session_id": session_id}, content_type="application/json", headers=headers)
+    assert retried.status_code == 200
+    assert [data for _, data in sse_events(await body_of(retried))] == frames[2:]
+    assert len(fake.requests) == 1 and await Message.objects.filter(session_id=session_id).acount() == 2
+    without_session = await client.client.post(RUN, {"message": "go"}, content_type="application/json", headers=headers)
+    assert without_session.status_code == 400 and "Last-Event-ID" in without_session.json()["detail"]["fields"]
