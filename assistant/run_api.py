@@ -81,7 +81,9 @@ class _TextField(serializers.CharField):
 class RunRequest(serializers.Serializer):
     message = _TextField(min_length=1, max_length=settings.ASSISTANT_MAX_MESSAGE_CHARS, trim_whitespace=False)
     session_id = serializers.IntegerField(required=False, min_value=1, max_value=untrusted.MAX_DB_INT)
-    custom_properties = serializers.DictField(required=False, help_text="Values for the agent's custom properties (new sessions only).")
+    custom_properties = serializers.DictField(
+        required=False, help_text="Values for the agent's custom properties (new sessions only)."
+    )
 
     def validate_message(self, value: str) -> str:
         if not value.strip():
@@ -91,7 +93,8 @@ class RunRequest(serializers.Serializer):
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if "session_id" in data and "custom_properties" in data:
             raise serializers.ValidationError(
-                {"custom_properties": ["Custom properties are set when a session starts; leave them out with `session_id`."]}
+                {"custom_properties": ["Custom properties are set when a session starts; leave them out with "
+                                       "`session_id`."]}  # fmt: skip
             )
         return data
 
@@ -229,7 +232,8 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None) -> A
                     last = frame["seq"]
                 if missed and missed[-1]["type"] in wire.TERMINAL_EVENTS:
                     return
-                if not missed and not await database_sync_to_async(turns.turn_is_running)(user=user, session_id=session_id):
+                running = await database_sync_to_async(turns.turn_is_running)(user=user, session_id=session_id)
+                if not missed and not running:
                     return  # nothing running (or its runner died: the stale-turn sweep closes it)
                 yield b": keep-alive\n\n"
                 continue
@@ -251,7 +255,10 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None) -> A
 def _resume_point(request: Request) -> int | None:
     """`Last-Event-ID` (what an EventSource sends when it reconnects), else `?after=`."""
     header = request.headers.get("Last-Event-ID")
-    name, value = ("Last-Event-ID", header) if header not in (None, "") else ("after", request.query_params.get("after"))
+    if header not in (None, ""):
+        name, value = "Last-Event-ID", header
+    else:
+        name, value = "after", request.query_params.get("after")
     if value in (None, ""):
         return None
     try:
@@ -312,7 +319,10 @@ class SessionStopApi(APIView):
         responses={
             202: inline_serializer(
                 "StopAccepted",
-                fields={"session_id": serializers.IntegerField(), "status": serializers.ChoiceField(choices=["stopping"])},
+                fields={
+                    "session_id": serializers.IntegerField(),
+                    "status": serializers.ChoiceField(choices=["stopping"]),
+                },
             ),
             404: OpenApiResponse(description="No such session of yours."),
             409: OpenApiResponse(description="No turn is running in this session (`no_turn`)."),

@@ -57,7 +57,8 @@ class DataStreamEncoder:
         if kind == "tool_use":
             out = self._begin_step()
             self.steps.tool_called(frame["id"])
-            return out + part("9", {"toolCallId": frame["id"], "toolName": frame["name"], "args": frame.get("input") or {}})
+            call = {"toolCallId": frame["id"], "toolName": frame["name"], "args": frame.get("input") or {}}
+            return out + part("9", call)
         if kind == "tool_result":
             result = {"error": frame["output"]} if frame.get("is_error") else frame["output"]
             out = part("a", {"toolCallId": frame["id"], "result": result})

@@ -83,9 +83,10 @@ class UIMessageStreamEncoder:
                            "input": frame.get("input") or {}, "dynamic": True}]  # fmt: skip
         if kind == "tool_result":
             if frame.get("is_error"):
-                out = [{"type": "tool-output-error", "toolCallId": frame["id"], "errorText": frame["output"], "dynamic": True}]
+                chunk = {"type": "tool-output-error", "toolCallId": frame["id"], "errorText": frame["output"]}
             else:
-                out = [{"type": "tool-output-available", "toolCallId": frame["id"], "output": frame["output"], "dynamic": True}]
+                chunk = {"type": "tool-output-available", "toolCallId": frame["id"], "output": frame["output"]}
+            out = [{**chunk, "dynamic": True}]
             if self.steps.tool_answered(frame["id"]):
                 out.append({"type": "finish-step"})
             return out
@@ -98,9 +99,12 @@ class UIMessageStreamEncoder:
             return [*out, {"type": "finish", "finishReason": finish_reason(frame), "messageMetadata": metadata}]
         if kind == "error":
             out = self._end_step()
-            return [*out, {"type": "error", "errorText": frame["message"]},
-                    {"type": "finish", "finishReason": "error", "messageMetadata": {"sessionId": frame["session_id"],
-                                                                                   "errorCode": frame["code"]}}]  # fmt: skip
+            metadata = {"sessionId": frame["session_id"], "errorCode": frame["code"]}
+            return [
+                *out,
+                {"type": "error", "errorText": frame["message"]},
+                {"type": "finish", "finishReason": "error", "messageMetadata": metadata},
+            ]
         return []
 
     # -- parts and steps
