@@ -197,59 +197,79 @@ class RunApi(_StreamingApi):
         session_id = data["session_id"]
         if not agent_selectors.session_owned(user=request.user).filter(pk=session_id, agent__slug=slug).exists():
             return error_response("No such session.", "not_found", status.HTTP_404_NOT_FOUND)
-        encoder = wire.PlatformSseEncoder()
-        return _streaming_response(_replay_then_follow(request.user, session_id, after_seq), encoder, session_id)
+        return _resume_response(request.user, session_id, after_seq)
 
 
 # --- resume -----------------------------------------------------------------------------------
 
 
-async def _replay_then_follow(user, session_id: int, after_seq: int | None) -> AsyncIterator[bytes]:
-    """Stored events after `after_seq`, then the running turn's live ones until its result or
-    error. Subscribed before reading: an event published meanwhile is stored already (turns are
-    persisted, then published), and the seq filter drops what was read twice. Gaps (the channel
-    layer may drop messages) are filled from the database."""
+def _replay_start(user, session_id: int, after_seq: int | None) -> tuple[list[dict[str, Any]], bool]:
+    """The stored events after `after_seq`, and whether to follow the session live after them. Read
+    in the request's thread, before the response: what has ended streams without any more queries.
+    Running is asked first: a turn that ends meanwhile has all its events stored by the read."""
+    running = turns.turn_is_running(user=user, session_id=session_id)  # not_found for others' sessions
+    stored = turns.turn_events_after(user=user, session_id=session_id, after_seq=after_seq)
+    follow = running or bool(stored and stored[-1]["type"] not in wire.TERMINAL_EVENTS)
+    return stored, follow
+
+
+async def _replay_then_follow(user, session_id: int, after_seq: int | None, stored: list, follow: bool):
+    """`stored` (from _replay_start), then, if `follow`, the running turn's live events until its
+    result or error. Having subscribed, it reads the database once more: an event published before
+    the subscription is stored already (turns are persisted, then published), and the seq filter
+    drops what was read twice. Gaps (the channel layer may drop messages) are filled from the
+    database, and a turn silent for ASSISTANT_GAP_CHECK_INTERVAL is checked there."""
+    encode = wire.PlatformSseEncoder().encode
+    last = stored[0]["seq"] - 1 if stored else (after_seq or 0)
+    for frame in stored:
+        yield encode(frame)
+        last = frame["seq"]
+    if not follow:
+        return
     layer = get_channel_layer()
     channel = await layer.new_channel()
     group = turns.session_group(session_id)
     await layer.group_add(group, channel)
     events_after = database_sync_to_async(turns.turn_events_after)
     try:
-        stored = await events_after(user=user, session_id=session_id, after_seq=after_seq)
-        last = stored[0]["seq"] - 1 if stored else (after_seq or 0)
-        for frame in stored:
-            yield wire.PlatformSseEncoder().encode(frame)
-            last = frame["seq"]
-        if stored and stored[-1]["type"] in wire.TERMINAL_EVENTS:
-            return
+        check_database = True
         while True:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), settings.ASSISTANT_GAP_CHECK_INTERVAL)
-            except TimeoutError:
+            if check_database:
                 missed = await events_after(user=user, session_id=session_id, after_seq=last)
                 for frame in missed:
-                    yield wire.PlatformSseEncoder().encode(frame)
+                    yield encode(frame)
                     last = frame["seq"]
                 if missed and missed[-1]["type"] in wire.TERMINAL_EVENTS:
                     return
                 running = await database_sync_to_async(turns.turn_is_running)(user=user, session_id=session_id)
                 if not missed and not running:
                     return  # nothing running (or its runner died: the stale-turn sweep closes it)
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), settings.ASSISTANT_GAP_CHECK_INTERVAL)
+            except TimeoutError:
                 yield b": keep-alive\n\n"
+                check_database = True
                 continue
+            check_database = False
             frame = message.get("event") or {}
             if frame.get("seq") is None or frame["seq"] <= last:
                 continue
             if frame["seq"] > last + 1:
                 for missed in await events_after(user=user, session_id=session_id, after_seq=last):
                     if missed["seq"] < frame["seq"]:
-                        yield wire.PlatformSseEncoder().encode(missed)
-            yield wire.PlatformSseEncoder().encode(frame)
+                        yield encode(missed)
+            yield encode(frame)
             last = frame["seq"]
             if frame["type"] in wire.TERMINAL_EVENTS:
                 return
     finally:
         await layer.group_discard(group, channel)
+
+
+def _resume_response(user, session_id: int, after_seq: int | None) -> StreamingHttpResponse:
+    stored, follow = _replay_start(user, session_id, after_seq)
+    body = _replay_then_follow(user, session_id, after_seq, stored, follow)
+    return _streaming_response(body, wire.PlatformSseEncoder(), session_id)
 
 
 def _resume_point(request: Request) -> int | None:
@@ -293,13 +313,9 @@ class SessionEventsApi(_StreamingApi):
     def get(self, request: Request, pk: str):
         after_seq = _resume_point(request)
         try:
-            session_id = _session_id(pk)
-        except turns.TurnRefused as refused:
+            return _resume_response(request.user, _session_id(pk), after_seq)
+        except turns.TurnRefused as refused:  # not_found: not a session of yours
             return _refusal_response(refused, field="id")
-        if not agent_selectors.session_owned(user=request.user).filter(pk=session_id).exists():
-            return error_response("No such session.", "not_found", status.HTTP_404_NOT_FOUND)
-        encoder = wire.PlatformSseEncoder()
-        return _streaming_response(_replay_then_follow(request.user, session_id, after_seq), encoder, session_id)
 
 
 def _session_id(pk: str) -> int:
@@ -331,6 +347,10 @@ class SessionStopApi(APIView):
     def post(self, request: Request, pk: str):
         try:
             session_id = _session_id(pk)
+            # Checked here, in the request's thread; the stop itself is sent from the event loop,
+            # where this process's runners live (see config/asgi.py).
+            if not turns.turn_is_running(user=request.user, session_id=session_id):
+                raise turns.TurnRefused("no_turn", "No turn is running in this session.")
             async_to_sync(turns.turn_stop)(user=request.user, session_id=session_id)
         except turns.TurnRefused as refused:
             return _refusal_response(refused, field="session_id")
