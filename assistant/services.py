@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents import services as agent_services
-from agents.models import AIAgent, LLMProviderConfig, Message
+from agents.models import AIAgent, LLMProviderConfig, Message, UserAgentSession
 from assistant import llm, turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias, TurnEvent
@@ -57,6 +57,21 @@ def llm_config_check(*, config: LLMProviderConfig) -> str:
         raise LLMError("not_configured", "This config names its own base URL but has no API key of its own.")
     model = turns.model_settings_from(resolved)
     return async_to_sync(llm.probe)(model)
+
+
+def run_turn_begin(
+    *, user, agent_slug: str, message: str, session_id: int | None = None, custom_properties: dict | None = None
+) -> turns.TurnPlan:
+    """Plan a run-API turn: a new session of the user with that agent, or the next turn of
+    `session_id`, which must be the user's and of that agent (else `not_found`, as if it didn't exist)."""
+    agent = agent_selectors.agent_get_by_slug(user=user, slug=agent_slug)
+    if agent is None or not agent.is_active:
+        raise turns.TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
+    if session_id is None:
+        return turns.turn_begin(user=user, text=message, agent_slug=agent_slug, custom_properties=custom_properties)
+    if not UserAgentSession.objects.filter(pk=session_id, owner=user, agent=agent).exists():
+        raise turns.TurnRefused("not_found", f"No session {session_id} of yours with agent {agent_slug!r}.")
+    return turns.turn_begin(user=user, text=message, session_id=session_id)
 
 
 def turn_events_prune(*, older_than: timedelta) -> int:

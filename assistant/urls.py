@@ -1,8 +1,11 @@
 from django.urls import path
 
-from assistant import api
+from assistant import api, run_api
 
 urlpatterns = [
     path("claude-code/code-assistance", api.CodeAssistanceApi.as_view(), name="code-assistance"),
     path("claude-code/health", api.code_assistance_health, name="code-assistance-health"),
+    path("agents/<str:slug>/run", run_api.RunApi.as_view(), name="agent-run"),
+    path("sessions/<str:pk>/events", run_api.SessionEventsApi.as_view(), name="session-events"),
+    path("sessions/<str:pk>/stop", run_api.SessionStopApi.as_view(), name="session-stop"),
 ]

@@ -9,6 +9,7 @@ Django's ASGI request path costs several thread hand-offs per request (~4 ms her
 """
 
 import os
+import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -29,16 +30,24 @@ from config.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
 STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance"})
+# …and those with an id in them: the run API and a session's event stream, and its stop (which
+# must reach the turn runners of this process's event loop: assistant/run_api.py).
+STREAMING_HTTP_PATTERN = re.compile(r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop))")
 
 
 class HttpRouter:
-    def __init__(self, *, wsgi, asgi, streaming_paths):
+    def __init__(self, *, wsgi, asgi, streaming_paths, streaming_pattern=None):
         self.wsgi = wsgi
         self.asgi = asgi
         self.streaming_paths = streaming_paths
+        self.streaming_pattern = streaming_pattern
+
+    def streams(self, path: str) -> bool:
+        path = api_path_without_slash(path)
+        return path in self.streaming_paths or bool(self.streaming_pattern and self.streaming_pattern.fullmatch(path))
 
     async def __call__(self, scope, receive, send):
-        app = self.asgi if api_path_without_slash(scope["path"]) in self.streaming_paths else self.wsgi
+        app = self.asgi if self.streams(scope["path"]) else self.wsgi
         await app(scope, receive, send)
 
 
@@ -48,6 +57,7 @@ application = ProtocolTypeRouter(
             wsgi=BufferedWSGIMiddleware(wsgi_application, workers=settings.WSGI_THREADS),
             asgi=django_asgi_application,
             streaming_paths=STREAMING_HTTP_PATHS,
+            streaming_pattern=STREAMING_HTTP_PATTERN,
         ),
         "websocket": OriginValidator(WebsocketAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }

@@ -1,18 +1,21 @@
 """The chat page in headless Chromium (Debian's package, driven by Playwright) against a real server:
-sign in, pick an agent, send a message, watch the answer stream, stop it, reload mid-answer."""
+sign in, pick an agent, send a message, watch the answer stream, stop it, reload mid-answer; tool
+calls shown live and after a reload; the answer's markdown rendered, and rendered inert when hostile."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
 
-from config.testing.fake_anthropic import Reply, fake_anthropic_server
+from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 from config.testing.processes import database_url_for_children, http_json, require, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,8 +28,8 @@ CHROMIUM_ARGS = [
 PASSWORD = "a browser passphrase"
 
 
-@pytest.fixture
-def site(tmp_path):
+@contextmanager
+def serving(tmp_path, application: str | None = None):
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
     with fake_anthropic_server() as fake:
         # The user configures the fake model on 127.0.0.1: staff allow that host (the egress policy).
@@ -34,7 +37,7 @@ def site(tmp_path):
                "STATIC_ROOT": str(tmp_path / "static"), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                        cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
-        with running_server(env) as base:
+        with running_server(env, application=application) as base:
             email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
             assert http_json("POST", f"{base}/api/v1/auth/register", {"name": "Browser", "email": email, "password": PASSWORD})[0] == 201
             token = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})[1]["access_token"]
@@ -51,7 +54,20 @@ def site(tmp_path):
 
 
 @pytest.fixture
-def page(site):
+def site(tmp_path):
+    with serving(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def tool_site(tmp_path):
+    """A server whose turns offer the lookup tool (assistant/tests/lookup_tool.py)."""
+    with serving(tmp_path, application="assistant.tests.lookup_tool:application") as served:
+        yield served
+
+
+@pytest.fixture
+def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -60,6 +76,10 @@ def page(site):
             yield browser.new_page()
         finally:
             browser.close()
+
+
+# The answer's text as rendered from its markdown (a paragraph drops its trailing space).
+ANSWER = "document.querySelector('.msg.assistant .md')?.textContent.trim()"
 
 
 def sign_in(page, base: str, email: str) -> None:
@@ -80,7 +100,7 @@ def test_a_person_signs_in_sends_a_message_sees_it_stream_and_stops_it(site, pag
     page.fill("#prompt", "Say something slowly")
     page.click("#send")
     page.wait_for_selector(".msg.user >> text=Say something slowly")
-    page.wait_for_function("document.querySelector('.msg.assistant span')?.textContent === 'Streaming words '")
+    page.wait_for_function(f"{ANSWER} === 'Streaming words'")
     assert page.is_visible("#stop")
 
     page.click("#stop")
@@ -102,13 +122,98 @@ def test_a_reload_mid_answer_shows_what_was_said_and_the_rest_as_it_arrives(site
     sign_in(page, base, email)
     page.fill("#prompt", "Keep going")
     page.click("#send")
-    page.wait_for_function("document.querySelector('.msg.assistant span')?.textContent === 'Before the reload, '")
+    page.wait_for_function(f"{ANSWER} === 'Before the reload,'")
     fake.wait_until_paused()
 
     page.reload()
-    page.wait_for_function("document.querySelector('.msg.assistant span')?.textContent === 'Before the reload, '")
+    page.wait_for_function(f"{ANSWER} === 'Before the reload,'")
     fake.release()
-    page.wait_for_function("document.querySelector('.msg.assistant span')?.textContent === 'Before the reload, after the reload.'")
+    page.wait_for_function(f"{ANSWER} === 'Before the reload, after the reload.'")
     page.wait_for_selector(".msg.assistant:not(.streaming)")
     assert page.locator(".msg.user").count() == 1
     assert page.locator(".msg.assistant").count() == 1
+
+
+def test_a_tool_call_shows_its_name_input_and_result_live_and_after_a_reload(tool_site, page):
+    base, email, fake, _ = tool_site
+    hostile = "<img src=x onerror=window.__xss=1>"
+    fake.script(
+        Reply(text=["Let me look it up."], tool_uses=[ToolUse("lookup", {"word": hostile})], stop_reason="tool_use"),
+        Reply(text=["It ", "means **hello**."]),
+    )
+    sign_in(page, base, email)
+    page.fill("#prompt", "What does it mean?")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .tool-call:not(.running)")
+    page.wait_for_function("document.querySelectorAll('.msg.assistant .md').length === 2")
+
+    def check_the_answer() -> None:
+        assert page.locator(".msg.assistant").count() == 1  # one bubble for the turn, its steps in order
+        tool = page.locator(".msg.assistant details.tool-call")
+        assert tool.count() == 1
+        assert tool.locator(".tool-name").inner_text() == "lookup"
+        assert tool.locator(".tool-status").inner_text() == "done"
+        assert not tool.evaluate("d => d.open")  # collapsed until clicked
+        tool.locator("summary").click()
+        assert json.loads(tool.locator(".tool-input").inner_text()) == {"word": hostile}
+        assert tool.locator(".tool-output").inner_text() == f"{hostile} means hello"
+        texts = page.locator(".msg.assistant .md")
+        assert texts.nth(0).inner_text() == "Let me look it up."
+        assert texts.nth(1).inner_text() == "It means hello."
+        assert texts.nth(1).locator("strong").inner_text() == "hello"
+        assert page.evaluate("document.querySelectorAll('.msg img').length") == 0
+        assert page.evaluate("window.__xss") is None
+
+    check_the_answer()
+    page.reload()  # now from the stored messages
+    page.wait_for_selector(".msg.assistant .tool-call .tool-output", state="attached")
+    check_the_answer()
+
+
+def test_the_answers_markdown_is_rendered_with_its_code_blocks(site, page):
+    base, email, fake, _ = site
+    fake.script(Reply(text=["# A heading\n\nSome `inline` code and a block:\n\n", "```python\nprint('<b>hi</b>')\n```\n"]))
+    sign_in(page, base, email)
+    page.fill("#prompt", "Show me code")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .md pre code")
+    assert page.inner_text(".msg.assistant .md h1") == "A heading"
+    assert page.inner_text(".msg.assistant .md p code") == "inline"
+    block = page.locator(".msg.assistant .md pre code")
+    assert block.inner_text().strip() == "print('<b>hi</b>')"  # shown as code, not made bold
+    assert block.get_attribute("class") == "language-python"
+    assert page.locator(".msg.assistant .md b").count() == 0
+
+
+XSS_ANSWER = (
+    "Look: <img src=x onerror=\"window.__xss='img'\"> and <script>window.__xss='script'</script> "
+    "[click me](javascript:window.__xss='link') [data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==) "
+    "<a href=\"javascript:window.__xss='raw-link'\">raw</a> ![pic](javascript:window.__xss='image')\n\n"
+    "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>"
+)
+
+
+def test_html_and_script_urls_in_an_answer_are_rendered_inert(site, page):
+    base, email, fake, _ = site
+    fake.script(Reply(text=[XSS_ANSWER]))
+    sign_in(page, base, email)
+    page.fill("#prompt", "Attack")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .md")
+
+    def check_inert() -> None:
+        md = page.locator(".msg.assistant .md")
+        for tag in ("img", "script", "iframe"):
+            assert md.locator(tag).count() == 0, tag
+        hrefs = md.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert not [href for href in hrefs if href and not href.startswith(("http://", "https://"))], hrefs
+        assert "<img src=x" in md.inner_text()  # the raw HTML is shown as text
+        for link in md.locator("a").all():
+            link.click()
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__xss") is None
+
+    check_inert()
+    page.reload()
+    page.wait_for_selector(".msg.assistant .md")
+    check_inert()

@@ -83,18 +83,24 @@ def flush_redis(url: str = REDIS_TEST_URL) -> None:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """`manage.py run` on a free port with `env` added; yields its base URL."""
+def running_server(env: dict[str, str], *, workers: int = 1, application: str | None = None) -> Iterator[str]:
+    """`manage.py run` on a free port with `env` added; yields its base URL.
+
+    With `application` ("module:attribute"), one daphne process serving that ASGI application
+    instead (a test's variant of config.asgi's)."""
     env = {**_GENEROUS_THROTTLES, **env}
     port = free_port()
+    command = [sys.executable, "manage.py", "run", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
+    if application is not None:
+        command = [sys.executable, "-m", "config.daphne_server", "-b", "127.0.0.1", "-p", str(port), "-v", "0", application]
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+        command,
         cwd=settings.BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a loaded 2-core machine starts a server in 10–40 s
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"server exited early:\n{process.stdout.read()}")

@@ -50,40 +50,120 @@
   }
 
   // --- rendering -------------------------------------------------------------------------------
+  // An answer's markdown: markdown-it with raw HTML off, then DOMPurify (static/vendor/README.md).
+  const markdown = window.markdownit({ html: false, linkify: true, breaks: false });
+  window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") { node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer nofollow"); }
+  });
+  const renderMarkdown = (source) => window.DOMPurify.sanitize(markdown.render(source), { USE_PROFILES: { html: true } });
+  const TOOL_PREVIEW = 500; // characters of a tool's result shown (the live events carry as many)
+
   function bubble(role, seq) {
     const el = document.createElement("div");
     el.className = `msg ${role}`;
     if (seq != null) el.dataset.seq = seq;
-    el.append(document.createElement("span"));
+    if (role === "user") el.append(document.createElement("span"));
     els.messages.append(el);
     els.messages.scrollTop = els.messages.scrollHeight;
     return el;
   }
-  const textOf = (blocks) => (blocks || []).filter((b) => b.type === "text").map((b) => b.text).join("");
+
+  // The answer's text after its last tool call: each text segment keeps its markdown source and
+  // is rendered again as it grows (at most once a frame).
+  function textSegment(el) {
+    const last = [...el.children].filter((child) => !child.classList.contains("note")).at(-1);
+    if (last && last.classList.contains("md")) return last;
+    const segment = document.createElement("div");
+    segment.className = "md";
+    segment.source = "";
+    el.insertBefore(segment, el.querySelector(":scope > .note"));
+    return segment;
+  }
+
+  function appendText(el, text, { now = false } = {}) {
+    if (!text) return;
+    const segment = textSegment(el);
+    segment.source += text;
+    if (now) { segment.innerHTML = renderMarkdown(segment.source); return; }
+    if (segment.pending) return;
+    segment.pending = requestAnimationFrame(() => {
+      segment.pending = 0;
+      segment.innerHTML = renderMarkdown(segment.source);
+      els.messages.scrollTop = els.messages.scrollHeight;
+    });
+  }
+
+  const preview = (text) => (text.length > TOOL_PREVIEW ? `${text.slice(0, TOOL_PREVIEW)}…` : text);
+  const resultText = (content) =>
+    typeof content === "string" ? content : (content || []).filter((b) => b.type === "text").map((b) => b.text).join("\n");
+
+  // A tool call: a collapsible block with its name, input and (when in) a preview of its result.
+  function addToolCall(el, { id, name, input }) {
+    const details = document.createElement("details");
+    details.className = "tool-call running";
+    details.dataset.toolId = id;
+    const summary = document.createElement("summary");
+    const label = document.createElement("code");
+    label.className = "tool-name";
+    label.textContent = name;
+    const status = document.createElement("span");
+    status.className = "tool-status";
+    status.textContent = "running…";
+    summary.append("Tool ", label, " ", status);
+    const inputView = document.createElement("pre");
+    inputView.className = "tool-input";
+    inputView.textContent = JSON.stringify(input ?? {}, null, 2);
+    details.append(summary, inputView);
+    el.insertBefore(details, el.querySelector(":scope > .note"));
+  }
+
+  function setToolResult(root, { id, isError, output }) {
+    const details = [...root.querySelectorAll("details.tool-call")].find((d) => d.dataset.toolId === id);
+    if (!details) return;
+    details.classList.remove("running");
+    details.classList.toggle("failed", Boolean(isError));
+    details.querySelector(".tool-status").textContent = isError ? "failed" : "done";
+    let outputView = details.querySelector(".tool-output");
+    if (!outputView) {
+      outputView = document.createElement("pre");
+      outputView.className = "tool-output";
+      details.append(outputView);
+    }
+    outputView.textContent = preview(output);
+  }
 
   function note(el, text, kind) {
-    let n = el.querySelector(".note");
+    let n = el.querySelector(":scope > .note");
     if (!n) { n = document.createElement("span"); n.className = "note"; el.append(n); }
     n.textContent = text;
     if (kind) el.classList.add(kind);
   }
 
+  // Stored messages: a turn with tool calls is stored as several messages (the answer up to the
+  // calls, their results as a user message, the next answer…); they go into one bubble, as live.
   function renderStored(message) {
-    const el = bubble(message.role, message.seq);
     const blocks = message.content || [];
-    if (message.role === "user" && blocks.every((b) => b.type === "tool_result")) { el.remove(); return; }
-    el.firstChild.textContent = textOf(blocks);
-    for (const block of blocks.filter((b) => b.type === "tool_use")) addTool(el, `→ ${block.name}`);
+    const last = els.messages.lastElementChild;
+    if (message.role === "user" && blocks.length && blocks.every((b) => b.type === "tool_result")) {
+      if (last) for (const b of blocks) setToolResult(last, { id: b.tool_use_id, isError: b.is_error, output: resultText(b.content) });
+      if (last) last.dataset.afterTools = "1";
+      return;
+    }
+    if (message.role === "user") {
+      bubble("user", message.seq).firstChild.textContent = blocks.filter((b) => b.type === "text").map((b) => b.text).join("");
+      return;
+    }
+    let el = last;
+    if (!(last && last.classList.contains("assistant") && last.dataset.afterTools)) el = bubble("assistant", message.seq);
+    delete el.dataset.afterTools;
+    for (const block of blocks) {
+      if (block.type === "text") appendText(el, block.text, { now: true });
+      if (block.type === "tool_use") addToolCall(el, block);
+    }
+    el.classList.remove("stopped", "error", "streaming");
     if (message.status === "stopped") note(el, "Stopped.", "stopped");
     if (message.status === "error") note(el, `Error: ${message.error_message || message.error_code}`, "error");
     if (message.status === "streaming") el.classList.add("streaming");
-  }
-
-  function addTool(el, text) {
-    const line = document.createElement("span");
-    line.className = "tool";
-    line.textContent = text;
-    el.append(line);
   }
 
   function setStatus(text) { els.status.textContent = text || ""; }
@@ -153,21 +233,21 @@
         break;
       }
       case "text_delta":
-        state.current.firstChild.textContent += frame.text;
-        els.messages.scrollTop = els.messages.scrollHeight;
+        appendText(state.current, frame.text);
         break;
       case "thinking_delta": {
-        let details = state.current.querySelector("details");
+        let details = state.current.querySelector(":scope > details.thinking");
         if (!details) {
           details = document.createElement("details");
+          details.className = "thinking";
           details.append(Object.assign(document.createElement("summary"), { textContent: "Thinking" }), document.createElement("div"));
           state.current.prepend(details);
         }
         details.lastChild.textContent += frame.text;
         break;
       }
-      case "tool_use": addTool(state.current, `→ ${frame.name}`); break;
-      case "tool_result": addTool(state.current, `← ${frame.is_error ? "error" : "ok"}: ${frame.output.split("\n")[0]}`); break;
+      case "tool_use": addToolCall(state.current, frame); break;
+      case "tool_result": setToolResult(state.current, { id: frame.id, isError: frame.is_error, output: frame.output }); break;
       case "result":
         state.current.classList.remove("streaming");
         if (frame.status === "stopped") note(state.current, "Stopped.", "stopped");
