@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import venv
@@ -27,7 +28,8 @@ ENV_LOCAL = ROOT / ".env.local"
 
 
 def sh(*args: str | Path, **kwargs) -> None:
-    result = subprocess.run([str(a) for a in args], cwd=ROOT, **kwargs)
+    kwargs.setdefault("cwd", ROOT)
+    result = subprocess.run([str(a) for a in args], **kwargs)
     if result.returncode != 0:
         sys.exit(result.returncode)
 
@@ -68,8 +70,24 @@ def run(args: list[str]) -> None:
     os.execv(PYTHON, [str(PYTHON), "manage.py", "run", *args])
 
 
+def ensure_node_packages() -> None:
+    """The npm packages some tests drive (the Vercel AI SDK's stream readers), as the lock file pins them."""
+    folder = ROOT / "assistant" / "tests" / "js"
+    lock = folder / "package-lock.json"
+    if not lock.exists() or shutil.which("npm") is None:
+        return  # those tests say what is missing
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    stamp = folder / "node_modules" / ".installed-lock"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    print("Installing the tests' npm packages ...", flush=True)
+    sh("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", cwd=folder)
+    stamp.write_text(digest)
+
+
 def test(args: list[str]) -> None:
     ensure_venv("requirements-dev.txt")
+    ensure_node_packages()
     result = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
     sys.exit(result.returncode)
 
