@@ -193,6 +193,8 @@ REST_FRAMEWORK = {
         # verify; the provider class takes only RS256 tokens and passes on everything else, which
         # keeps local HS256 tokens and provider RS256 tokens apart by their header's `alg`.
         "accounts.authentication.ProviderTokenAuthentication",
+        # Personal API keys (`cdk_…`): before simplejwt, which would reject them as malformed JWTs.
+        "accounts.authentication.ApiKeyAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -228,6 +230,13 @@ SIMPLE_JWT = {
     # A password change invalidates every access token issued before it.
     "CHECK_REVOKE_TOKEN": True,
 }
+
+# Personal API keys (accounts.ApiKey). Stored as HMAC-SHA256 under this key: changing it (or, without
+# it, SECRET_KEY) makes every issued API key stop working.
+API_KEY_HASH_KEY = env.str("API_KEY_HASH_KEY", default="") or derived_key("api-keys")
+API_KEYS_MAX_PER_USER = env.int("API_KEYS_MAX_PER_USER", default=20)  # keys not revoked nor expired
+# `last_used_at` is written at most this often per key (seconds), not on every request.
+API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Conduit API",
