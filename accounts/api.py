@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -29,6 +29,7 @@ from accounts.throttles import (
     PasswordChangeUserThrottle,
     RegisterIpThrottle,
 )
+from config import untrusted
 from config.errors import error_response
 
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -157,10 +158,12 @@ class ApiKeysApi(APIView):
 
 @extend_schema(tags=["auth"])
 class ApiKeyApi(APIView):
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, key_id: int) -> Response:
+    @extend_schema(parameters=[OpenApiParameter("key_id", int, OpenApiParameter.PATH)], responses={204: None})
+    def delete(self, request: Request, key_id: str) -> Response:
         """Revoke an API key: it stops working at once, and websockets opened with it close."""
-        api_key = services.api_key_list(user=request.user).filter(pk=key_id).first()
+        api_key = None
+        if untrusted.is_ascii_digits(key_id) and len(key_id) <= 18:  # fits a 64-bit id
+            api_key = services.api_key_list(user=request.user).filter(pk=int(key_id)).first()
         if api_key is None:
             return error_response("No such API key.", "not_found", status.HTTP_404_NOT_FOUND)
         services.api_key_revoke(api_key=api_key)

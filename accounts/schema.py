@@ -1,4 +1,4 @@
-"""OpenAPI description of the provider-token authentication (drf-spectacular extension)."""
+"""OpenAPI descriptions of our authentication classes (drf-spectacular extensions)."""
 
 from __future__ import annotations
 
@@ -15,4 +15,17 @@ class ProviderTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "An RS256 access token from the OpenID provider (AUTH0__DOMAIN, AUTH0__AUDIENCE).",
+        }
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "cdk_…",
+            "description": "A personal API key (`POST /api/v1/auth/api-keys`), sent as `Authorization: Bearer cdk_…`.",
         }

@@ -10,5 +10,5 @@ urlpatterns = [
     path("me", api.MeApi.as_view(), name="auth-me"),
     path("password", api.PasswordChangeApi.as_view(), name="auth-password"),
     path("api-keys", api.ApiKeysApi.as_view(), name="auth-api-keys"),
-    path("api-keys/<int:key_id>", api.ApiKeyApi.as_view(), name="auth-api-key"),
+    path("api-keys/<str:key_id>", api.ApiKeyApi.as_view(), name="auth-api-key"),
 ]
