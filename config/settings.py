@@ -250,6 +250,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+        "assistant.openai_schema.add_openai_paths",  # the OpenAI-compatible API's plain Django views
+    ],
 }
 
 # --- HTTP, security ---------------------------------------------------------------------------
