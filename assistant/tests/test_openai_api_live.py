@@ -7,6 +7,7 @@ and a client that hangs up stopping the turn."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlparse
 
 import openai
 import pytest
@@ -366,6 +368,20 @@ def test_a_client_that_hangs_up_mid_stream_stops_the_turn_and_keeps_the_partial_
             if chunk.choices and chunk.choices[0].delta.content:
                 break  # the first words arrived: hang up
     stored = wait_for_status(account, session_id, "stopped")
+    assert stored["status"] == "stopped" and stored["content"] == [{"type": "text", "text": "first "}]
+
+
+def test_a_client_that_hangs_up_before_a_whole_completion_stops_the_turn(account, fake_model):
+    fake_model.script(Reply(text=["first ", "second"], pause_after=1))
+    host = urlparse(account.base)
+    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=15)
+    body = json.dumps({"model": account.slug, "messages": [{"role": "user", "content": "Hi"}]})
+    connection.request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {account.key}", "Content-Type": "application/json"})
+    fake_model.wait_until_paused()
+    connection.close()  # hang up while the answer is half made
+
+    status, sessions = http_json("GET", f"{account.base}/api/v1/sessions", None, account.key)
+    stored = wait_for_status(account, sessions["results"][0]["id"], "stopped")
     assert stored["status"] == "stopped" and stored["content"] == [{"type": "text", "text": "first "}]
 
 
