@@ -29,6 +29,7 @@ from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
@@ -164,10 +165,15 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest) -> turns.TurnPlan:
 
 def _chat_prepare(request: HttpRequest) -> tuple[wire.ChatRequest, turns.TurnPlan]:
     user = authenticated_user(request)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
-        raw = request.body
+        # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
+        # checked by Django's `request.body`, which would read it whole.
+        raw = request.read(limit + 1) if limit is not None else request.read()
     except RequestDataTooBig:
-        raise OpenAIError(413, "The request body is too large.", code="request_too_large") from None
+        raw = None
+    if raw is None or (limit is not None and len(raw) > limit):
+        raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
     chat = wire.parse_chat_request(wire.parse_body(raw))
     return chat, chat_turn_begin(user=user, chat=chat)
 

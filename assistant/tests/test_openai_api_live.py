@@ -297,6 +297,22 @@ def test_a_body_that_is_not_json_is_a_400(account):
     assert status == 400 and body["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_a_413(account, chunked):
+    big = json.dumps({"model": account.slug, "messages": [{"role": "user", "content": "x" * 3_000_000}]}).encode()
+    host = urlparse(account.base)
+    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+    headers = {"Authorization": f"Bearer {account.key}", "Content-Type": "application/json"}
+    if chunked:
+        connection.request("POST", "/v1/chat/completions", iter([big[:1_000_000], big[1_000_000:]]), headers, encode_chunked=True)
+    else:
+        connection.request("POST", "/v1/chat/completions", big, headers)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 413 and body["error"]["code"] == "request_too_large"
+
+
 async def test_too_many_turns_at_once_is_a_429(account, fake_model):
     fake_model.script(Reply(text=["slow ", "answer"], pause_after=1))
     client = account.client()
