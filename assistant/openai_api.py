@@ -28,7 +28,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, AsyncIterator
 
-from channels.db import database_sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import transaction
@@ -287,7 +287,10 @@ async def chat_completions(request: HttpRequest):
     """`POST /v1/chat/completions`: `model` is an agent's slug; see the module's docstring."""
     try:
         _only(request, "POST")
-        chat, plan = await database_sync_to_async(_chat_prepare)(request)
+        # As Django runs a sync view: in the request's thread-sensitive context, whose database
+        # connection Django's request signals close (channels' database_sync_to_async would close
+        # the caller's connection too: the test's own, in process).
+        chat, plan = await sync_to_async(_chat_prepare, thread_sensitive=True)(request)
     except OpenAIError as error:
         return _error_response(error)
     relay = _Relay(plan, chat)
