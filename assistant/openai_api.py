@@ -35,10 +35,10 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
-from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework.settings import api_settings
 
-from accounts.authentication import ApiKeyAuthentication, ProviderTokenAuthentication
 from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import AIAgent
@@ -58,13 +58,16 @@ def _error_response(error: OpenAIError) -> JsonResponse:
 # --- who is asking --------------------------------------------------------------------------------
 
 
+def _bearer_authentication_classes() -> list[type]:
+    """The API's authentication classes (settings.REST_FRAMEWORK) but the cookie session's."""
+    return [cls for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if not issubclass(cls, SessionAuthentication)]
+
+
 def authenticated_user(request: HttpRequest):
     """The user behind the request's bearer token: a personal API key, a local access token or a
     provider token. No cookie sessions here (no CSRF to check on a bearer-only API).
     Raises OpenAIError (401, or 503 when the sign-in provider's keys can't be fetched)."""
-    drf_request = Request(
-        request, authenticators=[ProviderTokenAuthentication(), ApiKeyAuthentication(), JWTAuthentication()]
-    )
+    drf_request = Request(request, authenticators=[cls() for cls in _bearer_authentication_classes()])
     try:
         user = drf_request.user
     except exceptions.APIException as exc:
