@@ -1,8 +1,8 @@
-"""The auth endpoints: register, login, refresh, logout, me, password."""
+"""The auth endpoints: register, login, refresh, logout, me, password, personal API keys."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -12,6 +12,9 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import services
 from accounts.serializers import (
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    IssuedApiKeySerializer,
     LoginSerializer,
     PasswordChangeSerializer,
     RefreshTokenSerializer,
@@ -26,6 +29,7 @@ from accounts.throttles import (
     PasswordChangeUserThrottle,
     RegisterIpThrottle,
 )
+from config import untrusted
 from config.errors import error_response
 
 INVALID_CREDENTIALS = "Invalid email or password."
@@ -130,3 +134,37 @@ class PasswordChangeApi(APIView):
         serializer.is_valid(raise_exception=True)
         pair = services.user_password_change(user=request.user, **serializer.validated_data)
         return Response(pair)
+
+
+@extend_schema(tags=["auth"])
+class ApiKeysApi(APIView):
+    pagination_class = None
+
+    @extend_schema(responses={200: ApiKeySerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        """The signed-in user's API keys (not revoked): name, prefix, dates. Never the secret."""
+        return Response(ApiKeySerializer(services.api_key_list(user=request.user), many=True).data)
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: IssuedApiKeySerializer})
+    def post(self, request: Request) -> Response:
+        """Create a personal API key, for `Authorization: Bearer cdk_…` wherever an access token
+        is accepted (and the OpenAI-compatible API at `/v1/`). The key is in this answer only."""
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = services.api_key_create(user=request.user, **serializer.validated_data)
+        body = {**ApiKeySerializer(issued.api_key).data, "key": issued.key}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["auth"])
+class ApiKeyApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("key_id", int, OpenApiParameter.PATH)], responses={204: None})
+    def delete(self, request: Request, key_id: str) -> Response:
+        """Revoke an API key: it stops working at once, and websockets opened with it close."""
+        api_key = None
+        if untrusted.is_ascii_digits(key_id) and len(key_id) <= 18:  # fits a 64-bit id
+            api_key = services.api_key_list(user=request.user).filter(pk=int(key_id)).first()
+        if api_key is None:
+            return error_response("No such API key.", "not_found", status.HTTP_404_NOT_FOUND)
+        services.api_key_revoke(api_key=api_key)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -385,3 +385,48 @@ def user_for_access_token(raw_token: str):
     except (InvalidToken, TokenError, AuthenticationFailed, get_user_model().DoesNotExist):
         return None, None
     return user, int(validated["exp"])
+
+
+# --- personal API keys ---------------------------------------------------------------------------
+# (accounts.services is imported in the functions: it imports config.websocket_auth, which imports
+# this module.)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """DRF authentication for personal API keys (`Authorization: Bearer cdk_…`). Passes (returns
+    None) on any other bearer token, so the JWT classes get their turn."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request):
+        from accounts import services
+
+        parts = get_authorization_header(request).split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword:
+            return None
+        try:
+            raw_key = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not raw_key.startswith(services.API_KEY_PREFIX):
+            return None
+        try:
+            return services.api_key_authenticate(raw_key=raw_key)
+        except services.ApiKeyInvalid as exc:
+            raise exceptions.AuthenticationFailed(str(exc), code="invalid_api_key") from None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+def api_key_for_socket(raw_key: str) -> tuple[User | None, int | None, int | None]:
+    """(user, expiry as UNIX time or None, key id) of a usable API key, else (None, None, None).
+    Used by the websocket authentication."""
+    from accounts import services
+
+    try:
+        user, api_key = services.api_key_authenticate(raw_key=raw_key)
+    except services.ApiKeyInvalid:
+        return None, None, None
+    expires_at = int(api_key.expires_at.timestamp()) if api_key.expires_at else None
+    return user, expires_at, api_key.pk

@@ -94,9 +94,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().save(*args, **kwargs)
         self._password_disabled = False
         if password_changed or deactivated:
-            from accounts.services import user_sessions_end
+            from accounts.services import api_keys_revoke_all, user_sessions_end
 
             user_sessions_end(user_id=self.pk, reason="Password changed." if password_changed else "Account deactivated.")
+            if deactivated:  # API keys survive a password change, not a deactivation (accounts.services)
+                api_keys_revoke_all(user_id=self.pk)
 
     def get_full_name(self) -> str:
         return self.name
@@ -122,3 +124,27 @@ class RefreshTokenRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.jti}"
+
+
+class ApiKey(models.Model):
+    """A personal API key: a long-lived bearer credential for tools that speak the OpenAI API
+    (editor plugins, chat front ends, scripts). Only a keyed hash of the key is stored (see
+    accounts.services.api_key_hash); `prefix` is the key's first characters, enough to recognise it
+    in a list and useless for signing in."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the key (hex).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Updated at most once a minute.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_apikey_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

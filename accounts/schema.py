@@ -1,4 +1,4 @@
-"""OpenAPI description of the provider-token authentication (drf-spectacular extension)."""
+"""OpenAPI descriptions of our authentication classes (drf-spectacular extensions)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ class LocalTokenScheme(SimpleJWTScheme):
     """simplejwt's scheme (`jwtAuth`) for its subclass that names expired tokens."""
 
     target_class = "accounts.authentication.LocalTokenAuthentication"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "cdk_…",
+            "description": "A personal API key (`POST /api/v1/auth/api-keys`), sent as `Authorization: Bearer cdk_…`.",
+        }

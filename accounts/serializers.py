@@ -45,3 +45,23 @@ class TokenPairSerializer(serializers.Serializer):
     refresh_token = serializers.CharField()
     token_type = serializers.ChoiceField(choices=["bearer"])
     expires_in = serializers.IntegerField(help_text="Seconds until the access token expires.")
+
+
+class ApiKeySerializer(serializers.Serializer):
+    """A key as listed: never the secret."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key's first characters, to recognise it (not usable to sign in).")
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="Updated at most once a minute.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(min_length=1, max_length=100)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Empty or absent: never expires.")
+
+
+class IssuedApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The secret key, `cdk_…`: shown this once, store it now.")

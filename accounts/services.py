@@ -1,15 +1,23 @@
-"""Accounts: creating users, signing them in, managing their refresh tokens, and ending sessions."""
+"""Accounts: creating users, signing them in, managing their refresh tokens and API keys, and ending
+sessions."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypedDict
+
+from django.conf import settings
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
@@ -17,8 +25,8 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from accounts.models import RefreshTokenRecord, User, normalize_email
-from config.websocket_auth import browser_session_socket_group, sockets_close, user_socket_group
+from accounts.models import ApiKey, RefreshTokenRecord, User, normalize_email
+from config.websocket_auth import api_key_socket_group, browser_session_socket_group, sockets_close, user_socket_group
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +169,96 @@ def user_password_change(*, user: User, current_password: str, new_password: str
         user.set_password(new_password)
         user.save()
         return token_pair_issue(user=user)
+
+
+# --- personal API keys -------------------------------------------------------------------------
+#
+# A key is `cdk_` + 43 URL-safe characters from `secrets` (256 bits). Only HMAC-SHA256(key) under
+# API_KEY_HASH_KEY is stored: a fast keyed hash, not a password hash, because the key is checked on
+# every request and is random (nothing to guess, so no need to make guessing slow), while a database
+# dump without the hash key gives nothing to test guesses against either.
+# Keys survive a password change: they are separate credentials the user lists and revokes one by
+# one (a password change must not silently break every tool). Deactivation revokes them all, and a
+# key of an inactive user is refused anyway.
+
+API_KEY_PREFIX = "cdk_"
+API_KEY_SHOWN_CHARS = 12  # "cdk_" + 8 characters: the `prefix` shown in lists
+REVOKED_ON_DEACTIVATION = "Account deactivated."
+
+
+class ApiKeyInvalid(Exception):
+    """A key that can't be used; the message says why (for the 401)."""
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    key: str  # the secret, shown to its owner once
+
+
+def api_key_hash(raw_key: str) -> str:
+    return hmac.new(settings.API_KEY_HASH_KEY.encode(), raw_key.encode(), hashlib.sha256).hexdigest()
+
+
+def api_key_list(*, user: User):
+    """The user's keys that are not revoked (expired ones included, so their owner sees them lapse)."""
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at", "-id")
+
+
+def api_key_create(*, user: User, name: str, expires_at: datetime | None = None) -> IssuedApiKey:
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise ValidationError({"expires_at": ["The expiry must be in the future."]})
+    limit = settings.API_KEYS_MAX_PER_USER
+    with transaction.atomic():
+        # The user's row lock makes concurrent creations take turns, so a burst can't pass the limit.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        usable = api_key_list(user=user).exclude(expires_at__lte=now).count()
+        if usable >= limit:
+            raise ValidationError(
+                {"non_field_errors": [f"You have {usable} API keys (at most {limit}); revoke one first."]}
+            )
+        raw_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        api_key = ApiKey.objects.create(
+            user=user, name=name, prefix=raw_key[:API_KEY_SHOWN_CHARS], key_hash=api_key_hash(raw_key), expires_at=expires_at
+        )
+    return IssuedApiKey(api_key=api_key, key=raw_key)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    """The key stops working at once (every request looks it up) and the websockets opened with it
+    close, in every process."""
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    transaction.on_commit(lambda: _sockets_close_quietly(api_key_socket_group(api_key.pk), "API key revoked."))
+
+
+def api_keys_revoke_all(*, user_id: int) -> int:
+    return ApiKey.objects.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_key_authenticate(*, raw_key: str) -> tuple[User, ApiKey]:
+    """The active user of a usable key, and the key. One indexed query by the key's hash; its
+    `last_used_at` is written only when older than API_KEY_LAST_USED_INTERVAL.
+
+    Raises ApiKeyInvalid for an unknown, revoked or expired key, or a key of an inactive user."""
+    if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) > 200:
+        raise ApiKeyInvalid("Invalid API key.")
+    digest = api_key_hash(raw_key)
+    api_key = ApiKey.objects.select_related("user").filter(key_hash=digest).first()
+    # The lookup is by the hash (an attacker learns nothing from how its comparison times); the
+    # explicit comparison only guards against a database collation that compares loosely.
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, digest) or api_key.revoked_at is not None:
+        raise ApiKeyInvalid("Invalid or revoked API key.")
+    now = timezone.now()
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise ApiKeyInvalid("This API key has expired.")
+    if not api_key.user.is_active:
+        raise ApiKeyInvalid("User is inactive.")
+    stale_before = now - timedelta(seconds=settings.API_KEY_LAST_USED_INTERVAL)
+    if api_key.last_used_at is None or api_key.last_used_at < stale_before:
+        # Conditional, so of concurrent requests at most one writes.
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=stale_before)
+        ).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key.user, api_key

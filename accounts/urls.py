@@ -9,4 +9,6 @@ urlpatterns = [
     path("logout", api.LogoutApi.as_view(), name="auth-logout"),
     path("me", api.MeApi.as_view(), name="auth-me"),
     path("password", api.PasswordChangeApi.as_view(), name="auth-password"),
+    path("api-keys", api.ApiKeysApi.as_view(), name="auth-api-keys"),
+    path("api-keys/<str:key_id>", api.ApiKeyApi.as_view(), name="auth-api-key"),
 ]

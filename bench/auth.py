@@ -1,6 +1,6 @@
 """Benchmark: local sign-in (`POST /api/v1/auth/login`, one Argon2 verification each) and an
-authenticated read (`GET /api/v1/auth/me`, one JWT check and one user query), in one daphne
-process. Baselines measured in the same run: `GET /health` (Django's floor: no auth, no query
+authenticated read (`GET /api/v1/auth/me`, one JWT check and one user query; with a personal API
+key, one HMAC and one key+user query instead), in one daphne process. Baselines measured in the same run: `GET /health` (Django's floor: no auth, no query
 beyond a `SELECT 1`) and Argon2 verifications/s in the benchmark's own process with the server's
 parameters (the floor for logins). Login throttles are lifted for the run.
 
@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
+from config.testing.http import http_json  # noqa: E402
 
 EMAIL = "bench-auth@example.com"
 
@@ -50,10 +51,15 @@ def main() -> None:
         rows.append(["Argon2 verify, 1 thread (floor)", 1, floor["per_s"], floor["ms"], floor["ms"], 0])
         with common.conduit(env) as (base, _process):
             token = common.login(base, EMAIL)
+            status, created = http_json("POST", f"{base}/api/v1/auth/api-keys", {"name": "bench"}, token)
+            assert status == 201, created
+            api_key = created["key"]
             login_body = json.dumps({"email": EMAIL, "password": common.PASSWORD})
             cases = [
                 ("GET /health (floor)", dict(url=f"{base}/health")),
                 ("GET /api/v1/auth/me", dict(url=f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})),
+                ("GET /api/v1/auth/me (API key)", dict(url=f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {api_key}"})),
+                ("GET /v1/models (API key)", dict(url=f"{base}/v1/models", headers={"Authorization": f"Bearer {api_key}"})),
                 ("POST /api/v1/auth/login", dict(url=f"{base}/api/v1/auth/login", method="POST", body=login_body,
                                                  headers={"Content-Type": "application/json"})),
             ]  # fmt: skip

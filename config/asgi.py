@@ -3,8 +3,8 @@
 Django's ASGI request path costs several thread hand-offs per request (~4 ms here against
 ~0.34 ms under WSGI; see PITFALLS "Serving"). So one process serves three ways:
 - websockets go to Channels;
-- the few streaming HTTP paths (Server-Sent Events) go to Django's ASGI handler, which streams
-  an async iterator without a thread per response;
+- the few streaming HTTP paths (Server-Sent Events, the OpenAI-compatible chat completions) go to
+  Django's ASGI handler, which streams an async iterator without a thread per response;
 - every other HTTP request goes to Django's WSGI handler in a thread pool (one hop per request).
 """
 
@@ -29,7 +29,7 @@ from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
-STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance"})
+STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions"})
 # …and those with an id in them: the run API and a session's event stream, and its stop (which
 # must reach the turn runners of this process's event loop: assistant/run_api.py).
 STREAMING_HTTP_PATTERN = re.compile(r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop))")

@@ -66,13 +66,15 @@ class RequestIdLogFilter(logging.Filter):
 # --- Paths and query strings ---------------------------------------------------------------------
 
 API_PREFIX = "/api/v1/"
+API_PREFIXES = (API_PREFIX, "/v1/")  # ours, and the OpenAI-compatible API's (assistant/openai_api.py)
 
 
 def api_path_without_slash(path: str) -> str:
     """`/api/v1/agents/` → `/api/v1/agents`: API routes have no trailing slash and clients type both.
     Routed, not redirected: a redirected POST loses its body in most clients."""
-    if path.startswith(API_PREFIX) and path.endswith("/") and len(path) > len(API_PREFIX):
-        return path[:-1]
+    for prefix in API_PREFIXES:
+        if path.startswith(prefix) and path.endswith("/") and len(path) > len(prefix):
+            return path[:-1]
     return path
 
 

@@ -194,6 +194,8 @@ REST_FRAMEWORK = {
         # verify; the provider class takes only RS256 tokens and passes on everything else, which
         # keeps local HS256 tokens and provider RS256 tokens apart by their header's `alg`.
         "accounts.authentication.ProviderTokenAuthentication",
+        # Personal API keys (`cdk_…`): before simplejwt, which would reject them as malformed JWTs.
+        "accounts.authentication.ApiKeyAuthentication",
         "accounts.authentication.LocalTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -230,6 +232,13 @@ SIMPLE_JWT = {
     "CHECK_REVOKE_TOKEN": True,
 }
 
+# Personal API keys (accounts.ApiKey). Stored as HMAC-SHA256 under this key: changing it (or, without
+# it, SECRET_KEY) makes every issued API key stop working.
+API_KEY_HASH_KEY = env.str("API_KEY_HASH_KEY", default="") or derived_key("api-keys")
+API_KEYS_MAX_PER_USER = env.int("API_KEYS_MAX_PER_USER", default=20)  # keys not revoked nor expired
+# `last_used_at` is written at most this often per key (seconds), not on every request.
+API_KEY_LAST_USED_INTERVAL = env.int("API_KEY_LAST_USED_INTERVAL", default=60)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Conduit API",
     "DESCRIPTION": (
@@ -242,6 +251,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+        "assistant.openai_schema.add_openai_paths",  # the OpenAI-compatible API's plain Django views
+    ],
 }
 
 # --- HTTP, security ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from assistant import openai_api
 from assistant.views import chat
 from config import views
 
@@ -21,6 +22,10 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("assistant.urls")),
+    # The OpenAI-compatible API, where OpenAI clients expect it (base URL `<site>/v1`).
+    path("v1/models", openai_api.models_list, name="openai-models"),
+    path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),
+    path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     # The organization server answers at the site root, where existing Claire clients call it.
     path("", include("orgproxy.urls")),
 ]

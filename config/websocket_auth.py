@@ -1,5 +1,6 @@
-"""Websocket authentication: the Django session cookie (the chat page) or an access token sent
-as the subprotocols `["jwt", "<token>"]` (browsers can't set headers on a websocket).
+"""Websocket authentication: the Django session cookie (the chat page) or an access token (or a
+personal API key, `cdk_…`) sent as the subprotocols `["jwt", "<token>"]` (browsers can't set
+headers on a websocket).
 
 Sets `scope["user"]` and, for tokens, `scope["auth_expires_at"]` (a UNIX time) so a consumer can
 close the socket when the token it was opened with expires. A consumer that accepts a token
@@ -22,14 +23,19 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 
-from accounts.authentication import user_for_access_token
+from accounts.authentication import api_key_for_socket, user_for_access_token
 
 JWT_SUBPROTOCOL = "jwt"
+API_KEY_PREFIX = "cdk_"  # accounts.services.API_KEY_PREFIX (not imported: services imports this module)
 REVOKED_MESSAGE_TYPE = "auth.revoked"
 
 
 def user_socket_group(user_id: int) -> str:
     return f"auth.user.{user_id}"
+
+
+def api_key_socket_group(api_key_id: int) -> str:
+    return f"auth.apikey.{api_key_id}"
 
 
 def browser_session_socket_group(session_key: str) -> str:
@@ -40,6 +46,8 @@ def browser_session_socket_group(session_key: str) -> str:
 def socket_groups(scope) -> list[str]:
     """The groups an authenticated socket joins, so it can be closed when its session ends."""
     groups = [user_socket_group(scope["user"].pk)]
+    if scope.get("api_key_id") is not None:  # revoking the key closes the socket
+        groups.append(api_key_socket_group(scope["api_key_id"]))
     session = scope.get("session")
     if token_from_subprotocols(scope.get("subprotocols") or []) is None and session is not None and session.session_key:
         groups.append(browser_session_socket_group(session.session_key))
@@ -81,7 +89,11 @@ class _TokenAuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         token = token_from_subprotocols(scope.get("subprotocols") or [])
-        if token is not None:
+        if token is not None and token.startswith(API_KEY_PREFIX):
+            # A personal API key in the token's place (tools that hold a key, not a JWT).
+            user, expires_at, api_key_id = await database_sync_to_async(api_key_for_socket)(token)
+            scope = {**scope, "user": user or AnonymousUser(), "auth_expires_at": expires_at, "api_key_id": api_key_id}
+        elif token is not None:
             user, expires_at = await database_sync_to_async(user_for_access_token)(token)
             scope = {**scope, "user": user or AnonymousUser(), "auth_expires_at": expires_at}
         return await self.inner(scope, receive, send)

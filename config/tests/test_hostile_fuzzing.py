@@ -58,6 +58,8 @@ def _valid_bodies(own: dict) -> dict[str, dict]:
         "/api/v1/auth/refresh": {"refresh_token": own["refresh"]},
         "/api/v1/auth/logout": {"refresh_token": own["refresh"]},
         "/api/v1/claude-code/code-assistance": {"prompt": "Hi"},
+        # An unknown model: every field is validated, then a 404 (no turn to wait for in process).
+        "/v1/chat/completions": {"model": "fuzz-no-such-agent", "messages": [{"role": "user", "content": "Hi"}]},
     }
 
 
@@ -136,7 +138,10 @@ def _assert_answered(label: str, operation: dict, response) -> None:
     status = response.status_code
     assert status < 500, f"{label} answered {status}: {response.content[:500]!r}"
     assert str(status) in operation["responses"], f"{label} answered an undocumented {status}: {response.content[:300]}"
-    if status >= 400:
+    if status >= 400 and "OpenAIError" in json.dumps(operation["responses"][str(status)]):
+        error = json.loads(response.content)["error"]  # the OpenAI-compatible API's shape
+        assert isinstance(error["message"], str) and isinstance(error["type"], str), error
+    elif status >= 400:
         detail = json.loads(response.content)["detail"]
         assert isinstance(detail["message"], str) and isinstance(detail["code"], str), detail
 

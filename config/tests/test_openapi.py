@@ -125,3 +125,14 @@ def test_messages_of_a_list_field_fit_the_documented_error_body(document, api_cl
     body = response.json()
     assert set(body["detail"]["fields"]["tags"]) == {"0"}  # an object by index, not a list
     _assert_error_body(document, body)
+
+
+def test_it_documents_the_openai_compatible_api_with_its_error_shape(document):
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert {"200", "400", "401", "404", "429", "502", "504"} <= set(chat["responses"])
+    assert chat["responses"]["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/OpenAIError"}
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"apiKey": []} in chat["security"]
+    assert "/v1/models" in document["paths"] and "/v1/models/{model}" in document["paths"]
+    assert document["components"]["securitySchemes"]["apiKey"]["bearerFormat"] == "cdk_…"
+    assert "/api/v1/auth/api-keys" in document["paths"] and "/api/v1/auth/api-keys/{key_id}" in document["paths"]
