@@ -119,6 +119,10 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
         "temperature",
         "is_default",
         "owner",
+        "price_input_per_mtok",
+        "price_output_per_mtok",
+        "price_cache_read_per_mtok",
+        "price_cache_write_per_mtok",
         "created_at",
         "updated_at",
     )

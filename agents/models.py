@@ -69,6 +69,16 @@ class LLMProviderConfig(models.Model):
     owner = _owner_field("llm_configs")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Prices in the organization's currency per million tokens; empty: calls of this config cost nothing
+    # that is known (their tokens still count against token budgets). See usage/prices.py.
+    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                               validators=[MinValueValidator(0)])
+    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                validators=[MinValueValidator(0)])
+    price_cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                    validators=[MinValueValidator(0)])
+    price_cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                     validators=[MinValueValidator(0)])
 
     class Meta:
         verbose_name = "LLM provider config"
@@ -394,6 +404,8 @@ class Message(models.Model):
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The usage's price when it was stored (usage/prices.py); null: no price known.
+    cost = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["session", "seq"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from assistant.llm import LLMError, ModelSettings, async_client, map_sdk_error
 
@@ -165,6 +165,9 @@ class LoopRequest:
     # Sequences that end the model's answer early (stop_reason "stop_sequence"); every provider has them.
     stop_sequences: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # Awaited before each model call (with its turn number), after ModelCallStarted: raising an
+    # LLMError (e.g. usage's BudgetExceeded) ends the loop before the model is reached.
+    before_model_call: Callable[[int], Awaitable[None]] | None = None
 
 
 async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
@@ -175,6 +178,8 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
     tool_definitions = request.tools.definitions() if request.tools else []
     for turn in range(1, request.max_turns + 1):
         yield ModelCallStarted(turn)
+        if request.before_model_call is not None:
+            await request.before_model_call(turn)
         params: dict[str, Any] = {
             "model": request.model.model,
             "max_tokens": request.model.max_tokens,

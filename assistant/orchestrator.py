@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections
+from django.db import connections, transaction
 
 from assistant.engine import (
     LoopFinished,
@@ -274,6 +275,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         raise OrchestratorError("agent_unavailable", f"agent {agent.slug!r}: {unusable}")
 
     owner = session.owner if session is not None else _owner(options)
+    _check_budget(owner.pk)
     # An organization agent's config, else the organization's default: never the session owner's own
     # default config, whose endpoint that user chose.
     config = llm_config_for_agent(agent, user=None)
@@ -391,15 +393,42 @@ def _integration_specs(agent) -> list[McpServerSpec]:
 def _store_answer(session, event: ModelCallFinished) -> None:
     from agents.services import message_append
 
-    message_append(
-        session=session,
-        role="assistant",
-        content=event.content,
-        status="complete",
-        model=event.model or "",
-        stop_reason=event.stop_reason or "",
-        **event.usage.as_dict(),
-    )
+    with transaction.atomic():
+        message_append(
+            session=session,
+            role="assistant",
+            content=event.content,
+            status="complete",
+            model=event.model or "",
+            stop_reason=event.stop_reason or "",
+            **_counted_usage(session, event.usage.as_dict()),
+        )
+
+
+def _check_budget(user_id: int) -> None:
+    from usage.services import BudgetExceeded, budget_check
+
+    try:
+        budget_check(user_id)
+    except BudgetExceeded as exc:
+        raise OrchestratorError(exc.code, exc.message) from None
+
+
+async def _budget_before_call(session, turn: int) -> None:
+    """Before every model call of the run: the owner's budgets (BudgetExceeded ends the run)."""
+    from usage.services import budget_check
+
+    await sync_to_async(budget_check, thread_sensitive=True)(session.owner_id)
+
+
+def _counted_usage(session, usage: dict[str, int]) -> dict[str, Any]:
+    """A new message's usage fields with its cost, counted against its owner's budgets (call in the
+    transaction that stores the message)."""
+    from agents.selectors import llm_config_for_agent
+    from usage.services import new_message_usage
+
+    config_id = llm_config_for_agent(session.agent, user=None).config_id
+    return {**usage, **new_message_usage(user_id=session.owner_id, config_id=config_id, usage=usage)}
 
 
 def _store_results(session, results: list[ToolOutcome]) -> None:
@@ -431,16 +460,17 @@ def _store_unfinished(
         message_append(session=session, role="user", content=blocks, status="complete")
     usage_fields = usage.as_dict() if usage is not None else {}
     if text or code or any(usage_fields.values()):  # an empty answer that cost tokens is kept too
-        message_append(
-            session=session,
-            role="assistant",
-            content=[{"type": "text", "text": text}] if text else [],
-            status=status,
-            model=model,
-            error_code=code,
-            error_message=message,
-            **usage_fields,
-        )
+        with transaction.atomic():
+            message_append(
+                session=session,
+                role="assistant",
+                content=[{"type": "text", "text": text}] if text else [],
+                status=status,
+                model=model,
+                error_code=code,
+                error_message=message,
+                **(_counted_usage(session, usage_fields) if usage_fields else {}),
+            )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -521,6 +551,7 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 system=prepared.system,
                 tools=tools,
                 max_turns=prepared.max_turns,
+                before_model_call=functools.partial(_budget_before_call, session),
             )
             return await _loop(request, sink, store)
     except McpStartError as exc:

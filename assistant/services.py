@@ -14,6 +14,7 @@ from agents.models import AIAgent, Message
 from assistant import turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias, TurnEvent
+from usage.services import BudgetExceeded, budget_check
 
 
 def code_assistance_agent() -> AIAgent | None:
@@ -33,6 +34,10 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
         )
     if not turns.model_settings_for(agent, user=user).api_key:
         raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+    try:
+        budget_check(user.pk)  # refused before the client's session is even created
+    except BudgetExceeded as exc:
+        raise turns.TurnRefused(exc.code, exc.message) from exc
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
     alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
     if alias is None:

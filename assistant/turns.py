@@ -56,6 +56,7 @@ from assistant.llm import LLMError
 from assistant.models import TurnEvent
 from assistant.sweeps import stale_turns_settle
 from config.errors import CodedError
+from usage.services import BudgetExceeded, TurnBudget, message_usage_stored, turn_budget
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class TurnPlan:
     assistant_message_id: int
     first_event_seq: int
     request: LoopRequest
+    budget: TurnBudget | None = None  # prices the turn's messages (usage/services.py)
 
 
 def _settle_stale_turns(session: UserAgentSession) -> None:
@@ -184,6 +186,10 @@ def turn_begin(
             )
         model = _model_settings(config)
         try:
+            budget = turn_budget(user_id=user.pk, config_id=config.config_id)
+        except BudgetExceeded as exc:
+            raise TurnRefused(exc.code, exc.message) from exc
+        try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
@@ -204,7 +210,10 @@ def turn_begin(
         user_text=text,
         assistant_message_id=assistant_message.pk,
         first_event_seq=last_seq + 1,
-        request=LoopRequest(model=model, messages=history, system=system, max_turns=1),
+        request=LoopRequest(
+            model=model, messages=history, system=system, max_turns=1, before_model_call=budget.before_model_call
+        ),
+        budget=budget,
     )
 
 
@@ -255,6 +264,7 @@ def _persist(writes: list[_Write]) -> None:
                 fields_by_message.setdefault(write.message_id, {}).update(write.message_fields)
         now = timezone.now()
         for message_id, fields in fields_by_message.items():
+            message_usage_stored(message_id, fields)  # the usage counters, in this transaction
             Message.objects.filter(pk=message_id).update(**fields, updated_at=now)
 
 
@@ -601,6 +611,8 @@ class TurnRunner:
 
     async def _persist_and_publish(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
         events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
+        if self.plan.budget is not None:
+            message_fields = self.plan.budget.priced(message_fields)
         # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
         await _turn_writer().write(_Write(self.session_id, events, self.message_id, message_fields))
         self.last_flush = time.monotonic()

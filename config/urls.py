@@ -21,6 +21,7 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("assistant.urls")),
+    path("api/v1/", include("usage.urls")),
     # The organization server answers at the site root, where existing Claire clients call it.
     path("", include("orgproxy.urls")),
 ]
