@@ -56,6 +56,7 @@ from assistant.llm import LLMError
 from assistant.models import TurnEvent
 from assistant.sweeps import stale_turns_settle
 from config.errors import CodedError
+from audit.services import tool_calls_record
 from usage.services import BudgetExceeded, TurnBudget, message_usage_stored, turn_budget
 
 logger = logging.getLogger(__name__)
@@ -389,6 +390,7 @@ class TurnRunner:
     call_usage: Usage | None = field(default=None, init=False)
     finished_usage: Usage = field(default_factory=Usage, init=False)
     model_calls: int = field(default=0, init=False)  # started so far (`turns` of a stopped result)
+    tool_names: dict[str, str] = field(default_factory=dict, init=False)  # tool_use id → name (audit)
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
@@ -469,6 +471,7 @@ class TurnRunner:
                     self.pending.thinking += text
                     await self._schedule_flush()
                 case ToolUseRequested(call=call):
+                    self.tool_names[call.id] = call.name
                     await self._emit("tool_use", {"id": call.id, "name": call.name, "input": call.input})
                 case UsageReported(usage=usage):
                     self.call_usage = usage
@@ -488,6 +491,10 @@ class TurnRunner:
                     self.finished_usage.add(event.usage)
                     self.call_usage = None
                 case ToolResults(results=results):
+                    await database_sync_to_async(tool_calls_record)(
+                        session_id=self.session_id, calls=[(self.tool_names.get(r.tool_use_id, ""), r.is_error) for r in results],
+                        source="turn",
+                    )  # fmt: skip
                     await database_sync_to_async(_append_message)(
                         self.session_id, role=Message.Role.USER, content=[r.as_block() for r in results]
                     )

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
     "orgproxy",
     "assistant",
     "usage",
+    "auditlog",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -85,6 +87,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # django-auditlog: who changed a model (the actor is read once DRF has authenticated, see audit/).
+    "audit.middleware.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
