@@ -86,9 +86,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # django-auditlog: who changed a model (the actor is read once DRF has authenticated, see audit/).
-    "audit.middleware.AuditActorMiddleware",
+    # Django's AuthenticationMiddleware, also telling django-auditlog who changes models (audit/).
+    "audit.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
