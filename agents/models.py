@@ -356,6 +356,10 @@ class UserAgentSession(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The version of its agent the session last ran with (set at creation and at each turn).
+    agent_version = models.ForeignKey(
+        "AIAgentVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
 
     class Meta:
         verbose_name = "user agent session"
@@ -421,3 +425,24 @@ class Message(models.Model):
         return "".join(
             block.get("text", "") for block in self.content if isinstance(block, dict) and block.get("type") == "text"
         )
+
+
+class AIAgentVersion(models.Model):
+    """One row per state an agent has had (written by agents/versions.py whenever an agent is saved,
+    however: REST, admin, services): its fields, what changed, who changed it."""
+
+    agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    snapshot = models.JSONField(help_text="The agent's fields (integrations as ids) in this version.")
+    changed_fields = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "AI agent version"
+        ordering = ["agent", "-version"]
+        constraints = [models.UniqueConstraint(fields=["agent", "version"], name="agents_agent_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} v{self.version}"

@@ -37,6 +37,7 @@ from django.utils import timezone
 from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import Message, UserAgentSession
+from agents.versions import session_agent_version_set
 from assistant.engine import (
     LoopFinished,
     LoopRequest,
@@ -203,6 +204,7 @@ def turn_begin(
         )
         last_seq = TurnEvent.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
         UserAgentSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+        session_agent_version_set(session)
     return TurnPlan(
         session_id=session.pk,
         agent_slug=agent.slug,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from auditlog.context import set_extra_data
+from auditlog.context import auditlog_value, set_extra_data
 from django.contrib.auth import get_user_model
 from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAuthenticationMiddleware
 from django.utils.functional import SimpleLazyObject
@@ -34,4 +34,7 @@ class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
         context = getattr(request, "_audit_context", None)
         if context is not None:
             context.__exit__(None, None, None)
+            # auditlog leaves its context set: the next code run in this thread (another request, a
+            # background job) must not take this request's user for its actor.
+            auditlog_value.set({"signal_duid": None})
         return response
