@@ -81,28 +81,48 @@ class Prices:
         return (total / MILLION).quantize(Decimal("0.00000001"))
 
 
+_PRICE_FIELDS = ("price_input_per_mtok", "price_output_per_mtok", "price_cache_read_per_mtok", "price_cache_write_per_mtok")
+
+
+def _settings_prices() -> Prices:
+    return Prices(
+        _decimal(settings.PRICE_DEFAULT_INPUT_PER_MTOK),
+        _decimal(settings.PRICE_DEFAULT_OUTPUT_PER_MTOK),
+        _decimal(settings.PRICE_DEFAULT_CACHE_READ_PER_MTOK),
+        _decimal(settings.PRICE_DEFAULT_CACHE_WRITE_PER_MTOK),
+    )
+
+
 def prices_for_config(config_id: int | None) -> Prices:
-    """The prices of an LLM config; without one (the ANTHROPIC_* settings), PRICE_DEFAULT_*."""
+    """What a call through this LLM config costs the organization.
+
+    Prices are staff's (admin only): an organization config has its own, else PRICE_DEFAULT_*; no
+    config (the ANTHROPIC_* settings): PRICE_DEFAULT_*. A user's config on the organization's
+    endpoint spends the organization's key, so it is priced by the organization (an organization
+    config of the same model, else PRICE_DEFAULT_*), never by a price its user chose; a user's
+    config with its own endpoint and key costs the organization nothing known (None)."""
     if config_id is None:
-        return Prices(
-            _decimal(settings.PRICE_DEFAULT_INPUT_PER_MTOK),
-            _decimal(settings.PRICE_DEFAULT_OUTPUT_PER_MTOK),
-            _decimal(settings.PRICE_DEFAULT_CACHE_READ_PER_MTOK),
-            _decimal(settings.PRICE_DEFAULT_CACHE_WRITE_PER_MTOK),
-        )
+        return _settings_prices()
     from agents.models import LLMProviderConfig
 
-    row = (
-        LLMProviderConfig.objects.filter(pk=config_id)
-        .values("price_input_per_mtok", "price_output_per_mtok", "price_cache_read_per_mtok", "price_cache_write_per_mtok")
-        .first()
-    )
+    row = LLMProviderConfig.objects.filter(pk=config_id).values("owner_id", "base_url", "model", *_PRICE_FIELDS).first()
     if row is None:
-        return Prices()
-    return Prices(
-        row["price_input_per_mtok"], row["price_output_per_mtok"], row["price_cache_read_per_mtok"],
-        row["price_cache_write_per_mtok"],
-    )  # fmt: skip
+        return _settings_prices()
+    if row["owner_id"] is not None:
+        if row["base_url"]:
+            return Prices()
+        model = row["model"] or settings.ANTHROPIC_MODEL
+        org = (
+            LLMProviderConfig.objects.filter(owner__isnull=True, model=model)
+            .exclude(**{f: None for f in _PRICE_FIELDS})
+            .order_by("-is_default", "pk")
+            .values(*_PRICE_FIELDS)
+            .first()
+        )
+        # Without a match, the settings' prices (an org config's own prices belong to its model).
+        row = org or {}
+    prices = Prices(*(row.get(f) for f in _PRICE_FIELDS))
+    return prices if prices.known else _settings_prices()
 
 
 # --- counting -------------------------------------------------------------------------------------

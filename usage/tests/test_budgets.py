@@ -234,3 +234,27 @@ def test_usage_api_shows_the_budget_and_what_remains(user, api_client, settings)
     assert body["budget"] == {"tokens": 1000, "cost": None, "source": "default", "remaining_tokens": 700,
                               "remaining_cost": None}  # fmt: skip
     assert api_client.__class__().get("/api/v1/usage").status_code == 401
+
+
+def test_a_users_own_config_on_the_organizations_key_is_priced_by_the_organization(user, api_client, settings):
+    """The attack: a user makes a config of their own without a base URL (so it spends the
+    organization's key) hoping its calls cost nothing. Prices aren't theirs to set, and such a
+    config is priced like the organization's config of the same model."""
+    from agents.models import LLMProviderConfig
+    from usage.services import prices_for_config
+
+    LLMProviderConfig.objects.create(name="Org", model="claude-x", price_input_per_mtok=Decimal("3"),
+                                     price_output_per_mtok=Decimal("15"))  # fmt: skip
+    api_client.force_authenticate(user)
+    created = api_client.post("/api/v1/llm-configs", {"name": "Mine", "model": "claude-x",
+                                                      "price_input_per_mtok": "0", "price_output_per_mtok": "0"},
+                              format="json")  # fmt: skip
+    assert created.status_code == 201 and "price_input_per_mtok" not in created.json()
+    mine = LLMProviderConfig.objects.get(pk=created.json()["id"])
+    assert mine.price_input_per_mtok is None  # not writable through the API
+    assert prices_for_config(mine.pk) == prices_for_config(LLMProviderConfig.objects.get(name="Org").pk)
+    # Another model, no organization price for it: the settings' default prices.
+    settings.PRICE_DEFAULT_INPUT_PER_MTOK = "1"
+    mine.model = "claude-other"
+    mine.save()
+    assert prices_for_config(mine.pk).input == Decimal("1")
