@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agents import services
-from agents.models import AIAgent, AIAgentVersion, UserAgentSession
+from agents.models import AIAgentVersion, UserAgentSession
 from assistant import turns
 from assistant.tests.conftest import agent, fake, token_for  # noqa: F401  (fixtures)
 

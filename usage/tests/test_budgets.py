@@ -107,7 +107,7 @@ def test_user_and_group_overrides(user, settings):
 
 async def test_websocket_refuses_with_budget_exceeded_at_the_limit(user, agent, fake, settings):
     settings.BUDGET_USER_MONTHLY_TOKENS = 100
-    await sync_to_async(spend)(user, 99)
+    await sync_to_async(spend)(user, 100 - ONE_CHUNK_TOKENS)  # under: runs, and lands exactly on the limit
     fake.script(Reply(text=["Hi."]))
     ws = await connect(user)
     await ws.send_json_to({"type": "start", "agent": "helper", "message": "first"})
@@ -116,6 +116,7 @@ async def test_websocket_refuses_with_budget_exceeded_at_the_limit(user, agent, 
     await ws.send_json_to({"type": "start", "agent": "helper", "message": "second"})
     error = await ws.receive_json_from(5)
     assert error["type"] == "error" and error["code"] == "budget_exceeded"
+    assert "100 of 100 tokens" in error["message"]
     await ws.disconnect()
     assert len(fake.requests) == 1
     assert await sync_to_async(assistant_messages)(user) == 1
@@ -123,7 +124,7 @@ async def test_websocket_refuses_with_budget_exceeded_at_the_limit(user, agent, 
 
 async def test_sse_answers_429_before_the_stream_at_the_limit(user, code_agent, fake, settings):
     settings.BUDGET_USER_MONTHLY_TOKENS = 100
-    await sync_to_async(spend)(user, 99)
+    await sync_to_async(spend)(user, 100 - ONE_CHUNK_TOKENS)  # under: runs, and lands exactly on the limit
     fake.script(Reply(text=["ok"]))
     client = SseClient(await sync_to_async(token_for)(user))
     first = await client.post(PATH, {"prompt": "one"}, content_type="application/json")
@@ -133,6 +134,7 @@ async def test_sse_answers_429_before_the_stream_at_the_limit(user, code_agent, 
     second = await client.post(PATH, {"prompt": "two"}, content_type="application/json")
     assert second.status_code == 429
     assert second.json()["detail"]["code"] == "budget_exceeded"
+    assert "100 of 100 tokens" in second.json()["detail"]["message"]
     assert len(fake.requests) == 1
 
 
