@@ -289,6 +289,8 @@ class TurnBudget:
         return {**message_fields, "cost": self.prices.cost(message_fields)}
 
     async def before_model_call(self, turn: int) -> None:
+        if turn == 1:
+            return  # turn_begin has just checked, in the transaction that planned the turn
         await database_sync_to_async(budget_check)(self.user_id)
 
 
