@@ -56,8 +56,8 @@ from assistant.history import api_messages
 from assistant.llm import LLMError
 from assistant.models import TurnEvent
 from assistant.sweeps import stale_turns_settle
-from config.errors import CodedError
 from audit.services import tool_calls_record
+from config.errors import CodedError
 from usage.services import BudgetExceeded, TurnBudget, message_usage_stored, turn_budget
 
 logger = logging.getLogger(__name__)
