@@ -54,3 +54,20 @@ def test_csv_has_one_row_per_day_user_and_agent(client, make_user, user, other_u
 def test_only_staff_see_it(client, user):
     client.force_login(user)
     assert client.get("/admin/usage/").status_code == 302  # to the admin login
+
+
+def test_budgets_are_edited_in_admin_and_the_counters_only_read(client, make_user, user):
+    from usage.models import Budget
+
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    assert client.get("/admin/usage/budget/add/").status_code == 200
+    response = client.post("/admin/usage/budget/add/", {"user": "", "group": "", "monthly_tokens": "5000",
+                                                         "monthly_cost": "", "note": "cap"})  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    second = client.post("/admin/usage/budget/add/", {"user": "", "group": "", "monthly_tokens": "1", "note": "again"})
+    assert second.status_code == 200 and "already is an organization-wide budget" in second.content.decode()
+    mine = client.post("/admin/usage/budget/add/", {"user": str(user.pk), "group": "", "monthly_tokens": "10", "note": ""})
+    assert mine.status_code == 302
+    assert {(b.scope, b.monthly_tokens) for b in Budget.objects.all()} == {("organization", 5000), ("user", 10)}
+    assert client.get("/admin/usage/usagecounter/").status_code == 200
+    assert client.get("/admin/usage/usagecounter/add/").status_code == 403
