@@ -47,6 +47,7 @@ def test_two_processes_racing_stay_within_the_budget_plus_the_calls_in_flight(tm
         results = [_result(racer) for racer in racers]
         report = _result(_child("report", env))
 
+    print(f"race: limit {LIMIT}, spent {report['counter_tokens']} in {report['calls']} calls; per process: {results}")
     assert all(r["turns"] >= 1 for r in results), results  # both really raced
     assert report["counter_tokens"] == report["message_tokens"]  # every call counted exactly once
     assert report["counter_tokens"] >= LIMIT  # the budget was reached …
