@@ -123,6 +123,16 @@ class LLMProviderConfig(models.Model):
     owner = _owner_field("llm_configs")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Prices in the organization's currency per million tokens; empty: calls of this config cost nothing
+    # that is known (their tokens still count against token budgets). See usage/prices.py.
+    price_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                               validators=[MinValueValidator(0)])
+    price_output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                validators=[MinValueValidator(0)])
+    price_cache_read_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                    validators=[MinValueValidator(0)])
+    price_cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
+                                                     validators=[MinValueValidator(0)])
 
     class Meta:
         verbose_name = "LLM provider config"
@@ -426,6 +436,10 @@ class UserAgentSession(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The version of its agent the session last ran with (set at creation and at each turn).
+    agent_version = models.ForeignKey(
+        "AIAgentVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
 
     class Meta:
         verbose_name = "user agent session"
@@ -474,6 +488,8 @@ class Message(models.Model):
     error_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The usage's price when it was stored (usage/prices.py); null: no price known.
+    cost = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["session", "seq"]
@@ -489,3 +505,24 @@ class Message(models.Model):
         return "".join(
             block.get("text", "") for block in self.content if isinstance(block, dict) and block.get("type") == "text"
         )
+
+
+class AIAgentVersion(models.Model):
+    """One row per state an agent has had (written by agents/versions.py whenever an agent is saved,
+    however: REST, admin, services): its fields, what changed, who changed it."""
+
+    agent = models.ForeignKey(AIAgent, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    snapshot = models.JSONField(help_text="The agent's fields (integrations as ids) in this version.")
+    changed_fields = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "AI agent version"
+        ordering = ["agent", "-version"]
+        constraints = [models.UniqueConstraint(fields=["agent", "version"], name="agents_agent_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} v{self.version}"

@@ -131,7 +131,10 @@ class CodeAssistanceApi(APIView):
             ),
             400: OpenApiResponse(description="Invalid input, with per-field messages."),
             409: OpenApiResponse(description="A turn is already running in this session."),
-            429: OpenApiResponse(description="Too many answers of this user running at once (`too_many_turns`)."),
+            429: OpenApiResponse(
+                description="Too many answers of this user running at once (`too_many_turns`), or a monthly budget "
+                "is used up (`budget_exceeded`)."
+            ),
             503: OpenApiResponse(description="No model or code-assistance agent is configured."),
         },
     )
@@ -150,6 +153,7 @@ class CodeAssistanceApi(APIView):
             code = {
                 "turn_in_progress": status.HTTP_409_CONFLICT,
                 "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
+                "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,
                 "agent_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
             }.get(refused.code, status.HTTP_400_BAD_REQUEST)
             return error_response(refused.message, refused.code, code)

@@ -14,7 +14,7 @@ import asyncio
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from assistant.llm import LLMError, ModelCall, ModelSettings, check_configured, stream_call
 from assistant.llm.types import (
@@ -92,6 +92,9 @@ class LoopRequest:
     # Sequences that end the model's answer early (stop_reason "stop_sequence"); every provider has them.
     stop_sequences: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # Awaited before each model call (with its turn number), after ModelCallStarted: raising an
+    # LLMError (e.g. usage's BudgetExceeded) ends the loop before the model is reached.
+    before_model_call: Callable[[int], Awaitable[None]] | None = None
 
 
 async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
@@ -102,6 +105,8 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
     tool_definitions = request.tools.definitions() if request.tools else []
     for turn in range(1, request.max_turns + 1):
         yield ModelCallStarted(turn)
+        if request.before_model_call is not None:
+            await request.before_model_call(turn)
         call = ModelCall(
             messages=history,
             system=request.system,

@@ -9,6 +9,7 @@ Failures that stop the run are `OrchestratorError(code, message)`, one line each
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections
+from django.db import connections, transaction
 
 from assistant.engine import (
     LoopFinished,
@@ -43,7 +44,6 @@ from assistant.mcp_servers import (
     McpServerSpec,
     McpStartError,
     load_mcp_config,
-    parse_mcp_config,
 )
 from assistant.tools import AgentTools, UnknownAllowedTools, integration_specs
 from assistant.workspace_tools import BuiltinTools, Workspace
@@ -242,6 +242,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         raise OrchestratorError("agent_unavailable", f"agent {agent.slug!r}: {unusable}")
 
     owner = session.owner if session is not None else _owner(options)
+    _check_budget(owner.pk)
     # An organization agent's config, else the organization's default: never the session owner's own
     # default config, whose endpoint that user chose.
     config = llm_config_for_agent(agent, user=None)
@@ -356,15 +357,48 @@ def _integration_specs(agent) -> list[McpServerSpec]:
 def _store_answer(session, event: ModelCallFinished) -> None:
     from agents.services import message_append
 
-    message_append(
-        session=session,
-        role="assistant",
-        content=event.content,
-        status="complete",
-        model=event.model or "",
-        stop_reason=event.stop_reason or "",
-        **event.usage.as_dict(),
-    )
+    with transaction.atomic():
+        message_append(
+            session=session,
+            role="assistant",
+            content=event.content,
+            status="complete",
+            model=event.model or "",
+            stop_reason=event.stop_reason or "",
+            **_counted_usage(session, event.usage.as_dict()),
+        )
+
+
+def _audit_tool_calls(session, calls: list[tuple[str, bool]]) -> None:
+    from audit.services import tool_calls_record
+
+    tool_calls_record(session_id=session.pk, calls=calls, source="cli")
+
+
+def _check_budget(user_id: int) -> None:
+    from usage.services import BudgetExceeded, budget_check
+
+    try:
+        budget_check(user_id)
+    except BudgetExceeded as exc:
+        raise OrchestratorError(exc.code, exc.message) from None
+
+
+async def _budget_before_call(session, turn: int) -> None:
+    """Before every model call of the run: the owner's budgets (BudgetExceeded ends the run)."""
+    from usage.services import budget_check
+
+    await sync_to_async(budget_check, thread_sensitive=True)(session.owner_id)
+
+
+def _counted_usage(session, usage: dict[str, int]) -> dict[str, Any]:
+    """A new message's usage fields with its cost, counted against its owner's budgets (call in the
+    transaction that stores the message)."""
+    from agents.selectors import llm_config_for_agent
+    from usage.services import new_message_usage
+
+    config_id = llm_config_for_agent(session.agent, user=None).config_id
+    return {**usage, **new_message_usage(user_id=session.owner_id, config_id=config_id, usage=usage)}
 
 
 def _store_results(session, results: list[ToolOutcome]) -> None:
@@ -396,16 +430,17 @@ def _store_unfinished(
         message_append(session=session, role="user", content=blocks, status="complete")
     usage_fields = usage.as_dict() if usage is not None else {}
     if text or code or any(usage_fields.values()):  # an empty answer that cost tokens is kept too
-        message_append(
-            session=session,
-            role="assistant",
-            content=[{"type": "text", "text": text}] if text else [],
-            status=status,
-            model=model,
-            error_code=code,
-            error_message=message,
-            **usage_fields,
-        )
+        with transaction.atomic():
+            message_append(
+                session=session,
+                role="assistant",
+                content=[{"type": "text", "text": text}] if text else [],
+                status=status,
+                model=model,
+                error_code=code,
+                error_message=message,
+                **(_counted_usage(session, usage_fields) if usage_fields else {}),
+            )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -486,6 +521,7 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 system=prepared.system,
                 tools=tools,
                 max_turns=prepared.max_turns,
+                before_model_call=functools.partial(_budget_before_call, session),
             )
             return await _loop(request, sink, store)
     except McpStartError as exc:
@@ -525,6 +561,7 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                     pending = {}
             elif isinstance(event, ToolResults):
                 await store(_store_results, event.results)
+                await store(_audit_tool_calls, [(names.get(r.tool_use_id, ""), r.is_error) for r in event.results])
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)

@@ -15,6 +15,7 @@ from agents.models import AIAgent, LLMProviderConfig, Message, UserAgentSession
 from assistant import llm, turns
 from assistant.llm import LLMError
 from assistant.models import ClientSessionAlias, TurnEvent
+from usage.services import BudgetExceeded, budget_check
 
 
 def code_assistance_agent() -> AIAgent | None:
@@ -37,6 +38,10 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
             "not_configured",
             "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",
         )
+    try:
+        budget_check(user.pk)  # refused before the client's session is even created
+    except BudgetExceeded as exc:
+        raise turns.TurnRefused(exc.code, exc.message) from exc
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
     alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
     if alias is None:

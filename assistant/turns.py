@@ -38,6 +38,7 @@ from django.utils import timezone
 from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import Message, UserAgentSession
+from agents.versions import session_agent_version_set
 from assistant.engine import (
     LoopFinished,
     LoopRequest,
@@ -59,7 +60,9 @@ from assistant.models import TurnEvent
 from assistant.mcp_servers import McpConfigError, McpStartError
 from assistant.sweeps import stale_turns_settle
 from assistant.tools import ToolSetup, open_agent_tools, tool_setup_for
+from audit.services import tool_calls_record
 from config.errors import CodedError
+from usage.services import BudgetExceeded, TurnBudget, message_usage_stored, turn_budget
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ class TurnPlan:
     # The agent's tools, opened by the runner in its own task (MCP servers can't be shared across
     # tasks) and closed when the turn ends. None or empty: `request.tools` as given (tests set it).
     tools: ToolSetup | None = None
+    budget: TurnBudget | None = None  # prices the turn's messages (usage/services.py)
 
 
 def _settle_stale_turns(session: UserAgentSession) -> None:
@@ -205,6 +209,10 @@ def turn_begin(
         except McpConfigError as exc:
             raise TurnRefused("agent_unavailable", f"This agent's tools can't be used: {exc}") from exc
         try:
+            budget = turn_budget(user_id=user.pk, config_id=config.config_id)
+        except BudgetExceeded as exc:
+            raise TurnRefused(exc.code, exc.message) from exc
+        try:
             system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
@@ -217,6 +225,7 @@ def turn_begin(
         )
         last_seq = TurnEvent.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
         UserAgentSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
+        session_agent_version_set(session)
     return TurnPlan(
         session_id=session.pk,
         agent_slug=agent.slug,
@@ -225,8 +234,15 @@ def turn_begin(
         user_text=text,
         assistant_message_id=assistant_message.pk,
         first_event_seq=last_seq + 1,
-        request=LoopRequest(model=model, messages=history, system=system, max_turns=agent.max_turns if not tools.empty else 1),
+        request=LoopRequest(
+            model=model,
+            messages=history,
+            system=system,
+            max_turns=agent.max_turns if not tools.empty else 1,
+            before_model_call=budget.before_model_call,
+        ),
         tools=tools,
+        budget=budget,
     )
 
 
@@ -277,6 +293,7 @@ def _persist(writes: list[_Write]) -> None:
                 fields_by_message.setdefault(write.message_id, {}).update(write.message_fields)
         now = timezone.now()
         for message_id, fields in fields_by_message.items():
+            message_usage_stored(message_id, fields)  # the usage counters, in this transaction
             Message.objects.filter(pk=message_id).update(**fields, updated_at=now)
 
 
@@ -526,6 +543,10 @@ class TurnRunner:
                         )
                 case ToolResults(results=results):
                     names, self.pending_calls = self.pending_calls, {}
+                    await database_sync_to_async(tool_calls_record)(
+                        session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
+                        source="turn",
+                    )  # fmt: skip
                     await self._persist_now(
                         [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
                     )
@@ -674,6 +695,8 @@ class TurnRunner:
 
     async def _persist_and_publish(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
         events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
+        if self.plan.budget is not None:
+            message_fields = self.plan.budget.priced(message_fields)
         # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
         await _turn_writer().write(_Write(self.session_id, events, self.message_id, message_fields))
         self.last_flush = time.monotonic()

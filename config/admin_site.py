@@ -17,6 +17,14 @@ class ConduitAdminSite(admin.AdminSite):
 
         return super().index(request, {"dashboard": admin_dashboard(), **(extra_context or {})})
 
+    def get_urls(self):
+        from django.urls import path
+
+        from usage.admin_views import usage_report
+
+        usage = path("usage/", self.admin_view(lambda request: usage_report(request, self)), name="usage_report")
+        return [usage, *super().get_urls()]
+
 
 class ConduitAdminConfig(AdminConfig):
     """django.contrib.admin, with ConduitAdminSite as `admin.site`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -70,6 +71,9 @@ INSTALLED_APPS = [
     "agents",
     "orgproxy",
     "assistant",
+    "usage",
+    "auditlog",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -82,7 +86,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's AuthenticationMiddleware, also telling django-auditlog who changes models (audit/).
+    "audit.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -516,3 +521,14 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- usage and budgets (usage/) ---
+# Monthly budgets per user (calendar months, UTC), overridable per user and per group in admin;
+# 0 = unlimited. The cost budget is in the currency of the LLM configs' prices.
+BUDGET_USER_MONTHLY_TOKENS = env.int("BUDGET_USER_MONTHLY_TOKENS", default=0)
+BUDGET_USER_MONTHLY_COST = Decimal(env.str("BUDGET_USER_MONTHLY_COST", default="0") or "0")
+# Prices per million tokens of calls without an LLM config (ANTHROPIC_* settings); empty: unknown.
+PRICE_DEFAULT_INPUT_PER_MTOK = env.str("PRICE_DEFAULT_INPUT_PER_MTOK", default="")
+PRICE_DEFAULT_OUTPUT_PER_MTOK = env.str("PRICE_DEFAULT_OUTPUT_PER_MTOK", default="")
+PRICE_DEFAULT_CACHE_READ_PER_MTOK = env.str("PRICE_DEFAULT_CACHE_READ_PER_MTOK", default="")
+PRICE_DEFAULT_CACHE_WRITE_PER_MTOK = env.str("PRICE_DEFAULT_CACHE_WRITE_PER_MTOK", default="")

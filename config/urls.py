@@ -22,6 +22,7 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
     path("api/v1/", include("assistant.urls")),
+    path("api/v1/", include("usage.urls")),
     # The OpenAI-compatible API, where OpenAI clients expect it (base URL `<site>/v1`).
     path("v1/models", openai_api.models_list, name="openai-models"),
     path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),

@@ -4,14 +4,16 @@ writes whole."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 from accounts.models import User
 from config.testing.processes import database_url_for_children, http_json, running_server
@@ -81,6 +83,9 @@ if connection.vendor == "postgresql":
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
                 (terminated,) = cursor.fetchone()
+            # That dropped this process's other connections too: the one of its database thread
+            # (database_sync_to_async) must be reopened, or the async tests after this one fail.
+            asyncio.run(sync_to_async(connections.close_all)())
             assert terminated >= 1
 
             statuses = [http_json("GET", f"{base}/api/v1/auth/me", token=token)[0] for _ in range(8)]

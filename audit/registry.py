@@ -1,0 +1,28 @@
+"""Which models django-auditlog records, and what it must never store."""
+
+from __future__ import annotations
+
+from auditlog.registry import auditlog
+
+SECRET = "[secret]"
+
+
+def hide_secret(value) -> str:
+    """The mask of secret fields: a change is recorded, never the value (nor half of it, as
+    auditlog's default mask would)."""
+    return SECRET
+
+
+def register_models() -> None:
+    from django.contrib.auth import get_user_model
+
+    from agents.models import AIAgent, Integration, LLMProviderConfig, PromptTemplate
+    from usage.models import Budget
+
+    secret = "audit.registry.hide_secret"
+    auditlog.register(LLMProviderConfig, mask_fields=["api_key"], mask_callable=secret)
+    auditlog.register(Integration, mask_fields=["credentials"], mask_callable=secret)
+    auditlog.register(PromptTemplate)
+    auditlog.register(AIAgent, m2m_fields={"integrations"})
+    auditlog.register(get_user_model(), exclude_fields=["password", "last_login"])
+    auditlog.register(Budget)

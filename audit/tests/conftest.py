@@ -1,0 +1,1 @@
+from assistant.tests.conftest import agent, fake  # noqa: F401

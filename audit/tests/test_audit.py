@@ -1,0 +1,110 @@
+"""The audit log: model changes by REST and admin (django-auditlog, secrets masked), failed logins,
+and every tool call a turn ran — append-only, read-only in admin."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from auditlog.models import LogEntry
+
+from agents.models import AIAgent, LLMProviderConfig
+from assistant import turns
+from assistant.engine import ToolCall, ToolOutcome
+from assistant.tests.conftest import token_for
+from audit.models import AuditEvent
+from config.testing.fake_anthropic import Reply, ToolUse
+
+SECRET_KEY_VALUE = "sk-ant-api03-very-secret-audit-test-key-0000"
+
+
+def all_audit_text() -> str:
+    entries = [json.dumps([e.changes, e.changes_text, e.serialized_data, e.object_repr, e.additional_data], default=str)
+               for e in LogEntry.objects.all()]  # fmt: skip
+    events = [json.dumps(list(AuditEvent.objects.values()), default=str)]
+    return "\n".join(entries + events)
+
+
+@pytest.mark.django_db
+def test_an_api_edit_is_audited_with_its_actor_and_never_the_key(api_client, user):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+    created = api_client.post("/api/v1/llm-configs", {"name": "Mine", "model": "claude-x", "api_key": SECRET_KEY_VALUE},
+                              format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    config_id = created.json()["id"]
+    changed = api_client.patch(f"/api/v1/llm-configs/{config_id}", {"api_key": SECRET_KEY_VALUE + "-2", "name": "Renamed"},
+                               format="json")  # fmt: skip
+    assert changed.status_code == 200, changed.content
+
+    entries = LogEntry.objects.get_for_objects(LLMProviderConfig.objects.filter(pk=config_id)).order_by("timestamp")
+    assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]
+    assert all(e.actor == user for e in entries)
+    update = entries[1].changes_dict
+    assert update["name"] == ["Mine", "Renamed"]
+    assert update["api_key"] == ["[secret]", "[secret]"]  # that it changed, not what to
+    assert SECRET_KEY_VALUE not in all_audit_text() and SECRET_KEY_VALUE[-12:] not in all_audit_text()
+
+
+@pytest.mark.django_db
+def test_an_admin_edit_is_audited_with_its_actor(client, make_user):
+    staff = make_user(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    agent = AIAgent.objects.create(name="Old", slug="old", system_prompt_text="Be brief.")
+    response = client.post(f"/admin/agents/aiagent/{agent.pk}/change/", {
+        "name": "New name", "slug": "old", "description": "", "category": "", "tags": "[]", "is_active": "on",
+        "system_prompt": "", "system_prompt_text": "Be brief.", "llm_config": "", "max_turns": "20",
+        "allowed_tools": "[]", "custom_properties_schema": "{}",
+    })  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entry = LogEntry.objects.get_for_object(agent).filter(action=LogEntry.Action.UPDATE).get()
+    assert entry.actor == staff and entry.changes_dict["name"] == ["Old", "New name"]
+    # Staff read it in admin, and can't change or delete it.
+    assert client.get("/admin/auditlog/logentry/").status_code == 200
+    assert client.get(f"/admin/auditlog/logentry/{entry.pk}/delete/").status_code == 403
+    assert client.get("/admin/audit/auditevent/").status_code == 200
+    assert client.get("/admin/audit/auditevent/add/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_failed_logins_are_recorded_with_the_ip_never_the_password(api_client, user):
+    for _ in range(3):
+        response = api_client.post("/api/v1/auth/login", {"email": user.email, "password": "wrong-guess-123456"},
+                                   format="json", REMOTE_ADDR="203.0.113.9")  # fmt: skip
+        assert response.status_code == 401
+    events = list(AuditEvent.objects.filter(kind="login_failed"))
+    assert len(events) == 3
+    assert {(e.actor_email, e.ip, e.source) for e in events} == {(user.email, "203.0.113.9", "api")}
+    assert "wrong-guess-123456" not in all_audit_text()
+    with pytest.raises(ValueError):
+        events[0].save()  # append-only
+
+
+class SecretTools:
+    def definitions(self):
+        return [{"name": "fetch_secret", "description": "x", "input_schema": {"type": "object"}}]
+
+    async def run(self, call: ToolCall) -> ToolOutcome:
+        return ToolOutcome(call.id, "the vault says hunter2-tool-output", is_error=call.input.get("fail", False))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_tool_call_of_a_turn_is_audited_without_its_input_or_output(user, agent, fake):
+    fake.script(
+        Reply(tool_uses=[ToolUse("fetch_secret", {"token": "input-secret-1"}), ToolUse("fetch_secret", {"fail": True})],
+              stop_reason="tool_use"),
+        Reply(text=["Done."]),
+    )  # fmt: skip
+    plan = await sync_to_async(turns.turn_begin)(user=user, text="go", agent_slug="helper")
+    plan.request = dataclasses.replace(plan.request, tools=SecretTools(), max_turns=3)
+    await asyncio.wait_for(turns.TurnRunner(plan).start(), 10)
+
+    events = [e async for e in AuditEvent.objects.filter(kind="tool_call").order_by("id")]
+    assert [(e.tool, e.outcome, e.agent, e.session_id, e.actor_id, e.source) for e in events] == [
+        ("fetch_secret", "ok", "helper", plan.session_id, user.pk, "turn"),
+        ("fetch_secret", "error", "helper", plan.session_id, user.pk, "turn"),
+    ]
+    text = await sync_to_async(all_audit_text)()
+    assert "hunter2" not in text and "input-secret-1" not in text

@@ -1,0 +1,73 @@
+"""The admin's usage page: per user, agent and day for a month, a server-drawn SVG chart, CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone as dt_timezone
+from decimal import Decimal
+
+import pytest
+
+from agents import services
+from agents.models import AIAgent, Message, UserAgentSession
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def month_of_usage(user, other_user):
+    agent = AIAgent.objects.create(name="Helper", slug="helper", system_prompt_text="x")
+    for owner, day, tokens in ((user, 3, 100), (user, 5, 50), (other_user, 5, 10)):
+        session = UserAgentSession.objects.create(owner=owner, agent=agent, title="t")
+        message = services.message_append(session=session, role="assistant", content="a", input_tokens=tokens,
+                                           output_tokens=tokens, cost=Decimal("0.01"))  # fmt: skip
+        Message.objects.filter(pk=message.pk).update(created_at=datetime(2026, 10, day, 12, tzinfo=dt_timezone.utc))
+    return agent
+
+
+def test_the_page_shows_a_month_per_user_agent_and_day_with_a_chart(client, make_user, user, month_of_usage):
+    client.force_login(make_user(is_staff=True))
+    assert 'href="/admin/usage/"' in client.get("/admin/").content.decode()
+    page = client.get("/admin/usage/", {"month": "2026-10"}).content.decode()
+    assert "Usage in October 2026" in page
+    assert '<svg id="usage-chart"' in page and page.count("<rect ") == 31  # one bar per day
+    assert "2026-10-03: 200 tokens" in page and "2026-10-05: 120 tokens" in page
+    assert user.email in page and "Helper (helper)" in page
+    empty = client.get("/admin/usage/", {"month": "2026-09"}).content.decode()
+    assert "No usage." in empty and empty.count("<rect ") == 30
+
+
+def test_csv_has_one_row_per_day_user_and_agent(client, make_user, user, other_user, month_of_usage):
+    client.force_login(make_user(is_staff=True))
+    response = client.get("/admin/usage/", {"month": "2026-10", "format": "csv"})
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:4] == ["day", "user", "agent", "messages"]
+    assert [r[:6] for r in rows[1:]] == [
+        ["2026-10-03", user.email, "helper", "1", "100", "100"],
+        ["2026-10-05", user.email, "helper", "1", "50", "50"],
+        ["2026-10-05", other_user.email, "helper", "1", "10", "10"],
+    ]
+
+
+def test_only_staff_see_it(client, user):
+    client.force_login(user)
+    assert client.get("/admin/usage/").status_code == 302  # to the admin login
+
+
+def test_budgets_are_edited_in_admin_and_the_counters_only_read(client, make_user, user):
+    from usage.models import Budget
+
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    assert client.get("/admin/usage/budget/add/").status_code == 200
+    response = client.post("/admin/usage/budget/add/", {"user": "", "group": "", "monthly_tokens": "5000",
+                                                         "monthly_cost": "", "note": "cap"})  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    second = client.post("/admin/usage/budget/add/", {"user": "", "group": "", "monthly_tokens": "1", "note": "again"})
+    assert second.status_code == 200 and "already is an organization-wide budget" in second.content.decode()
+    mine = client.post("/admin/usage/budget/add/", {"user": str(user.pk), "group": "", "monthly_tokens": "10", "note": ""})
+    assert mine.status_code == 302
+    assert {(b.scope, b.monthly_tokens) for b in Budget.objects.all()} == {("organization", 5000), ("user", 10)}
+    assert client.get("/admin/usage/usagecounter/").status_code == 200
+    assert client.get("/admin/usage/usagecounter/add/").status_code == 403
