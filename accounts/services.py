@@ -228,7 +228,9 @@ def api_key_create(*, user: User, name: str, expires_at: datetime | None = None)
 def api_key_revoke(*, api_key: ApiKey) -> None:
     """The key stops working at once (every request looks it up) and the websockets opened with it
     close, in every process."""
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])  # a save, not update(): the audit log sees it
     transaction.on_commit(lambda: _sockets_close_quietly(api_key_socket_group(api_key.pk), "API key revoked."))
 
 

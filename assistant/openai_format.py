@@ -39,6 +39,7 @@ ERROR_STATUSES = {
     "too_many_turns": (429, "rate_limit_error"),
     "turn_in_progress": (429, "rate_limit_error"),
     "rate_limited": (429, "rate_limit_error"),
+    "budget_exceeded": (429, "insufficient_quota"),  # the user's or the organization's budget is used up
     "overloaded": (503, "server_error"),
     "upstream_timeout": (504, "server_error"),
     "upstream_unavailable": (502, "server_error"),
@@ -46,6 +47,7 @@ ERROR_STATUSES = {
     "upstream_auth": (502, "server_error"),
     "invalid_request": (502, "server_error"),  # the provider refused what we sent
     "egress_refused": (502, "server_error"),
+    "tool_unavailable": (502, "server_error"),  # an MCP server of the agent could not be started
     "not_configured": (503, "server_error"),
     "agent_unavailable": (503, "server_error"),
     "interrupted": (503, "server_error"),
@@ -74,6 +76,8 @@ class OpenAIError(Exception):
         status, kind = ERROR_STATUSES.get(code, (500, "server_error"))
         if code == "not_found":
             return cls(404, message, code="model_not_found", param="model")
+        if code == "budget_exceeded":  # what OpenAI clients know a spent quota by
+            return cls(status, message, type=kind, code="insufficient_quota")
         if code == "invalid" and param is None:
             param = "messages"
         return cls(status, message, type=kind, code=code, param=param)

@@ -43,6 +43,7 @@ REFUSAL_STATUS = {
     "agent_unavailable": status.HTTP_409_CONFLICT,
     "not_configured": status.HTTP_409_CONFLICT,
     "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
+    "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -164,7 +165,10 @@ class RunApi(_StreamingApi):
                 description="A turn is already running in this session (`turn_in_progress`), or the agent can't "
                 "run now (`agent_unavailable`, `not_configured`)."
             ),
-            429: OpenApiResponse(description="Too many answers of this user running at once (`too_many_turns`)."),
+            429: OpenApiResponse(
+                description="Too many answers of this user running at once (`too_many_turns`), or a budget is "
+                "used up (`budget_exceeded`)."
+            ),
         },
     )
     def post(self, request: Request, slug: str):

@@ -16,6 +16,7 @@ def hide_secret(value) -> str:
 def register_models() -> None:
     from django.contrib.auth import get_user_model
 
+    from accounts.models import ApiKey
     from agents.models import AIAgent, Integration, LLMProviderConfig, PromptTemplate
     from usage.models import Budget
 
@@ -26,3 +27,5 @@ def register_models() -> None:
     auditlog.register(AIAgent, m2m_fields={"integrations"})
     auditlog.register(get_user_model(), exclude_fields=["password", "last_login"])
     auditlog.register(Budget)
+    # Created and revoked, by whom; never the key's hash, nor the (rate-limited) last use.
+    auditlog.register(ApiKey, exclude_fields=["key_hash", "last_used_at"])

@@ -334,6 +334,23 @@ async def test_too_many_turns_at_once_is_a_429(account, fake_model):
     assert await first == "slow answer"
 
 
+def test_a_used_up_budget_is_a_429_insufficient_quota_before_the_model_is_reached(account, fake_model, child_database):
+    manage_shell(
+        child_database,
+        "from accounts.models import User; from usage.models import Budget; "
+        f"Budget.objects.create(user=User.objects.get(email={account.email!r}), monthly_tokens=10)",
+    )
+    client = account.client()
+    first = client.chat.completions.create(model=account.slug, messages=[{"role": "user", "content": "Hi"}])
+    assert first.usage.total_tokens > 10  # under the budget when it started: it runs, and uses it up
+    for stream in (False, True):
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model=account.slug, messages=[{"role": "user", "content": "More"}], stream=stream)
+        assert refused.value.status_code == 429
+        assert refused.value.body["code"] == "insufficient_quota" and refused.value.body["type"] == "insufficient_quota"
+    assert len(fake_model.requests) == 1
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_upstream_error_is_a_502(account, fake_model, stream):
     fake_model.script(HttpError(500, "api_error", "Internal server error"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,6 +17,7 @@ from assistant.tests.conftest import token_for, wait_for_message_status
 from assistant.tests.lookup_tool import with_lookup_tool
 from config.asgi import STREAMING_HTTP_PATTERN
 from config.testing.fake_anthropic import Reply, ToolUse
+from usage.services import usage_add
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -196,6 +198,15 @@ async def test_too_many_running_turns_are_a_429(user, agent, fake, settings):
     await asyncio.to_thread(fake.wait_until_paused)
     fake.release()
     assert '"type": "result"' in "".join([chunk.decode() async for chunk in stream])
+
+
+async def test_a_used_up_budget_is_a_429_before_the_model_is_reached(user, agent, fake, settings):
+    settings.BUDGET_USER_MONTHLY_TOKENS = 100
+    await sync_to_async(usage_add)(user_id=user.pk, usage={"input_tokens": 100}, cost=Decimal("0"))
+    refused = await (await client_for(user)).run({"message": "one more"}, protocol="v5")
+    assert refused.status_code == 429 and refused.json()["detail"]["code"] == "budget_exceeded"
+    assert "100 of 100 tokens" in refused.json()["detail"]["message"]
+    assert fake.requests == [] and not await Message.objects.filter(session__owner=user).aexists()
 
 
 async def test_a_client_that_disconnects_leaves_the_turn_running_and_resumes_by_last_event_id(user, agent, fake):

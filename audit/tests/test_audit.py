@@ -108,3 +108,21 @@ async def test_every_tool_call_of_a_turn_is_audited_without_its_input_or_output(
     ]
     text = await sync_to_async(all_audit_text)()
     assert "hunter2" not in text and "input-secret-1" not in text
+
+
+@pytest.mark.django_db
+def test_api_keys_created_and_revoked_are_audited_never_their_secret(api_client, user):
+    from accounts.models import ApiKey
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+    created = api_client.post("/api/v1/auth/api-keys", {"name": "laptop"}, format="json")
+    assert created.status_code == 201, created.content
+    key, key_id = created.json()["key"], created.json()["id"]
+    assert api_client.delete(f"/api/v1/auth/api-keys/{key_id}").status_code == 204
+
+    entries = LogEntry.objects.get_for_objects(ApiKey.objects.filter(pk=key_id)).order_by("timestamp", "pk")
+    assert [(e.action, e.actor_id) for e in entries] == [(LogEntry.Action.CREATE, user.pk), (LogEntry.Action.UPDATE, user.pk)]
+    assert set(entries[1].changes_dict) == {"revoked_at"}
+    stored_hash = ApiKey.objects.get(pk=key_id).key_hash
+    text = all_audit_text()
+    assert key not in text and key[4:] not in text and stored_hash not in text
