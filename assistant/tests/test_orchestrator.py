@@ -452,7 +452,8 @@ def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, workspace, mcp_config, tmp_path):
+def child_env(fake, tmp_path) -> dict:
+    """The environment of a `manage.py` child process on its own database (migrated), using the fake model."""
     env = {
         **os.environ,
         "DATABASE_URL": _database_url_for_child(tmp_path),
@@ -463,6 +464,11 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
     }
     if connection.vendor != "postgresql":
         assert manage(env, "migrate", "--noinput").returncode == 0
+    return env
+
+
+def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, workspace, mcp_config, tmp_path):
+    env = child_env(fake, tmp_path)
     write, add = (
         ToolUse("write_file", {"path": "out.txt", "content": "from a child\n"}),
         ToolUse("notes__add", {"a": 20, "b": 22}),
@@ -582,16 +588,7 @@ def _ignore_sigint() -> None:  # a parent that ignores SIGINT: a background job 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_it_even_when_started_by_a_parent_that_ignores_sigint(fake, workspace, tmp_path, signum):
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url_for_child(tmp_path),
-        "ANTHROPIC_API_KEY": "sk-child-key",
-        "ANTHROPIC_BASE_URL": fake.base_url,
-        "ANTHROPIC_MODEL": "claude-test-1",
-        "ANTHROPIC_MAX_RETRIES": "0",
-    }
-    if connection.vendor != "postgresql":
-        assert manage(env, "migrate", "--noinput").returncode == 0
+    env = child_env(fake, tmp_path)
     fake.script(Reply(text=["half", " an", " answer"], pause_after=1), Reply(text=["Resumed."]))
     command = [sys.executable, "manage.py", "run_orchestrator", "--json", "-m", "Long one", "--workspace-dir", str(workspace)]
     process = subprocess.Popen(
