@@ -9,7 +9,6 @@ The view is served on the ASGI path (config/asgi.py) so its async iterator strea
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from typing import Any, AsyncIterator
@@ -26,6 +25,7 @@ from rest_framework.views import APIView
 
 from assistant import services, turns
 from assistant.llm import LLMError
+from assistant.wire import jsontext
 from config.errors import error_response
 
 ICONS = {"code_assistance": "🤖", "system_status": "🧠", "tool_execution": "🔧", "error": "❌"}
@@ -88,7 +88,7 @@ def legacy_event(frame: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    return f"data: {jsontext.dumps(data)}\n\n".encode()  # line separators escaped: one event, one line
 
 
 async def _relay(plan: turns.TurnPlan, client_session_id: str) -> AsyncIterator[bytes]:

@@ -141,3 +141,14 @@ async def test_a_second_request_while_the_session_answers_is_a_409(user, code_ag
     async for _ in stream:
         pass
     await wait_for_message_status((await Message.objects.aget(role="assistant")).session_id, {"complete"})
+
+
+async def test_line_separators_in_an_answer_stay_inside_their_event(user, code_agent, fake):
+    fake.script(Reply(text=["one\u2028two", "\u2029three\x85"]))
+    response = await (await client_for(user)).post(PATH, {"prompt": "Hi"}, content_type="application/json")
+    raw = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    # A reader that splits lines as Python's str.splitlines does still sees one `data:` line per event.
+    lines = [line for line in raw.splitlines() if line]
+    assert all(line.startswith("data: ") for line in lines), lines
+    code = [json.loads(line[len("data: "):]) for line in lines]
+    assert "".join(e["content"] for e in code if e["type"] == "code_assistance") == "one\u2028two\u2029three\x85"
