@@ -36,8 +36,8 @@ def seed_over_api(base: str, fake_url: str, slug: str | None = None) -> tuple[st
     """A user, an LLM config pointing at the fake model and an agent, all made through the API (the
     server must allow 127.0.0.1 in OUTBOUND_ALLOWED_HOSTS). Returns the user's access token and the agent's slug."""
     email = f"live-{uuid.uuid4().hex[:8]}@example.com"
-    status, _ = http_json("POST", f"{base}/api/v1/auth/register", {"name": "Live", "email": email, "password": "a live passphrase"})
-    assert status == 201
+    status, registered = http_json("POST", f"{base}/api/v1/auth/register", {"name": "Live", "email": email, "password": "a live passphrase"})
+    assert status == 201, registered
     status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": "a live passphrase"})
     assert status == 200
     token = pair["access_token"]

@@ -25,7 +25,10 @@ from assistant.tests.test_live_servers import open_socket, receive_until, seed_o
 from config.testing.fake_anthropic import HttpError, Reply, fake_anthropic_server
 from config.testing.processes import database_url_for_children, http_json, running_server
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# reset_sequences: each flush re-creates the content types with the same ids, so the module's server
+# (started once, sharing this database on PostgreSQL) keeps valid ids in its ContentType cache
+# (the audit log writes one per change).
+pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
 READ_TIMEOUT = 3  # the server's ANTHROPIC_READ_TIMEOUT: a silent model becomes a 504 quickly
 
