@@ -148,6 +148,7 @@ def test_a_tool_call_shows_its_name_input_and_result_live_and_after_a_reload(too
     page.wait_for_function("document.querySelectorAll('.msg.assistant .md').length === 2")
 
     def check_the_answer() -> None:
+        page.wait_for_selector(".msg.assistant details.tool-call")  # the bubble may be re-rendered meanwhile
         assert page.locator(".msg.assistant").count() == 1  # one bubble for the turn, its steps in order
         tool = page.locator(".msg.assistant details.tool-call")
         assert tool.count() == 1
