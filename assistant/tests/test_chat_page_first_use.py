@@ -10,12 +10,18 @@ import urllib.request
 
 import pytest
 
-from assistant.tests.test_chat_page import ANSWER, CHROMIUM, CHROMIUM_ARGS, sign_in
-from assistant.tests.test_chat_page import site as site  # noqa: F401 - the fixture, used by name
+from assistant.tests.test_chat_page import ANSWER, CHROMIUM, CHROMIUM_ARGS, serving, sign_in
 from config.testing.fake_anthropic import Reply
 from config.testing.processes import http_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A server, the fake model, a signed-up user with a config for it and an agent (`browser-agent`)."""
+    with serving(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
@@ -31,7 +37,7 @@ def page():
             page.problems = []
             page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
             page.on("pageerror", lambda error: page.problems.append(str(error)))
-            page.on("response", lambda response: response.status >= 400 and page.problems.append(f"{response.status} {response.url}"))
+            page.on("response", lambda r: r.status >= 400 and page.problems.append(f"{r.status} {r.url}"))
             yield page
         finally:
             browser.close()
@@ -94,7 +100,8 @@ def test_a_refused_message_stays_in_the_box_and_a_session_lacking_a_variable_get
     base, email, fake, token = site
     agent = add_agent(base, token, slug="team-agent", name="Team agent", prompt="You help the {{ team }} team.")
     # A session started elsewhere without the value: the server refuses its turns.
-    status, session = http_json("POST", f"{base}/api/v1/sessions", {"agent": agent["id"], "title": "From the API"}, token)
+    new_session = {"agent": agent["id"], "title": "From the API"}
+    status, session = http_json("POST", f"{base}/api/v1/sessions", new_session, token)
     assert status == 201
     sign_in(page, base, email)
     page.goto(f"{base}/chat/#session-{session['id']}")
@@ -114,7 +121,8 @@ def test_a_refused_message_stays_in_the_box_and_a_session_lacking_a_variable_get
     page.wait_for_selector(".msg.assistant:not(.streaming) .meta")
     assert page.input_value("#prompt") == ""
     assert system_prompt(fake.requests[-1]) == "You help the Search team."
-    assert http_json("GET", f"{base}/api/v1/sessions/{session['id']}", None, token)[1]["custom_properties"] == {"team": "Search"}
+    stored = http_json("GET", f"{base}/api/v1/sessions/{session['id']}", None, token)[1]
+    assert stored["custom_properties"] == {"team": "Search"}
 
     # Any refusal keeps the message: the agent is switched off by its owner meanwhile.
     assert http_json("PATCH", f"{base}/api/v1/agents/{agent['id']}", {"is_active": False}, token)[0] == 200
@@ -124,6 +132,29 @@ def test_a_refused_message_stays_in_the_box_and_a_session_lacking_a_variable_get
     assert page.input_value("#prompt") == "Are you there?"
     assert page.locator(".msg.user").count() == 1
     assert not page.is_disabled("#send")
+
+
+def test_a_new_chat_refused_for_a_variable_the_prompt_gained_meanwhile_keeps_the_message(site, page):
+    base, email, fake, token = site
+    sign_in(page, base, email)
+    assert page.is_hidden("#variables")
+    agent = http_json("GET", f"{base}/api/v1/agents", None, token)[1]["results"][0]
+    changed = {"system_prompt_text": "Serve {{ team }}."}
+    status, _ = http_json("PATCH", f"{base}/api/v1/agents/{agent['id']}", changed, token)
+    assert status == 200
+    page.fill("#prompt", "Hello there")
+    page.click("#send")
+    page.wait_for_function("document.getElementById('status').textContent.includes('Missing variable(s): team.')")
+    page.wait_for_selector("#variables input[name=team]")
+    assert page.input_value("#prompt") == "Hello there"
+    assert page.locator(".msg").count() == 0
+    assert http_json("GET", f"{base}/api/v1/sessions", None, token)[1]["results"] == []  # no half-made session
+
+    page.fill("#variables input[name=team]", "Ops")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .meta")
+    assert system_prompt(fake.requests[-1]) == "Serve Ops."
+    assert page.input_value("#prompt") == ""
 
 
 def test_after_a_reload_mid_answer_the_picker_shows_the_sessions_own_agent(site, page):
@@ -162,7 +193,8 @@ def test_sessions_are_renamed_and_deleted_from_the_list(site, page):
         page.wait_for_selector(f"#session-list a >> text={text}")
         page.wait_for_selector(".msg.assistant:not(.streaming) .meta")
     second = open_session_id(page)
-    first = next(s["id"] for s in http_json("GET", f"{base}/api/v1/sessions", None, token)[1]["results"] if s["id"] != second)
+    listed = http_json("GET", f"{base}/api/v1/sessions", None, token)[1]["results"]
+    first = next(s["id"] for s in listed if s["id"] != second)
 
     item = page.locator(f"#session-list li[data-session-id='{first}']")
     item.hover()

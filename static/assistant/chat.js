@@ -52,7 +52,9 @@
   async function loadAgents() {
     const agents = results(await getJSON("/api/v1/agents?page_size=200"));
     state.agents = new Map(agents.map((agent) => [agent.slug, agent]));
+    const picked = els.agent.value;
     els.agent.replaceChildren(...agents.map((agent) => new Option(agent.name, agent.slug)));
+    if (state.agents.has(picked)) els.agent.value = picked;
     if (!agents.length) setStatus("No agents yet: ask an administrator to create one.");
   }
 
@@ -446,7 +448,9 @@
     state.starting = false;
     els.send.disabled = state.running;
     if (/variable/i.test(frame.message)) {
-      if (state.sessionId) await loadSessions().catch(() => {});
+      // What the page knew may be stale (the prompt changed since): ask again.
+      await (state.sessionId ? loadSessions() : loadAgents()).catch(() => {});
+      if (state.sessionId) await showSessionAgent().catch(() => {});
       showVariables();
       els.variableFields.querySelector("input:invalid, input")?.focus();
     }
