@@ -84,7 +84,7 @@
   }
 
   function startRename(item, session) {
-    const input = Object.assign(document.createElement("input"), { className: "rename-input", value: session.title || "", maxLength: 200 });
+    const input = Object.assign(document.createElement("input"), { className: "rename-input", value: session.title || "", maxLength: 255 });
     input.setAttribute("aria-label", "New title");
     item.replaceChildren(input);
     input.focus();
@@ -435,6 +435,7 @@
       case "error":
         state.current.classList.remove("streaming");
         note(state.current, `Error: ${frame.message}`, "error");
+        finishAnswer(state.current, null); // what came before the fault can still be copied
         setRunning(false);
         break;
     }
