@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from assistant import openai_api
@@ -11,6 +13,8 @@ from config import views
 urlpatterns = [
     path("", views.health, name="root"),
     path("health", views.health, name="health"),
+    # Where browsers look for a page's icon when it names none (the admin's pages, JSON answers).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(extra_context={"oidc_enabled": settings.OIDC_ENABLED}), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -8,10 +8,14 @@
   const els = {
     agent: $("agent-picker"), sessions: $("session-list"), messages: $("messages"), status: $("status"),
     composer: $("composer"), prompt: $("prompt"), send: $("send"), stop: $("stop"), newSession: $("new-session"),
+    variables: $("variables"), variableFields: $("variable-fields"),
   };
   const state = {
     ws: null, sessionId: null, lastSeq: 0, running: false, reconnectDelay: 500,
     current: null, // the assistant bubble being streamed
+    starting: false, // a `start` was sent and neither its turn nor a refusal has come back yet
+    agents: new Map(), // slug -> agent (with its prompt_variables)
+    sessions: new Map(), // id -> session (its agent, custom_properties)
   };
 
   // --- REST ------------------------------------------------------------------------------------
@@ -23,24 +27,146 @@
   }
   const results = (page) => (Array.isArray(page) ? page : (page && page.results) || []);
 
+  // Writes: the page signs in with the session cookie, so Django wants the CSRF token (the one
+  // the sign-out form carries) in a header.
+  async function sendJSON(method, url, body) {
+    const token = document.querySelector("[name=csrfmiddlewaretoken]").value;
+    const response = await fetch(url, {
+      method, credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": token },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 401) { location.href = "/accounts/login/?next=/chat/"; return null; }
+    const data = response.status === 204 ? null : await response.json().catch(() => null);
+    if (!response.ok) throw new Error(problem(data) || `HTTP ${response.status}`);
+    return data;
+  }
+  // The first message of a DRF error body ({"detail": …} or {"field": ["…"]}).
+  function problem(data) {
+    if (!data || typeof data !== "object") return "";
+    if (typeof data.detail === "string") return data.detail;
+    const first = Object.values(data)[0];
+    return Array.isArray(first) ? String(first[0]) : typeof first === "string" ? first : "";
+  }
+
   async function loadAgents() {
     const agents = results(await getJSON("/api/v1/agents?page_size=200"));
+    state.agents = new Map(agents.map((agent) => [agent.slug, agent]));
+    const picked = els.agent.value;
     els.agent.replaceChildren(...agents.map((agent) => new Option(agent.name, agent.slug)));
+    if (state.agents.has(picked)) els.agent.value = picked;
     if (!agents.length) setStatus("No agents yet: ask an administrator to create one.");
   }
 
   async function loadSessions() {
     const sessions = results(await getJSON("/api/v1/sessions?page_size=50"));
-    els.sessions.replaceChildren(...sessions.map((session) => {
-      const item = document.createElement("li");
-      const link = document.createElement("a");
-      link.href = `#session-${session.id}`;
-      link.textContent = session.title || `Session ${session.id}`;
-      link.dataset.sessionId = session.id;
-      link.classList.toggle("active", session.id === state.sessionId);
-      item.append(link);
-      return item;
+    state.sessions = new Map(sessions.map((session) => [session.id, session]));
+    els.sessions.replaceChildren(...sessions.map(sessionItem));
+  }
+
+  function sessionItem(session) {
+    const item = document.createElement("li");
+    item.dataset.sessionId = session.id;
+    const link = document.createElement("a");
+    link.href = `#session-${session.id}`;
+    link.textContent = session.title || `Session ${session.id}`;
+    link.title = link.textContent;
+    link.dataset.sessionId = session.id;
+    link.classList.toggle("active", session.id === state.sessionId);
+    const rename = Object.assign(document.createElement("button"), { type: "button", className: "icon rename", textContent: "✎", title: "Rename" });
+    const remove = Object.assign(document.createElement("button"), { type: "button", className: "icon delete", textContent: "✕", title: "Delete" });
+    rename.setAttribute("aria-label", `Rename ${link.textContent}`);
+    remove.setAttribute("aria-label", `Delete ${link.textContent}`);
+    rename.addEventListener("click", () => startRename(item, session));
+    remove.addEventListener("click", () => deleteSession(session));
+    item.append(link, rename, remove);
+    return item;
+  }
+
+  function startRename(item, session) {
+    const input = Object.assign(document.createElement("input"), { className: "rename-input", value: session.title || "", maxLength: 255 });
+    input.setAttribute("aria-label", "New title");
+    item.replaceChildren(input);
+    input.focus();
+    input.select();
+    let done = false;
+    const finish = async (save) => {
+      if (done) return;
+      done = true;
+      const title = input.value.trim();
+      if (save && title && title !== session.title) {
+        try {
+          Object.assign(session, await sendJSON("PATCH", `/api/v1/sessions/${session.id}`, { title }));
+        } catch (error) { setStatus(`Couldn't rename: ${error.message}`); }
+      }
+      item.replaceWith(sessionItem(session));
+    };
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") { event.preventDefault(); finish(true); }
+      if (event.key === "Escape") finish(false);
+    });
+    input.addEventListener("blur", () => finish(true));
+  }
+
+  async function deleteSession(session) {
+    if (!confirm(`Delete the chat "${session.title || `Session ${session.id}`}" and its messages?`)) return;
+    try {
+      await sendJSON("DELETE", `/api/v1/sessions/${session.id}`);
+    } catch (error) { setStatus(`Couldn't delete: ${error.message}`); return; }
+    if (session.id === state.sessionId) newChat();
+    await loadSessions();
+  }
+
+  // --- the agent of the chat and its prompt variables --------------------------------------------
+
+  // An open session keeps its own agent (it can't change): the picker shows it, and is for new chats.
+  async function showSessionAgent() {
+    if (!state.sessionId) { els.agent.disabled = false; return; }
+    let session = state.sessions.get(state.sessionId);
+    if (!session) {
+      session = await getJSON(`/api/v1/sessions/${state.sessionId}`).catch(() => null);
+      if (!session) return;
+      state.sessions.set(session.id, session);
+    }
+    const { slug, name } = session.agent_detail || {};
+    if (!slug) return;
+    if (![...els.agent.options].some((option) => option.value === slug)) els.agent.append(new Option(name, slug));
+    els.agent.value = slug;
+    els.agent.disabled = true;
+  }
+
+  // The variables the chat's agent needs and doesn't have yet (a new chat: none given yet).
+  function missingVariables() {
+    const session = state.sessionId ? state.sessions.get(state.sessionId) : null;
+    const slug = session ? session.agent_detail && session.agent_detail.slug : els.agent.value;
+    const agent = state.agents.get(slug);
+    if (!agent) return [];
+    const given = (session && session.custom_properties) || {};
+    const variables = agent.prompt_variables || [];
+    const missing = variables.filter((variable) => variable.required && !(variable.name in given));
+    if (!missing.length) return [];
+    // With a required one missing, the form offers the optional ones of a new chat too.
+    return session ? missing : variables;
+  }
+
+  function showVariables() {
+    const wanted = missingVariables();
+    const previous = variableValues();
+    els.variableFields.replaceChildren(...wanted.map((variable) => {
+      const label = document.createElement("label");
+      const input = Object.assign(document.createElement("input"), { name: variable.name, value: previous[variable.name] || "" });
+      input.required = variable.required;
+      input.placeholder = variable.required ? "required" : `default: ${variable.default}`;
+      label.append(Object.assign(document.createElement("span"), { textContent: variable.name }), input);
+      return label;
     }));
+    els.variables.hidden = !wanted.length;
+  }
+
+  function variableValues() {
+    const values = {};
+    for (const input of els.variableFields.querySelectorAll("input")) if (input.value.trim()) values[input.name] = input.value.trim();
+    return values;
   }
 
   async function loadMessages(sessionId) {
@@ -70,13 +196,14 @@
 
   // The answer's text after its last tool call: each text segment keeps its markdown source and
   // is rendered again as it grows (at most once a frame).
+  const tail = (el) => el.querySelector(":scope > .note, :scope > .meta");
   function textSegment(el) {
-    const last = [...el.children].filter((child) => !child.classList.contains("note")).at(-1);
+    const last = [...el.children].filter((child) => !child.matches(".note, .meta")).at(-1);
     if (last && last.classList.contains("md")) return last;
     const segment = document.createElement("div");
     segment.className = "md";
     segment.source = "";
-    el.insertBefore(segment, el.querySelector(":scope > .note"));
+    el.insertBefore(segment, tail(el));
     return segment;
   }
 
@@ -114,7 +241,7 @@
     inputView.className = "tool-input";
     inputView.textContent = JSON.stringify(input ?? {}, null, 2);
     details.append(summary, inputView);
-    el.insertBefore(details, el.querySelector(":scope > .note"));
+    el.insertBefore(details, tail(el));
   }
 
   function setToolResult(root, { id, isError, output }) {
@@ -134,10 +261,51 @@
 
   function note(el, text, kind) {
     let n = el.querySelector(":scope > .note");
-    if (!n) { n = document.createElement("span"); n.className = "note"; el.append(n); }
+    if (!n) { n = document.createElement("span"); n.className = "note"; el.insertBefore(n, el.querySelector(":scope > .meta")); }
     n.textContent = text;
     if (kind) el.classList.add(kind);
   }
+
+  // An answer's footer: its token usage and a button copying its text (the markdown source).
+  function finishAnswer(el, usage) {
+    let meta = el.querySelector(":scope > .meta");
+    if (!meta) {
+      meta = document.createElement("div");
+      meta.className = "meta";
+      const copy = Object.assign(document.createElement("button"), { type: "button", className: "link copy", textContent: "Copy" });
+      copy.addEventListener("click", () => copyAnswer(el, copy));
+      meta.append(Object.assign(document.createElement("span"), { className: "usage" }), copy);
+      el.append(meta);
+    }
+    const usageView = meta.querySelector(".usage");
+    const tokens = usage ? (usage.input_tokens || 0) + (usage.output_tokens || 0) : 0;
+    usageView.textContent = tokens ? `${usage.input_tokens || 0} in · ${usage.output_tokens || 0} out tokens` : "";
+    usageView.title = usage && usage.cache_read_input_tokens ? `${usage.cache_read_input_tokens} input tokens read from the cache` : "";
+  }
+
+  const answerText = (el) => [...el.querySelectorAll(":scope > .md")].map((segment) => segment.source.trim()).filter(Boolean).join("\n\n");
+
+  async function copyAnswer(el, button) {
+    const text = answerText(el);
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch { // no clipboard API (a page served over plain HTTP from another host): the old way
+      const scratch = Object.assign(document.createElement("textarea"), { value: text });
+      document.body.append(scratch);
+      scratch.select();
+      document.execCommand("copy");
+      scratch.remove();
+    }
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
+    document.dispatchEvent(new CustomEvent("conduit:copied", { detail: text }));
+  }
+
+  const addUsage = (total, message) => ({
+    input_tokens: (total ? total.input_tokens : 0) + (message.input_tokens || 0),
+    output_tokens: (total ? total.output_tokens : 0) + (message.output_tokens || 0),
+    cache_read_input_tokens: (total ? total.cache_read_input_tokens : 0) + (message.cache_read_input_tokens || 0),
+  });
 
   // Stored messages: a turn with tool calls is stored as several messages (the answer up to the
   // calls, their results as a user message, the next answer…); they go into one bubble, as live.
@@ -155,7 +323,9 @@
     }
     let el = last;
     if (!(last && last.classList.contains("assistant") && last.dataset.afterTools)) el = bubble("assistant", message.seq);
+    else el.querySelector(":scope > .meta")?.remove(); // the turn goes on after its tool calls
     delete el.dataset.afterTools;
+    el.usage = addUsage(el.usage, message);
     for (const block of blocks) {
       if (block.type === "text") appendText(el, block.text, { now: true });
       if (block.type === "tool_use") addToolCall(el, block);
@@ -164,6 +334,7 @@
     if (message.status === "stopped") note(el, "Stopped.", "stopped");
     if (message.status === "error") note(el, `Error: ${message.error_message || message.error_code}`, "error");
     if (message.status === "streaming") el.classList.add("streaming");
+    else finishAnswer(el, el.usage);
   }
 
   function setStatus(text) { els.status.textContent = text || ""; }
@@ -187,6 +358,7 @@
     ws.onmessage = (message) => handle(JSON.parse(message.data));
     ws.onclose = (event) => {
       if (event.code === 4401) { location.href = "/accounts/login/?next=/chat/"; return; }
+      if (state.starting) { state.starting = false; els.send.disabled = state.running; } // the box still has the message
       setStatus("Connection lost, reconnecting…");
       setTimeout(connect, state.reconnectDelay);
       state.reconnectDelay = Math.min(state.reconnectDelay * 2, 10000);
@@ -207,7 +379,7 @@
 
   function handle(frame) {
     if (frame.seq == null) { // not a turn event: replies to our own requests
-      if (frame.type === "error") setStatus(frame.message);
+      if (frame.type === "error") refused(frame);
       if (frame.type === "resumed") setRunning(frame.running);
       return;
     }
@@ -226,6 +398,12 @@
         // A turn starts (or is replayed from its start): what follows replaces any stored copy.
         for (const el of [...els.messages.children]) if (Number(el.dataset.seq) >= frame.user_message.seq) el.remove();
         bubble("user", frame.user_message.seq).firstChild.textContent = frame.user_message.text;
+        if (state.starting) { // our message was taken: now it may leave the box
+          state.starting = false;
+          if (els.prompt.value.trim() === frame.user_message.text) els.prompt.value = "";
+          els.variableFields.replaceChildren();
+          els.variables.hidden = true;
+        }
         state.current = bubble("assistant", frame.user_message.seq + 1);
         state.current.classList.add("streaming");
         setRunning(true);
@@ -251,13 +429,31 @@
       case "result":
         state.current.classList.remove("streaming");
         if (frame.status === "stopped") note(state.current, "Stopped.", "stopped");
+        finishAnswer(state.current, frame.usage);
         setRunning(false);
         break;
       case "error":
         state.current.classList.remove("streaming");
         note(state.current, `Error: ${frame.message}`, "error");
+        finishAnswer(state.current, null); // what came before the fault can still be copied
         setRunning(false);
         break;
+    }
+  }
+
+  // A refused request (a `start` without the prompt's variables, a busy session…): the typed
+  // message stays in the box, and the variables form shows what's missing.
+  async function refused(frame) {
+    setStatus(frame.message);
+    if (!state.starting) return;
+    state.starting = false;
+    els.send.disabled = state.running;
+    if (/variable/i.test(frame.message)) {
+      // What the page knew may be stale (the prompt changed since): ask again.
+      await (state.sessionId ? loadSessions() : loadAgents()).catch(() => {});
+      if (state.sessionId) await showSessionAgent().catch(() => {});
+      showVariables();
+      els.variableFields.querySelector("input:invalid, input")?.focus();
     }
   }
 
@@ -269,6 +465,7 @@
     setRunning(false);
     if (location.hash !== `#session-${sessionId}`) history.replaceState(null, "", `#session-${sessionId}`);
     for (const link of els.sessions.querySelectorAll("a")) link.classList.toggle("active", Number(link.dataset.sessionId) === sessionId);
+    showSessionAgent().then(showVariables).catch((error) => setStatus(String(error)));
     if (load) {
       await loadMessages(sessionId);
       resume(null);
@@ -280,24 +477,48 @@
     return match ? Number(match[1]) : null;
   }
 
-  els.composer.addEventListener("submit", (event) => {
+  els.composer.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = els.prompt.value.trim();
-    if (!text || state.running) return;
-    const frame = state.sessionId
-      ? { type: "start", session_id: state.sessionId, message: text }
-      : { type: "start", agent: els.agent.value, message: text };
-    if (send(frame)) { els.prompt.value = ""; setStatus(""); }
+    if (!text || state.running || state.starting) return;
+    if (!els.variables.hidden) {
+      const empty = els.variableFields.querySelector("input:invalid");
+      if (empty) { setStatus(`Give a value for ${empty.name} first.`); empty.focus(); return; }
+    }
+    const values = els.variables.hidden ? {} : variableValues();
+    let frame;
+    if (state.sessionId) {
+      if (Object.keys(values).length) { // an existing session takes them before its turn
+        const session = state.sessions.get(state.sessionId);
+        try {
+          const updated = await sendJSON("PATCH", `/api/v1/sessions/${state.sessionId}`,
+            { custom_properties: { ...(session && session.custom_properties), ...values } });
+          state.sessions.set(updated.id, updated);
+        } catch (error) { setStatus(`Couldn't save the values: ${error.message}`); return; }
+      }
+      frame = { type: "start", session_id: state.sessionId, message: text };
+    } else {
+      frame = { type: "start", agent: els.agent.value, message: text };
+      if (Object.keys(values).length) frame.custom_properties = values;
+    }
+    if (send(frame)) { state.starting = true; els.send.disabled = true; setStatus(""); }
   });
+  els.variables.addEventListener("submit", (event) => { event.preventDefault(); els.composer.requestSubmit(); });
+  els.agent.addEventListener("change", showVariables);
   els.prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); els.composer.requestSubmit(); }
   });
   els.stop.addEventListener("click", () => send({ type: "stop", session_id: state.sessionId }));
-  els.newSession.addEventListener("click", () => {
+  function newChat() {
     state.sessionId = null; state.lastSeq = 0; state.current = null;
     history.replaceState(null, "", location.pathname);
     els.messages.replaceChildren();
     setRunning(false);
+    els.agent.disabled = false;
+    showVariables();
+  }
+  els.newSession.addEventListener("click", () => {
+    newChat();
     loadSessions();
     els.prompt.focus();
   });
@@ -316,5 +537,7 @@
     }
     connect();
     await Promise.all([loadAgents(), loadSessions()]);
+    await showSessionAgent();
+    showVariables();
   })().catch((error) => setStatus(String(error)));
 })();
