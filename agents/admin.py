@@ -15,6 +15,7 @@ from django.urls import path, reverse
 
 from agents import selectors as agent_selectors
 from agents import services
+from agents.admin_forms import AllowedToolsMixin, allowed_tools_fields, tags_field
 from agents.fields import mask_credentials, mask_secret
 from agents.models import (
     AIAgent,
@@ -55,6 +56,10 @@ class _NestingSafeJSONField(forms.JSONField):
 _NESTING_SAFE_JSON = {models.JSONField: {"form_class": _NestingSafeJSONField}}
 
 
+def _shortened(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _OwnerScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
@@ -73,12 +78,24 @@ class _OwnerScopeFilter(admin.SimpleListFilter):
 # --- LLM configs ---------------------------------------------------------------------------------
 
 
+def _with_current(help_text: str, masked: str) -> str:
+    """The input's help text, saying what is stored now (masked): one field, not a display and an input."""
+    return f"Current: {masked}. {help_text}" if masked else f"None stored. {help_text}"
+
+
 class LLMProviderConfigForm(forms.ModelForm):
     base_url = forms.URLField(
-        required=False, assume_scheme="https", help_text=LLMProviderConfig._meta.get_field("base_url").help_text
+        label="Base URL",
+        required=False,
+        assume_scheme="https",
+        help_text=LLMProviderConfig._meta.get_field("base_url").help_text,
     )
     api_key = forms.CharField(
-        required=False, strip=True, widget=forms.PasswordInput(render_value=False), help_text=KEEP_HELP
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=KEEP_HELP,
     )
     clear_api_key = forms.BooleanField(
         required=False, help_text="Remove the key (ANTHROPIC_API_KEY or OPENAI_API_KEY is used then, by provider)."
@@ -87,6 +104,20 @@ class LLMProviderConfigForm(forms.ModelForm):
     class Meta:
         model = LLMProviderConfig
         fields = "__all__"
+        labels = {
+            "max_tokens": "Max tokens",
+            "price_input_per_mtok": "Input price per million tokens",
+            "price_output_per_mtok": "Output price per million tokens",
+            "price_cache_read_per_mtok": "Cache read price per million tokens",
+            "price_cache_write_per_mtok": "Cache write price per million tokens",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "api_key" in self.fields:
+            masked = mask_secret(self.instance.api_key) if self.instance.pk else ""
+            fallback = "Empty: ANTHROPIC_API_KEY or OPENAI_API_KEY from the settings, by provider."
+            self.fields["api_key"].help_text = _with_current(f"{KEEP_HELP} {fallback}", masked)
 
     def _get_validation_exclusions(self):
         # The one-default rule is applied by services.llm_config_save, which first un-defaults the
@@ -111,13 +142,12 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
     list_filter = ("provider", "is_default", _OwnerScopeFilter)
     search_fields = ("name", "model", "owner__email")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("api_key_display", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
     fields = (
         "name",
         "provider",
         "model",
         "base_url",
-        "api_key_display",
         "api_key",
         "clear_api_key",
         "max_tokens",
@@ -187,6 +217,13 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
 # --- Integrations --------------------------------------------------------------------------------
 
 
+def _credentials_shown(integration: Integration) -> str:
+    masked = mask_credentials(integration.credentials)
+    if masked is None:
+        return ""
+    return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+
+
 class IntegrationForm(forms.ModelForm):
     credentials = forms.CharField(
         required=False,
@@ -200,6 +237,14 @@ class IntegrationForm(forms.ModelForm):
     class Meta:
         model = Integration
         fields = "__all__"
+        labels = {"mcp_server": "MCP server", "auth_type": "Auth type"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "credentials" in self.fields:
+            self.fields["credentials"].help_text = _with_current(
+                self.fields["credentials"].help_text, _credentials_shown(self.instance) if self.instance.pk else ""
+            )
 
     def clean_credentials(self):
         value = self.cleaned_data.get("credentials", "")
@@ -226,12 +271,11 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_filter = ("provider", "auth_type", "is_active", _OwnerScopeFilter)
     search_fields = ("name", "provider", "owner__email")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("credentials_display", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
     fields = (
         "name",
         "provider",
         "auth_type",
-        "credentials_display",
         "credentials",
         "clear_credentials",
         "mcp_server",
@@ -243,10 +287,7 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_display(self, obj: Integration) -> str:
-        masked = mask_credentials(obj.credentials)
-        if masked is None:
-            return "—"
-        return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+        return _credentials_shown(obj) or "—"
 
     def save_model(self, request, obj, form, change) -> None:
         services.integration_save(integration=obj)
@@ -270,8 +311,20 @@ class PromptTemplateVersionInline(admin.TabularInline):
         return False
 
 
+class PromptTemplateForm(forms.ModelForm):
+    tags = tags_field()
+
+    class Meta:
+        model = PromptTemplate
+        fields = "__all__"
+        help_texts = {
+            "visibility": "Organization prompts (no owner) are read by every user; a private prompt only by its owner.",
+        }
+
+
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
+    form = PromptTemplateForm
     list_display = ("name", "slug", "visibility", "version", "owner", "updated_at")
     list_filter = ("visibility", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "body")
@@ -279,6 +332,13 @@ class PromptTemplateAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
     readonly_fields = ("version", "created_at", "updated_at")
     inlines = [PromptTemplateVersionInline]
+
+    def get_changeform_initial_data(self, request) -> dict:
+        # A new prompt starts without an owner, i.e. the organization's: visible to the organization.
+        initial = super().get_changeform_initial_data(request)
+        if not initial.get("owner"):
+            initial.setdefault("visibility", PromptTemplate.Visibility.ORGANIZATION)
+        return initial
 
     def save_model(self, request, obj, form, change) -> None:
         services.prompt_save(prompt=obj, user=request.user)
@@ -302,15 +362,42 @@ class PromptTemplateVersionAdmin(admin.ModelAdmin):
 # --- Agents --------------------------------------------------------------------------------------
 
 
-class AIAgentForm(forms.ModelForm):
+SCHEMA_EXAMPLE = '{"type": "object", "properties": {"team": {"type": "string"}}, "required": ["team"]}'
+
+
+class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
+    tags = tags_field()
+    allowed_tools, allowed_tools_other = allowed_tools_fields()
+    custom_properties_schema = _NestingSafeJSONField(
+        label="Custom properties schema",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "placeholder": SCHEMA_EXAMPLE}),
+        error_messages={"invalid": f"Enter valid JSON, for example {SCHEMA_EXAMPLE}."},
+        help_text=(
+            "A JSON Schema (2020-12) the custom properties given at session start must satisfy; they fill the "
+            f"prompt's {{{{ variables }}}}. Empty: any object. Example: {SCHEMA_EXAMPLE}"
+        ),
+    )
+
     class Meta:
         model = AIAgent
         fields = "__all__"
+        labels = {"llm_config": "LLM config", "system_prompt_text": "System prompt text", "max_turns": "Max turns"}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if "workspace_tools" in self.fields:  # a form (or script) that leaves it out means "none"
             self.fields["workspace_tools"].required = False
+        self._setup_allowed_tools()
+
+    def clean_custom_properties_schema(self):
+        value = self.cleaned_data.get("custom_properties_schema")
+        return {} if value in (None, "") else value
+
+    def clean(self):
+        cleaned = super().clean()
+        self._combined_allowed_tools(cleaned)
+        return cleaned
 
     def clean_workspace_tools(self) -> str:
         return self.cleaned_data.get("workspace_tools") or AIAgent.WorkspaceTools.NONE
@@ -332,7 +419,8 @@ class AIAgentForm(forms.ModelForm):
 @admin.register(AIAgent)
 class AIAgentAdmin(admin.ModelAdmin):
     form = AIAgentForm
-    list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
+    # Fits a 1280 px screen: the prompt and the model in one column, no dates.
+    list_display = ("name", "slug", "category", "prompt_and_model", "is_active", "owner")
     list_filter = ("is_active", "category", "workspace_tools", "llm_config", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")
     list_select_related = ("system_prompt", "llm_config", "owner")
@@ -344,10 +432,16 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "integrations", "workspace_tools")}),
+        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "integrations", "workspace_tools")}),
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Prompt / model")
+    def prompt_and_model(self, obj: AIAgent) -> str:
+        prompt = str(obj.system_prompt) if obj.system_prompt_id else "(inline)"
+        model = str(obj.llm_config) if obj.llm_config_id else "(default)"
+        return f"{_shortened(prompt)} · {_shortened(model)}"
 
     def save_model(self, request, obj, form, change) -> None:
         # Integrations (many-to-many) are saved by the admin's save_related afterwards.
