@@ -12,6 +12,7 @@ from django.db import models
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.html import escape
 
 from agents import selectors as agent_selectors
 from agents import services
@@ -79,8 +80,9 @@ class _OwnerScopeFilter(admin.SimpleListFilter):
 
 
 def _with_current(help_text: str, masked: str) -> str:
-    """The input's help text, saying what is stored now (masked): one field, not a display and an input."""
-    return f"Current: {masked}. {help_text}" if masked else f"None stored. {help_text}"
+    """The input's help text, saying what is stored now (masked): one field, not a display and an input.
+    Escaped: the admin shows help texts as HTML, and a user's credentials (their keys too) are theirs to write."""
+    return f"Current: {escape(masked)}. {help_text}" if masked else f"None stored. {help_text}"
 
 
 class LLMProviderConfigForm(forms.ModelForm):
@@ -232,12 +234,17 @@ class IntegrationForm(forms.ModelForm):
         help_text=KEEP_HELP + ' A token, or a JSON object such as {"token": "…"}.',
     )
     clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
-    mcp_server = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
+    mcp_server = forms.JSONField(
+        label="MCP server",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text=Integration._meta.get_field("mcp_server").help_text,
+    )
 
     class Meta:
         model = Integration
         fields = "__all__"
-        labels = {"mcp_server": "MCP server", "auth_type": "Auth type"}
+        labels = {"auth_type": "Auth type"}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -289,8 +296,56 @@ class IntegrationAdmin(admin.ModelAdmin):
     def credentials_display(self, obj: Integration) -> str:
         return _credentials_shown(obj) or "—"
 
+    actions = ["test_connection"]
+    change_form_template = "admin/agents/integration/change_form.html"
+    TEST_AT_ONCE = 3  # each starts a server while a person waits
+    TOOLS_SHOWN = 40
+
     def save_model(self, request, obj, form, change) -> None:
         services.integration_save(integration=obj)
+
+    def get_urls(self):
+        test = self.admin_site.admin_view(self.test_connection_view)
+        return [
+            path("<int:object_id>/test-connection/", test, name="agents_integration_test_connection"),
+            *super().get_urls(),
+        ]
+
+    def _report_connection(self, request, integration: Integration) -> None:
+        """Starts the integration's MCP server and lists its tools, or says plainly why it can't."""
+        from assistant.services import IntegrationCheckFailed, integration_check
+
+        try:
+            names = integration_check(integration=integration)
+        except IntegrationCheckFailed as error:
+            self.message_user(request, f"“{integration}”: {error}", messages.ERROR)
+            return
+        if not names:
+            self.message_user(request, f"“{integration}” connected; its server offers no tools.", messages.WARNING)
+            return
+        shown = ", ".join(names[: self.TOOLS_SHOWN]) + (" …" if len(names) > self.TOOLS_SHOWN else "")
+        count = f"{len(names)} tool{'s' if len(names) != 1 else ''}"
+        self.message_user(request, f"“{integration}” connected: {count}: {shown}", messages.SUCCESS)
+
+    @admin.action(description="Test connection (start the MCP server, list its tools)")
+    def test_connection(self, request, queryset) -> None:
+        integrations = list(queryset[: self.TEST_AT_ONCE + 1])
+        if len(integrations) > self.TEST_AT_ONCE:
+            self.message_user(
+                request, f"Select at most {self.TEST_AT_ONCE} integrations to test at once.", messages.WARNING
+            )
+            return
+        for integration in integrations:
+            self._report_connection(request, integration)
+
+    def test_connection_view(self, request, object_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        integration = get_object_or_404(Integration, pk=object_id)
+        if not self.has_change_permission(request, integration):
+            raise PermissionDenied
+        self._report_connection(request, integration)
+        return HttpResponseRedirect(reverse("admin:agents_integration_change", args=[integration.pk]))
 
 
 # --- Prompts -------------------------------------------------------------------------------------
