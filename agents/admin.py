@@ -61,6 +61,12 @@ def _shortened(text: str, limit: int = 32) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class _LLMConfigFilter(admin.RelatedFieldListFilter):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "LLM config"  # not the field's "llm config"
+
+
 class _OwnerScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
@@ -100,6 +106,7 @@ class LLMProviderConfigForm(forms.ModelForm):
         help_text=KEEP_HELP,
     )
     clear_api_key = forms.BooleanField(
+        label="Clear API key",
         required=False, help_text="Remove the key (ANTHROPIC_API_KEY or OPENAI_API_KEY is used then, by provider)."
     )
 
@@ -474,9 +481,10 @@ class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
 @admin.register(AIAgent)
 class AIAgentAdmin(admin.ModelAdmin):
     form = AIAgentForm
-    # Fits a 1280 px screen: the prompt and the model in one column, no dates.
-    list_display = ("name", "slug", "category", "prompt_and_model", "is_active", "owner")
-    list_filter = ("is_active", "category", "workspace_tools", "llm_config", _OwnerScopeFilter)
+    # Fits a 1280 px screen beside the admin's navigation: the prompt and the model in one column, the
+    # owner shortened, no dates (the category is a filter).
+    list_display = ("name", "slug", "prompt_and_model", "active", "owner_shown")
+    list_filter = ("is_active", "category", "workspace_tools", ("llm_config", _LLMConfigFilter), _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")
     list_select_related = ("system_prompt", "llm_config", "owner")
     prepopulated_fields = {"slug": ("name",)}
@@ -491,6 +499,14 @@ class AIAgentAdmin(admin.ModelAdmin):
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Active", boolean=True, ordering="is_active")
+    def active(self, obj: AIAgent) -> bool:
+        return obj.is_active
+
+    @admin.display(description="Owner", ordering="owner__email")
+    def owner_shown(self, obj: AIAgent) -> str:
+        return _shortened(obj.owner.email, 24) if obj.owner_id else "Organization"
 
     @admin.display(description="Prompt / model")
     def prompt_and_model(self, obj: AIAgent) -> str:
