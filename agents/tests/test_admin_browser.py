@@ -78,6 +78,12 @@ def test_staff_build_an_agent_and_the_admin_fits_a_1280px_screen(admin_site, pag
     page.screenshot(path=f"{SHOTS}/admin-dashboard.png", full_page=True)
     width, inner = overflow(page)
     assert width <= inner, f"the dashboard is {width} px wide in a {inner} px window"
+    # Its tables' headings and figures each on one line (not squeezed a letter a line).
+    tallest = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('#conduit-dashboard th, #conduit-dashboard td')]"
+        ".map(cell => cell.getBoundingClientRect().height))"
+    )
+    assert tallest < 40, f"a dashboard cell is {tallest} px tall"
 
     page.goto(f"{base}/admin/agents/aiagent/add/")
     page.fill("#id_name", "Release notes writer")  # the slug follows (prepopulated)
