@@ -29,9 +29,15 @@ SEED = f"""
 from accounts.models import User
 from agents import services
 User.objects.create_superuser(email={EMAIL!r}, name="Admin", password={PASSWORD!r})
-owner = User.objects.create_user(email="someone-with-a-rather-long-address@example.com", name="Someone", password="x" * 20)
-config = services.llm_config_create(owner=None, name="Claude Sonnet for the support organization", model="claude-sonnet-4-5")
-prompt = services.prompt_create(owner=None, name="Customer support escalation policy", slug="support-policy", body="Help.")
+owner = User.objects.create_user(
+    email="someone-with-a-rather-long-address@example.com", name="Someone", password="x" * 20
+)
+config = services.llm_config_create(
+    owner=None, name="Claude Sonnet for the support organization", model="claude-sonnet-4-5"
+)
+prompt = services.prompt_create(
+    owner=None, name="Customer support escalation policy", slug="support-policy", body="Help."
+)
 for n in range(6):
     services.agent_create(
         owner=None if n % 2 else owner, name=f"Customer support triage assistant number {{n}}",
