@@ -17,6 +17,7 @@ from config.testing.listener import recording_listener
 NOTES_SERVER = str(Path(__file__).resolve().parents[2] / "assistant" / "tests" / "mcp_servers" / "notes_server.py")
 TOKEN = "admin-check-notes-token-0123456789"
 NOTES_TOOLS = "notes__add, notes__whoami, notes__write_note, notes__sleep, notes__fail"
+LISTED = ("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")
 
 
 @pytest.fixture
@@ -43,20 +44,17 @@ def remote_notes(request):
         process.wait(timeout=10)
 
 
-def test_connection(client, integration: Integration) -> list[tuple[str, str]]:
+def press_test_connection(client, integration: Integration) -> list[tuple[str, str]]:
     """The messages the change page shows after the button (reading them there uses them up)."""
     response = client.post(f"/admin/agents/integration/{integration.pk}/test-connection/", follow=True)
     assert response.redirect_chain == [(f"/admin/agents/integration/{integration.pk}/change/", 302)]
     return [(m.level_tag, str(m)) for m in response.context["messages"]]
 
 
-test_connection.__test__ = False  # a helper, not a test
-
-
 def test_an_organization_stdio_server_starts_and_lists_its_tools(staff_client, make_integration):
     integration = make_integration(None, name="notes", mcp_server={"command": sys.executable, "args": [NOTES_SERVER]})
 
-    assert test_connection(staff_client, integration) == [("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")]
+    assert press_test_connection(staff_client, integration) == [LISTED]
     page = staff_client.get(f"/admin/agents/integration/{integration.pk}/change/").content.decode()
     assert f'action="/admin/agents/integration/{integration.pk}/test-connection/"' in page
 
@@ -64,7 +62,7 @@ def test_an_organization_stdio_server_starts_and_lists_its_tools(staff_client, m
 def test_a_server_that_does_not_start_is_said_plainly(staff_client, make_integration):
     integration = make_integration(None, name="broken", mcp_server={"command": "/no/such/mcp-server"})
 
-    assert test_connection(staff_client, integration) == [
+    assert press_test_connection(staff_client, integration) == [
         ("error", "“broken”: MCP server 'broken' failed to start: command not found: /no/such/mcp-server")
     ]
 
@@ -74,8 +72,8 @@ def test_an_organization_http_server_gets_the_integrations_token(staff_client, m
     with_token = make_integration(None, name="notes", credentials=TOKEN, mcp_server={"type": transport, "url": url})
     without = make_integration(None, name="nokey", provider="custom", mcp_server={"type": transport, "url": url})
 
-    assert test_connection(staff_client, with_token) == [("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")]
-    [(level, message)] = test_connection(staff_client, without)
+    assert press_test_connection(staff_client, with_token) == [LISTED]
+    [(level, message)] = press_test_connection(staff_client, without)
     assert level == "error" and message.startswith("“nokey”: MCP server 'nokey' failed to start:")
     # The SDK's streamable-HTTP client reports a refused request without its status (assistant.mcp_servers._reason).
     reason = f"HTTP 401 from {url}" if transport == "sse" else "Server returned an error response"
@@ -91,7 +89,7 @@ def test_a_users_http_server_is_reached_only_through_the_egress_policy(
         integration = make_integration(user, name="theirs", credentials=TOKEN, mcp_server={"type": "http", "url": url})
         settings.OUTBOUND_ALLOWED_HOSTS = []
 
-        [(level, message)] = test_connection(staff_client, integration)
+        [(level, message)] = press_test_connection(staff_client, integration)
         accepted = listener.accepted
 
     assert level == "error"
@@ -104,7 +102,7 @@ def test_a_users_allowed_http_server_lists_its_tools(staff_client, user, make_in
     settings.OUTBOUND_ALLOWED_HOSTS = [f"127.0.0.1:{port}"]
     integration = make_integration(user, name="notes", credentials=TOKEN, mcp_server={"type": transport, "url": url})
 
-    assert test_connection(staff_client, integration) == [("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")]
+    assert press_test_connection(staff_client, integration) == [LISTED]
 
 
 def test_a_users_stdio_server_is_never_run(staff_client, user, tmp_path):
@@ -115,7 +113,7 @@ def test_a_users_stdio_server_is_never_run(staff_client, user, tmp_path):
         mcp_server={"command": "sh", "args": ["-c", f"touch {marker}"]},
     )  # fmt: skip
 
-    assert test_connection(staff_client, integration) == [
+    assert press_test_connection(staff_client, integration) == [
         ("error", "“theirs”: A user's stdio MCP server (a command on this server) is never run.")
     ]
     assert not marker.exists()
