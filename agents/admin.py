@@ -334,7 +334,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         count = f"{len(names)} tool{'s' if len(names) != 1 else ''}"
         self.message_user(request, f"“{integration}” connected: {count}: {shown}", messages.SUCCESS)
 
-    @admin.action(description="Test connection (start the MCP server, list its tools)")
+    @admin.action(description="Test connection (start the MCP server, list its tools)", permissions=["change"])
     def test_connection(self, request, queryset) -> None:
         integrations = list(queryset[: self.TEST_AT_ONCE + 1])
         if len(integrations) > self.TEST_AT_ONCE:

@@ -140,4 +140,16 @@ def test_only_staff_who_may_change_it_test_an_integration(client, make_user, mak
     client.force_login(make_user(is_staff=True))  # staff without permissions on integrations
 
     assert client.post(f"/admin/agents/integration/{integration.pk}/test-connection/").status_code == 403
-    assert client.get(f"/admin/agents/integration/{integration.pk}/test-connection/").status_code in (403, 405)
+
+
+def test_staff_who_may_only_view_integrations_get_no_test_action(client, make_user, make_integration):
+    from django.contrib.auth.models import Permission
+
+    integration = make_integration(None, name="notes", mcp_server={"command": sys.executable, "args": [NOTES_SERVER]})
+    viewer = make_user(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_integration"))
+    client.force_login(viewer)
+
+    page = client.get("/admin/agents/integration/")
+    assert page.status_code == 200 and "test_connection" not in page.content.decode()
+    assert client.post(f"/admin/agents/integration/{integration.pk}/test-connection/").status_code == 403
