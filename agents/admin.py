@@ -12,9 +12,11 @@ from django.db import models
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.html import escape
 
 from agents import selectors as agent_selectors
 from agents import services
+from agents.admin_forms import AllowedToolsMixin, allowed_tools_fields, tags_field
 from agents.fields import mask_credentials, mask_secret
 from agents.models import (
     AIAgent,
@@ -55,6 +57,16 @@ class _NestingSafeJSONField(forms.JSONField):
 _NESTING_SAFE_JSON = {models.JSONField: {"form_class": _NestingSafeJSONField}}
 
 
+def _shortened(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _LLMConfigFilter(admin.RelatedFieldListFilter):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "LLM config"  # not the field's "llm config"
+
+
 class _OwnerScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
@@ -73,20 +85,48 @@ class _OwnerScopeFilter(admin.SimpleListFilter):
 # --- LLM configs ---------------------------------------------------------------------------------
 
 
+def _with_current(help_text: str, masked: str) -> str:
+    """The input's help text, saying what is stored now (masked): one field, not a display and an input.
+    Escaped: the admin shows help texts as HTML, and a user's credentials (their keys too) are theirs to write."""
+    return f"Current: {escape(masked)}. {help_text}" if masked else f"None stored. {help_text}"
+
+
 class LLMProviderConfigForm(forms.ModelForm):
     base_url = forms.URLField(
-        required=False, assume_scheme="https", help_text=LLMProviderConfig._meta.get_field("base_url").help_text
+        label="Base URL",
+        required=False,
+        assume_scheme="https",
+        help_text=LLMProviderConfig._meta.get_field("base_url").help_text,
     )
     api_key = forms.CharField(
-        required=False, strip=True, widget=forms.PasswordInput(render_value=False), help_text=KEEP_HELP
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=KEEP_HELP,
     )
     clear_api_key = forms.BooleanField(
+        label="Clear API key",
         required=False, help_text="Remove the key (ANTHROPIC_API_KEY or OPENAI_API_KEY is used then, by provider)."
     )
 
     class Meta:
         model = LLMProviderConfig
         fields = "__all__"
+        labels = {
+            "max_tokens": "Max tokens",
+            "price_input_per_mtok": "Input price per million tokens",
+            "price_output_per_mtok": "Output price per million tokens",
+            "price_cache_read_per_mtok": "Cache read price per million tokens",
+            "price_cache_write_per_mtok": "Cache write price per million tokens",
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "api_key" in self.fields:
+            masked = mask_secret(self.instance.api_key) if self.instance.pk else ""
+            fallback = "Empty: ANTHROPIC_API_KEY or OPENAI_API_KEY from the settings, by provider."
+            self.fields["api_key"].help_text = _with_current(f"{KEEP_HELP} {fallback}", masked)
 
     def _get_validation_exclusions(self):
         # The one-default rule is applied by services.llm_config_save, which first un-defaults the
@@ -111,13 +151,12 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
     list_filter = ("provider", "is_default", _OwnerScopeFilter)
     search_fields = ("name", "model", "owner__email")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("api_key_display", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
     fields = (
         "name",
         "provider",
         "model",
         "base_url",
-        "api_key_display",
         "api_key",
         "clear_api_key",
         "max_tokens",
@@ -187,6 +226,13 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
 # --- Integrations --------------------------------------------------------------------------------
 
 
+def _credentials_shown(integration: Integration) -> str:
+    masked = mask_credentials(integration.credentials)
+    if masked is None:
+        return ""
+    return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+
+
 class IntegrationForm(forms.ModelForm):
     credentials = forms.CharField(
         required=False,
@@ -195,11 +241,24 @@ class IntegrationForm(forms.ModelForm):
         help_text=KEEP_HELP + ' A token, or a JSON object such as {"token": "…"}.',
     )
     clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
-    mcp_server = forms.JSONField(required=False, widget=forms.Textarea(attrs={"rows": 6, "cols": 80}))
+    mcp_server = forms.JSONField(
+        label="MCP server",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        help_text=Integration._meta.get_field("mcp_server").help_text,
+    )
 
     class Meta:
         model = Integration
         fields = "__all__"
+        labels = {"auth_type": "Auth type"}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "credentials" in self.fields:
+            self.fields["credentials"].help_text = _with_current(
+                self.fields["credentials"].help_text, _credentials_shown(self.instance) if self.instance.pk else ""
+            )
 
     def clean_credentials(self):
         value = self.cleaned_data.get("credentials", "")
@@ -226,12 +285,11 @@ class IntegrationAdmin(admin.ModelAdmin):
     list_filter = ("provider", "auth_type", "is_active", _OwnerScopeFilter)
     search_fields = ("name", "provider", "owner__email")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("credentials_display", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
     fields = (
         "name",
         "provider",
         "auth_type",
-        "credentials_display",
         "credentials",
         "clear_credentials",
         "mcp_server",
@@ -243,13 +301,58 @@ class IntegrationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Credentials")
     def credentials_display(self, obj: Integration) -> str:
-        masked = mask_credentials(obj.credentials)
-        if masked is None:
-            return "—"
-        return masked if isinstance(masked, str) else json.dumps(masked, ensure_ascii=False)
+        return _credentials_shown(obj) or "—"
+
+    actions = ["test_connection"]
+    change_form_template = "admin/agents/integration/change_form.html"
+    TEST_AT_ONCE = 3  # each starts a server while a person waits
+    TOOLS_SHOWN = 40
 
     def save_model(self, request, obj, form, change) -> None:
         services.integration_save(integration=obj)
+
+    def get_urls(self):
+        test = self.admin_site.admin_view(self.test_connection_view)
+        return [
+            path("<int:object_id>/test-connection/", test, name="agents_integration_test_connection"),
+            *super().get_urls(),
+        ]
+
+    def _report_connection(self, request, integration: Integration) -> None:
+        """Starts the integration's MCP server and lists its tools, or says plainly why it can't."""
+        from assistant.services import IntegrationCheckFailed, integration_check
+
+        try:
+            names = integration_check(integration=integration)
+        except IntegrationCheckFailed as error:
+            self.message_user(request, f"“{integration}”: {error}", messages.ERROR)
+            return
+        if not names:
+            self.message_user(request, f"“{integration}” connected; its server offers no tools.", messages.WARNING)
+            return
+        shown = ", ".join(names[: self.TOOLS_SHOWN]) + (" …" if len(names) > self.TOOLS_SHOWN else "")
+        count = f"{len(names)} tool{'s' if len(names) != 1 else ''}"
+        self.message_user(request, f"“{integration}” connected: {count}: {shown}", messages.SUCCESS)
+
+    @admin.action(description="Test connection (start the MCP server, list its tools)", permissions=["change"])
+    def test_connection(self, request, queryset) -> None:
+        integrations = list(queryset[: self.TEST_AT_ONCE + 1])
+        if len(integrations) > self.TEST_AT_ONCE:
+            self.message_user(
+                request, f"Select at most {self.TEST_AT_ONCE} integrations to test at once.", messages.WARNING
+            )
+            return
+        for integration in integrations:
+            self._report_connection(request, integration)
+
+    def test_connection_view(self, request, object_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        integration = get_object_or_404(Integration, pk=object_id)
+        if not self.has_change_permission(request, integration):
+            raise PermissionDenied
+        self._report_connection(request, integration)
+        return HttpResponseRedirect(reverse("admin:agents_integration_change", args=[integration.pk]))
 
 
 # --- Prompts -------------------------------------------------------------------------------------
@@ -270,8 +373,20 @@ class PromptTemplateVersionInline(admin.TabularInline):
         return False
 
 
+class PromptTemplateForm(forms.ModelForm):
+    tags = tags_field()
+
+    class Meta:
+        model = PromptTemplate
+        fields = "__all__"
+        help_texts = {
+            "visibility": "Organization prompts (no owner) are read by every user; a private prompt only by its owner.",
+        }
+
+
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
+    form = PromptTemplateForm
     list_display = ("name", "slug", "visibility", "version", "owner", "updated_at")
     list_filter = ("visibility", _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "body")
@@ -279,6 +394,13 @@ class PromptTemplateAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
     readonly_fields = ("version", "created_at", "updated_at")
     inlines = [PromptTemplateVersionInline]
+
+    def get_changeform_initial_data(self, request) -> dict:
+        # A new prompt starts without an owner, i.e. the organization's: visible to the organization.
+        initial = super().get_changeform_initial_data(request)
+        if not initial.get("owner"):
+            initial.setdefault("visibility", PromptTemplate.Visibility.ORGANIZATION)
+        return initial
 
     def save_model(self, request, obj, form, change) -> None:
         services.prompt_save(prompt=obj, user=request.user)
@@ -302,15 +424,42 @@ class PromptTemplateVersionAdmin(admin.ModelAdmin):
 # --- Agents --------------------------------------------------------------------------------------
 
 
-class AIAgentForm(forms.ModelForm):
+SCHEMA_EXAMPLE = '{"type": "object", "properties": {"team": {"type": "string"}}, "required": ["team"]}'
+
+
+class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
+    tags = tags_field()
+    allowed_tools, allowed_tools_other = allowed_tools_fields()
+    custom_properties_schema = _NestingSafeJSONField(
+        label="Custom properties schema",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "placeholder": SCHEMA_EXAMPLE}),
+        error_messages={"invalid": f"Enter valid JSON, for example {SCHEMA_EXAMPLE}."},
+        help_text=(
+            "A JSON Schema (2020-12) the custom properties given at session start must satisfy; they fill the "
+            f"prompt's {{{{ variables }}}}. Empty: any object. Example: {SCHEMA_EXAMPLE}"
+        ),
+    )
+
     class Meta:
         model = AIAgent
         fields = "__all__"
+        labels = {"llm_config": "LLM config", "system_prompt_text": "System prompt text", "max_turns": "Max turns"}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if "workspace_tools" in self.fields:  # a form (or script) that leaves it out means "none"
             self.fields["workspace_tools"].required = False
+        self._setup_allowed_tools()
+
+    def clean_custom_properties_schema(self):
+        value = self.cleaned_data.get("custom_properties_schema")
+        return {} if value in (None, "") else value
+
+    def clean(self):
+        cleaned = super().clean()
+        self._combined_allowed_tools(cleaned)
+        return cleaned
 
     def clean_workspace_tools(self) -> str:
         return self.cleaned_data.get("workspace_tools") or AIAgent.WorkspaceTools.NONE
@@ -332,8 +481,10 @@ class AIAgentForm(forms.ModelForm):
 @admin.register(AIAgent)
 class AIAgentAdmin(admin.ModelAdmin):
     form = AIAgentForm
-    list_display = ("name", "slug", "category", "system_prompt", "llm_config", "is_active", "owner", "updated_at")
-    list_filter = ("is_active", "category", "workspace_tools", "llm_config", _OwnerScopeFilter)
+    # Fits a 1280 px screen beside the admin's navigation: the prompt and the model in one column, the
+    # owner shortened, no dates (the category is a filter).
+    list_display = ("name", "slug", "prompt_and_model", "active", "owner_shown")
+    list_filter = ("is_active", "category", "workspace_tools", ("llm_config", _LLMConfigFilter), _OwnerScopeFilter)
     search_fields = ("name", "slug", "description", "category")
     list_select_related = ("system_prompt", "llm_config", "owner")
     prepopulated_fields = {"slug": ("name",)}
@@ -344,10 +495,24 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "integrations", "workspace_tools")}),
+        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "integrations", "workspace_tools")}),
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
+
+    @admin.display(description="Active", boolean=True, ordering="is_active")
+    def active(self, obj: AIAgent) -> bool:
+        return obj.is_active
+
+    @admin.display(description="Owner", ordering="owner__email")
+    def owner_shown(self, obj: AIAgent) -> str:
+        return _shortened(obj.owner.email, 24) if obj.owner_id else "Organization"
+
+    @admin.display(description="Prompt / model")
+    def prompt_and_model(self, obj: AIAgent) -> str:
+        prompt = str(obj.system_prompt) if obj.system_prompt_id else "(inline)"
+        model = str(obj.llm_config) if obj.llm_config_id else "(default)"
+        return f"{_shortened(prompt)} · {_shortened(model)}"
 
     def save_model(self, request, obj, form, change) -> None:
         # Integrations (many-to-many) are saved by the admin's save_related afterwards.

@@ -322,18 +322,24 @@ def agent_mcp_servers(*, agent: AIAgent, users_own: bool = False) -> dict[str, d
     for integration in agent.integrations.all():
         if not integration.is_active or not integration.mcp_server or (integration.owner_id is not None) != users_own:
             continue
-        definition = json.loads(json.dumps(integration.mcp_server))  # a deep copy
-        definition.setdefault("type", "stdio" if "command" in definition else definition.get("type"))
-        credentials = integration.credentials
-        if definition["type"] == "stdio" and isinstance(credentials, dict):
-            secrets = {name: str(value) for name, value in credentials.items() if ENV_NAME_RE.match(name)}
-            definition["env"] = {**definition.get("env", {}), **secrets}
-        elif definition["type"] != "stdio" and isinstance(credentials, str) and credentials:
-            headers = definition.setdefault("headers", {})
-            if not any(name.lower() == "authorization" for name in headers):
-                headers["Authorization"] = f"Bearer {credentials}"
-        servers[integration.server_name] = definition
+        servers[integration.server_name] = integration_mcp_definition(integration=integration)
     return servers
+
+
+def integration_mcp_definition(*, integration: Integration) -> dict[str, Any]:
+    """The integration's MCP server definition with its credentials added (see agent_mcp_servers).
+    Credentials are decrypted here: never log the result."""
+    definition = json.loads(json.dumps(integration.mcp_server))  # a deep copy
+    definition.setdefault("type", "stdio" if "command" in definition else definition.get("type"))
+    credentials = integration.credentials
+    if definition["type"] == "stdio" and isinstance(credentials, dict):
+        secrets = {name: str(value) for name, value in credentials.items() if ENV_NAME_RE.match(name)}
+        definition["env"] = {**definition.get("env", {}), **secrets}
+    elif definition["type"] != "stdio" and isinstance(credentials, str) and credentials:
+        headers = definition.setdefault("headers", {})
+        if not any(name.lower() == "authorization" for name in headers):
+            headers["Authorization"] = f"Bearer {credentials}"
+    return definition
 
 
 def agent_workspace_tools(*, agent: AIAgent) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -11,9 +13,10 @@ from django.utils import timezone
 
 from agents import selectors as agent_selectors
 from agents import services as agent_services
-from agents.models import AIAgent, LLMProviderConfig, Message, UserAgentSession
+from agents.models import AIAgent, Integration, LLMProviderConfig, Message, UserAgentSession
 from assistant import llm, turns
 from assistant.llm import LLMError
+from assistant.mcp_servers import McpConfigError, McpServers, McpStartError, server_spec
 from assistant.models import ClientSessionAlias, TurnEvent
 from usage.services import BudgetExceeded, budget_check
 
@@ -62,6 +65,43 @@ def llm_config_check(*, config: LLMProviderConfig) -> str:
         raise LLMError("not_configured", "This config names its own base URL but has no API key of its own.")
     model = turns.model_settings_from(resolved)
     return async_to_sync(llm.probe)(model)
+
+
+class IntegrationCheckFailed(Exception):
+    """An integration's MCP server can't be used; the message says why, for staff to read."""
+
+
+def integration_check(*, integration: Integration) -> list[str]:
+    """Start the integration's MCP server as a turn would (staff's "Test connection") and list its
+    tools' API names. The trust rule holds here too: a user's stdio server (a command on this
+    machine) is never run, and a user's sse/http server is reached through the egress policy."""
+    if not integration.mcp_server:
+        raise IntegrationCheckFailed("It defines no MCP server.")
+    users_own = integration.owner_id is not None
+    definition = agent_selectors.integration_mcp_definition(integration=integration)
+    try:
+        spec = server_spec(integration.server_name, definition, source="integration", guard_egress=users_own)
+    except McpConfigError as exc:
+        raise IntegrationCheckFailed(str(exc)) from None
+    if users_own and spec.transport == "stdio":
+        raise IntegrationCheckFailed("A user's stdio MCP server (a command on this server) is never run.")
+
+    async def tool_names() -> list[str]:
+        # A stdio server runs in a scratch directory: a test must not write into the app's own.
+        with tempfile.TemporaryDirectory(prefix="conduit-mcp-check-") as scratch:
+            servers = McpServers(
+                [spec],
+                cwd=Path(scratch),
+                start_timeout=settings.ORCHESTRATOR_MCP_START_TIMEOUT,
+                call_timeout=settings.ORCHESTRATOR_MCP_CALL_TIMEOUT,
+            )
+            async with servers:
+                return [definition["name"] for definition in servers.definitions()]
+
+    try:
+        return async_to_sync(tool_names)()
+    except (McpStartError, McpConfigError) as exc:
+        raise IntegrationCheckFailed(str(exc)) from None
 
 
 def run_turn_begin(

@@ -118,7 +118,7 @@ def test_staff_build_an_agent_with_prompt_and_llm_config_in_admin_alone(staff_cl
             "system_prompt_text": "",
             "llm_config": str(config_obj.pk),
             "max_turns": "10",
-            "allowed_tools": '["read_file"]',
+            "allowed_tools": ["read_file"],
             "custom_properties_schema": '{"type": "object", "required": ["language"]}',
         },
     )
@@ -141,7 +141,7 @@ def test_admin_keeps_a_users_objects_out_of_organization_agents(staff_client, us
         "/admin/agents/aiagent/add/",
         {"name": "Org", "slug": "org", "description": "", "category": "", "tags": "[]", "is_active": "on",
          "system_prompt": str(private.pk), "system_prompt_text": "", "llm_config": "", "max_turns": "10",
-         "allowed_tools": "[]", "custom_properties_schema": "{}", "integrations": [str(theirs.pk)]},
+         "custom_properties_schema": "{}", "integrations": [str(theirs.pk)]},
     )  # fmt: skip
 
     page = response.content.decode()

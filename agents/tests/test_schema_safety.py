@@ -120,7 +120,7 @@ def test_admin_names_a_schema_nested_900_deep(client, make_user):
     response = client.post(
         "/admin/agents/aiagent/add/",
         {"name": "Deep", "slug": "deep", "description": "", "category": "", "tags": "[]", "is_active": "on",
-         "system_prompt_text": "You help.", "max_turns": "10", "allowed_tools": "[]",
+         "system_prompt_text": "You help.", "max_turns": "10",
          "custom_properties_schema": deep},
     )  # fmt: skip
 

@@ -226,7 +226,7 @@ def test_staff_set_workspace_tools_on_an_organization_agent_in_admin(client, mak
     response = client.post(
         "/admin/agents/aiagent/add/",
         {"name": "Shell", "slug": "shell", "system_prompt_text": "Hi.", "max_turns": 5, "tags": "[]",
-         "allowed_tools": "[]", "custom_properties_schema": "{}", "is_active": "on",
+         "custom_properties_schema": "{}", "is_active": "on",
          "workspace_tools": "files_and_shell"},
     )  # fmt: skip
     assert response.status_code == 302, response.content[:2000]
