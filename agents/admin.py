@@ -473,8 +473,8 @@ class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
         problems = agent_selectors.agent_reference_problems(
             agent=self.instance, integrations=list(self.cleaned_data["integrations"])
         )
-        for field, messages in problems.items():
-            for message in messages:
+        for field, field_messages in problems.items():
+            for message in field_messages:
                 self.add_error(field if field in self.fields else None, message)
 
 
