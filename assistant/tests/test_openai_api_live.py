@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 import openai
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
 
 from assistant.tests.test_live_servers import open_socket, receive_until, seed_over_api
 from config.testing.fake_anthropic import HttpError, Reply, fake_anthropic_server
@@ -36,6 +38,10 @@ READ_TIMEOUT = 3  # the server's ANTHROPIC_READ_TIMEOUT: a silent model becomes 
 @pytest.fixture(scope="module")
 def child_database(tmp_path_factory, django_db_setup, django_db_blocker) -> str:
     with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            # Start from content types numbered 1…N, as every flush with reset_sequences re-creates them
+            # (see pytestmark): the server caches their ids when it starts.
+            call_command("flush", interactive=False, reset_sequences=True, verbosity=0)
         return database_url_for_children(tmp_path_factory.mktemp("openai-api"))
 
 
