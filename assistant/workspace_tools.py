@@ -63,7 +63,8 @@ class Workspace:
             candidate = self.root / candidate
         resolved = Path(os.path.realpath(candidate))
         if not resolved.is_relative_to(self.root):
-            raise ToolError(f"Path is outside the workspace: {raw} (the workspace is {self.root}).")
+            # Not the absolute root: in server turns it would tell the model (and the user) where the server keeps data.
+            raise ToolError(f"Path is outside the workspace: {raw} (give paths relative to the workspace root).")
         return resolved
 
     def relative(self, path: Path) -> str:

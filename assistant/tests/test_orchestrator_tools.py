@@ -170,3 +170,13 @@ async def test_bad_input_and_unknown_tools_are_errors_the_model_reads(tools):
     assert (await call(tools, "read_file", path="nope.txt")).content == "No such file or directory: nope.txt"
     unknown = await call(tools, "launch_rockets")
     assert unknown.is_error and unknown.content == "Unknown tool: launch_rockets"
+
+
+def test_a_path_outside_the_workspace_is_refused_without_naming_where_the_workspace_lives(tmp_path):
+    from assistant.workspace_tools import ToolError, Workspace
+
+    workspace = Workspace(tmp_path)
+    with pytest.raises(ToolError) as refused:
+        workspace.resolve("../../etc/passwd")
+    assert str(refused.value) == "Path is outside the workspace: ../../etc/passwd (give paths relative to the workspace root)."
+    assert str(tmp_path) not in str(refused.value)
