@@ -9,3 +9,10 @@ class AuditConfig(AppConfig):
         from audit import registry, signals  # noqa: F401  (model changes via django-auditlog; failed logins)
 
         registry.register_models()
+
+        from auditlog.models import LogEntry
+        from django.db.models.signals import pre_save
+
+        from audit.middleware import log_entry_from_request
+
+        pre_save.connect(log_entry_from_request, sender=LogEntry, dispatch_uid="audit.log_entry_from_request")

@@ -126,3 +126,24 @@ def test_api_keys_created_and_revoked_are_audited_never_their_secret(api_client,
     stored_hash = ApiKey.objects.get(pk=key_id).key_hash
     text = all_audit_text()
     assert key not in text and key[4:] not in text and stored_hash not in text
+
+
+@pytest.mark.django_db
+def test_a_request_gives_its_actor_and_address_without_reconnecting_signal_receivers(api_client, user):
+    from django.db.models.signals import pre_save
+
+    # auditlog's own context manager connected a receiver per request and disconnected it after:
+    # each time taking the signal's lock and emptying its receiver cache for every model's saves.
+    pre_save.has_listeners(AIAgent)  # fills the cache for AIAgent
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}", REMOTE_ADDR="198.51.100.7")
+    created = api_client.post("/api/v1/llm-configs", {"name": "Mine", "model": "claude-x", "api_key": SECRET_KEY_VALUE},
+                              format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+
+    assert AIAgent in pre_save.sender_receivers_cache
+    entry = LogEntry.objects.get_for_objects(LLMProviderConfig.objects.filter(pk=created.json()["id"])).get()
+    assert (entry.actor, entry.actor_email, entry.remote_addr) == (user, user.email, "198.51.100.7")
+    # and after the request, a change made outside any request has no actor
+    LLMProviderConfig.objects.filter(pk=created.json()["id"]).get().delete()
+    deleted = LogEntry.objects.filter(action=LogEntry.Action.DELETE).get()
+    assert (deleted.actor, deleted.remote_addr) == (None, None)
