@@ -114,6 +114,9 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with a process's autocommit writes taking turns before SQLite's busy handler
+    # gets to put them to sleep (config/sqlite/base.py).
+    DATABASES["default"]["ENGINE"] = "config.sqlite"
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock up front so
     # concurrent writers wait (timeout) instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {
