@@ -15,6 +15,9 @@ urlpatterns = [
     path("health", views.health, name="health"),
     # Where browsers look for a page's icon when it names none (the admin's pages, JSON answers).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
+    # The organization server answers at the site root, where existing Claire clients call it. Early
+    # in the list: its paths are matched first, and its clients are the busiest (issue 18).
+    path("", include("orgproxy.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", LoginView.as_view(extra_context={"oidc_enabled": settings.OIDC_ENABLED}), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
@@ -31,8 +34,6 @@ urlpatterns = [
     path("v1/models", openai_api.models_list, name="openai-models"),
     path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
-    # The organization server answers at the site root, where existing Claire clients call it.
-    path("", include("orgproxy.urls")),
 ]
 
 handler404 = "config.views.not_found"
