@@ -60,9 +60,17 @@ def main() -> None:
         # body until the client's delayed ACK (~40 ms), which a real upstream doesn't do.
         fake_claire._Handler.disable_nagle_algorithm = True
 
-        with FakeClaire() as claire:
-            print(claire.base_url, flush=True)
-            sys.stdin.read()
+        # Not serve_http (the tests' server): its listen backlog of 5 drops the SYNs of 16 pooled
+        # connections opened at once, and the retransmission adds a second to a few requests of
+        # whichever server is measured first. And keep no record of the requests (unbounded growth).
+        claire = FakeClaire()
+        claire.requests = _Discard()
+        server = _BigBacklogServer(("127.0.0.1", 0), fake_claire._Handler)
+        server.claire = claire
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
+        sys.stdin.read()
+        server.shutdown()
     elif kind == "anthropic":
         chunks, delay = int(sys.argv[2]), float(sys.argv[3])
         fake = fake_anthropic.FakeAnthropic()

@@ -7,9 +7,13 @@ a fresh SQLite file, DEBUG off. The reference: bench/reference_orgserver.py unde
 process. Load: wrk (Debian's, C), one thread, loopback, 1 and 16 connections, the Authorization
 header (and the POST) set by a Lua script. Rounds alternate reference, Conduit, reference,
 Conduit… for each row, so both sides see the same machine load; the summary gives each side's
-range over the rounds and the ratio of their medians (and its range, round by round).
+range over the rounds and the ratio of their medians (and its range, round by round). With
+`--baseline DIR`, Conduit as that checkout has it (e.g. `git worktree add DIR main`, with a `.venv`)
+runs as a third side in the same rounds, on its own fresh SQLite file: before and after, compared
+under the same load.
 
     .venv/bin/python bench/orgproxy_wrk.py [--rounds 3] [--duration 5] [--connections 1,16]
+    .venv/bin/python bench/orgproxy_wrk.py --baseline ../main-checkout   # also Conduit from that checkout
     .venv/bin/python bench/orgproxy_wrk.py --profile /bots [--duration 8]   # py-spy on Conduit's worker
     .venv/bin/python bench/orgproxy_wrk.py --profile /session --method POST --gil
 
@@ -52,8 +56,8 @@ def load_average() -> str:
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], health: str) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(command, cwd=common.ROOT, env=env, stdout=subprocess.DEVNULL)
+def server(command: list[str], env: dict[str, str], health: str, cwd: Path = common.ROOT) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     try:
         common.wait_for_http(health, process=process)
         yield process
@@ -105,6 +109,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16")
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--baseline", type=Path, help="also run Conduit from this checkout (before/after)")
     parser.add_argument("--profile", metavar="PATH", help="instead: profile Conduit's worker (py-spy) under wrk on PATH")
     parser.add_argument("--method", default="GET", help="with --profile")
     parser.add_argument("--gil", action="store_true", help="with --profile: only samples holding the GIL")
@@ -127,7 +132,7 @@ def main() -> None:
         }
         env = common.base_env(tmp, **auth_env)
         common.prepare_database(env)
-        conduit_port, reference_port = common.free_port(), common.free_port()
+        conduit_port, reference_port, baseline_port = common.free_port(), common.free_port(), common.free_port()
         conduit = f"http://127.0.0.1:{conduit_port}"
         reference = f"http://127.0.0.1:{reference_port}"
         reference_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("CLAIRE__", "AUTH0__"))},
@@ -146,20 +151,31 @@ def main() -> None:
             common.PYTHON, "-m", "uvicorn", "bench.reference_orgserver:app", "--host", "127.0.0.1",
             "--port", str(reference_port), "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
+        sides = [("reference", reference), ("conduit", conduit)]
+        baseline_server: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if args.baseline:
+            baseline = f"http://127.0.0.1:{baseline_port}"
+            baseline_env = {**env, "DATABASE_URL": f"sqlite:///{tmp / 'baseline.sqlite3'}"}
+            baseline_python = str(args.baseline / ".venv" / "bin" / "python")
+            subprocess.run([baseline_python, "manage.py", "migrate", "--noinput", "-v0"], cwd=args.baseline,
+                           env=baseline_env, check=True, timeout=300)  # fmt: skip
+            baseline_command = [baseline_python, "manage.py", "run", "--port", str(baseline_port)]
+            baseline_server = server(baseline_command, baseline_env, f"{baseline}/health", cwd=args.baseline)
+            sides.append(("baseline", baseline))
         results: dict[tuple[str, int, str], list[dict]] = {}
         if args.profile:
             with server(conduit_command, env, f"{conduit}/health") as supervisor:
                 profile(supervisor, conduit + args.profile.replace("{bot}", BOT_A), scripts[args.method], args)
             return
-        with server(conduit_command, env, f"{conduit}/health"), \
+        with server(conduit_command, env, f"{conduit}/health"), baseline_server, \
                 server(reference_command, reference_env, f"{reference}/health"):  # fmt: skip
-            for base in (reference, conduit):
+            for _side, base in sides:
                 for _name, path, script in rows:
                     warm(base + path, script)
             for round_index in range(args.rounds):
                 for name, path, script in rows:
                     for connections in levels:
-                        for side, base in (("reference", reference), ("conduit", conduit)):
+                        for side, base in sides:
                             figures = wrk(base + path, connections=connections, duration=args.duration, script=script)
                             results.setdefault((name, connections, side), []).append(figures)
                             print(f"  round {round_index + 1} {name} c={connections} {side}: {figures['rps']:.0f} req/s,"
@@ -175,17 +191,25 @@ def main() -> None:
             ratios = [c["rps"] / r["rps"] for r, c in zip(ref, con)]
             ref_median = statistics.median(r["rps"] for r in ref)
             con_median = statistics.median(c["rps"] for c in con)
-            table_rows.append([
+            row = [
                 name, connections, _range(r["rps"] for r in ref), _range(c["rps"] for c in con),
                 f"{con_median / ref_median:.2f}", _range(ratios, digits=2),
                 f"{statistics.median(c['p50_ms'] for c in con):.2f}", f"{statistics.median(c['p99_ms'] for c in con):.2f}",
-                sum(x["errors"] for x in ref + con),
-            ])  # fmt: skip
+                sum(x["errors"] for x in ref + con + results.get((name, connections, "baseline"), [])),
+            ]  # fmt: skip
+            if args.baseline:
+                base = results[(name, connections, "baseline")]
+                base_ratios = [c["rps"] / b["rps"] for b, c in zip(base, con)]
+                row[4:4] = [_range(b["rps"] for b in base),
+                            f"{con_median / statistics.median(b['rps'] for b in base):.2f}", _range(base_ratios, digits=2)]  # fmt: skip
+            table_rows.append(row)
     print()
     print(f"loadavg before {load_before}, after {load_after}; {args.rounds} rounds of {args.duration:g} s per cell")
-    print(common.table(
-        ["request", "conns", "reference req/s", "Conduit req/s", "ratio (medians)", "ratio per round",
-         "Conduit p50 ms", "Conduit p99 ms", "errors"], table_rows))  # fmt: skip
+    headers = ["request", "conns", "reference req/s", "Conduit req/s", "ratio (medians)", "ratio per round",
+               "Conduit p50 ms", "Conduit p99 ms", "errors"]  # fmt: skip
+    if args.baseline:
+        headers[4:4] = ["baseline req/s", "vs baseline (medians)", "vs baseline per round"]
+    print(common.table(headers, table_rows))
     for connections in levels:
         health = [c["rps"] for c in results[("GET /health", connections, "conduit")]]
         for name in ("GET /bots", "POST /session"):
