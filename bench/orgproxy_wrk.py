@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16")
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--rows", help="only these rows, e.g. 'POST /session,GET /health' (default: all)")
     parser.add_argument("--baseline", type=Path, help="also run Conduit from this checkout (before/after)")
     parser.add_argument("--profile", metavar="PATH", help="instead: profile Conduit's worker (py-spy) under wrk on PATH")
     parser.add_argument("--method", default="GET", help="with --profile")
@@ -146,6 +147,9 @@ def main() -> None:
             ("POST /session", f"/session?bot_id={BOT_A}", scripts["POST"]),
             ("GET /health", "/health", None),
         ]
+        if args.rows:
+            wanted = {name.strip() for name in args.rows.split(",")}
+            rows = [row for row in rows if row[0] in wanted]
         conduit_command = [common.PYTHON, "manage.py", "run", "--port", str(conduit_port)]
         reference_command = [
             common.PYTHON, "-m", "uvicorn", "bench.reference_orgserver:app", "--host", "127.0.0.1",
@@ -211,8 +215,12 @@ def main() -> None:
         headers[4:4] = ["baseline req/s", "vs baseline (medians)", "vs baseline per round"]
     print(common.table(headers, table_rows))
     for connections in levels:
+        if ("GET /health", connections, "conduit") not in results:
+            break
         health = [c["rps"] for c in results[("GET /health", connections, "conduit")]]
         for name in ("GET /bots", "POST /session"):
+            if (name, connections, "conduit") not in results:
+                continue
             mine = [c["rps"] for c in results[(name, connections, "conduit")]]
             shares = [m / h for m, h in zip(mine, health)]
             print(f"Conduit {name} / Conduit GET /health at {connections} conns: "
