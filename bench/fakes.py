@@ -65,24 +65,14 @@ def main() -> None:
         # whichever server is measured first. And keep no record of the requests (unbounded growth).
         claire = FakeClaire()
         claire.requests = _Discard()
-        server = _BigBacklogServer(("127.0.0.1", 0), fake_claire._Handler)
-        server.claire = claire
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
-        sys.stdin.read()
-        server.shutdown()
+        _serve_until_stdin_closes(fake_claire._Handler, claire=claire)
     elif kind == "anthropic":
         chunks, delay = int(sys.argv[2]), float(sys.argv[3])
         fake = fake_anthropic.FakeAnthropic()
         fake.default = fake_anthropic.Reply(text=["x"] * chunks, delay=delay)
         # The recorded requests would grow without bound over a benchmark: keep none.
         fake.requests = _Discard()
-        server = _BigBacklogServer(("127.0.0.1", 0), StampingHandler)
-        server.fake = fake
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
-        sys.stdin.read()
-        server.shutdown()
+        _serve_until_stdin_closes(StampingHandler, fake=fake)
     elif kind == "openai":
         from config.testing import fake_openai
 
@@ -90,14 +80,20 @@ def main() -> None:
         fake = fake_openai.FakeOpenAI()
         fake.default = fake_openai.Chunks(text=["x"] * int(sys.argv[2]))
         fake.requests = _Discard()
-        server = _BigBacklogServer(("127.0.0.1", 0), fake_openai._Handler)
-        server.fake = fake
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
-        sys.stdin.read()
-        server.shutdown()
+        _serve_until_stdin_closes(fake_openai._Handler, path="/v1", fake=fake)
     else:
         raise SystemExit(f"unknown fake {kind!r}")
+
+
+def _serve_until_stdin_closes(handler, *, path: str = "", **server_attrs) -> None:
+    """Serve `handler` on a free port, print the base URL (+ `path`), stop when stdin closes."""
+    server = _BigBacklogServer(("127.0.0.1", 0), handler)
+    for name, value in server_attrs.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    print(f"http://127.0.0.1:{server.server_address[1]}{path}", flush=True)
+    sys.stdin.read()
+    server.shutdown()
 
 
 class _BigBacklogServer(ThreadingHTTPServer):
