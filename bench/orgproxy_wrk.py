@@ -72,6 +72,12 @@ def lua_script(directory: Path, name: str, *, method: str, token: str) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(url: str, *, connections: int, duration: float, script: Path | None) -> dict:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
     if script is not None:
@@ -171,8 +177,13 @@ def main() -> None:
             with server(conduit_command, env, f"{conduit}/health") as supervisor:
                 profile(supervisor, conduit + args.profile.replace("{bot}", BOT_A), scripts[args.method], args)
             return
-        with server(conduit_command, env, f"{conduit}/health"), baseline_server, \
-                server(reference_command, reference_env, f"{reference}/health"):  # fmt: skip
+        with server(conduit_command, env, f"{conduit}/health") as conduit_supervisor, \
+                baseline_server as baseline_supervisor, \
+                server(reference_command, reference_env, f"{reference}/health") as reference_process:  # fmt: skip
+            # The process whose CPU each side spends (Conduit's: its one daphne worker).
+            pids = {"conduit": common.worker_pids(conduit_supervisor)[0], "reference": reference_process.pid}
+            if baseline_supervisor is not None:
+                pids["baseline"] = common.worker_pids(baseline_supervisor)[0]
             for _side, base in sides:
                 for _name, path, script in rows:
                     warm(base + path, script)
@@ -180,10 +191,13 @@ def main() -> None:
                 for name, path, script in rows:
                     for connections in levels:
                         for side, base in sides:
+                            cpu_before = cpu_seconds(pids[side])
                             figures = wrk(base + path, connections=connections, duration=args.duration, script=script)
+                            figures["cpu_ms"] = 1000 * (cpu_seconds(pids[side]) - cpu_before) / max(figures["requests"], 1)
                             results.setdefault((name, connections, side), []).append(figures)
                             print(f"  round {round_index + 1} {name} c={connections} {side}: {figures['rps']:.0f} req/s,"
                                   f" p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms,"
+                                  f" CPU {figures['cpu_ms']:.2f} ms/request,"
                                   f" errors {figures['errors']}", file=sys.stderr, flush=True)  # fmt: skip
     load_after = load_average()
 
@@ -199,6 +213,7 @@ def main() -> None:
                 name, connections, _range(r["rps"] for r in ref), _range(c["rps"] for c in con),
                 f"{con_median / ref_median:.2f}", _range(ratios, digits=2),
                 f"{statistics.median(c['p50_ms'] for c in con):.2f}", f"{statistics.median(c['p99_ms'] for c in con):.2f}",
+                f"{statistics.median(r['cpu_ms'] for r in ref):.2f}", f"{statistics.median(c['cpu_ms'] for c in con):.2f}",
                 sum(x["errors"] for x in ref + con + results.get((name, connections, "baseline"), [])),
             ]  # fmt: skip
             if args.baseline:
@@ -210,7 +225,7 @@ def main() -> None:
     print()
     print(f"loadavg before {load_before}, after {load_after}; {args.rounds} rounds of {args.duration:g} s per cell")
     headers = ["request", "conns", "reference req/s", "Conduit req/s", "ratio (medians)", "ratio per round",
-               "Conduit p50 ms", "Conduit p99 ms", "errors"]  # fmt: skip
+               "Conduit p50 ms", "Conduit p99 ms", "reference CPU ms/req", "Conduit CPU ms/req", "errors"]  # fmt: skip
     if args.baseline:
         headers[4:4] = ["baseline req/s", "vs baseline (medians)", "vs baseline per round"]
     print(common.table(headers, table_rows))
