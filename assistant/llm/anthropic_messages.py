@@ -7,15 +7,13 @@ failure to one of a few error codes a client can act on.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, AsyncIterator
 
 import anthropic
-import httpx2
 from django.conf import settings
 
+from assistant.llm.clients import ClientPool, guarded_sdk_http_client
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -29,43 +27,30 @@ from assistant.llm.types import (
     Usage,
     UsageReported,
 )
-from config.egress import egress_refusal, guarded_http_client
-
-
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, anthropic.AsyncAnthropic]] = (
-    weakref.WeakKeyDictionary()
-)
+from config.egress import egress_refusal
 
 
 def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
     if not model_settings.api_key:
         raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
-    key = (model_settings.api_key, model_settings.base_url, model_settings.guard_egress)
-    client = per_loop.get(key)
-    if client is None:
-        timeout = anthropic.Timeout(settings.ANTHROPIC_READ_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT)
-        guarded = {}
-        if model_settings.guard_egress:
-            guarded = {
-                # The SDK's own defaults (its DefaultAsyncHttpxClient), on the guarded transport.
-                "http_client": guarded_http_client(
-                    timeout=timeout,
-                    follow_redirects=True,
-                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
-                ),
-                "middleware": [_refusals_are_final],
-            }
-        client = anthropic.AsyncAnthropic(
-            api_key=model_settings.api_key,
-            base_url=model_settings.base_url or None,
-            max_retries=settings.ANTHROPIC_MAX_RETRIES,
-            timeout=timeout,
-            **guarded,
-        )
-        per_loop[key] = client
-    return client
+    return _clients.get(model_settings)
+
+
+def _new_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
+    timeout = anthropic.Timeout(settings.ANTHROPIC_READ_TIMEOUT, connect=settings.ANTHROPIC_CONNECT_TIMEOUT)
+    guarded = {}
+    if model_settings.guard_egress:
+        guarded = {"http_client": guarded_sdk_http_client(timeout), "middleware": [_refusals_are_final]}
+    return anthropic.AsyncAnthropic(
+        api_key=model_settings.api_key,
+        base_url=model_settings.base_url or None,
+        max_retries=settings.ANTHROPIC_MAX_RETRIES,
+        timeout=timeout,
+        **guarded,
+    )
+
+
+_clients = ClientPool(_new_client)
 
 
 async def _refusals_are_final(request: anthropic.APIRequest, call_next: Callable[..., Awaitable[Any]]) -> Any:

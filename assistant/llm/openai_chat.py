@@ -10,11 +10,9 @@ SDK failures to the same codes as the Anthropic adapter.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
-import weakref
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
@@ -22,6 +20,7 @@ import httpx2
 import openai
 from django.conf import settings
 
+from assistant.llm.clients import ClientPool, guarded_sdk_http_client
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -35,7 +34,7 @@ from assistant.llm.types import (
     Usage,
     UsageReported,
 )
-from config.egress import egress_refusal, guarded_http_client
+from config.egress import egress_refusal
 
 OPENAI_PUBLIC_BASE_URL = "https://api.openai.com/v1"
 
@@ -53,11 +52,6 @@ STOP_REASONS = {
 # endpoint, a user's above all. Conduit's own settings are the only configuration.
 _NO_AMBIENT_HEADERS = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def async_client(model_settings: ModelSettings) -> openai.AsyncOpenAI:
     if not model_settings.api_key:
         raise LLMError(
@@ -65,35 +59,27 @@ def async_client(model_settings: ModelSettings) -> openai.AsyncOpenAI:
             "No API key is configured for the model (OPENAI_API_KEY or the LLM config; an endpoint "
             "without keys takes any placeholder).",
         )
-    loop = asyncio.get_running_loop()
-    per_loop = _clients.setdefault(loop, {})
-    key = (model_settings.api_key, model_settings.base_url, model_settings.guard_egress)
-    client = per_loop.get(key)
-    if client is None:
-        timeout = httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
-        guarded = {}
-        if model_settings.guard_egress:
-            # The SDK's own defaults, on the guarded transport. A refusal is not an httpx error, so the
-            # SDK neither wraps nor retries it: it reaches us as it is.
-            guarded = {
-                "http_client": guarded_http_client(
-                    timeout=timeout,
-                    follow_redirects=True,
-                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
-                )
-            }
-        client = openai.AsyncOpenAI(
-            api_key=model_settings.api_key,
-            # Never None: the SDK would read OPENAI_BASE_URL from the environment itself.
-            base_url=model_settings.base_url or OPENAI_PUBLIC_BASE_URL,
-            organization=None,
-            max_retries=settings.OPENAI_MAX_RETRIES,
-            timeout=timeout,
-            default_headers=_NO_AMBIENT_HEADERS,
-            **guarded,
-        )
-        per_loop[key] = client
-    return client
+    return _clients.get(model_settings)
+
+
+def _new_client(model_settings: ModelSettings) -> openai.AsyncOpenAI:
+    timeout = httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
+    # On the guarded transport a refusal is not an httpx error, so the SDK neither wraps nor retries
+    # it: it reaches us as it is.
+    guarded = {"http_client": guarded_sdk_http_client(timeout)} if model_settings.guard_egress else {}
+    return openai.AsyncOpenAI(
+        api_key=model_settings.api_key,
+        # Never None: the SDK would read OPENAI_BASE_URL from the environment itself.
+        base_url=model_settings.base_url or OPENAI_PUBLIC_BASE_URL,
+        organization=None,
+        max_retries=settings.OPENAI_MAX_RETRIES,
+        timeout=timeout,
+        default_headers=_NO_AMBIENT_HEADERS,
+        **guarded,
+    )
+
+
+_clients = ClientPool(_new_client)
 
 
 def uses_max_completion_tokens(base_url: str | None) -> bool:
