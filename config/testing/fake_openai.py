@@ -24,10 +24,9 @@ import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
-from config.testing.servers import serve_http
+from config.testing.servers import JsonApiHandler, RecordedRequest, serve_http
 
 DEFAULT_MODEL = "gpt-test-1"
 
@@ -81,16 +80,6 @@ class HttpError:
     type: str = "invalid_request_error"
     repeat: int = 1  # answer this many requests with it (the SDK retries some errors)
     retry_after: float | None = None
-
-
-@dataclass
-class RecordedRequest:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    at: float = field(default_factory=time.monotonic)
-    disconnected: bool = False
-    finished: threading.Event = field(default_factory=threading.Event)
 
 
 class FakeOpenAI:
@@ -180,34 +169,12 @@ def full_completion(reply: Chunks, completion_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Any
-
-    def log_message(self, format, *args):  # noqa: A002 - quiet test output
-        pass
-
-    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:16]}")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+class _Handler(JsonApiHandler):
+    request_id_header = "x-request-id"
 
     def do_POST(self):  # noqa: N802
         fake: FakeOpenAI = self.server.fake
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {"_unparsed": raw.decode(errors="replace")}
-        record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        fake.requests.append(record)
+        body, record = self._record()
         try:
             if self.path.split("?")[0] != "/v1/chat/completions":
                 self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error",

@@ -3,10 +3,14 @@ socket, and our code reaches them through its normal clients (requests, the anth
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class _QuietThreadingHTTPServer(ThreadingHTTPServer):
@@ -34,3 +38,50 @@ def serve_http(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class RecordedRequest:
+    """A request a fake model API received (its `requests`), in the order they came."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+    disconnected: bool = False
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+class JsonApiHandler(BaseHTTPRequestHandler):
+    """What the fake model APIs' handlers share: keep-alive, quiet, JSON answers with a request id
+    (`request_id_header`, as each provider names it), every request recorded on `server.fake`."""
+
+    protocol_version = "HTTP/1.1"
+    request_id_header = "request-id"
+    server: Any
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet test output
+        pass
+
+    def _send_json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header(self.request_id_header, f"req_{uuid.uuid4().hex[:16]}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _record(self) -> tuple[dict[str, Any], RecordedRequest]:
+        """Read the JSON body (kept as text if it isn't JSON) and record the request."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_unparsed": raw.decode(errors="replace")}
+        record = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        self.server.fake.requests.append(record)
+        return body, record
