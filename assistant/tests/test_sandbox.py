@@ -44,12 +44,16 @@ async def run(tools: BuiltinTools, command: str):
 
 
 def sandbox_processes() -> int:
-    """Processes of the sandbox's user left on the machine (as root: it runs commands as SANDBOX_UID,
+    """Live processes of the sandbox's user left on the machine (as root: it runs commands as SANDBOX_UID,
     which owns nothing else; otherwise: bubblewrap processes of this test's workspaces)."""
     count = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if int(pid) == os.getpid():
+                continue
+            # A zombie has already exited; one whose parent died is reparented to PID 1, which reaps
+            # it when it gets to it (this machine's init is slow at that under load).
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 continue
             if os.geteuid() == 0:
                 count += os.stat(f"/proc/{pid}").st_uid == django_settings.SANDBOX_UID
