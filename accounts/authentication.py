@@ -265,7 +265,7 @@ _provider_user_sql: dict[str, tuple[str, tuple]] = {}
 _SUBJECT_MARK = "\x00subject"  # stands for the subject while the query is compiled
 
 
-def _provider_user(sub: str) -> User | None:
+def provider_user(sub: str) -> User | None:
     """The user of a provider subject, or None: the ORM's own query (unique by the
     provider/external_id constraint), compiled once per database vendor and then run as a raw
     query. Read on every request with a provider token (the row is never cached: deactivation
@@ -289,7 +289,7 @@ def provider_user_for_claims(claims: dict[str, Any]) -> User:
     user's email when no one has it yet; an access token never links to an existing account by
     email (browser login does that, see accounts.oidc)."""
     sub = claims["sub"]
-    user = _provider_user(sub)
+    user = provider_user(sub)
     if user is not None:
         return user
     email = placeholder_email(sub)
@@ -316,6 +316,28 @@ def provider_user_for_claims(claims: dict[str, Any]) -> User:
                 provider=User.Provider.OIDC,
                 external_id=sub,
             )
+
+
+def known_provider_user(authorization: str) -> User | None:
+    """The user of an `Authorization` header value carrying a valid provider token, when that user
+    exists and is active; None in every other case (no bearer token, another kind of token, an
+    invalid or expired one, the JWKS unreachable, a subject seen for the first time, an inactive
+    user), which the full authentication then answers. For a request path that skips DRF in the
+    plain case (orgproxy.fastpath); the same checks as ProviderTokenAuthentication."""
+    if not authorization.isascii():
+        return None
+    parts = authorization.encode("ascii").split()  # as DRF splits the header (bytes: ASCII whitespace only)
+    if len(parts) != 2 or parts[0].lower() != b"bearer":
+        return None
+    raw_token = parts[1].decode("ascii")
+    if not is_provider_token(raw_token):
+        return None
+    try:
+        claims = provider_claims(raw_token)
+    except (ProviderTokenInvalid, ProviderUnavailable):
+        return None
+    user = provider_user(claims["sub"])
+    return user if user is not None and user.is_active else None
 
 
 class ProviderTokenAuthentication(BaseAuthentication):

@@ -23,9 +23,13 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def _request_id_from(request) -> str:
-    given = request.headers.get("X-Request-ID", "")
+def request_id_for(given: str) -> str:
+    """The id of a request whose `X-Request-ID` header is `given` ("" if none): that if sane, else a new one."""
     return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def _request_id_from(request) -> str:
+    return request_id_for(request.headers.get("X-Request-ID", ""))
 
 
 class RequestIdMiddleware:

@@ -49,6 +49,20 @@ def _session_id(raw: str) -> str:
     return raw.lower()
 
 
+def failure(exc: Exception, *, method: str, failure_messages: dict[str, str]) -> Response | None:
+    """The answer to an organization server failure (Claire's, or a bot or session not found), in
+    the reference's words for the request's method; None for any other exception."""
+    if isinstance(exc, claire_client.ClaireNotConfigured):
+        return error_response(NOT_CONFIGURED, exc.code, exc.http_status)
+    if isinstance(exc, claire_client.ClaireError):
+        return error_response(failure_messages.get(method, "The Claire API failed."), exc.code, exc.http_status)
+    if isinstance(exc, services.SessionNotFound):
+        return error_response(SESSION_NOT_FOUND, "session_not_found", status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, services.BotNotFound):
+        return error_response(BOT_NOT_FOUND, "bot_not_found", status.HTTP_404_NOT_FOUND)
+    return None
+
+
 class _OrgProxyApi(APIView):
     """Maps Claire failures to the reference's messages: `failure_messages[method]`."""
 
@@ -60,16 +74,8 @@ class _OrgProxyApi(APIView):
             raise claire_client.ClaireNotConfigured(NOT_CONFIGURED)
 
     def handle_exception(self, exc: Exception) -> Response:
-        if isinstance(exc, claire_client.ClaireNotConfigured):
-            return error_response(NOT_CONFIGURED, exc.code, exc.http_status)
-        if isinstance(exc, claire_client.ClaireError):
-            message = self.failure_messages.get(self.request.method, "The Claire API failed.")
-            return error_response(message, exc.code, exc.http_status)
-        if isinstance(exc, services.SessionNotFound):
-            return error_response(SESSION_NOT_FOUND, "session_not_found", status.HTTP_404_NOT_FOUND)
-        if isinstance(exc, services.BotNotFound):
-            return error_response(BOT_NOT_FOUND, "bot_not_found", status.HTTP_404_NOT_FOUND)
-        return super().handle_exception(exc)
+        answer = failure(exc, method=self.request.method, failure_messages=self.failure_messages)
+        return answer if answer is not None else super().handle_exception(exc)
 
 
 @extend_schema(tags=["organization server"])
