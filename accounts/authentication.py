@@ -318,12 +318,54 @@ def provider_user_for_claims(claims: dict[str, Any]) -> User:
             )
 
 
+# The fields a provider user's requests on the organization server's fast path read.
+_IDENTITY_FIELDS = ("id", "is_active", "provider", "external_id")
+_provider_identity_sql: dict[str, tuple[str, tuple, list[str], list]] = {}
+
+
+def _converters(column) -> list:
+    return connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+
+
+def _provider_user_identity(sub: str) -> User | None:
+    """`provider_user(sub)` with only _IDENTITY_FIELDS loaded (the others load when read, as
+    deferred fields do): half its CPU (no date parsing, a smaller model instance, no query setup)."""
+    compiled = _provider_identity_sql.get(connection.vendor)
+    if compiled is None:
+        query = (
+            User.objects.filter(provider=User.Provider.OIDC, external_id=_SUBJECT_MARK)
+            .only(*_IDENTITY_FIELDS)
+            .order_by("pk")[:1]
+            .query
+        )
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        if list(params).count(_SUBJECT_MARK) != 1:
+            raise RuntimeError(f"Unexpected parameters for the provider user query: {params!r}")
+        columns = [column for column, _sql, _alias in compiler.select]
+        converted = [(index, column) for index, column in enumerate(columns) if _converters(column)]
+        compiled = (sql, tuple(params), [column.target.attname for column in columns], converted)
+        _provider_identity_sql[connection.vendor] = compiled
+    sql, params, names, converted = compiled
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sub if p == _SUBJECT_MARK else p for p in params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    for index, column in converted:  # as the ORM converts what the database returns (SQLite's booleans)
+        for convert in _converters(column):
+            values[index] = convert(values[index], column, connection)
+    return User.from_db(connection.alias, names, values)
+
+
 def known_provider_user(authorization: str) -> User | None:
     """The user of an `Authorization` header value carrying a valid provider token, when that user
     exists and is active; None in every other case (no bearer token, another kind of token, an
     invalid or expired one, the JWKS unreachable, a subject seen for the first time, an inactive
     user), which the full authentication then answers. For a request path that skips DRF in the
-    plain case (orgproxy.fastpath); the same checks as ProviderTokenAuthentication."""
+    plain case (orgproxy.fastpath); the same checks as ProviderTokenAuthentication. The user comes
+    with only its identity loaded (see _provider_user_identity)."""
     if not authorization.isascii():
         return None
     parts = authorization.encode("ascii").split()  # as DRF splits the header (bytes: ASCII whitespace only)
@@ -336,7 +378,7 @@ def known_provider_user(authorization: str) -> User | None:
         claims = provider_claims(raw_token)
     except (ProviderTokenInvalid, ProviderUnavailable):
         return None
-    user = provider_user(claims["sub"])
+    user = _provider_user_identity(claims["sub"])
     return user if user is not None and user.is_active else None
 
 

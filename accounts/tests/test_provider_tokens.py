@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from rest_framework.test import APIClient
 
-from accounts.authentication import placeholder_email, user_for_access_token
+from accounts.authentication import known_provider_user, placeholder_email, user_for_access_token
 from accounts.models import User
 from accounts.services import token_pair_issue
 
@@ -212,6 +212,25 @@ def test_an_inactive_provider_user_is_refused(oidc_provider):
     User.objects.filter(external_id="auth0|gone").update(is_active=False)
 
     assert_unauthorized(client_with(oidc_provider.mint(sub="auth0|gone")).get("/api/v1/auth/me"))
+
+
+def test_known_provider_user_is_the_active_user_the_drf_class_would_take(oidc_provider, django_assert_num_queries):
+    token = oidc_provider.mint(sub="auth0|known")
+    client_with(token).get("/api/v1/auth/me")  # made on first sight
+    full = User.objects.get(external_id="auth0|known")
+
+    with django_assert_num_queries(1):
+        user = known_provider_user(f"Bearer {token}")
+        assert (user.pk, user.is_active, user.provider, user.external_id) == (full.pk, True, "OIDC", "auth0|known")
+    assert user.is_active is True  # converted as the ORM converts it (SQLite stores 1)
+    assert user.email == full.email  # the other fields load when read
+
+    assert known_provider_user(f"bearer  {token}") is not None  # as DRF splits the header
+    for other in (f"Token {token}", f"Bearer {token} extra", f"Bearer\x85{token}", "Bearer not-a-jwt",
+                  f"Bearer {oidc_provider.mint(sub='auth0|never-seen')}", ""):  # fmt: skip
+        assert known_provider_user(other) is None, other
+    User.objects.filter(pk=full.pk).update(is_active=False)
+    assert known_provider_user(f"Bearer {token}") is None
 
 
 # --- websockets: user_for_access_token -------------------------------------------------------
