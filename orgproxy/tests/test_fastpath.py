@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 
 from accounts.models import User
 from config import wsgi
@@ -130,6 +131,7 @@ def test_a_session_is_created_and_recorded_as_the_users_as_django_does(fast, dja
     user = User.objects.get(external_id=SUBJECT)
     record = ClientSession.objects.get(session_id=created["session"]["session_id"])
     assert (record.user, record.upstream_user_id, record.bot_id) == (user, SUBJECT, BOT_A)
+    assert abs((timezone.now() - record.created_at).total_seconds()) < 60
     [create, _] = claire.calls("POST", "/m2m/client_sessions")
     assert create.body["bot_id"] == BOT_A  # sent in lower case, as the view sends it
     assert create.body["user"]["organization_user_id"] == SUBJECT
@@ -274,11 +276,14 @@ def test_it_sends_djangos_request_signals(fast, bearer, claire):
     assert seen == ["started", "finished"]
 
 
-def test_the_models_these_requests_save_are_not_audited():
-    """The fast path sets no audit actor (Django's AuthenticationMiddleware does, on its path)."""
+def test_the_model_these_requests_save_is_not_audited_and_has_no_receivers():
+    """The fast path sets no audit actor (Django's AuthenticationMiddleware does, on its path), and
+    the services insert ClientSession rows without the model's signals."""
     from auditlog.registry import auditlog
+    from django.db.models.signals import post_save, pre_save
 
     assert not auditlog.contains(ClientSession)
+    assert not pre_save.has_listeners(ClientSession) and not post_save.has_listeners(ClientSession)
 
 
 def test_a_database_fault_before_the_call_is_answered_by_django(fast, django_app, bearer, claire, monkeypatch):
@@ -289,7 +294,8 @@ def test_a_database_fault_before_the_call_is_answered_by_django(fast, django_app
     def unreachable(sub):
         raise OperationalError("the database is gone")
 
-    monkeypatch.setattr(authentication, "provider_user", unreachable)
+    monkeypatch.setattr(authentication, "_provider_user_identity", unreachable)  # the fast path's read
+    monkeypatch.setattr(authentication, "provider_user", unreachable)  # DRF's
     answer = call(fast, "GET", "/bots", authorization=bearer)
     assert django_app.reached == ["GET /bots"]
     assert answer.status == 500 and json.loads(answer.body)["detail"]["code"] == "server_error"
