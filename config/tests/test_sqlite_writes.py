@@ -42,15 +42,23 @@ def write_from_threads(wrapper_class, path) -> list[BaseException]:
 
     def writer(index: int) -> None:
         wrapper = wrapper_class(settings_for(path, timeout=0), alias=f"writer-{index}")
+        started = False
         try:
             with wrapper.cursor() as cursor:  # connected and reading the WAL before the writing starts
+                # Patient while connecting (opening a WAL database can meet another connection
+                # doing the same), then no waiting at all in SQLite for the writes under test.
+                cursor.execute("PRAGMA busy_timeout = 10000")
                 cursor.execute("SELECT COUNT(*) FROM rows")
-            start.wait()
+                cursor.execute("PRAGMA busy_timeout = 0")
+            start.wait(timeout=60)
+            started = True
             for n in range(INSERTS_PER_THREAD):
                 with wrapper.cursor() as cursor:
                     cursor.execute("INSERT INTO rows (thread, n) VALUES (%s, %s)", [index, n])
         except BaseException as exc:  # noqa: BLE001 — collected and asserted on below
             failures.append(exc)
+            if not started:
+                start.abort()  # the others stop waiting for this one
         finally:
             wrapper.close()
 
