@@ -62,8 +62,8 @@ _insert_sql: dict[str, str] = {}
 def _insert(record: ClientSession) -> None:
     """`record.save(force_insert=True)`, without what the ORM does besides the INSERT on every call:
     compiling the statement, model signals (ClientSession has no receivers and is not audited:
-    orgproxy/tests/test_fastpath.py checks), returning the new primary key (not used). That was
-    ~0.3 ms of CPU per `POST /session` in one process (bench/RESULTS.md, issue 18)."""
+    orgproxy/tests/test_fastpath.py checks), returning the new primary key (not used): 0.17–0.27 ms
+    of CPU in one process against 0.30–0.40 for save() (bench/RESULTS.md, issue 18)."""
     fields = [field for field in ClientSession._meta.concrete_fields if not field.primary_key]
     sql = _insert_sql.get(connection.vendor)
     if sql is None:
