@@ -56,7 +56,7 @@ def session_create(*, user: User, bot_id: str) -> dict[str, Any]:
     return created
 
 
-_insert_sql: dict[str, str] = {}
+_insert_statements: dict[str, tuple[str, list]] = {}
 
 
 def _insert(record: ClientSession) -> None:
@@ -64,15 +64,17 @@ def _insert(record: ClientSession) -> None:
     compiling the statement, model signals (ClientSession has no receivers and is not audited:
     orgproxy/tests/test_fastpath.py checks), returning the new primary key (not used): 0.17–0.27 ms
     of CPU in one process against 0.30–0.40 for save() (bench/RESULTS.md, issue 18)."""
-    fields = [field for field in ClientSession._meta.concrete_fields if not field.primary_key]
-    sql = _insert_sql.get(connection.vendor)
-    if sql is None:
+    statement = _insert_statements.get(connection.vendor)
+    if statement is None:
+        fields = [field for field in ClientSession._meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
-        sql = _insert_sql[connection.vendor] = "INSERT INTO {} ({}) VALUES ({})".format(
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(
             quote(ClientSession._meta.db_table),
             ", ".join(quote(field.column) for field in fields),
             ", ".join(["%s"] * len(fields)),
         )
+        statement = _insert_statements[connection.vendor] = (sql, fields)
+    sql, fields = statement
     params = [field.get_db_prep_save(field.pre_save(record, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
