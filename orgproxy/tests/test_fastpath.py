@@ -6,6 +6,7 @@ Each test sees which path answered: the fast path wraps a recorder of what reach
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -101,12 +102,27 @@ def comparable(answer: Answer) -> dict[str, str]:
     return {name: value for name, value in answer.headers.items() if name not in PER_REQUEST_HEADERS}
 
 
+def comparable_body(answer: Answer):
+    """The body without what differs between any two requests: an error's request id, a new
+    session's id and token (Claire hands out new ones each time)."""
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return answer.body
+    if isinstance(body, dict) and isinstance(body.get("detail"), dict):
+        body["detail"].pop("request_id", None)
+    if isinstance(body, dict) and "token" in body:
+        body = {**body, "token": "…", "session": {**body["session"], "session_id": "…"}}
+    return body
+
+
 def test_the_bots_list_is_answered_before_django_as_django_answers_it(fast, django_app, bearer, claire):
     quick = call(fast, "GET", "/bots", authorization=bearer)
     assert django_app.reached == []
     full = call(django_app, "GET", "/bots", authorization=bearer)
 
-    assert (quick.status, quick.body) == (full.status, full.body) == (200, quick.body)
+    assert quick.status == full.status == 200
+    assert quick.body == full.body
     assert [bot["bot_id"] for bot in json.loads(quick.body)] == [BOT_A, BOT_B]
     assert comparable(quick) == comparable(full)
     assert quick.headers["x-request-id"]
@@ -166,6 +182,8 @@ def test_what_is_not_the_plain_case_is_answered_by_django(fast, django_app, bear
     assert django_app.reached == [f"{method} {path}"]
     full = call(django_app, method, path, query, **headers)
     assert (quick.status, comparable(quick)) == (full.status, comparable(full))
+    if method != "HEAD":
+        assert comparable_body(quick) == comparable_body(full)
 
 
 def test_other_credentials_are_left_to_drf(fast, django_app, oidc_provider, claire, user, make_user):
@@ -190,6 +208,23 @@ def test_other_credentials_are_left_to_drf(fast, django_app, oidc_provider, clai
         assert (answer.status, django_app.reached) == (status, ["GET /bots"]), authorization
 
 
+def test_a_forged_provider_token_never_gets_a_fast_answer(fast, django_app, bearer, oidc_provider, claire):
+    """The attack: another key's signature under the provider's key id, or a valid token whose
+    subject was changed to someone else's, to create a Claire session as them. Django's path
+    refuses both (401), nothing reaches Claire, nothing is recorded."""
+    victim = User.objects.get(external_id=SUBJECT)
+    other_key = oidc_provider.mint(sub=SUBJECT, key=oidc_provider.stray_key, kid=oidc_provider.key.kid)
+    header, payload, signature = oidc_provider.mint(sub="auth0|attacker").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    swapped = base64.urlsafe_b64encode(json.dumps({**claims, "sub": SUBJECT}).encode()).rstrip(b"=").decode()
+    for token in (other_key, f"{header}.{swapped}.{signature}"):
+        django_app.reached.clear()
+        answer = call(fast, "POST", "/session", f"bot_id={BOT_A}", authorization=f"Bearer {token}")
+        assert (answer.status, django_app.reached) == (401, ["POST /session"])
+    assert not claire.calls("POST", "/m2m/client_sessions")
+    assert not ClientSession.objects.filter(user=victim).exists()
+
+
 def test_an_unconfigured_organization_server_is_left_to_django(fast, django_app, bearer, settings):
     settings.CLAIRE_API_KEY = ""
     answer = call(fast, "GET", "/bots", authorization=bearer)
@@ -208,16 +243,17 @@ def test_an_unknown_bot_is_a_404_with_the_views_body(fast, django_app, bearer, c
     assert not claire.calls("POST", "/m2m/client_sessions")
 
 
-@pytest.mark.parametrize("upstream_status, status", [(500, 502), (404, 404)])
+@pytest.mark.parametrize("upstream_status, delay, status", [(500, 0, 502), (404, 0, 404), (200, 2, 504)])
 def test_a_claire_failure_on_create_is_answered_as_the_view_answers_it(
-    fast, django_app, bearer, claire, upstream_status, status, caplog
+    fast, django_app, bearer, claire, upstream_status, delay, status, caplog
 ):
-    claire.fail("POST", "/m2m/client_sessions", status=upstream_status, body={"detail": "no"})
+    # (The claire fixture gives Claire one second to answer: a two-second delay is a timeout.)
+    claire.fail("POST", "/m2m/client_sessions", status=upstream_status, body={"detail": "no"}, delay=delay)
     with caplog.at_level(logging.WARNING, logger="django.request"):
         quick = call(fast, "POST", "/session", f"bot_id={BOT_A}", authorization=bearer)
     assert django_app.reached == []
     assert len(claire.calls("POST", "/m2m/client_sessions")) == 1  # not repeated by Django
-    reason = {502: "Bad Gateway", 404: "Not Found"}[status]
+    reason = {502: "Bad Gateway", 404: "Not Found", 504: "Gateway Timeout"}[status]
     logged = [record.getMessage() for record in caplog.records if record.name == "django.request"]
     assert logged == [f"{reason}: /session"]  # as Django's handler logs it
     full = call(django_app, "POST", "/session", f"bot_id={BOT_A}", authorization=bearer)
