@@ -1,17 +1,10 @@
 """The one module that talks to the upstream Claire API.
 
-Nothing else builds Claire URLs or headers. The process has one pooled client for Claire, a
-urllib3 `PoolManager` (keep-alive; thread-safe, shared by the server's threads), every call has a
-connect and a read timeout, and failures come out as the typed errors below, which the views turn
-into 502/504 JSON answers. urllib3 rather than `requests` on top of it: `requests` cost about as
-much CPU again per call (~0.3 ms of the ~0.7 ms of a call, most of it preparing the request;
-bench/RESULTS.md, issue 18), and it added nothing used here (no cookies, redirects, auth or
-proxies from the environment).
-
-Retries (`CLAIRE_RETRIES`): a connection that could not be made is retried for any method
-(nothing reached the upstream); a GET is also retried after a dropped/timed-out response or a
-502/503/504. POST and DELETE are never re-sent once sent: a re-sent DELETE whose first attempt
-succeeded would turn the success into a 404.
+Nothing else builds Claire URLs or headers. The process has one pooled client for Claire
+(orgproxy.upstream_http: kept-alive connections shared by the server's threads, a connect and a
+read timeout on every call, retries as that module says: `CLAIRE_RETRIES`; a POST or DELETE is
+never re-sent once sent), and failures come out as the typed errors below, which the views turn
+into 502/504 JSON answers.
 
 The API key is added to each request here and appears nowhere else: not in log lines, not in
 error messages (which name the method, path and status only).
@@ -26,16 +19,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-import urllib3
 from django.conf import settings
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
-from urllib3.util.retry import Retry
+
+from orgproxy.upstream_http import KeepAliveClient, TransportError
 
 logger = logging.getLogger(__name__)
-
-_RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class ClaireError(Exception):
@@ -75,30 +63,12 @@ class UpstreamStatusError(ClaireError):
 
 # --- the process's pooled HTTP client ---------------------------------------------------------
 
-_clients: dict[tuple[int, int], urllib3.PoolManager] = {}
+_clients: dict[tuple[int, int], KeepAliveClient] = {}
 _clients_lock = threading.Lock()
 _BASE_HEADERS = {"Accept": "application/json", "User-Agent": "conduit-orgproxy"}
 
 
-def _new_client(*, retries: int, pool_size: int) -> urllib3.PoolManager:
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        status=retries,
-        other=0,
-        allowed_methods=frozenset({"GET", "HEAD"}),  # read and status retries only for these
-        status_forcelist=_RETRY_STATUSES,
-        backoff_factor=0.1,
-        backoff_max=1.0,
-        raise_on_status=False,  # the last response comes back and is judged like any other
-        respect_retry_after_header=False,
-    )
-    # No proxy variables or .netrc credentials: urllib3 reads neither.
-    return urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=retry)
-
-
-def http_client() -> urllib3.PoolManager:
+def http_client() -> KeepAliveClient:
     """The process's client, made anew only if the retry or pool settings changed."""
     config = (settings.CLAIRE_RETRIES, settings.CLAIRE_POOL_SIZE)
     client = _clients.get(config)
@@ -107,30 +77,10 @@ def http_client() -> urllib3.PoolManager:
             client = _clients.get(config)
             if client is None:
                 for old in _clients.values():
-                    old.clear()
+                    old.close()
                 _clients.clear()
-                client = _clients[config] = _new_client(retries=config[0], pool_size=config[1])
+                client = _clients[config] = KeepAliveClient(retries=config[0], max_idle_per_origin=config[1])
     return client
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """urllib3 reports a timeout whose retries ran out as a MaxRetryError whose `reason` is the
-    timeout: look through the wrapping for urllib3's timeout."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        item = stack.pop()
-        if id(item) in seen or item is None:
-            continue
-        seen.add(id(item))
-        if isinstance(item, NewConnectionError):
-            continue  # a refused connection (urllib3 files it under ConnectTimeoutError)
-        if isinstance(item, (Urllib3TimeoutError, TimeoutError)):
-            return True
-        if isinstance(item, BaseException):
-            stack.extend(item.args)
-            stack.extend([getattr(item, "reason", None), item.__cause__, item.__context__])
-    return False
 
 
 def _request(
@@ -165,12 +115,12 @@ def _request(
             url,
             body=body,
             headers=headers,
-            timeout=urllib3.Timeout(connect=settings.CLAIRE_CONNECT_TIMEOUT, read=settings.CLAIRE_READ_TIMEOUT),
-            redirect=False,
+            connect_timeout=settings.CLAIRE_CONNECT_TIMEOUT,
+            read_timeout=settings.CLAIRE_READ_TIMEOUT,
         )
-    except (Urllib3Error, ValueError) as exc:  # ValueError: a header value http.client refuses
+    except (TransportError, ValueError) as exc:  # ValueError: a URL or header value http.client refuses
         elapsed = time.monotonic() - started
-        if _is_timeout(exc):
+        if isinstance(exc, TransportError) and exc.timed_out:
             logger.warning("Claire %s %s timed out after %.2fs", method, path, elapsed)
             raise UpstreamTimeout(f"Claire {method} {path} timed out.") from None
         logger.warning("Claire %s %s unreachable: %s", method, path, type(exc).__name__)
