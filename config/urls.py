@@ -36,5 +36,6 @@ urlpatterns = [
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
 ]
 
+handler400 = "config.views.bad_request"
 handler404 = "config.views.not_found"
 handler500 = "config.views.server_error"

@@ -1,10 +1,11 @@
-"""Site-wide views: the health answer (`/` and `/health`) and JSON 404/500 pages."""
+"""Site-wide views: the health answer (`/` and `/health`) and JSON 400/404/500 pages."""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -55,6 +56,13 @@ def health(request: Request) -> Response:
         "database": "ok" if database_ok else "unreachable",
     }
     return Response(body, status=200 if database_ok else 503)
+
+
+def bad_request(request, exception=None):
+    """Django's own 400s (those DRF doesn't answer), e.g. a Host header not in ALLOWED_HOSTS."""
+    if isinstance(exception, DisallowedHost):
+        return json_error("The Host header names a host this server does not serve.", "disallowed_host", 400)
+    return json_error("Bad request.", "bad_request", 400)
 
 
 def not_found(request, exception=None):

@@ -43,6 +43,18 @@ def test_unknown_paths_answer_a_json_404(client):
     assert response.json()["detail"]["code"] == "not_found"
 
 
+def test_a_host_not_allowed_answers_a_json_400(client):
+    response = client.get("/health", HTTP_HOST="evil.example", HTTP_X_REQUEST_ID="trace-host")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"] == {
+        "message": "The Host header names a host this server does not serve.",
+        "code": "disallowed_host",
+        "request_id": "trace-host",
+    }
+
+
 def test_every_answer_carries_a_request_id_and_errors_repeat_it(client):
     response = client.get("/api/v1/auth/me", HTTP_X_REQUEST_ID="trace-123")
     assert response["X-Request-ID"] == "trace-123"
