@@ -25,6 +25,7 @@ from __future__ import annotations
 import http.client
 import logging
 import select
+import socket
 import ssl
 import threading
 import time
@@ -96,6 +97,9 @@ class _Origin:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=connect_timeout)
         try:
             connection.connect()
+            # A request leaves in one write, but Nagle's algorithm would hold the tail of one larger
+            # than a packet until the upstream's delayed ACK (urllib3 set this too).
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:
             connection.close()
             raise

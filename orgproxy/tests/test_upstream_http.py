@@ -122,6 +122,9 @@ def test_calls_reuse_one_connection(upstream):
 
     assert [json.loads(answer.data) for answer in answers] == [{"connection": 0}] * 3
     assert server.connections == 1
+    [origin] = client._origins.values()
+    [kept] = origin.idle
+    assert kept.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # no Nagle delay on a second write
 
 
 def test_a_connection_the_upstream_closed_while_idle_is_replaced_and_a_post_is_sent_once(upstream):
