@@ -177,7 +177,7 @@ def measure(claire: str, upstream: dict, upstream_user: str, user_id: int, args)
         ["  user query", cpu(lambda: User.objects.get(pk=user_id)), ""],
         ["  ownership query", cpu(lambda: selectors.session_owners(session_ids=session_ids)), ""],
         ["  Claire call (claire_client)", cpu(lambda: claire_client.sessions_list(user_id=upstream_user, bot_ids=bot_ids)),
-         "urllib3 + checks of the answer's shape"],
+         "kept-alive http.client (orgproxy.upstream_http) + checks of the answer's shape"],
         ["  same call, bare requests", cpu(lambda: bare_requests.get(list_url, params=list_params, headers=upstream).json()), ""],
         ["  same call, bare urllib3", cpu(lambda: bare_urllib3.request("GET", f"{list_url}?{query}", headers=upstream).json()), ""],
     ]  # fmt: skip
