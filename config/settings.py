@@ -124,6 +124,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with the per-request health check answered by the socket when it shows
+    # nothing wrong instead of a `SELECT 1` round trip (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 # Connections are kept per server thread and reused, on SQLite too: opening one (and running the
 # init pragmas) costs about as much as the rest of a small request (bench/RESULTS.md). A connection
 # found broken at the start of a request is replaced rather than failing the request.
