@@ -9,11 +9,13 @@ header (and the POST) set by a Lua script. Rounds alternate reference, Conduit, 
 Conduit… for each row, so both sides see the same machine load; the summary gives each side's
 range over the rounds and the ratio of their medians (and its range, round by round). With
 `--baseline DIR`, Conduit as that checkout has it (e.g. `git worktree add DIR main`, with a `.venv`)
-runs as a third side in the same rounds, on its own fresh SQLite file: before and after, compared
+runs as a third side in the same rounds, on its own fresh SQLite file (or `--baseline-database-url`): before and after, compared
 under the same load.
 
     .venv/bin/python bench/orgproxy_wrk.py [--rounds 3] [--duration 5] [--connections 1,16]
     .venv/bin/python bench/orgproxy_wrk.py --baseline ../main-checkout   # also Conduit from that checkout
+    DATABASE_URL=postgres://…/a REDIS_URL=redis://…/3 .venv/bin/python bench/orgproxy_wrk.py \
+        --baseline ../main-checkout --baseline-database-url postgres://…/b   # the deployment configuration
     .venv/bin/python bench/orgproxy_wrk.py --profile /bots [--duration 8]   # py-spy on Conduit's worker
     .venv/bin/python bench/orgproxy_wrk.py --profile /session --method POST --gil
 
@@ -117,6 +119,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write every run's figures to this file")
     parser.add_argument("--rows", help="only these rows, e.g. 'POST /session,GET /health' (default: all)")
     parser.add_argument("--baseline", type=Path, help="also run Conduit from this checkout (before/after)")
+    parser.add_argument("--baseline-database-url",
+                        help="the baseline's own database when DATABASE_URL is PostgreSQL (default: a SQLite file)")
     parser.add_argument("--profile", metavar="PATH", help="instead: profile Conduit's worker (py-spy) under wrk on PATH")
     parser.add_argument("--method", default="GET", help="with --profile")
     parser.add_argument("--gil", action="store_true", help="with --profile: only samples holding the GIL")
@@ -165,7 +169,8 @@ def main() -> None:
         baseline_server: contextlib.AbstractContextManager = contextlib.nullcontext()
         if args.baseline:
             baseline = f"http://127.0.0.1:{baseline_port}"
-            baseline_env = {**env, "DATABASE_URL": f"sqlite:///{tmp / 'baseline.sqlite3'}"}
+            baseline_database = args.baseline_database_url or f"sqlite:///{tmp / 'baseline.sqlite3'}"
+            baseline_env = {**env, "DATABASE_URL": baseline_database}
             baseline_python = str(args.baseline / ".venv" / "bin" / "python")
             subprocess.run([baseline_python, "manage.py", "migrate", "--noinput", "-v0"], cwd=args.baseline,
                            env=baseline_env, check=True, timeout=300)  # fmt: skip

@@ -168,7 +168,7 @@ def redis_channel_layer(url: str) -> dict:
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",  # one redis-py client per pool (config/cache.py)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "conduit",
         }
