@@ -1,10 +1,18 @@
-"""Django's Redis cache, with one redis-py client per connection pool instead of a new one for every
-cache call.
+"""Django's Redis cache, with its connection pools kept for the whole process and one redis-py client
+per pool.
 
-Django's `RedisCacheClient.get_client()` builds a `redis.Redis` around the shared pool on each call, and
-redis-py builds its table of ~170 response callbacks in that constructor: 0.065 ms of CPU per cache
-call, a third of a cache read's cost (bench/RESULTS.md, issue 18). A `redis.Redis` on a pool is safe to
-share between threads (each command takes a connection from the pool), so one is kept per pool.
+- Pools for the process: Django keeps cache objects per *context* (`caches` is an asgiref `Local`
+  that is not thread-critical), and each request served through the WSGI bridge runs in a fresh
+  copy of the event loop's context (config/wsgi_bridge.py). So every request made a new cache
+  object, with a new connection pool, and opened a new Redis connection (TCP, HELLO, CLIENT
+  SETINFO, whose driver-info lookup reads package metadata from disk): ~1.3 ms per request that
+  touched the cache, and a connection left for the garbage collector to close (bench/RESULTS.md,
+  issue 18). Cache objects may come and go; the client they talk through, and its pools, are the
+  process's, one per configuration.
+- One client per pool: Django's `RedisCacheClient.get_client()` builds a `redis.Redis` around the
+  pool on each call, and redis-py builds its table of ~170 response callbacks in that constructor
+  (0.065 ms of CPU per cache call). A `redis.Redis` on a pool is safe to share between threads (each
+  command takes a connection from the pool). redis-py resets a pool inherited across a fork.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import threading
 
 from django.core.cache.backends import redis as django_redis
+from django.utils.functional import cached_property
 
 
 class _ClientPerPoolCacheClient(django_redis.RedisCacheClient):
@@ -29,7 +38,18 @@ class _ClientPerPoolCacheClient(django_redis.RedisCacheClient):
         return client
 
 
+_process_clients: dict[str, _ClientPerPoolCacheClient] = {}
+_process_clients_lock = threading.Lock()
+
+
 class RedisCache(django_redis.RedisCache):
-    def __init__(self, server, params):
-        super().__init__(server, params)
-        self._class = _ClientPerPoolCacheClient
+    @cached_property
+    def _cache(self) -> _ClientPerPoolCacheClient:
+        configuration = repr((self._servers, sorted(self._options.items())))
+        client = _process_clients.get(configuration)
+        if client is None:
+            with _process_clients_lock:
+                client = _process_clients.get(configuration)
+                if client is None:
+                    client = _process_clients[configuration] = _ClientPerPoolCacheClient(self._servers, **self._options)
+        return client

@@ -5,8 +5,28 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
+import redis
+
 from config.cache import RedisCache
-from config.testing.processes import REDIS_TEST_URL, redis_is_reachable, require
+from config.testing.processes import (
+    REDIS_TEST_URL,
+    database_url_for_children,
+    http_json,
+    redis_is_reachable,
+    require,
+    running_server,
+)
+from orgproxy.tests.fake_claire import FakeClaire
+
+
+def sign_up(base: str) -> str:
+    email = f"cache-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"name": "Cache", "email": email, "password": "a cached passphrase"}
+    assert http_json("POST", f"{base}/api/v1/auth/register", body)[0] == 201
+    status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": body["password"]})
+    assert status == 200
+    return pair["access_token"]
 
 
 def make_cache() -> RedisCache:
@@ -50,3 +70,24 @@ def test_threads_share_the_client_and_each_sees_its_own_values():
     assert len(clients) == 1
     assert [cache.get(f"counter{n}") for n in range(16)] == [50] * 16
     cache.delete_many([f"{name}{n}" for name in ("k", "counter") for n in range(16)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_served_process_keeps_its_redis_connections_across_requests(tmp_path):
+    """Each request through the WSGI bridge runs in a fresh context, where Django makes a new cache
+    object: the connections must still be the process's (they were one new connection per request)."""
+    require(redis_is_reachable(), "Redis")
+    redis_server = redis.Redis.from_url(REDIS_TEST_URL)
+    with FakeClaire() as claire:
+        env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL,
+               "CLAIRE__BASE_URL": claire.base_url, "CLAIRE__API_KEY": claire.api_key, "WSGI_THREADS": "4"}  # fmt: skip
+        with running_server(env) as base:
+            token = sign_up(base)
+            assert http_json("GET", f"{base}/bots", token=token)[0] == 200  # warm: the pool's first connections
+            before = redis_server.info("stats")["total_connections_received"]
+            statuses = [http_json("GET", f"{base}/bots", token=token)[0] for _ in range(40)]
+            opened = redis_server.info("stats")["total_connections_received"] - before
+
+    assert statuses == [200] * 40  # each read the bots from the cache in Redis
+    assert len(claire.calls("GET", "/m2m/organizations/bots")) == 1
+    assert opened <= 4, f"{opened} Redis connections opened for 40 requests"
