@@ -4,6 +4,7 @@ which sessions are whose."""
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 from django.conf import settings
@@ -32,20 +33,38 @@ def _bots_cache_key() -> str:
     return "orgproxy:bots:" + hashlib.sha256(settings.CLAIRE_BASE_URL.encode()).hexdigest()[:16]
 
 
+# In front of the shared cache, each process keeps the list it last read for up to a second: with the
+# cache in Redis, that read is a round trip on every `GET /bots` and `POST /session` otherwise
+# (bench/RESULTS.md, issue 18). A bot removed upstream may be offered up to that much longer here
+# than by the shared cache; Claire's 404 on a session for it still forgets it at once (services).
+RECENT_SECONDS = 1.0
+_recent: tuple[str, float, tuple[dict[str, Any], ...]] | None = None  # (cache key, read at, bots)
+
+
 def bots_list() -> list[dict[str, Any]]:
-    """The organization's bots, cached for CLAIRE_BOTS_CACHE_TTL seconds (0: not cached)."""
+    """The organization's bots, cached for CLAIRE_BOTS_CACHE_TTL seconds (0: not cached). A new list
+    for each caller (the bots themselves are shared: read them, don't change them)."""
+    global _recent
     ttl = settings.CLAIRE_BOTS_CACHE_TTL
-    if ttl > 0:
-        cached = cache.get(_bots_cache_key())
-        if cached is not None:
-            return cached
-    bots = claire_client.bots_list()
-    if ttl > 0:
-        cache.set(_bots_cache_key(), bots, ttl)
-    return bots
+    if ttl <= 0:
+        return claire_client.bots_list()
+    key = _bots_cache_key()
+    now = time.monotonic()
+    recent = _recent
+    if recent is not None and recent[0] == key and now - recent[1] < min(RECENT_SECONDS, ttl):
+        return list(recent[2])
+    bots = cache.get(key)
+    if bots is None:
+        bots = claire_client.bots_list()
+        cache.set(key, bots, ttl)
+    _recent = (key, now, tuple(bots))
+    return list(bots)
 
 
 def bots_forget() -> None:
+    """Forget the cached list, in the shared cache and in this process."""
+    global _recent
+    _recent = None
     cache.delete(_bots_cache_key())
 
 

@@ -266,9 +266,9 @@ def test_a_claire_failure_on_create_is_answered_as_the_view_answers_it(
 
 
 def test_claire_down_while_listing_bots_is_a_502_in_the_views_words(fast, django_app, bearer, claire):
-    from django.core.cache import cache
+    from orgproxy.selectors import bots_forget
 
-    cache.clear()
+    bots_forget()
     claire.fail("GET", "/m2m/organizations/bots", status=503)
     answer = call(fast, "GET", "/bots", authorization=bearer)
 

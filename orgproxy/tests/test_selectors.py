@@ -92,3 +92,35 @@ def test_renew_costs_the_user_lookup_and_the_ownership_check(provider_client, cl
 
     with django_assert_num_queries(2):
         assert client.post(f"/session/{session_id}/renew").status_code == 200
+
+
+def test_the_bots_list_is_read_from_the_shared_cache_at_most_once_a_second(claire, settings, monkeypatch):
+    from django.core.cache import cache
+
+    from orgproxy import selectors
+
+    reads = []
+    real_get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key, *args: reads.append(key) or real_get(key, *args))
+
+    first = [bots_list() for _ in range(5)]
+    now = selectors.time.monotonic
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: now() + selectors.RECENT_SECONDS)
+    later = bots_list()
+
+    assert len(reads) == 2  # the first call, and the one a second later
+    assert len(claire.calls("GET", "/m2m/organizations/bots")) == 1  # the second read came from the shared cache
+    assert all(bots == later for bots in first)
+    first[0].append({"bot_id": "bot-added-by-a-caller"})
+    assert bots_list() == later  # each caller gets its own list
+
+
+def test_forgetting_the_bots_list_forgets_it_in_this_process_too(claire, settings):
+    from orgproxy.selectors import bots_forget
+
+    bots_list()
+    claire.bots.pop()
+    bots_forget()
+
+    assert [bot["bot_id"] for bot in bots_list()] == [bot["bot_id"] for bot in claire.bots]
+    assert len(claire.calls("GET", "/m2m/organizations/bots")) == 2
