@@ -7,28 +7,18 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
-import uuid
 
 import pytest
 
 from agents.tests.test_schema_safety import HOSTILE_SCHEMA, HOSTILE_VALUE
-from config.testing.processes import database_url_for_children, http_json, running_server
+from config.testing.processes import database_url_for_children, http_json, running_server, signed_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _token(base: str) -> str:
-    email = f"schema-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"name": "Schema", "email": email, "password": "a hostile-schema passphrase"}
-    assert http_json("POST", f"{base}/api/v1/auth/register", body)[0] == 201
-    status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": body["password"]})
-    assert status == 200
-    return pair["access_token"]
-
-
 def test_a_hostile_pattern_does_not_freeze_the_server(tmp_path):
     with running_server({"DATABASE_URL": database_url_for_children(tmp_path)}) as base:
-        token = _token(base)
+        _, token = signed_up(base)
         body = {"name": "Hostile", "slug": "hostile", "system_prompt_text": "Hi.",
                 "custom_properties_schema": HOSTILE_SCHEMA}  # fmt: skip
         status, agent = http_json("POST", f"{base}/api/v1/agents", body, token)

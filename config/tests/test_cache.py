@@ -16,17 +16,9 @@ from config.testing.processes import (
     redis_is_reachable,
     require,
     running_server,
+    signed_up,
 )
 from orgproxy.tests.fake_claire import FakeClaire
-
-
-def sign_up(base: str) -> str:
-    email = f"cache-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"name": "Cache", "email": email, "password": "a cached passphrase"}
-    assert http_json("POST", f"{base}/api/v1/auth/register", body)[0] == 201
-    status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": body["password"]})
-    assert status == 200
-    return pair["access_token"]
 
 
 def make_cache() -> RedisCache:
@@ -82,7 +74,7 @@ def test_a_served_process_keeps_its_redis_connections_across_requests(tmp_path):
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL,
                "CLAIRE__BASE_URL": claire.base_url, "CLAIRE__API_KEY": claire.api_key, "WSGI_THREADS": "4"}  # fmt: skip
         with running_server(env) as base:
-            token = sign_up(base)
+            _, token = signed_up(base)
             assert http_json("GET", f"{base}/bots", token=token)[0] == 200  # warm: the pool's first connections
             before = redis_server.info("stats")["total_connections_received"]
             statuses = [http_json("GET", f"{base}/bots", token=token)[0] for _ in range(40)]

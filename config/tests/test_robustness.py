@@ -8,7 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,22 +15,10 @@ from django.conf import settings
 from django.db import connection, connections
 
 from accounts.models import User
-from config.testing.processes import database_url_for_children, http_json, running_server
+from config.testing.processes import database_url_for_children, http_json, running_server, signed_up
 from orgproxy.tests.fake_claire import FakeClaire
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PASSWORD = "a robust passphrase"
-
-
-def sign_up(base: str) -> tuple[str, str]:
-    email = f"robust-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"name": "Robust", "email": email, "password": PASSWORD}
-    status, _ = http_json("POST", f"{base}/api/v1/auth/register", body)
-    assert status == 201
-    status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})
-    assert status == 200
-    return email, pair["access_token"]
 
 
 def load(url: str, token: str, *, connections: int, seconds: float) -> subprocess.Popen:
@@ -49,7 +36,7 @@ def test_a_bounded_load_on_the_hot_paths_answers_every_request_without_error(tmp
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "CLAIRE__BASE_URL": claire.base_url,
                "CLAIRE__API_KEY": claire.api_key, "THROTTLE_LOGIN_PER_EMAIL": "100/min"}  # fmt: skip
         with running_server(env) as base:
-            _, token = sign_up(base)
+            _, token = signed_up(base)
             paths = ("/bots", "/api/v1/auth/me", "/session")
             runs = {path: load(f"{base}{path}", token, connections=8, seconds=3) for path in paths}
             results = {}
@@ -73,7 +60,7 @@ if connection.vendor == "postgresql":
     def test_after_the_database_drops_every_connection_requests_succeed_and_writes_are_whole(tmp_path):
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "WSGI_THREADS": "4"}
         with running_server(env) as base:
-            _, token = sign_up(base)
+            _, token = signed_up(base)
             for _ in range(8):  # every server thread holds a connection now
                 assert http_json("GET", f"{base}/api/v1/auth/me", token=token)[0] == 200
 
@@ -89,7 +76,7 @@ if connection.vendor == "postgresql":
             assert terminated >= 1
 
             statuses = [http_json("GET", f"{base}/api/v1/auth/me", token=token)[0] for _ in range(8)]
-            email, _ = sign_up(base)
+            email, _ = signed_up(base)
 
         assert statuses == [200] * 8
         assert User.objects.filter(email=email).count() == 1
