@@ -7,8 +7,8 @@ per pool.
   object, with a new connection pool, and opened a new Redis connection (TCP, HELLO, CLIENT
   SETINFO, whose driver-info lookup reads package metadata from disk): about 1 ms per request
   that touched the cache (`GET /bots` at 1 connection, p50 2.1 → 1.05 ms), and a connection left for
-  the garbage collector to close (bench/RESULTS.md, issue 18). Cache objects may come and go; the client they talk through, and its pools, are the
-  process's, one per configuration.
+  the garbage collector to close (bench/RESULTS.md, issue 18). Cache objects may come and go; the
+  client they talk through, and its pools, are the process's, one per configuration.
 - One client per pool: Django's `RedisCacheClient.get_client()` builds a `redis.Redis` around the
   pool on each call, and redis-py builds its table of ~170 response callbacks in that constructor
   (0.065 ms of CPU per cache call). A `redis.Redis` on a pool is safe to share between threads (each
@@ -51,5 +51,6 @@ class RedisCache(django_redis.RedisCache):
             with _process_clients_lock:
                 client = _process_clients.get(configuration)
                 if client is None:
-                    client = _process_clients[configuration] = _ClientPerPoolCacheClient(self._servers, **self._options)
+                    client = _ClientPerPoolCacheClient(self._servers, **self._options)
+                    _process_clients[configuration] = client
         return client

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -32,6 +31,8 @@ import time
 from collections import deque
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+from config.sockets import idle_and_quiet
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +63,6 @@ def backoff(retry_number: int) -> float:
     return 0.0 if retry_number <= 1 else min(BACKOFF_MAX, BACKOFF_FACTOR * 2 ** (retry_number - 1))
 
 
-def _still_open(connection: http.client.HTTPConnection) -> bool:
-    """An idle kept-alive connection has nothing to read; readable means the peer closed it (or
-    sent something unasked), and it can't be used for a request."""
-    poller = select.poll()  # not select(): file descriptors past 1023 in a busy server
-    poller.register(connection.sock, select.POLLIN)
-    return not poller.poll(0)
-
-
 class _Origin:
     """The idle connections to one scheme://host:port. A connection is used by one thread at a
     time: taken from the deque (atomic in CPython), given back when its answer has been read.
@@ -80,7 +73,8 @@ class _Origin:
         self.scheme, self.host, self.port = scheme, host, port
         self.max_idle = max_idle
         self.idle: deque[http.client.HTTPConnection] = deque()
-        self.tls = ssl.create_default_context() if scheme == "https" else None  # verifies the certificate and name
+        # The default context verifies the certificate and the name.
+        self.tls = ssl.create_default_context() if scheme == "https" else None
 
     def take(self, connect_timeout: float) -> http.client.HTTPConnection:
         while True:
@@ -88,7 +82,7 @@ class _Origin:
                 connection = self.idle.pop()
             except IndexError:
                 break
-            if connection.sock is not None and _still_open(connection):
+            if connection.sock is not None and idle_and_quiet(connection.sock):
                 return connection
             connection.close()
         if self.tls is not None:
@@ -177,7 +171,7 @@ class KeepAliveClient:
                     raise TransportError(exc, connecting=False) from exc
                 self._pause(attempt, method, target, exc)
                 continue
-            except BaseException:  # ValueError from a header, or an interruption: the connection is in an unknown state
+            except BaseException:  # a header http.client refuses, an interruption: the connection's state is unknown
                 connection.close()
                 raise
             if response.will_close:
@@ -191,7 +185,8 @@ class KeepAliveClient:
 
     def _pause(self, attempt: int, method: str, target: str, reason: object) -> None:
         # The target's path only: a query may carry user ids.
-        logger.info("Retrying %s %s after %s (retry %d of %d)", method, target.split("?", 1)[0], _reason(reason), attempt, self.retries)
+        path = target.split("?", 1)[0]
+        logger.info("Retrying %s %s after %s (retry %d of %d)", method, path, _reason(reason), attempt, self.retries)
         pause = backoff(attempt)
         if pause:
             time.sleep(pause)

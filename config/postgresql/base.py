@@ -14,10 +14,10 @@ after a TCP timeout too.
 
 from __future__ import annotations
 
-import select
-
 from django.db.backends.postgresql import base
 from psycopg import pq
+
+from config.sockets import idle_and_quiet
 
 
 def _quiet(connection) -> bool:
@@ -27,9 +27,7 @@ def _quiet(connection) -> bool:
         return False
     if pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return False
-    poller = select.poll()  # not select(): file descriptors past 1023 in a busy server
-    poller.register(pgconn.socket, select.POLLIN)
-    return not poller.poll(0)
+    return idle_and_quiet(pgconn.socket)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

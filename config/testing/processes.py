@@ -125,7 +125,8 @@ def running_server(env: dict[str, str], *, workers: int = 1, application: str | 
 def signed_up(base: str, *, password: str = "a served-test passphrase") -> tuple[str, str]:
     """Register a new user on the server at `base` and log in: (email, access token)."""
     email = f"served-{uuid.uuid4().hex[:8]}@example.com"
-    status, _ = http_json("POST", f"{base}/api/v1/auth/register", {"name": "Served", "email": email, "password": password})
+    body = {"name": "Served", "email": email, "password": password}
+    status, _ = http_json("POST", f"{base}/api/v1/auth/register", body)
     assert status == 201
     status, pair = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": password})
     assert status == 200

@@ -11,6 +11,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pytest
 from cryptography import x509
@@ -39,7 +40,7 @@ class Upstream:
     "ok-then-hang-up" (200 kept alive, then closes the idle connection, as a keep-alive timeout does),
     "503" (kept alive)."""
 
-    behave: callable = lambda received: "ok"
+    behave: Callable[[Received], str] = lambda received: "ok"
     tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -229,11 +230,13 @@ def _certificate(common_name: str) -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return certificate.public_bytes(serialization.Encoding.PEM), key_pem
 
 
@@ -278,7 +281,8 @@ def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(ups
     client = KeepAliveClient(retries=0, max_idle_per_origin=4)
 
     with pytest.raises(ValueError):
-        client.request("GET", f"{server.url}/bots", headers={"Authorization": "Bearer x\r\nX-Injected: 1"}, **TIMEOUTS)
+        injected = {"Authorization": "Bearer x\r\nX-Injected: 1"}
+        client.request("GET", f"{server.url}/bots", headers=injected, **TIMEOUTS)
     answer = get(client, f"{server.url}/bots")  # the pool is not left with a half-written connection
 
     assert answer.status == 200
