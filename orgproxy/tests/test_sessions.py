@@ -149,6 +149,24 @@ def test_it_sends_the_reference_list_request_upstream(auth_client, user, claire)
     assert list_call.headers["authorization"] == f"Bearer {API_KEY}"
 
 
+def test_a_hostile_cursor_reaches_claire_as_one_value_and_never_as_another_users_id(auth_client, user, claire):
+    # URL syntax in the cursor must not end the query (#), start another parameter (&) or another
+    # request (CRLF), nor change whose sessions are listed: it is sent percent-encoded, as one value.
+    hostile = "x#frag&external_user_id=victim&bot_ids=bot-other?/../../organizations/bots\r\nX-Evil: 1 é"
+
+    auth_client.get("/session", {"cursor": hostile})
+
+    [list_call] = claire.calls("GET", "/m2m/client_sessions/")
+    assert list_call.path == "/m2m/client_sessions/"
+    assert list_call.query == [
+        ("external_user_id", local_id(user)),
+        ("bot_ids", BOT_A),
+        ("bot_ids", BOT_B),
+        ("cursor", hostile),
+    ]
+    assert "x-evil" not in list_call.headers
+
+
 def test_it_passes_the_upstream_cursor_on(auth_client, user, claire):
     claire.fail("GET", "/m2m/client_sessions/", body={"cursor": {"cursor_id": "next-1"}, "results": []})
 
