@@ -30,6 +30,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, ExpiredTokenError, InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts import services
 from accounts.models import User, normalize_email
 
 logger = logging.getLogger(__name__)
@@ -455,8 +456,6 @@ def user_for_access_token(raw_token: str):
 
 
 # --- personal API keys ---------------------------------------------------------------------------
-# (accounts.services is imported in the functions: it imports config.websocket_auth, which imports
-# this module.)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -466,8 +465,6 @@ class ApiKeyAuthentication(BaseAuthentication):
     keyword = b"bearer"
 
     def authenticate(self, request):
-        from accounts import services
-
         parts = get_authorization_header(request).split()
         if len(parts) != 2 or parts[0].lower() != self.keyword:
             return None
@@ -489,8 +486,6 @@ class ApiKeyAuthentication(BaseAuthentication):
 def api_key_for_socket(raw_key: str) -> tuple[User | None, int | None, int | None]:
     """(user, expiry as UNIX time or None, key id) of a usable API key, else (None, None, None).
     Used by the websocket authentication."""
-    from accounts import services
-
     try:
         user, api_key = services.api_key_authenticate(raw_key=raw_key)
     except services.ApiKeyInvalid:

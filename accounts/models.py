@@ -3,6 +3,11 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
+from django.dispatch import Signal
+
+# Sent by User.save() when a user's sessions must end (password changed, or deactivated), with
+# `user_id`, `reason` and `deactivated`; accounts/signals.py ends them.
+sessions_must_end = Signal()
 
 
 def normalize_email(email: str) -> str:
@@ -94,11 +99,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         super().save(*args, **kwargs)
         self._password_disabled = False
         if password_changed or deactivated:
-            from accounts.services import api_keys_revoke_all, user_sessions_end
-
-            user_sessions_end(user_id=self.pk, reason="Password changed." if password_changed else "Account deactivated.")
-            if deactivated:  # API keys survive a password change, not a deactivation (accounts.services)
-                api_keys_revoke_all(user_id=self.pk)
+            # accounts/signals.py ends them (accounts.services.user_sessions_end).
+            sessions_must_end.send(
+                sender=type(self), user_id=self.pk, deactivated=deactivated,
+                reason="Password changed." if password_changed else "Account deactivated.",
+            )  # fmt: skip
 
     def get_full_name(self) -> str:
         return self.name

@@ -26,7 +26,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import ApiKey, RefreshTokenRecord, User, normalize_email
-from config.websocket_auth import api_key_socket_group, browser_session_socket_group, sockets_close, user_socket_group
+from accounts.sockets import api_key_socket_group, browser_session_socket_group, sockets_close, user_socket_group
 
 logger = logging.getLogger(__name__)
 

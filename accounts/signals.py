@@ -1,4 +1,5 @@
-"""Sessions that end without a User.save(): a deleted user, a cookie logout (see User.save for the rest)."""
+"""Ending sessions: when User.save() says they must end (a password change, a deactivation), when a
+user is deleted, and on a cookie logout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from accounts import services
-from accounts.models import User
+from accounts.models import User, sessions_must_end
+
+
+@receiver(sessions_must_end, sender=User, dispatch_uid="accounts.user_sessions_end")
+def _sessions_must_end(sender, user_id: int, reason: str, deactivated: bool, **kwargs) -> None:
+    services.user_sessions_end(user_id=user_id, reason=reason)
+    if deactivated:  # API keys survive a password change, not a deactivation (accounts.services)
+        services.api_keys_revoke_all(user_id=user_id)
 
 
 @receiver(post_delete, sender=User, dispatch_uid="accounts.user_deleted_sessions_end")

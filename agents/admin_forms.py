@@ -64,7 +64,7 @@ def tags_field(**kwargs) -> CommaSeparatedListField:
 
 def known_tool_names() -> list[str]:
     """The built-in workspace tools an agent can be allowed (the assistant app owns them)."""
-    from assistant.workspace_tools import TOOLS
+    from assistant.tools.workspace import TOOLS
 
     return list(TOOLS)
 

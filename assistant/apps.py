@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class AssistantConfig(AppConfig):
     name = "assistant"
     verbose_name = "Assistant"
+
+    def ready(self) -> None:
+        from config.startup import serving_duty
+
+        serving_duty(_start_serving_duties)
+
+
+def _start_serving_duties(loop) -> None:
+    from assistant.runs.sweeps import stale_turn_sweeper
+    from assistant.tools.sandbox import sandbox_check_at_startup
+
+    loop.create_task(stale_turn_sweeper(), name="assistant-stale-turn-sweeper")
+    # Probes bubblewrap once (a short subprocess, off the loop) and warns if run_shell can't be offered.
+    loop.run_in_executor(None, sandbox_check_at_startup)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from assistant.consumers import AssistantConsumer
+from assistant.surfaces.websocket import AssistantConsumer
 
 websocket_urlpatterns = [
     path("ws/assistant/", AssistantConsumer.as_asgi()),

@@ -1,4 +1,4 @@
-"""Assistant services beyond a single turn (see turns.py for running one)."""
+"""Assistant services beyond a single turn (see runs.py for running one)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from django.utils import timezone
 from agents import selectors as agent_selectors
 from agents import services as agent_services
 from agents.models import AIAgent, Integration, LLMProviderConfig, Message, UserAgentSession
-from assistant import llm, turns
+from assistant import llm
+from assistant import runs
 from assistant.llm import LLMError
-from assistant.mcp_servers import McpConfigError, McpServers, McpStartError, server_spec
+from assistant.tools.mcp import McpConfigError, McpServers, McpStartError, server_spec
 from assistant.models import ClientSessionAlias, TurnEvent
 from usage.services import BudgetExceeded, budget_check
 
@@ -27,16 +28,16 @@ def code_assistance_agent() -> AIAgent | None:
     return agent if agent is not None and agent.is_active else None
 
 
-def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> turns.TurnPlan:
+def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> runs.TurnPlan:
     """Plan a code-assistance turn in the session the client's session id names (created on first use)."""
     agent = code_assistance_agent()
     if agent is None:
-        raise turns.TurnRefused(
+        raise runs.TurnRefused(
             "agent_unavailable",
             f"Code assistance is not configured: no active agent {settings.CODE_ASSISTANCE_AGENT!r} "
             "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
         )
-    if not turns.model_settings_for(agent, user=user).api_key:
+    if not runs.model_settings_for(agent, user=user).api_key:
         raise LLMError(
             "not_configured",
             "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",
@@ -44,7 +45,7 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
     try:
         budget_check(user.pk)  # refused before the client's session is even created
     except BudgetExceeded as exc:
-        raise turns.TurnRefused(exc.code, exc.message) from exc
+        raise runs.TurnRefused(exc.code, exc.message) from exc
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
     alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
     if alias is None:
@@ -54,7 +55,7 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
                 alias = ClientSessionAlias.objects.create(owner=user, key=client_session_id, session=session)
         except IntegrityError:  # a concurrent first request created it
             alias = ClientSessionAlias.objects.get(owner=user, key=client_session_id)
-    return turns.turn_begin(user=user, text=text, session_id=alias.session_id)
+    return runs.turn_begin(user=user, text=text, session_id=alias.session_id)
 
 
 def llm_config_check(*, config: LLMProviderConfig) -> str:
@@ -63,7 +64,7 @@ def llm_config_check(*, config: LLMProviderConfig) -> str:
     resolved = agent_selectors.llm_config_resolve(config)
     if resolved.user_endpoint and not resolved.api_key:
         raise LLMError("not_configured", "This config names its own base URL but has no API key of its own.")
-    model = turns.model_settings_from(resolved)
+    model = runs.model_settings_from(resolved)
     return async_to_sync(llm.probe)(model)
 
 
@@ -106,17 +107,17 @@ def integration_check(*, integration: Integration) -> list[str]:
 
 def run_turn_begin(
     *, user, agent_slug: str, message: str, session_id: int | None = None, custom_properties: dict | None = None
-) -> turns.TurnPlan:
+) -> runs.TurnPlan:
     """Plan a run-API turn: a new session of the user with that agent, or the next turn of
     `session_id`, which must be the user's and of that agent (else `not_found`, as if it didn't exist)."""
     agent = agent_selectors.agent_get_by_slug(user=user, slug=agent_slug)
     if agent is None or not agent.is_active:
-        raise turns.TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
+        raise runs.TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
     if session_id is None:
-        return turns.turn_begin(user=user, text=message, agent_slug=agent_slug, custom_properties=custom_properties)
+        return runs.turn_begin(user=user, text=message, agent_slug=agent_slug, custom_properties=custom_properties)
     if not UserAgentSession.objects.filter(pk=session_id, owner=user, agent=agent).exists():
-        raise turns.TurnRefused("not_found", f"No session {session_id} of yours with agent {agent_slug!r}.")
-    return turns.turn_begin(user=user, text=message, session_id=session_id)
+        raise runs.TurnRefused("not_found", f"No session {session_id} of yours with agent {agent_slug!r}.")
+    return runs.turn_begin(user=user, text=message, session_id=session_id)
 
 
 def turn_events_prune(*, older_than: timedelta) -> int:

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from assistant import api, run_api
+from assistant.surfaces import code_assistance as api
+from assistant.surfaces import run_api
 
 urlpatterns = [
     path("claude-code/code-assistance", api.CodeAssistanceApi.as_view(), name="code-assistance"),

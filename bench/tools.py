@@ -29,9 +29,9 @@ import django  # noqa: E402
 django.setup()
 
 from assistant.engine import ToolCall  # noqa: E402
-from assistant.mcp_servers import parse_mcp_config  # noqa: E402
-from assistant.sandbox import SandboxLimits, run_sandboxed, sandbox_unavailable_reason  # noqa: E402
-from assistant.tools import ToolSetup, open_agent_tools  # noqa: E402
+from assistant.tools.mcp import parse_mcp_config  # noqa: E402
+from assistant.tools.sandbox import SandboxLimits, run_sandboxed, sandbox_unavailable_reason  # noqa: E402
+from assistant.tools.toolset import ToolSetup, open_agent_tools  # noqa: E402
 
 NOTES = str(ROOT / "assistant" / "tests" / "mcp_servers" / "notes_server.py")
 

@@ -13,7 +13,7 @@ class ConduitAdminSite(admin.AdminSite):
     index_template = "admin/conduit_index.html"
 
     def index(self, request, extra_context=None):
-        from config.dashboard import admin_dashboard  # models load after the admin app
+        from agents.dashboard import admin_dashboard  # models load after the admin app
 
         return super().index(request, {"dashboard": admin_dashboard(), **(extra_context or {})})
 

@@ -25,13 +25,13 @@ from config.wsgi import application as wsgi_application  # noqa: E402
 from config.middleware import api_path_without_slash  # noqa: E402
 from config.startup import freeze_startup_heap, start_serving_duties  # noqa: E402
 from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
-from config.websocket_auth import WebsocketAuthMiddleware  # noqa: E402
+from accounts.websocket import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
 STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions"})
 # …and those with an id in them: the run API and a session's event stream, and its stop (which
-# must reach the turn runners of this process's event loop: assistant/run_api.py).
+# must reach the turn runners of this process's event loop: assistant/surfaces/run_api.py).
 STREAMING_HTTP_PATTERN = re.compile(r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop))")
 
 

@@ -4,28 +4,11 @@ And the request's edge: trailing slashes on API paths, NUL characters in the que
 
 from __future__ import annotations
 
-import contextvars
-import logging
-import re
-import uuid
-
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import JsonResponse
 
-from config import untrusted
-
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def current_request_id() -> str:
-    return request_id_var.get()
-
-
-def request_id_for(given: str) -> str:
-    """The id of a request whose `X-Request-ID` header is `given` ("" if none): that if sane, else a new one."""
-    return given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+from config import errors, untrusted
+from config.request_ids import request_id_for, request_id_var
 
 
 def _request_id_from(request) -> str:
@@ -61,16 +44,10 @@ class RequestIdMiddleware:
         return response
 
 
-class RequestIdLogFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
-
-
 # --- Paths and query strings ---------------------------------------------------------------------
 
 API_PREFIX = "/api/v1/"
-API_PREFIXES = (API_PREFIX, "/v1/")  # ours, and the OpenAI-compatible API's (assistant/openai_api.py)
+API_PREFIXES = (API_PREFIX, "/v1/")  # ours, and the OpenAI-compatible API's (assistant/surfaces/openai/api.py)
 
 
 def api_path_without_slash(path: str) -> str:
@@ -105,8 +82,6 @@ class RequestEdgeMiddleware:
 
     @staticmethod
     def _refusal(request):
-        from config import errors  # config.errors imports this module
-
         request.path_info = api_path_without_slash(request.path_info)
         problem = untrusted.query_problem(request.GET)
         if problem is None:

@@ -265,7 +265,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",  # the default
-        "assistant.openai_schema.add_openai_paths",  # the OpenAI-compatible API's plain Django views
+        "assistant.surfaces.openai.schema.add_openai_paths",  # the OpenAI-compatible API's plain Django views
     ],
 }
 
@@ -360,7 +360,7 @@ OPENAI_READ_TIMEOUT = env.float("OPENAI_READ_TIMEOUT", default=120.0)
 ASSISTANT_FLUSH_INTERVAL = env.float("ASSISTANT_FLUSH_INTERVAL", default=0.05)
 # A streaming answer not written for this long belongs to a dead process and is closed as an error.
 ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
-# Every serving process looks for such answers this often (assistant/sweeps.py).
+# Every serving process looks for such answers this often (assistant/runs/sweeps.py).
 ASSISTANT_STALE_SWEEP_INTERVAL = env.float("ASSISTANT_STALE_SWEEP_INTERVAL", default=ASSISTANT_STALE_TURN_AFTER / 4)
 # Turns one user may have running at once, across processes; past it: `too_many_turns`.
 ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = env.int("ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER", default=3)
@@ -516,7 +516,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.middleware.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "config.request_ids.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import sys
+from collections.abc import Callable
 
 from django.urls import get_resolver
 
@@ -28,7 +29,7 @@ def freeze_startup_heap() -> None:
 
 
 def start_serving_duties() -> None:
-    """Start this process's periodic duties (the stale-turn sweep, the sandbox check) when its server starts.
+    """Start this process's periodic duties (registered with `serving_duty`) when its server starts.
 
     Called by config/asgi.py. Only a daphne server (`manage.py run`, `runserver`) runs them: daphne
     installs Twisted's asyncio reactor before it loads the application, and the duties start when
@@ -41,15 +42,21 @@ def start_serving_duties() -> None:
     reactor.callWhenRunning(_on_server_start)
 
 
+_serving_duties: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def serving_duty(start: Callable[[asyncio.AbstractEventLoop], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
+    """Register `start(loop)`, called once when a serving process's server starts (apps register their
+    periodic duties in `AppConfig.ready`; this module knows no app)."""
+    _serving_duties.append(start)
+    return start
+
+
 def _on_server_start() -> None:
     global _serving_loop
     _serving_loop = asyncio.get_event_loop()  # daphne's: it sets the reactor's loop as the current one
-    from assistant.sandbox import sandbox_check_at_startup
-    from assistant.sweeps import stale_turn_sweeper
-
-    _serving_loop.create_task(stale_turn_sweeper(), name="assistant-stale-turn-sweeper")
-    # Probes bubblewrap once (a short subprocess, off the loop) and warns if run_shell can't be offered.
-    _serving_loop.run_in_executor(None, sandbox_check_at_startup)
+    for start in _serving_duties:
+        start(_serving_loop)
 
 
 def serving_loop() -> asyncio.AbstractEventLoop | None:

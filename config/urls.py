@@ -6,8 +6,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from assistant import openai_api
-from assistant.views import chat
+from assistant.surfaces.openai import api as openai_api
+from assistant.surfaces.chat_page import chat
 from config import views
 
 urlpatterns = [

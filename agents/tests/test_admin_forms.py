@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agents.models import AIAgent, PromptTemplate
-from assistant.workspace_tools import TOOLS
+from assistant.tools.workspace import TOOLS
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from agents import services
 from agents.models import AIAgentVersion, UserAgentSession
-from assistant import turns
+from assistant import runs
 from assistant.tests.conftest import agent, fake, token_for  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,15 +51,15 @@ def test_an_agent_is_reverted_in_admin(client, make_user):
 async def test_a_session_records_the_agent_version_it_ran_with(user, agent, fake):
     from asgiref.sync import sync_to_async
 
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="hi", agent_slug="helper")
-    await turns.TurnRunner(plan).start()
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="hi", agent_slug="helper")
+    await runs.TurnRunner(plan).start()
     session = await UserAgentSession.objects.select_related("agent_version").aget(pk=plan.session_id)
     assert session.agent_version is not None and session.agent_version.version == 1
 
     agent.system_prompt_text = "Changed."
     await sync_to_async(services.agent_save)(agent=agent)
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="again", session_id=plan.session_id)
-    await turns.TurnRunner(plan).start()
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="again", session_id=plan.session_id)
+    await runs.TurnRunner(plan).start()
     session = await UserAgentSession.objects.select_related("agent_version").aget(pk=plan.session_id)
     assert session.agent_version.version == 2
     assert session.agent_version.snapshot["system_prompt_text"] == "Changed."

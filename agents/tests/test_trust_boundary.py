@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from agents import services
 from agents.models import AIAgent, Integration, LLMProviderConfig, UserAgentSession
-from assistant import turns
+from assistant import runs
 from config.testing.fake_anthropic import fake_anthropic_server
 
 pytestmark = pytest.mark.django_db
@@ -86,17 +86,17 @@ def test_no_turn_sends_the_organization_key_to_a_users_url(org_key, user, settin
     with fake_anthropic_server() as users_endpoint:
         config = LLMProviderConfig.objects.create(name="mine", owner=user, base_url=users_endpoint.base_url)
         AIAgent.objects.create(name="Mine", slug="mine", owner=user, system_prompt_text="x", llm_config=config)
-        with pytest.raises(turns.TurnRefused) as refused:
-            turns.turn_begin(user=user, text="hello", agent_slug="mine")
+        with pytest.raises(runs.TurnRefused) as refused:
+            runs.turn_begin(user=user, text="hello", agent_slug="mine")
         assert refused.value.code == "not_configured" and "own API key" in refused.value.message
         assert users_endpoint.requests == []
-    assert turns.model_settings_for(AIAgent.objects.get(slug="mine"), user=user).api_key != org_key
+    assert runs.model_settings_for(AIAgent.objects.get(slug="mine"), user=user).api_key != org_key
 
 
 def test_a_user_config_without_a_url_uses_the_organization_endpoint_with_its_key(org_key, fake, user):
     config = LLMProviderConfig.objects.create(name="mine", owner=user, model="claude-test-1")
     agent = AIAgent.objects.create(name="M", slug="m", owner=user, system_prompt_text="x", llm_config=config)
-    model = turns.model_settings_for(agent, user=user)
+    model = runs.model_settings_for(agent, user=user)
     assert (model.api_key, model.base_url) == (org_key, fake.base_url)
 
 
@@ -166,8 +166,8 @@ def test_a_prompt_made_private_again_is_not_used_by_another_users_agent(
     bobs_agent, shared_prompt, user, other_user, fake
 ):
     services.prompt_update(prompt=shared_prompt, user=user, visibility="private")
-    with pytest.raises(turns.TurnRefused) as refused:
-        turns.turn_begin(user=other_user, text="hello", agent_slug="bobs")
+    with pytest.raises(runs.TurnRefused) as refused:
+        runs.turn_begin(user=other_user, text="hello", agent_slug="bobs")
     assert refused.value.code == "agent_unavailable"
     assert "Alice's" in refused.value.message and "system prompt" in refused.value.message
     assert fake.requests == []
@@ -185,8 +185,8 @@ def test_its_owner_can_delete_a_prompt_another_users_agent_uses(bobs_agent, clie
     assert response.status_code == 204
     bobs_agent.refresh_from_db()
     assert bobs_agent.system_prompt_id is None and bobs_agent.system_prompt_lost == "Alice's"
-    with pytest.raises(turns.TurnRefused) as refused:  # never a silent run without its prompt
-        turns.turn_begin(user=other_user, text="hello", agent_slug="bobs")
+    with pytest.raises(runs.TurnRefused) as refused:  # never a silent run without its prompt
+        runs.turn_begin(user=other_user, text="hello", agent_slug="bobs")
     assert refused.value.code == "agent_unavailable" and "Alice's" in refused.value.message
     # Giving the agent a prompt again makes it usable.
     services.agent_update(agent=bobs_agent, system_prompt_text="New instructions.")
@@ -226,8 +226,8 @@ def test_a_turn_refuses_an_integration_its_agents_owner_cant_see(org_key, make_i
     theirs = make_integration(other_user, mcp_server={"type": "http", "url": "https://mcp.example.com/"})
     agent = services.agent_create(owner=user, name="Mine", slug="mine", system_prompt_text="x")
     agent.integrations.add(theirs)  # written around the services
-    with pytest.raises(turns.TurnRefused) as refused:
-        turns.turn_begin(user=user, text="hello", agent_slug="mine")
+    with pytest.raises(runs.TurnRefused) as refused:
+        runs.turn_begin(user=user, text="hello", agent_slug="mine")
     assert refused.value.code == "agent_unavailable" and theirs.server_name in refused.value.message
 
 
@@ -235,8 +235,8 @@ def test_a_turn_refuses_a_users_stdio_integration_stored_before_the_rule(org_key
     legacy = Integration.objects.create(owner=user, provider="custom", name="legacy", mcp_server=STDIO)
     agent = services.agent_create(owner=user, name="Mine", slug="mine", system_prompt_text="x")
     agent.integrations.add(legacy)
-    with pytest.raises(turns.TurnRefused) as refused:
-        turns.turn_begin(user=user, text="hello", agent_slug="mine")
+    with pytest.raises(runs.TurnRefused) as refused:
+        runs.turn_begin(user=user, text="hello", agent_slug="mine")
     assert refused.value.code == "agent_unavailable" and "legacy" in refused.value.message
 
 

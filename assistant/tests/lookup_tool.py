@@ -1,6 +1,6 @@
 """A tool for tests of the surfaces that relay tool calls (run API streams, chat page), until their
 agents get their MCP and workspace tools from the turn runner itself: `give_every_turn_the_lookup_tool`
-adds it to every planned turn, as assistant/tests/test_turn_tools.py does to one plan.
+adds it to every planned turn, as assistant/tests/runs/test_turn_tools.py does to one plan.
 
 `application` is config.asgi's with the tool given: a real daphne serves it in the tests that
 need tool calls from a server process (`python -m config.daphne_server … assistant.tests.lookup_tool:application`)."""
@@ -39,9 +39,11 @@ def with_lookup_tool(turn_begin):
 
 
 def give_every_turn_the_lookup_tool() -> None:
-    from assistant import turns
+    from assistant import runs
+    from assistant.runs import plan
 
-    turns.turn_begin = with_lookup_tool(turns.turn_begin)
+    # Both names: surfaces call runs.turn_begin, turn_begin_async calls its module's own.
+    plan.turn_begin = runs.turn_begin = with_lookup_tool(plan.turn_begin)
 
 
 def __getattr__(name: str):

@@ -1,6 +1,6 @@
 """Wire formats of a turn's events: each module maps the one event vocabulary (`session`,
 `text_delta`, `thinking_delta`, `tool_use`, `tool_result`, `result`, `error`; see
-assistant/turns.py) to the bytes of one client protocol, with no I/O of its own.
+assistant/runs/) to the bytes of one client protocol, with no I/O of its own.
 
 An encoder is made per response; `encode(frame)` returns the bytes for one event (possibly none),
 `keepalive()` the bytes a quiet stream sends now and then, and `content_type` / `headers` what the

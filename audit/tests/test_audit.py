@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from auditlog.models import LogEntry
 
 from agents.models import AIAgent, LLMProviderConfig
-from assistant import turns
+from assistant import runs
 from assistant.engine import ToolCall, ToolOutcome
 from assistant.tests.conftest import token_for
 from audit.models import AuditEvent
@@ -97,9 +97,9 @@ async def test_every_tool_call_of_a_turn_is_audited_without_its_input_or_output(
               stop_reason="tool_use"),
         Reply(text=["Done."]),
     )  # fmt: skip
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="go", agent_slug="helper")
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="go", agent_slug="helper")
     plan.request = dataclasses.replace(plan.request, tools=SecretTools(), max_turns=3)
-    await asyncio.wait_for(turns.TurnRunner(plan).start(), 10)
+    await asyncio.wait_for(runs.TurnRunner(plan).start(), 10)
 
     events = [e async for e in AuditEvent.objects.filter(kind="tool_call").order_by("id")]
     assert [(e.tool, e.outcome, e.agent, e.session_id, e.actor_id, e.source) for e in events] == [

@@ -1,5 +1,5 @@
 """Hypothesis strategies for what a careless or hostile client sends (config/tests/test_hostile_fuzzing.py,
-assistant/tests/test_websocket_hostile.py): JSON values as raw JSON text, so that what `json.dumps`
+assistant/tests/surfaces/test_websocket_hostile.py): JSON values as raw JSON text, so that what `json.dumps`
 can't produce is in too (`1e999`, `NaN`, nesting 100,000 deep, `"\\ud800"`)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 // Conduit chat page: REST for agents, sessions and stored messages; one websocket for live turns.
-// The websocket protocol is documented in assistant/consumers.py. The open session lives in the URL
+// The websocket protocol is documented in assistant/surfaces/websocket.py. The open session lives in the URL
 // hash (#session-12), so a reload comes back to it and resumes a turn that is still running.
 "use strict";
 

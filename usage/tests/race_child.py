@@ -27,18 +27,18 @@ async def run() -> dict:
     from asgiref.sync import sync_to_async
 
     from accounts.models import User
-    from assistant import turns
+    from assistant import runs
 
     user = await User.objects.aget(email="racer@example.com")
     ran, refused_midway = 0, 0
     while True:
         try:
-            plan = await sync_to_async(turns.turn_begin)(user=user, text="race", agent_slug="racer")
-        except turns.TurnRefused as refused:
+            plan = await sync_to_async(runs.turn_begin)(user=user, text="race", agent_slug="racer")
+        except runs.TurnRefused as refused:
             assert refused.code == "budget_exceeded", refused.code
             return {"turns": ran, "refused_midway": refused_midway}
         queue: asyncio.Queue = asyncio.Queue()
-        runner = turns.TurnRunner(plan, listeners=[queue])
+        runner = runs.TurnRunner(plan, listeners=[queue])
         await asyncio.wait_for(runner.start(), 30)
         frames = [queue.get_nowait() for _ in range(queue.qsize())]
         if frames[-1]["type"] == "error":

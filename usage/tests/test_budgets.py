@@ -11,10 +11,10 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Group
 
 from agents.models import Message
-from assistant import turns
+from assistant import runs
 from assistant.engine import ToolCall, ToolOutcome
 from assistant.tests.conftest import connect, frames_until, token_for
-from assistant.tests.test_sse import PATH, SseClient, events_of
+from assistant.tests.surfaces.test_sse import PATH, SseClient, events_of
 from config.testing.fake_anthropic import Reply, ToolUse
 from usage.models import Budget, UsageCounter
 from usage.services import BudgetExceeded, budget_check, month_start, usage_add
@@ -35,7 +35,7 @@ def assistant_messages(user) -> int:
 
 async def run_plan(plan) -> list[dict]:
     queue: asyncio.Queue = asyncio.Queue()
-    runner = turns.TurnRunner(plan, listeners=[queue])
+    runner = runs.TurnRunner(plan, listeners=[queue])
     await asyncio.wait_for(runner.start(), 10)
     frames = []
     while not queue.empty():
@@ -49,8 +49,8 @@ async def run_plan(plan) -> list[dict]:
 def test_turn_begin_refuses_exactly_at_the_token_limit_and_stores_nothing(user, agent, settings):
     settings.BUDGET_USER_MONTHLY_TOKENS = 100
     spend(user, 100)
-    with pytest.raises(turns.TurnRefused) as refused:
-        turns.turn_begin(user=user, text="hi", agent_slug="helper")
+    with pytest.raises(runs.TurnRefused) as refused:
+        runs.turn_begin(user=user, text="hi", agent_slug="helper")
     assert refused.value.code == "budget_exceeded"
     assert "Your monthly token budget" in refused.value.message and "100 of 100 tokens" in refused.value.message
     assert "resets on" in refused.value.message
@@ -61,14 +61,14 @@ async def test_a_turn_just_under_the_limit_runs(user, agent, fake, settings):
     settings.BUDGET_USER_MONTHLY_TOKENS = 100
     await sync_to_async(spend)(user, 99)
     fake.script(Reply(text=["Hi."]))
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="hi", agent_slug="helper")
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="hi", agent_slug="helper")
     frames = await run_plan(plan)
     assert frames[-1]["type"] == "result" and frames[-1]["status"] == "complete"
     counter = await UsageCounter.objects.aget(user=user, month=month_start())
     assert counter.total_tokens == 99 + ONE_CHUNK_TOKENS
     # Now over: the next one is refused before the model is reached.
-    with pytest.raises(turns.TurnRefused):
-        await sync_to_async(turns.turn_begin)(user=user, text="again", session_id=plan.session_id)
+    with pytest.raises(runs.TurnRefused):
+        await sync_to_async(runs.turn_begin)(user=user, text="again", session_id=plan.session_id)
     assert len(fake.requests) == 1
 
 
@@ -156,7 +156,7 @@ async def test_a_tool_loop_crossing_the_budget_is_cut_before_its_next_model_call
         Reply(text=["Checking."], tool_uses=[ToolUse("echo", {})], stop_reason="tool_use", output_tokens=30),
         Reply(text=["never asked for"]),
     )
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="go", agent_slug="helper")
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="go", agent_slug="helper")
     plan.request = dataclasses.replace(plan.request, tools=EchoTools(), max_turns=5)
     frames = await run_plan(plan)
 
@@ -185,7 +185,7 @@ async def test_usage_and_cost_equal_the_reported_usage_times_the_prices(user, ag
     await config.asave()
     fake.script(Reply(text=["a", "b"], input_tokens=1000, output_tokens=2000, cache_read_input_tokens=10_000,
                       cache_creation_input_tokens=4000))  # fmt: skip
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="price me", agent_slug="helper")
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="price me", agent_slug="helper")
     await run_plan(plan)
     expected = (Decimal(1000) * 3 + Decimal(2000) * 15 + Decimal(10_000) * Decimal("0.30") + Decimal(4000) * Decimal("3.75")) / 1_000_000
     message = await Message.objects.aget(pk=plan.assistant_message_id)
@@ -212,9 +212,9 @@ async def test_usage_and_cost_equal_the_reported_usage_times_the_prices(user, ag
 
 async def test_a_stopped_answer_counts_what_it_cost_once(user, agent, fake):
     fake.script(Reply(text=["a", "b", "c"], pause_after=1, input_tokens=50))
-    plan = await sync_to_async(turns.turn_begin)(user=user, text="stop me", agent_slug="helper")
+    plan = await sync_to_async(runs.turn_begin)(user=user, text="stop me", agent_slug="helper")
     queue: asyncio.Queue = asyncio.Queue()
-    runner = turns.TurnRunner(plan, listeners=[queue])
+    runner = runs.TurnRunner(plan, listeners=[queue])
     runner.start()
     while (await asyncio.wait_for(queue.get(), 5))["type"] != "text_delta":
         pass

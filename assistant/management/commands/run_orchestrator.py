@@ -19,7 +19,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from assistant.orchestrator import JsonLinesSink, OrchestratorError, OrchestratorOptions, TextSink, run_orchestrator
+from assistant.surfaces.cli import JsonLinesSink, OrchestratorError, OrchestratorOptions, TextSink, run_orchestrator
 
 NOISY_LOGGERS = ("httpx", "httpx2", "httpcore", "mcp", "anthropic", "assistant")
 

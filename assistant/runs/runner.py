@@ -1,0 +1,423 @@
+"""The runner: one task per turn relaying the model loop's events to storage and to listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from agents.models import Message
+from assistant.engine import (
+    LoopFinished,
+    LoopRequest,
+    ModelCallFinished,
+    ModelCallStarted,
+    TextDelta,
+    ThinkingDelta,
+    ToolOutcome,
+    ToolResults,
+    ToolUseRequested,
+    Usage,
+    UsageReported,
+    agent_loop,
+)
+from assistant.llm import LLMError
+from assistant.runs.groups import control_group, session_group
+from assistant.runs.plan import TurnPlan
+from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
+from assistant.tools.mcp import McpStartError
+from assistant.tools.toolset import open_agent_tools
+from audit.services import tool_calls_record
+from config.errors import CodedError
+
+logger = logging.getLogger(__name__)
+
+TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result sent in a `tool_result` event
+
+
+class TurnToolsUnavailable(CodedError):
+    """An MCP server of the agent did not start: the turn ends with this error (code
+    `tool_unavailable`) rather than run without tools the agent's instructions may count on."""
+
+    def __init__(self, message: str):
+        super().__init__("tool_unavailable", message)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+_running: dict[int, TurnRunner] = {}  # session id → runner; also keeps the tasks referenced
+
+
+def running_turn(session_id: int) -> TurnRunner | None:
+    return _running.get(session_id)
+
+
+@dataclass
+class _Pending:
+    text: str = ""
+    thinking: str = ""
+
+
+@dataclass
+class TurnRunner:
+    plan: TurnPlan
+    listeners: list[asyncio.Queue] = field(default_factory=list)  # same-process readers (SSE)
+    # Usage of the model call in progress as reported so far (None between calls), and of the
+    # turn's finished calls: a stopped or failed answer keeps the tokens it already cost.
+    call_usage: Usage | None = field(default=None, init=False)
+    finished_usage: Usage = field(default_factory=Usage, init=False)
+    model_calls: int = field(default=0, init=False)  # started so far (`turns` of a stopped result)
+
+    def __post_init__(self) -> None:
+        self.session_id = self.plan.session_id
+        self.next_seq = self.plan.first_event_seq
+        self.message_id: int | None = self.plan.assistant_message_id
+        self.text = ""
+        self.thinking = ""
+        self.pending = _Pending()
+        self.last_flush = 0.0  # last write of any event (heartbeat)
+        # Last write of coalesced deltas. Kept apart from last_flush: the `session` event is written
+        # just before the model's first delta, and must not make that delta wait a flush interval
+        # (it did: ~45 ms added to every first token, bench/RESULTS.md).
+        self.last_delta_flush = 0.0
+        self.flush_timer: asyncio.Task | None = None
+        self.lock = asyncio.Lock()
+        self.layer = get_channel_layer()
+        self.stop_requested = False
+        self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
+        self.finished = False  # its `result` is being sent: too late to stop it
+        self.loop_task: asyncio.Task | None = None
+        self.task: asyncio.Task | None = None
+        self.done = asyncio.Event()
+
+    # -- lifecycle
+
+    def start(self) -> asyncio.Task:
+        _running[self.session_id] = self
+        self.task = asyncio.create_task(self._run(), name=f"turn-{self.session_id}")
+        return self.task
+
+    def request_stop(self) -> None:
+        if self.finished:
+            return
+        self.stop_requested = True
+        if self.loop_task is not None and not self.loop_task.done():
+            self.loop_task.cancel()
+
+    async def _run(self) -> None:
+        await _stop_listener(self.layer).watch(self.session_id)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            try:
+                await self._emit(
+                    "session",
+                    {
+                        "agent": self.plan.agent_slug,
+                        "title": self.plan.title,
+                        "user_message": {"seq": self.plan.user_message_seq, "text": self.plan.user_text},
+                    },
+                )
+                self.loop_task = asyncio.create_task(self._consume())
+                await self.loop_task
+            except asyncio.CancelledError:
+                # We were cancelled ourselves (a stop cancels only the model loop): process shutdown.
+                if asyncio.current_task().cancelling():
+                    await asyncio.shield(self._finish_error("interrupted", "The server is shutting down."))
+                    raise
+                await self._finish_stopped()
+            except LLMError as exc:
+                await self._finish_error(exc.code, exc.message)
+            except TurnToolsUnavailable as exc:
+                logger.warning("Turn of session %s: %s", self.session_id, exc.message)
+                await self._finish_error(exc.code, exc.message)
+            except Exception:
+                logger.exception("Turn of session %s failed", self.session_id)
+                await self._finish_error("internal_error", "The answer failed because of an internal error.")
+        finally:
+            heartbeat.cancel()
+            await _stop_listener(self.layer).unwatch(self.session_id)
+            if self.flush_timer:
+                self.flush_timer.cancel()
+            _running.pop(self.session_id, None)
+            self.done.set()
+
+    async def _consume(self) -> None:
+        setup = self.plan.tools
+        if setup is None or setup.empty or self.plan.request.tools is not None:
+            await self._relay(self.plan.request)
+            return
+        try:
+            async with open_agent_tools(setup) as tools:
+                await self._relay(dataclasses.replace(self.plan.request, tools=tools))
+        except McpStartError as exc:
+            raise TurnToolsUnavailable(str(exc)) from None
+
+    async def _relay(self, request: LoopRequest) -> None:
+        async for event in agent_loop(request):
+            match event:
+                case TextDelta(text=text):
+                    self.pending.text += text
+                    await self._schedule_flush()
+                case ThinkingDelta(text=text):
+                    self.pending.thinking += text
+                    await self._schedule_flush()
+                case ToolUseRequested(call=call):
+                    await self._emit("tool_use", {"id": call.id, "name": call.name, "input": call.input})
+                case UsageReported(usage=usage):
+                    self.call_usage = usage
+                case ModelCallStarted(turn=turn):
+                    self.call_usage = Usage()
+                    self.model_calls = turn
+                    if turn > 1:
+                        self.message_id = await database_sync_to_async(message_append)(
+                            self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
+                            model=self.plan.request.model.model,
+                        )  # fmt: skip
+                        self.text = self.thinking = ""
+                case ModelCallFinished():
+                    self.call_usage = event.usage  # a stop while this is stored keeps the final count
+                    await self._flush()
+                    await self._persist_now([], self._finished_message_fields(event))
+                    self.finished_usage.add(event.usage)
+                    self.call_usage = None
+                    calls = [b for b in event.content if b.get("type") == "tool_use"]
+                    if event.stop_reason == "tool_use" and calls and request.tools is not None:
+                        # The tools' results, `streaming` while they run: the turn still counts as
+                        # running (one turn per session, the user's limit, the heartbeat), and a stop
+                        # or failure answers each unfinished call here, so the next turn's history
+                        # has a result for every tool_use.
+                        self.pending_calls = {b["id"]: b["name"] for b in calls}
+                        self.message_id = await database_sync_to_async(message_append)(
+                            self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
+                        )
+                case ToolResults(results=results):
+                    names, self.pending_calls = self.pending_calls, {}
+                    await database_sync_to_async(tool_calls_record)(
+                        session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
+                        source="turn",
+                    )  # fmt: skip
+                    await self._persist_now(
+                        [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
+                    )
+                    self.message_id = None  # until the next model call opens its message
+                    for result in results:
+                        await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
+                case LoopFinished():
+                    self.finished = True
+                    await self._emit(
+                        "result",
+                        {
+                            "status": "complete",
+                            "stop_reason": event.stop_reason,
+                            "usage": event.usage.as_dict(),
+                            "turns": event.turns,
+                            "duration_ms": event.duration_ms,
+                        },
+                    )
+
+    @staticmethod
+    def _finished_message_fields(event: ModelCallFinished) -> dict[str, Any]:
+        return {
+            "content": event.content,
+            "status": Message.Status.COMPLETE,
+            "stop_reason": event.stop_reason or "",
+            "model": event.model,
+            **event.usage.as_dict(),
+        }
+
+    @staticmethod
+    def _tool_result_data(result: ToolOutcome, name: str) -> dict[str, Any]:
+        return {"id": result.tool_use_id, "name": name, "is_error": result.is_error,
+                "output": result.content[:TOOL_OUTPUT_PREVIEW]}  # fmt: skip
+
+    async def _answer_pending_calls(self, reason: str) -> bool:
+        """Tool calls cut short by a stop or a failure get an error result each (stored, and sent so
+        clients close them). True when there were some: the open message is their results."""
+        if not self.pending_calls:
+            return False
+        calls, self.pending_calls = self.pending_calls, {}
+        results = [ToolOutcome(call_id, reason, is_error=True) for call_id in calls]
+        await self._persist_now([], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE})
+        for result in results:
+            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
+        return True
+
+    async def _finish_stopped(self) -> None:
+        await self._flush()
+        if not await self._answer_pending_calls("The user stopped the turn before this tool finished."):
+            await self._persist_now(
+                [],
+                {
+                    "status": Message.Status.STOPPED, "stop_reason": "stopped", "content": self._partial_content(),
+                    **self._call_usage_fields(),
+                },
+            )  # fmt: skip
+        usage = Usage()
+        usage.add(self.finished_usage)
+        usage.add(self.call_usage or Usage())
+        await self._emit(
+            "result",
+            {"status": "stopped", "stop_reason": "stopped", "usage": usage.as_dict(), "turns": self.model_calls},
+        )
+
+    async def _finish_error(self, code: str, message: str) -> None:
+        await self._flush()
+        answered = await self._answer_pending_calls(f"The turn ended before this tool finished: {message}")
+        if answered or self.message_id is None:
+            # The error goes on an assistant message of its own after the results (the finished
+            # answer that asked for the tools stays as it was).
+            self.message_id = await database_sync_to_async(message_append)(
+                self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
+                model=self.plan.request.model.model,
+            )  # fmt: skip
+            self.text = ""
+        await self._persist_now(
+            [],
+            {
+                "status": Message.Status.ERROR, "error_code": code, "error_message": message,
+                "content": self._partial_content(), **self._call_usage_fields(),
+            },
+        )  # fmt: skip
+        await self._emit("error", {"code": code, "message": message})
+
+    def _call_usage_fields(self) -> dict[str, int]:
+        """The unfinished call's usage for its message; nothing between calls (a finished call's
+        message already has its own)."""
+        return self.call_usage.as_dict() if self.call_usage is not None else {}
+
+    # -- events
+
+    def _partial_content(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if self.text:
+            blocks.append({"type": "text", "text": self.text})
+        return blocks
+
+    async def _emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Flush pending deltas, then persist and publish one event, in order."""
+        async with self.lock:
+            frames = self._take_pending()
+            frames.append(self._frame(kind, data))
+            await self._persist_and_publish(frames, self._streaming_fields() if len(frames) > 1 else {})
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            frames = self._take_pending()
+            if frames:
+                await self._persist_and_publish(frames, self._streaming_fields())
+
+    async def _schedule_flush(self) -> None:
+        wait = settings.ASSISTANT_FLUSH_INTERVAL - (time.monotonic() - self.last_delta_flush)
+        if wait <= 0:
+            await self._flush()  # leading edge: the first delta after a quiet spell goes out at once
+        elif self.flush_timer is None or self.flush_timer.done():
+            self.flush_timer = asyncio.create_task(self._flush_later(wait))
+
+    async def _flush_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        await self._flush()
+
+    def _take_pending(self) -> list[dict[str, Any]]:
+        frames = []
+        if self.pending.thinking:
+            self.thinking += self.pending.thinking
+            frames.append(self._frame("thinking_delta", {"text": self.pending.thinking}))
+        if self.pending.text:
+            self.text += self.pending.text
+            frames.append(self._frame("text_delta", {"text": self.pending.text}))
+        self.pending = _Pending()
+        if frames:
+            self.last_delta_flush = time.monotonic()
+        return frames
+
+    def _streaming_fields(self) -> dict[str, Any]:
+        return {"content": self._partial_content()}
+
+    def _frame(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        frame = {"type": kind, "session_id": self.session_id, "seq": self.next_seq, **data}
+        self.next_seq += 1
+        return frame
+
+    async def _persist_now(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
+        async with self.lock:
+            await self._persist_and_publish(frames, message_fields)
+
+    async def _persist_and_publish(self, frames: list[dict[str, Any]], message_fields: dict[str, Any]) -> None:
+        events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
+        if self.plan.budget is not None:
+            message_fields = self.plan.budget.priced(message_fields)
+        # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
+        await turn_writer().write(TurnWrite(self.session_id, events, self.message_id, message_fields))
+        self.last_flush = time.monotonic()
+        for frame in frames:
+            for queue in self.listeners:
+                queue.put_nowait(frame)
+            await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
+        if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
+            # A stop that lands while channels-redis publishes can be swallowed by the Redis client
+            # (the model loop then ran on, deaf to it): honour it here.
+            raise asyncio.CancelledError()
+
+    # -- background duties
+
+    async def _heartbeat(self) -> None:
+        """Keep the streaming message fresh while the model is silent, so it isn't taken for stale."""
+        interval = settings.ASSISTANT_STALE_TURN_AFTER / 4
+        while True:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
+                await database_sync_to_async(streaming_message_touch)(self.message_id)
+
+
+class _StopListener:
+    """One channel per process, in the control group of every turn this process runs: a stop
+    asked for on any process reaches the runner here. (One receive loop for all turns, rather
+    than one blocked receive per turn.)"""
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+
+    async def watch(self, session_id: int) -> None:
+        if self.channel is None:
+            # The default prefix: channels-redis runs one receive loop for all of a process's channels.
+            self.channel = await self.layer.new_channel()
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._listen(), name="assistant-stop-listener")
+        await self.layer.group_add(control_group(session_id), self.channel)
+
+    async def unwatch(self, session_id: int) -> None:
+        if self.channel is not None:
+            await self.layer.group_discard(control_group(session_id), self.channel)
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            runner = _running.get(message.get("session_id"))
+            if message.get("type") == "turn.stop" and runner is not None:
+                runner.request_stop()
+
+
+_stop_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # channel layer → listener
+
+
+def _stop_listener(layer) -> _StopListener:
+    listener = _stop_listeners.get(layer)
+    if listener is None:
+        listener = _stop_listeners[layer] = _StopListener(layer)
+    return listener
+
+
+async def turn_start(plan: TurnPlan) -> TurnRunner:
+    runner = TurnRunner(plan)
+    runner.start()
+    return runner

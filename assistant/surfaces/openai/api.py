@@ -1,0 +1,320 @@
+"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`.
+
+For the tools people already use with the OpenAI API (Open WebUI, LibreChat, Continue, the `openai`
+SDK), with a personal API key (`cdk_…`) or an access token as the bearer token.
+
+A chat completion is one turn of the shared turn runner (assistant.runs), like a websocket or SSE
+turn: each request becomes a new session of the user holding the client's earlier messages (in the
+neutral block format), and the last user message runs through `turn_begin` + `TurnRunner`, so the
+agent's system prompt, config and tools, the history, usage accounting and the per-user turn limit
+all apply. Client `system`/`developer` messages are added after the agent's system prompt (the
+agent's instructions come first and can't be replaced by a client).
+
+A client that disconnects stops the turn, streaming or not: nobody can read the rest of the answer
+(an OpenAI client can't resume), and the partial answer is kept in the session marked `stopped`.
+
+Errors before the answer starts are HTTP errors in OpenAI's shape; a streamed answer waits for the
+model's first output before it sends its 200, so an upstream failure at the start is a 502/504 too.
+A failure after that is a final `data: {"error": …}` event (what OpenAI's SDKs raise as APIError).
+The chat view is served on the ASGI path (config/asgi.py), so it can wait and stream without a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import replace
+from typing import Any, AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from agents import selectors as agent_selectors
+from agents import services as agent_services
+from agents.models import AIAgent
+from assistant.surfaces.openai import format as wire
+from assistant import runs
+from assistant.surfaces.openai.format import OpenAIError
+
+KEEPALIVE_SECONDS = 15
+NO_CREDENTIALS = "No API key given: send `Authorization: Bearer cdk_…` (a personal API key) or an access token."
+
+
+def _error_response(error: OpenAIError) -> JsonResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status == 401 else None
+    return JsonResponse(error.body(), status=error.status, headers=headers)
+
+
+# --- who is asking --------------------------------------------------------------------------------
+
+
+def _bearer_authentication_classes() -> list[type]:
+    """The API's authentication classes (settings.REST_FRAMEWORK) but the cookie session's."""
+    return [cls for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES if not issubclass(cls, SessionAuthentication)]
+
+
+def authenticated_user(request: HttpRequest):
+    """The user behind the request's bearer token: a personal API key, a local access token or a
+    provider token. No cookie sessions here (no CSRF to check on a bearer-only API).
+    Raises OpenAIError (401, or 503 when the sign-in provider's keys can't be fetched)."""
+    drf_request = Request(request, authenticators=[cls() for cls in _bearer_authentication_classes()])
+    try:
+        user = drf_request.user
+    except exceptions.APIException as exc:
+        detail = exc.detail.get("detail", exc.detail) if isinstance(exc.detail, dict) else exc.detail
+        if exc.status_code == 401 or isinstance(exc, exceptions.AuthenticationFailed):
+            raise OpenAIError(401, str(detail), code="invalid_api_key") from None
+        raise OpenAIError(exc.status_code, str(detail), type="server_error", code=str(exc.default_code)) from None
+    if user is None or not user.is_authenticated:
+        raise OpenAIError(401, NO_CREDENTIALS, code="invalid_api_key")
+    return user
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+def _model_object(agent: AIAgent) -> dict[str, Any]:
+    return {
+        "id": agent.slug,
+        "object": "model",
+        "created": int(agent.created_at.timestamp()),
+        "owned_by": "organization" if agent.owner_id is None else "user",
+    }
+
+
+def usable_agents(*, user):
+    """The agents a user may talk to: the organization's and their own, active."""
+    return agent_selectors.agent_visible(user=user).prefetch_related(None).filter(is_active=True).order_by("slug", "id")
+
+
+def models_list(request: HttpRequest) -> JsonResponse:
+    """`GET /v1/models`: the agents the caller may use, `id` = the agent's slug."""
+    try:
+        _only(request, "GET")
+        user = authenticated_user(request)
+    except OpenAIError as error:
+        return _error_response(error)
+    return JsonResponse({"object": "list", "data": [_model_object(agent) for agent in usable_agents(user=user)]})
+
+
+def model_detail(request: HttpRequest, model: str) -> JsonResponse:
+    """`GET /v1/models/{model}`: one agent the caller may use."""
+    try:
+        _only(request, "GET")
+        user = authenticated_user(request)
+        agent = usable_agents(user=user).filter(slug=model).first()
+        if agent is None:
+            raise _model_not_found(model)
+    except OpenAIError as error:
+        return _error_response(error)
+    return JsonResponse(_model_object(agent))
+
+
+def _only(request: HttpRequest, method: str) -> None:
+    if request.method != method:
+        raise OpenAIError(405, f"Method {request.method} is not allowed here; use {method}.", code="method_not_allowed")
+
+
+def _model_not_found(model: str) -> OpenAIError:
+    return OpenAIError(
+        404, f"The model `{model}` does not exist or you do not have access to it (see GET /v1/models).",
+        code="model_not_found", param="model",
+    )  # fmt: skip
+
+
+# --- chat completions -----------------------------------------------------------------------------
+
+
+def chat_turn_begin(*, user, chat: wire.ChatRequest) -> runs.TurnPlan:
+    """A new session of `user` with the agent `chat.model` holding the client's earlier messages,
+    and the turn answering the last one, planned (runs.turn_begin) with the client's options.
+    All in one transaction: a refused turn (too many running, say) leaves no session behind.
+    Raises OpenAIError."""
+    prompt = chat.prompt
+    title = (f"[{chat.user}] " if chat.user else "") + prompt.strip().replace("\n", " ")[:80]
+    try:
+        with transaction.atomic():
+            agent = agent_selectors.agent_get_by_slug(user=user, slug=chat.model)
+            if agent is None or not agent.is_active:
+                raise _model_not_found(chat.model)
+            try:
+                session = agent_services.session_create(owner=user, agent=agent, title=title[:255])
+            except ValidationError as exc:  # the agent needs custom properties, which this API can't give
+                raise OpenAIError(400, "; ".join(exc.messages), code="invalid_value", param="model") from None
+            for role, blocks in chat.history:
+                if blocks:
+                    agent_services.message_append(session=session, role=role, content=blocks)
+            plan = runs.turn_begin(user=user, text=prompt, session_id=session.pk)
+    except runs.TurnRefused as refused:
+        raise OpenAIError.from_code(refused.code, refused.message) from None
+    request = plan.request
+    model = request.model
+    if chat.max_tokens is not None:
+        model = replace(model, max_tokens=min(model.max_tokens, chat.max_tokens))
+    system = "\n\n".join(part for part in (request.system, chat.system) if part)
+    plan.request = replace(request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences)
+    return plan
+
+
+def _chat_prepare(request: HttpRequest) -> tuple[wire.ChatRequest, runs.TurnPlan]:
+    user = authenticated_user(request)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
+        # checked by Django's `request.body`, which would read it whole.
+        raw = request.read(limit + 1) if limit is not None else request.read()
+    except RequestDataTooBig:
+        raw = None
+    if raw is None or (limit is not None and len(raw) > limit):
+        raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
+    chat = wire.parse_chat_request(wire.parse_body(raw))
+    return chat, chat_turn_begin(user=user, chat=chat)
+
+
+class _Relay:
+    """Reads one turn's events from its runner (same process) for one HTTP answer."""
+
+    def __init__(self, plan: runs.TurnPlan, chat: wire.ChatRequest) -> None:
+        self.chat = chat
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.runner = runs.TurnRunner(plan, listeners=[self.queue])
+        self.completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.text_started = False
+        self.tool_since_text = False  # a tool ran since the last text: the next text starts a new paragraph
+
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop_if_running(self) -> None:
+        if not self.runner.done.is_set():
+            self.runner.request_stop()  # the client left: keep what was said as `stopped`
+
+    def text_of(self, frame: dict[str, Any]) -> str:
+        """The text a frame adds to the answer ('' for other frames). Text of the agent's next model
+        call (after a tool ran) starts a new paragraph."""
+        if frame["type"] == "tool_use":
+            self.tool_since_text = self.text_started
+            return ""
+        if frame["type"] != "text_delta" or not frame["text"]:
+            return ""
+        text = frame["text"]
+        if self.tool_since_text:
+            text = "\n\n" + text
+            self.tool_since_text = False
+        self.text_started = True
+        return text
+
+    async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    def chunk(self, **fields: Any) -> dict[str, Any]:
+        return wire.chunk(
+            completion_id=self.completion_id, created=self.created, model=self.chat.model,
+            with_usage_field=self.chat.include_usage, **fields,
+        )  # fmt: skip
+
+
+def _error_of(frame: dict[str, Any]) -> OpenAIError:
+    return OpenAIError.from_code(frame["code"], frame["message"])
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {payload}\n\n".encode()
+
+
+async def _stream(relay: _Relay, first: dict[str, Any]) -> AsyncIterator[bytes]:
+    """The answer as `chat.completion.chunk` events, starting with `first`, the first frame after
+    the turn's `session` frame (already read, to choose the status)."""
+    try:
+        yield _sse(relay.chunk(delta={"role": "assistant", "content": ""}))
+        frame = first
+        while True:
+            if frame["type"] == "error":
+                yield _sse(_error_of(frame).body())
+                yield _sse("[DONE]")
+                return
+            if frame["type"] == "result":
+                yield _sse(relay.chunk(finish=wire.finish_reason(frame.get("stop_reason"))))
+                if relay.chat.include_usage:
+                    yield _sse(relay.chunk(usage=wire.openai_usage(frame.get("usage") or {})))
+                yield _sse("[DONE]")
+                return
+            text = relay.text_of(frame)
+            if text:
+                yield _sse(relay.chunk(delta={"content": text}))
+            try:
+                frame = await relay.next_frame(KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield b": keep-alive\n\n"  # an agent's tool may run long; proxies must not time out
+                frame = {"type": "keepalive"}
+    finally:
+        relay.stop_if_running()
+
+
+async def _first_answer_frame(relay: _Relay) -> dict[str, Any]:
+    while True:
+        frame = await relay.next_frame()
+        if frame["type"] != "session":
+            return frame
+
+
+async def _whole_answer(relay: _Relay) -> JsonResponse:
+    text = []
+    while True:
+        frame = await relay.next_frame()
+        if frame["type"] == "error":
+            return _error_response(_error_of(frame))
+        if frame["type"] == "result":
+            body = wire.completion(
+                completion_id=relay.completion_id, created=relay.created, model=relay.chat.model, text="".join(text),
+                stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {},
+            )  # fmt: skip
+            return JsonResponse(body)
+        text.append(relay.text_of(frame))
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest):
+    """`POST /v1/chat/completions`: `model` is an agent's slug; see the module's docstring."""
+    try:
+        _only(request, "POST")
+        # As Django runs a sync view: in the request's thread-sensitive context, whose database
+        # connection Django's request signals close (channels' database_sync_to_async would close
+        # the caller's connection too: the test's own, in process).
+        chat, plan = await sync_to_async(_chat_prepare, thread_sensitive=True)(request)
+    except OpenAIError as error:
+        return _error_response(error)
+    relay = _Relay(plan, chat)
+    relay.start()
+    streaming = False
+    try:
+        if not chat.stream:
+            response = await _whole_answer(relay)
+        else:
+            first = await _first_answer_frame(relay)
+            if first["type"] == "error":
+                response = _error_response(_error_of(first))
+            else:
+                response = StreamingHttpResponse(_stream(relay, first), content_type="text/event-stream; charset=utf-8")
+                response["Cache-Control"] = "no-cache"
+                response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
+                streaming = True
+    finally:
+        # Django cancels an async view whose client disconnects: the turn stops with it. (A streamed
+        # answer's generator takes over that duty once it is handed out.)
+        if not streaming:
+            relay.stop_if_running()
+    response["X-Session-ID"] = str(plan.session_id)
+    return response

@@ -1,0 +1,257 @@
+"""The assistant's websocket, `/ws/assistant/`.
+
+Client → server (JSON):
+    {"type": "start", "message": "...", "agent": "<slug>"}              new session with that agent
+    {"type": "start", "message": "...", "session_id": 12}               next turn of a session
+    {"type": "stop", "session_id": 12}                                  stop the running turn
+    {"type": "resume", "session_id": 12, "after_seq": 40}               events after seq 40, then live
+    {"type": "resume", "session_id": 12}                                the latest turn from its start, then live
+    {"type": "ping"}
+Server → client: the turn events (`session`, `text_delta`, `thinking_delta`, `tool_use`, `tool_result`,
+`result`, `error`), each with `session_id` and `seq`; plus `resumed` (after a replay: the last seq sent
+and whether a turn is running), `pong`, and `error` frames with `seq: null` for refused requests.
+
+The socket only watches turns; it doesn't own them. Closing it leaves the turn running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from assistant import runs
+from config import untrusted
+from accounts.sockets import JWT_SUBPROTOCOL, socket_groups
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_MESSAGE_TOO_BIG = 1009
+TERMINAL_EVENTS = frozenset({"result", "error"})
+
+
+def _error_frame(code: str, message: str, session_id: int | None = None) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "session_id": session_id, "seq": None}
+
+
+def _int_field(content: dict[str, Any], name: str, *, required: bool) -> int | None:
+    value = content.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= untrusted.MAX_DB_INT:
+        raise runs.TurnRefused("invalid", f"`{name}` must be a non-negative integer (64-bit).")
+    return value
+
+
+class AssistantConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.subscriptions: dict[int, int] = {}  # session id → last seq sent
+        # Turns being watched and not finished yet: session id → when a frame of it was last sent.
+        self.open_turns: dict[int, float] = {}
+        # Frames go out in seq order, once: the gap watch and the channel-layer handler take turns.
+        self.send_lock = asyncio.Lock()
+        self.expiry: asyncio.Task | None = None
+        self.gap_watch: asyncio.Task | None = None
+        expires_at = self.scope.get("auth_expires_at")
+        token_used = JWT_SUBPROTOCOL in (self.scope.get("subprotocols") or [])
+        # Accept before refusing, so the client can read the close code (a refused handshake is opaque).
+        await self.accept(subprotocol=JWT_SUBPROTOCOL if token_used else None)
+        if not self.user or not self.user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        # Its user's group, and its browser session's for a cookie socket: ending those sessions
+        # (password change, deactivation, logout) closes this socket, from any process.
+        self.auth_groups = socket_groups(self.scope)
+        for group in self.auth_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        if expires_at:
+            self.expiry = asyncio.create_task(self._close_when_token_expires(expires_at))
+        self.gap_watch = asyncio.create_task(self._watch_for_gaps())
+
+    async def disconnect(self, code: int) -> None:
+        for task in (getattr(self, "expiry", None), getattr(self, "gap_watch", None)):
+            if task:
+                task.cancel()
+        for group in getattr(self, "auth_groups", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for session_id in list(self.subscriptions):
+            await self.channel_layer.group_discard(runs.session_group(session_id), self.channel_name)
+        self.subscriptions.clear()
+
+    async def auth_revoked(self, message: dict[str, Any]) -> None:
+        """The user's sessions (or this browser session) ended: say why, then close."""
+        reason = message.get("reason") or "Session ended."
+        await self.send_json(_error_frame("session_revoked", reason))
+        await self.close(code=CLOSE_UNAUTHENTICATED, reason=reason[:120])
+
+    async def _close_when_token_expires(self, expires_at: int) -> None:
+        await asyncio.sleep(max(0, expires_at - time.time()))
+        await self.send_json(_error_frame("token_expired", "The access token expired; reconnect with a new one."))
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+
+    # -- client messages
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        frame = text_data if text_data is not None else bytes_data or b""
+        limit = settings.ASSISTANT_MAX_FRAME_BYTES
+        # daphne closes the socket before a frame this big gets here (`manage.py run` gives it the
+        # same limit); this is for other servers.
+        size = len(frame)
+        if isinstance(frame, str) and size > limit // 4:  # else within the limit even at 4 bytes a character
+            size = len(frame.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG, reason=f"Frames are limited to {limit} bytes.")
+            return
+        try:
+            content = untrusted.parse_json(frame)
+        except untrusted.UnsafeInput as unsafe:  # nested too deeply, NUL characters, lone surrogates…
+            where = f"`{unsafe.where()}`: " if unsafe.path else ""
+            await self.send_json(_error_frame("invalid", f"{where}{unsafe.message}"))
+            return
+        except ValueError:
+            await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs) -> None:
+        if not isinstance(content, dict):
+            await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
+            return
+        kind = content.get("type")
+        handlers = {"start": self._start, "stop": self._stop, "resume": self._resume, "ping": self._ping}
+        handler = handlers.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, ping."))
+            return
+        try:
+            await handler(content)
+        except runs.TurnRefused as refused:
+            session_id = content.get("session_id") if isinstance(content.get("session_id"), int) else None
+            await self.send_json(_error_frame(refused.code, refused.message, session_id))
+
+    async def _start(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=False)
+        agent = content.get("agent")
+        message = content.get("message")
+        custom_properties = content.get("custom_properties")
+        if not isinstance(message, str):
+            raise runs.TurnRefused("invalid", "`message` must be a string.")
+        if session_id is None and not isinstance(agent, str):
+            raise runs.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
+        if custom_properties is not None and not isinstance(custom_properties, dict):
+            raise runs.TurnRefused("invalid", "`custom_properties` must be an object.")
+        plan = await runs.turn_begin_async(
+            user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
+        )
+        await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
+        self.open_turns[plan.session_id] = time.monotonic()
+        await runs.turn_start(plan)
+
+    async def _stop(self, content: dict[str, Any]) -> None:
+        await runs.turn_stop(user=self.user, session_id=_int_field(content, "session_id", required=True))
+
+    async def _resume(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=True)
+        after_seq = _int_field(content, "after_seq", required=False)
+        # Subscribe first, then read: whatever is published meanwhile is either already stored
+        # (persist-then-publish) or arrives live; the seq filter drops what was read twice.
+        await self._subscribe(session_id, last_seq=None)
+        async with self.send_lock:
+            try:
+                events = await database_sync_to_async(runs.turn_events_after)(
+                    user=self.user, session_id=session_id, after_seq=after_seq
+                )
+                running = await database_sync_to_async(runs.turn_is_running)(user=self.user, session_id=session_id)
+            except runs.TurnRefused:
+                await self._unsubscribe(session_id)
+                raise
+            for event in events:
+                await self.send_json(event)
+            last = events[-1]["seq"] if events else (after_seq or 0)
+            self.subscriptions[session_id] = max(last, self.subscriptions.get(session_id) or 0)
+            if running:
+                self.open_turns[session_id] = time.monotonic()
+            await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running})
+
+    async def _ping(self, content: dict[str, Any]) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def _subscribe(self, session_id: int, *, last_seq: int | None) -> None:
+        if session_id not in self.subscriptions:
+            await self.channel_layer.group_add(runs.session_group(session_id), self.channel_name)
+        self.subscriptions[session_id] = last_seq if last_seq is not None else self.subscriptions.get(session_id, 0)
+
+    async def _unsubscribe(self, session_id: int) -> None:
+        self.subscriptions.pop(session_id, None)
+        self.open_turns.pop(session_id, None)
+        await self.channel_layer.group_discard(runs.session_group(session_id), self.channel_name)
+
+    # -- group messages
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels hops to the process's one database thread before every handler, to close stale
+        # connections: for turn events, thousands of hops a second with many sockets open, queued with
+        # the turns' writes (bench/RESULTS.md). `turn_event` reaches the database only through
+        # database_sync_to_async, which closes stale connections itself.
+        if message["type"] == "turn.event":
+            await self.turn_event(message)
+        else:
+            await super().dispatch(message)
+
+    async def turn_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        session_id = event["session_id"]
+        async with self.send_lock:
+            last = self.subscriptions.get(session_id)
+            if last is None or event["seq"] <= last:
+                return  # not watching, or already sent from the database
+            if event["seq"] > last + 1:
+                # The channel layer dropped something (a full channel drops silently): fill the gap
+                # from the database, where every published event already is.
+                missed = await database_sync_to_async(runs.turn_events_after)(
+                    user=self.user, session_id=session_id, after_seq=last
+                )
+                for frame in missed:
+                    if frame["seq"] < event["seq"]:
+                        await self._send_turn_frame(frame)
+            await self._send_turn_frame(event)
+
+    async def _send_turn_frame(self, frame: dict[str, Any]) -> None:
+        session_id = frame["session_id"]
+        await self.send_json(frame)
+        self.subscriptions[session_id] = frame["seq"]
+        if frame["type"] in TERMINAL_EVENTS:
+            self.open_turns.pop(session_id, None)
+        elif session_id in self.open_turns:
+            self.open_turns[session_id] = time.monotonic()
+
+    async def _watch_for_gaps(self) -> None:
+        """A turn of which nothing arrived for ASSISTANT_GAP_CHECK_INTERVAL seconds: send what the
+        database has after the last frame sent. The channel layer can lose messages (a full channel,
+        an expired message, a Redis hiccup) and a lost last frame is followed by nothing that would
+        reveal the gap; events are stored before they are published, so the database has them."""
+        interval = settings.ASSISTANT_GAP_CHECK_INTERVAL
+        while True:
+            await asyncio.sleep(interval / 2)
+            for session_id, last_sent_at in list(self.open_turns.items()):
+                if time.monotonic() - last_sent_at < interval:
+                    continue
+                async with self.send_lock:
+                    last = self.subscriptions.get(session_id)
+                    if last is None or session_id not in self.open_turns:
+                        continue
+                    self.open_turns[session_id] = time.monotonic()  # checked now
+                    try:
+                        missed = await database_sync_to_async(runs.turn_events_after)(
+                            user=self.user, session_id=session_id, after_seq=last
+                        )
+                    except runs.TurnRefused:  # the session is gone
+                        self.open_turns.pop(session_id, None)
+                        continue
+                    for frame in missed:
+                        if frame["seq"] > self.subscriptions.get(session_id, 0):
+                            await self._send_turn_frame(frame)

@@ -1,0 +1,1 @@
+"""The run: planning, the runner, the writer, limits, history, sweeps."""

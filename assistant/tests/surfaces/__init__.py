@@ -1,0 +1,1 @@
+"""The surfaces: websocket, SSE, run API, OpenAI-compatible API, chat page, CLI."""

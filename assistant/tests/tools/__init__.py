@@ -1,0 +1,1 @@
+"""Tools: the sandbox, MCP servers, built-in workspace tools."""

@@ -1,0 +1,10 @@
+"""Tools: what an agent's turn may run, and how it is kept in bounds.
+
+- `toolset`: what a turn may use (the agent's integrations as MCP servers, workspace tools, `allowed_tools`),
+  decided within the trust rules, and opening them for one turn as the engine's ToolRunner
+- `mcp`: MCP servers (stdio, SSE, streamable HTTP): configuration, start-up, calls
+- `workspace`: the built-in file and shell tools, confined to one workspace directory
+- `sandbox`: `run_shell` for server-side turns, inside bubblewrap
+
+Imports `engine` (the ToolCall/ToolOutcome vocabulary) and `config`; never `runs` nor a surface.
+"""
