@@ -26,7 +26,7 @@ RUN = "/api/v1/agents/helper/run"
 
 @pytest.fixture
 def lookup_tool(monkeypatch):
-    monkeypatch.setattr(turns, "turn_begin", with_lookup_tool(runs.turn_begin))
+    monkeypatch.setattr(runs, "turn_begin", with_lookup_tool(runs.turn_begin))
 
 
 class Client:
