@@ -67,6 +67,9 @@ def _close_connections_of_the_sync_thread(django_db_setup):
     from django.db import connections
 
     asyncio.run(sync_to_async(connections.close_all)())
+    from config.threads import close_connections_on_lanes
+
+    close_connections_on_lanes()
 
 
 @pytest.fixture

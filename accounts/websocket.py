@@ -11,12 +11,12 @@ groups of accounts.sockets, so ending a session closes them.
 from __future__ import annotations
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
 from accounts.authentication import api_key_for_socket, user_for_access_token
 from accounts.services import API_KEY_PREFIX
 from accounts.sockets import token_from_subprotocols
+from config.threads import run_sync
 
 
 class _TokenAuthMiddleware:
@@ -27,10 +27,10 @@ class _TokenAuthMiddleware:
         token = token_from_subprotocols(scope.get("subprotocols") or [])
         if token is not None and token.startswith(API_KEY_PREFIX):
             # A personal API key in the token's place (tools that hold a key, not a JWT).
-            user, expires_at, api_key_id = await database_sync_to_async(api_key_for_socket)(token)
+            user, expires_at, api_key_id = await run_sync(api_key_for_socket, token)
             scope = {**scope, "user": user or AnonymousUser(), "auth_expires_at": expires_at, "api_key_id": api_key_id}
         elif token is not None:
-            user, expires_at = await database_sync_to_async(user_for_access_token)(token)
+            user, expires_at = await run_sync(user_for_access_token, token)
             scope = {**scope, "user": user or AnonymousUser(), "auth_expires_at": expires_at}
         return await self.inner(scope, receive, send)
 

@@ -13,9 +13,11 @@ import re
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
 
-django_asgi_application = get_asgi_application()  # sets Django up before the imports below
+django.setup(set_prefix=False)  # before the imports below (as get_asgi_application does)
+
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -24,6 +26,7 @@ from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
 from config.middleware import api_path_without_slash  # noqa: E402
 from config.startup import freeze_startup_heap, start_serving_duties  # noqa: E402
+from config.threads import async_threads  # noqa: E402
 from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from accounts.websocket import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
@@ -33,6 +36,20 @@ STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/ch
 # …and those with an id in them: the run API and a session's event stream, and its stop (which
 # must reach the turn runners of this process's event loop: assistant/surfaces/run_api.py).
 STREAMING_HTTP_PATTERN = re.compile(r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop))")
+
+
+class LaneASGIHandler(ASGIHandler):
+    """Django's ASGI handler, running each request's sync parts (signals, sync middleware and views) on
+    one of the process's lanes (config/threads.py) instead of a thread made for the request."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        async with async_threads().request_context():
+            await self.handle(scope, receive, send)
+
+
+django_asgi_application = LaneASGIHandler()
 
 
 class HttpRouter:

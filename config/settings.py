@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import tempfile
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -123,6 +125,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The test database is a file too, not Django's shared-cache memory database: turns' database work
+    # runs on several threads (config/threads.py), which must meet WAL and the busy timeout as they do in
+    # production (a shared-cache memory database answers concurrent writers "database table is locked").
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"conduit-test-{os.getpid()}.sqlite3"),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with the per-request health check answered by the socket when it shows
@@ -302,6 +310,12 @@ SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
 SERVER_CPU_AFFINITY = env.bool("CPU_AFFINITY", default=False)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
+# Threads that run the sync (database) work of turns, websockets and streaming requests in each process
+# (config/threads.py). With WSGI_THREADS they bound a process's database connections:
+# WSGI_THREADS + ASYNC_THREADS + 1.
+ASYNC_THREADS = env.int("ASYNC_THREADS", default=4)
+if ASYNC_THREADS < 1 or WSGI_THREADS < 1:
+    raise ImproperlyConfigured("WSGI_THREADS and ASYNC_THREADS must be at least 1.")
 
 # --- agents -----------------------------------------------------------------------------------
 # Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key

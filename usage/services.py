@@ -19,7 +19,6 @@ from datetime import date, datetime, timezone as dt_timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -27,6 +26,7 @@ from django.utils import timezone
 
 from assistant.llm import LLMError
 from usage.models import Budget, UsageCounter
+from config.threads import run_sync
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 MILLION = Decimal(1_000_000)
@@ -291,7 +291,7 @@ class TurnBudget:
     async def before_model_call(self, turn: int) -> None:
         if turn == 1:
             return  # turn_begin has just checked, in the transaction that planned the turn
-        await database_sync_to_async(budget_check)(self.user_id)
+        await run_sync(budget_check, self.user_id)
 
 
 def turn_budget(*, user_id: int, config_id: int | None) -> TurnBudget:

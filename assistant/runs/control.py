@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db.models import Max
 
@@ -13,6 +12,7 @@ from assistant.models import TurnEvent
 from assistant.runs.groups import control_group
 from assistant.runs.plan import TurnRefused
 from assistant.runs.runner import running_turn
+from config.threads import run_sync
 
 
 def _owned_session(user, session_id: int) -> UserAgentSession:
@@ -29,7 +29,7 @@ def turn_is_running(*, user, session_id: int) -> bool:
 
 async def turn_stop(*, user, session_id: int) -> None:
     """Ask the runner of this session's turn to stop, whichever process it runs in."""
-    if not await database_sync_to_async(turn_is_running)(user=user, session_id=session_id):
+    if not await run_sync(turn_is_running, user=user, session_id=session_id):
         raise TurnRefused("no_turn", "No turn is running in this session.")
     runner = running_turn(session_id)
     if runner is not None:

@@ -8,7 +8,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -28,6 +27,7 @@ from assistant.tools.mcp import McpConfigError
 from assistant.tools.toolset import ToolSetup, tool_setup_for
 from config.errors import CodedError
 from usage.services import BudgetExceeded, TurnBudget, turn_budget
+from config.threads import run_sync
 
 
 class TurnRefused(CodedError):
@@ -202,4 +202,4 @@ async def turn_begin_async(**kwargs: Any) -> TurnPlan:
     if slots is None:
         slots = _turn_begin_slots[loop] = asyncio.Semaphore(TURN_BEGINS_AT_ONCE)
     async with slots:
-        return await database_sync_to_async(turn_begin)(**kwargs)
+        return await run_sync(turn_begin, **kwargs)

@@ -10,7 +10,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -37,6 +36,7 @@ from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
 from audit.services import tool_calls_record
 from config.errors import CodedError
+from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,8 @@ class TurnRunner:
                     self.call_usage = Usage()
                     self.model_calls = turn
                     if turn > 1:
-                        self.message_id = await database_sync_to_async(message_append)(
+                        self.message_id = await run_sync(
+                            message_append,
                             self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
                             model=self.plan.request.model.model,
                         )  # fmt: skip
@@ -195,12 +196,14 @@ class TurnRunner:
                         # or failure answers each unfinished call here, so the next turn's history
                         # has a result for every tool_use.
                         self.pending_calls = {b["id"]: b["name"] for b in calls}
-                        self.message_id = await database_sync_to_async(message_append)(
+                        self.message_id = await run_sync(
+                            message_append,
                             self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
                         )
                 case ToolResults(results=results):
                     names, self.pending_calls = self.pending_calls, {}
-                    await database_sync_to_async(tool_calls_record)(
+                    await run_sync(
+                        tool_calls_record,
                         session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
                         source="turn",
                     )  # fmt: skip
@@ -274,7 +277,8 @@ class TurnRunner:
         if answered or self.message_id is None:
             # The error goes on an assistant message of its own after the results (the finished
             # answer that asked for the tools stays as it was).
-            self.message_id = await database_sync_to_async(message_append)(
+            self.message_id = await run_sync(
+                message_append,
                 self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
                 model=self.plan.request.model.model,
             )  # fmt: skip
@@ -374,7 +378,7 @@ class TurnRunner:
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
-                await database_sync_to_async(streaming_message_touch)(self.message_id)
+                await run_sync(streaming_message_touch, self.message_id)
 
 
 class _StopListener:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +24,7 @@ from django.utils import timezone
 from agents.models import Message, UserAgentSession
 from assistant.models import TurnEvent
 from assistant.runs.groups import session_group
+from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def stale_turns_settle(*, session_id: int | None = None, limit: int = 100) -> li
 
 async def stale_turns_sweep() -> int:
     """One sweep: settle stale turns, then publish their final frames to the sessions' watchers."""
-    frames = await database_sync_to_async(stale_turns_settle)()
+    frames = await run_sync(stale_turns_settle)
     layer = get_channel_layer()
     for frame in frames:
         logger.warning("Turn of session %s was left streaming by a dead process: closed as interrupted", frame["session_id"])

@@ -8,7 +8,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,6 +15,7 @@ from agents import services as agent_services
 from agents.models import Message, UserAgentSession
 from assistant.models import TurnEvent
 from usage.services import message_usage_stored
+from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def message_append(session_id: int, **fields) -> int:
 class TurnWriter:
     """Stores the flushes of all the turns a process runs, many per transaction ("group commit").
 
-    `database_sync_to_async` runs a process's database calls on one thread, one after another: with
+    Database calls of async code run on a few threads (config/threads.py), one after another on each: with
     each of a thousand streams writing its own flush in its own transaction, the flushes queued up
     behind each other and deltas arrived seconds late (bench/RESULTS.md). A runner hands its flush
     to the writer of its event loop and waits; the writer takes everything queued and stores it in
@@ -121,7 +121,7 @@ class TurnWriter:
         while self.queue:
             batch, self.queue = self.queue, []
             try:
-                errors = await database_sync_to_async(_persist_batch)([write for write, _ in batch])
+                errors = await run_sync(_persist_batch, [write for write, _ in batch])
             except asyncio.CancelledError:  # the process is stopping: nobody may wait forever
                 for _, done in batch + self.queue:
                     done.cancel()

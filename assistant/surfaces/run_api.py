@@ -13,10 +13,10 @@ the stop so it reaches the runners of this process's event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, AsyncIterator
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -34,6 +34,7 @@ from assistant import runs
 from assistant import wire
 from config import untrusted
 from config.errors import error_response
+from config.threads import run_sync
 
 KEEPALIVE_SECONDS = 15
 
@@ -236,7 +237,7 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None, stor
     channel = await layer.new_channel()
     group = runs.session_group(session_id)
     await layer.group_add(group, channel)
-    events_after = database_sync_to_async(runs.turn_events_after)
+    events_after = functools.partial(run_sync, runs.turn_events_after)
     try:
         check_database = True
         while True:
@@ -247,7 +248,7 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None, stor
                     last = frame["seq"]
                 if missed and missed[-1]["type"] in wire.TERMINAL_EVENTS:
                     return
-                running = await database_sync_to_async(runs.turn_is_running)(user=user, session_id=session_id)
+                running = await run_sync(runs.turn_is_running, user=user, session_id=session_id)
                 if not missed and not running:
                     return  # nothing running (or its runner died: the stale-turn sweep closes it)
             try:

@@ -20,13 +20,13 @@ import asyncio
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from assistant import runs
 from config import untrusted
 from accounts.sockets import JWT_SUBPROTOCOL, socket_groups
+from config.threads import run_sync
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -162,10 +162,11 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         await self._subscribe(session_id, last_seq=None)
         async with self.send_lock:
             try:
-                events = await database_sync_to_async(runs.turn_events_after)(
+                events = await run_sync(
+                    runs.turn_events_after,
                     user=self.user, session_id=session_id, after_seq=after_seq
                 )
-                running = await database_sync_to_async(runs.turn_is_running)(user=self.user, session_id=session_id)
+                running = await run_sync(runs.turn_is_running, user=self.user, session_id=session_id)
             except runs.TurnRefused:
                 await self._unsubscribe(session_id)
                 raise
@@ -196,7 +197,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         # Channels hops to the process's one database thread before every handler, to close stale
         # connections: for turn events, thousands of hops a second with many sockets open, queued with
         # the turns' writes (bench/RESULTS.md). `turn_event` reaches the database only through
-        # database_sync_to_async, which closes stale connections itself.
+        # run_sync, which checks the lane's connection itself.
         if message["type"] == "turn.event":
             await self.turn_event(message)
         else:
@@ -212,7 +213,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             if event["seq"] > last + 1:
                 # The channel layer dropped something (a full channel drops silently): fill the gap
                 # from the database, where every published event already is.
-                missed = await database_sync_to_async(runs.turn_events_after)(
+                missed = await run_sync(
+                    runs.turn_events_after,
                     user=self.user, session_id=session_id, after_seq=last
                 )
                 for frame in missed:
@@ -246,7 +248,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
                         continue
                     self.open_turns[session_id] = time.monotonic()  # checked now
                     try:
-                        missed = await database_sync_to_async(runs.turn_events_after)(
+                        missed = await run_sync(
+                            runs.turn_events_after,
                             user=self.user, session_id=session_id, after_seq=last
                         )
                     except runs.TurnRefused:  # the session is gone

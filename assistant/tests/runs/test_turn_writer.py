@@ -17,22 +17,16 @@ from assistant.models import TurnEvent
 from assistant.runs.writer import TurnWrite, TurnWriter
 from assistant.tests.conftest import connect, frames_until, texts, wait_for_message_status
 from config.testing.fake_anthropic import Reply
+from config.testing.statements import statements_recorded
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-async def statements():
-    """The SQL run on the database thread (where database_sync_to_async runs) during the test."""
-    seen: list[str] = []
-
-    def record(execute, sql, params, many, context):
-        seen.append(sql)
-        return execute(sql, params, many, context)
-
-    await database_sync_to_async(lambda: connection.execute_wrappers.append(record))()
-    yield seen
-    await database_sync_to_async(lambda: connection.execute_wrappers.remove(record))()
+def statements():
+    """The SQL run during the test, on whichever thread (the writer's run on the async lanes)."""
+    with statements_recorded() as seen:
+        yield seen
 
 
 def streaming_message(user, agent) -> Message:
