@@ -6,6 +6,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAut
 from django.utils.functional import SimpleLazyObject
 
 from audit.services import client_ip
+from config.loop_middleware import OnTheLoop
 
 # Marks the auditlog context this middleware sets (auditlog's own contexts carry ("set_actor", time)).
 REQUEST_CONTEXT = "audit.request"
@@ -16,7 +17,7 @@ def _actor(request):
     return user if isinstance(user, get_user_model()) and user.is_authenticated else None
 
 
-class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
+class AuthenticationMiddleware(OnTheLoop, DjangoAuthenticationMiddleware):
     """Django's authentication middleware, which also gives django-auditlog its actor (what its own
     AuditlogMiddleware does), as one middleware: each one adds stack frames, and a deeply nested
     JSON body is parsed on that stack (agents/tests/test_schema_safety.py sits near the limit).
@@ -27,7 +28,9 @@ class AuthenticationMiddleware(DjangoAuthenticationMiddleware):
     Only the context variable is set per request; the one receiver that copies it onto log entries
     is connected once (`log_entry_from_request`). auditlog's own context manager connects and
     disconnects a receiver on every request, which takes the signal's lock and empties its cache
-    for every model's saves, and keys it by `time.time()`, which two threads can share."""
+    for every model's saves, and keys it by `time.time()`, which two threads can share.
+
+    Its hooks run on the event loop on the ASGI path (config/loop_middleware.py): the user is lazy."""
 
     def process_request(self, request):
         super().process_request(request)

@@ -84,14 +84,15 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     # Before URL resolution: `/api/v1/…/` routed as `/api/v1/…`; NUL in the query string refused.
     "config.middleware.RequestEdgeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
+    # Django's own, whose hooks run on the event loop on the ASGI path (config/loop_middleware.py).
+    "config.loop_middleware.SecurityMiddleware",
+    "config.loop_middleware.SessionMiddleware",
+    "config.loop_middleware.CommonMiddleware",
+    "config.loop_middleware.CsrfViewMiddleware",
     # Django's AuthenticationMiddleware, also telling django-auditlog who changes models (audit/).
     "audit.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.loop_middleware.MessageMiddleware",
+    "config.loop_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -331,7 +332,7 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) or [_ferne
 # The settings fallback for LLM configs without a key / model / base URL of their own.
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
-ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-5")
+ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-sonnet-4-6")
 ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
 # The same for configs with provider "openai" (any OpenAI-compatible Chat Completions endpoint). Empty
 # OPENAI_BASE_URL: OpenAI's public endpoint. The organization's key goes only to the organization's URL.
