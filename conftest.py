@@ -35,14 +35,18 @@ def _workspaces_dir(settings):
 @pytest.fixture(autouse=True)
 def _clear_cache():
     # Throttle counters and cached upstream answers must not leak from one test into the next
-    # (the bots list is also kept in the process for a second: orgproxy.selectors).
+    # (the bots list is also kept in the process for a second: orgproxy.selectors; the agents turns
+    # read, per catalog version: assistant.runs.catalog).
+    from assistant.runs.catalog import turn_catalog
     from orgproxy.selectors import bots_forget
 
     cache.clear()
     bots_forget()
+    turn_catalog.clear()
     yield
     cache.clear()
     bots_forget()
+    turn_catalog.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -494,7 +494,14 @@ class Message(models.Model):
     class Meta:
         ordering = ["session", "seq"]
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="agents_message_session_seq_unique")]
-        # The unique constraint's index serves (session, seq) lookups and "after seq N" ranges.
+        # The unique constraint's index serves (session, seq) lookups and "after seq N" ranges. Answers
+        # still streaming are a handful among millions: every turn start counts the user's (the
+        # concurrency limit) and the sweeps look for stale ones, through this partial index.
+        indexes = [
+            models.Index(
+                fields=["status", "session"], condition=models.Q(status="streaming"), name="agents_message_streaming_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id}#{self.seq} {self.role}"
@@ -526,3 +533,20 @@ class AIAgentVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} v{self.version}"
+
+
+class Catalog(models.Model):
+    """One row whose `version` grows in the transaction of every change to what turns read: agents and
+    their versions, LLM configs, prompts, integrations, budgets and group membership
+    (agents/catalog.py). Each serving process keeps what it resolved until the version moves
+    (assistant/runs/catalog.py), reading only this number at a turn's start."""
+
+    ROW = 1
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "catalog version"
+
+    def __str__(self) -> str:
+        return f"catalog v{self.version}"

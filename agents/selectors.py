@@ -85,10 +85,10 @@ class ResolvedLLMConfig:
     config_name: str = ""
 
 
-def _default_config_for(owner: User | None) -> LLMProviderConfig | None:
+def _default_config_for(owner_id: int | None) -> LLMProviderConfig | None:
     candidates = LLMProviderConfig.objects.filter(is_default=True)
-    if owner is not None:
-        own = candidates.filter(owner=owner).first()
+    if owner_id is not None:
+        own = candidates.filter(owner_id=owner_id).first()
         if own is not None:
             return own
     return candidates.filter(owner__isnull=True).first()
@@ -101,13 +101,14 @@ def _provider_defaults(provider: str) -> tuple[str, str, str]:
     return settings.ANTHROPIC_MODEL, settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL
 
 
-def llm_config_for_agent(agent: AIAgent | None, *, user: User | None = None) -> ResolvedLLMConfig:
-    """agent's config → the default config (the agent owner's, else `user`'s, else the organization's)
-    → settings (ANTHROPIC_*). Empty fields of a config fall back to its provider's settings
-    (ANTHROPIC_* or OPENAI_*)."""
+def llm_config_for_agent(agent: AIAgent | None) -> ResolvedLLMConfig:
+    """agent's config → the default config (a user's agent: its owner's, else the organization's; an
+    organization agent: the organization's only, never the default of the user talking to it, whose
+    endpoint would receive the agent's instructions and drive its tools) → settings (ANTHROPIC_*).
+    Empty fields of a config fall back to its provider's settings (ANTHROPIC_* or OPENAI_*)."""
     config = agent.llm_config if agent is not None and agent.llm_config_id else None
     if config is None:
-        config = _default_config_for(agent.owner if agent is not None and agent.owner_id else user)
+        config = _default_config_for(agent.owner_id if agent is not None else None)
     if config is None:
         return ResolvedLLMConfig(
             provider=LLMProviderConfig.Provider.ANTHROPIC,

@@ -37,7 +37,7 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
             f"Code assistance is not configured: no active agent {settings.CODE_ASSISTANCE_AGENT!r} "
             "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
         )
-    if not runs.model_settings_for(agent, user=user).api_key:
+    if not runs.model_settings_for(agent).api_key:
         raise LLMError(
             "not_configured",
             "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",

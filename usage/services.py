@@ -168,13 +168,19 @@ def message_usage_stored(message_id: int, fields: dict[str, Any]) -> None:
     from agents.models import Message
 
     old = Message.objects.filter(pk=message_id).values(*USAGE_FIELDS, "cost", "session__owner_id").first()
-    if old is None:
+    if old is not None:
+        usage_changed(user_id=old["session__owner_id"], before=old, fields=fields)
+
+
+def usage_changed(*, user_id: int, before: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Count the change of a message's usage from `before` (its usage fields and cost as stored) to
+    `fields` (about to be written), for the user whose message it is. In the writing transaction."""
+    if not any(name in fields for name in USAGE_FIELDS) and "cost" not in fields:
         return
-    delta = {name: int(fields.get(name, old[name]) or 0) - old[name] for name in USAGE_FIELDS}
-    new_cost = fields.get("cost", old["cost"])
-    cost_delta = (new_cost or Decimal(0)) - (old["cost"] or Decimal(0))
+    delta = {name: int(fields.get(name, before.get(name)) or 0) - int(before.get(name) or 0) for name in USAGE_FIELDS}
+    cost_delta = (fields.get("cost", before.get("cost")) or Decimal(0)) - (before.get("cost") or Decimal(0))
     if any(delta.values()) or cost_delta:
-        usage_add(user_id=old["session__owner_id"], usage=delta, cost=cost_delta)
+        usage_add(user_id=user_id, usage=delta, cost=cost_delta)
 
 
 def new_message_usage(*, user_id: int, config_id: int | None, usage: dict[str, int]) -> dict[str, Any]:
@@ -255,10 +261,11 @@ def counters_of(user_id: int, month: date) -> tuple[Spent, Spent]:
     return user, org
 
 
-def budget_check(user_id: int, *, at: datetime | None = None) -> None:
-    """Raise BudgetExceeded if any budget that applies to the user is used up this month."""
+def budget_check(user_id: int, *, limits: Limits | None = None, at: datetime | None = None) -> None:
+    """Raise BudgetExceeded if any budget that applies to the user is used up this month. `limits`:
+    the user's (budget_limits), when the caller has them (turns keep them per catalog version)."""
     month = month_start(at)
-    limits = budget_limits(user_id)
+    limits = budget_limits(user_id) if limits is None else limits
     if not (limits.user_tokens or limits.user_cost or limits.org_tokens or limits.org_cost):
         return
     user, org = counters_of(user_id, month)
@@ -281,6 +288,7 @@ class TurnBudget:
 
     user_id: int
     prices: Prices
+    limits: Limits | None = None
 
     def priced(self, message_fields: dict[str, Any]) -> dict[str, Any]:
         """`message_fields` with the message's cost, when they carry its usage."""
@@ -291,10 +299,4 @@ class TurnBudget:
     async def before_model_call(self, turn: int) -> None:
         if turn == 1:
             return  # turn_begin has just checked, in the transaction that planned the turn
-        await run_sync(budget_check, self.user_id)
-
-
-def turn_budget(*, user_id: int, config_id: int | None) -> TurnBudget:
-    """Check the user's budgets (BudgetExceeded if used up) and return the turn's budget."""
-    budget_check(user_id)
-    return TurnBudget(user_id=user_id, prices=prices_for_config(config_id))
+        await run_sync(budget_check, self.user_id, limits=self.limits)

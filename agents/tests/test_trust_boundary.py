@@ -90,13 +90,13 @@ def test_no_turn_sends_the_organization_key_to_a_users_url(org_key, user, settin
             runs.turn_begin(user=user, text="hello", agent_slug="mine")
         assert refused.value.code == "not_configured" and "own API key" in refused.value.message
         assert users_endpoint.requests == []
-    assert runs.model_settings_for(AIAgent.objects.get(slug="mine"), user=user).api_key != org_key
+    assert runs.model_settings_for(AIAgent.objects.get(slug="mine")).api_key != org_key
 
 
 def test_a_user_config_without_a_url_uses_the_organization_endpoint_with_its_key(org_key, fake, user):
     config = LLMProviderConfig.objects.create(name="mine", owner=user, model="claude-test-1")
     agent = AIAgent.objects.create(name="M", slug="m", owner=user, system_prompt_text="x", llm_config=config)
-    model = runs.model_settings_for(agent, user=user)
+    model = runs.model_settings_for(agent)
     assert (model.api_key, model.base_url) == (org_key, fake.base_url)
 
 

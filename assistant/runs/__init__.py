@@ -15,7 +15,8 @@ the turns of a process go through one `TurnWriter`, many to a transaction (group
 Stopping works from any process: the stop request goes to the session's control group, the runner
 cancels the upstream stream and keeps the partial answer as `stopped`.
 
-Modules: `plan` (turn_begin: checks and rows, one transaction), `runner` (TurnRunner: the model
+Modules: `plan` (turn_begin: checks and rows, one transaction), `catalog` (agents as turns need
+them, kept per process while the catalog is unchanged), `runner` (TurnRunner: the model
 loop's events relayed to storage and listeners), `writer` (group commit of every turn's flushes),
 `control` (stop from any process, stored events), `groups` (channel-layer group names), `history`
 (stored messages → model messages), `sweeps` (turns whose process died; old events).
@@ -23,15 +24,9 @@ Surfaces import this package; it imports `engine`, `llm`, `tools` and the domain
 """
 
 from assistant.runs.control import turn_events_after, turn_is_running, turn_stop
+from assistant.runs.catalog import model_settings_for, model_settings_from
 from assistant.runs.groups import control_group, session_group
-from assistant.runs.plan import (
-    TurnPlan,
-    TurnRefused,
-    model_settings_for,
-    model_settings_from,
-    turn_begin,
-    turn_begin_async,
-)
+from assistant.runs.plan import TurnPlan, TurnRefused, turn_begin, turn_begin_async
 from assistant.runs.runner import TurnRunner, TurnToolsUnavailable, running_turn, turn_start
 
 __all__ = [

@@ -1,37 +1,52 @@
-"""Planning a turn: checks, the user's message and the assistant's `streaming` message stored, the
-model request assembled, all in one transaction (`turn_begin`)."""
+"""Planning a turn: one transaction that decides whether it may run and stores what starts it.
+
+In that transaction: the user's row (locked on PostgreSQL, so one user's starts take turns and a burst
+can't all count the same running few; SQLite's IMMEDIATE transactions serialise them anyway), which
+must still be active, and the catalog's version; the user's running answers against
+ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER; the agent as this process resolved it at that version
+(assistant/runs/catalog.py); the user's budgets; then the session (new, or the existing one, locked),
+the user's message with any earlier ones a client sent (`/v1`), the assistant's `streaming` message
+and the turn's `session` event. A fixed number of statements whatever the catalog holds:
+assistant/tests/runs/test_turn_statements.py counts them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from agents import selectors as agent_selectors
-from agents import services as agent_services
-from agents.models import Message, UserAgentSession
-from agents.versions import session_agent_version_set
-from assistant.engine import LoopRequest, ModelSettings
+from agents.catalog import catalog_version
+from agents.models import Catalog, Message, UserAgentSession
+from agents.workspaces import workspace_ensure
+from assistant.engine import LoopRequest
 from assistant.models import TurnEvent
+from assistant.runs.catalog import AgentRuntime, turn_catalog
 from assistant.runs.history import api_messages
 from assistant.runs.sweeps import stale_turns_settle
-from assistant.tools.mcp import McpConfigError
-from assistant.tools.toolset import ToolSetup, tool_setup_for
+from assistant.tools.toolset import ToolSetup
 from config.errors import CodedError
-from usage.services import BudgetExceeded, TurnBudget, turn_budget
 from config.threads import run_sync
+from usage.services import BudgetExceeded, TurnBudget, budget_check
+
+STREAMING = Message.Status.STREAMING
 
 
 class TurnRefused(CodedError):
-    """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people."""
+    """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people,
+    `field` the input at fault when one is (`custom_properties`)."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None):
+        super().__init__(code, message)
+        self.field = field
 
 
 @dataclass
@@ -42,6 +57,8 @@ class TurnPlan:
     user_message_seq: int
     user_text: str
     assistant_message_id: int
+    # The turn's first event, `session`, stored with the plan: the runner publishes it and goes on
+    # from the next seq.
     first_event_seq: int
     request: LoopRequest
     # The agent's tools, opened by the runner in its own task (MCP servers can't be shared across
@@ -49,24 +66,48 @@ class TurnPlan:
     tools: ToolSetup | None = None
     budget: TurnBudget | None = None  # prices the turn's messages (usage/services.py)
 
+    def session_event(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent_slug,
+            "title": self.title,
+            "user_message": {"seq": self.user_message_seq, "text": self.user_text},
+        }
 
-def _settle_stale_turns(session: UserAgentSession) -> None:
-    """A `streaming` message whose runner stopped beating (its process died) is closed as
-    interrupted (as the periodic sweep would); a live one means a turn is running."""
-    stale_turns_settle(session_id=session.pk)
-    if session.messages.filter(status=Message.Status.STREAMING).exists():
-        raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
+
+@dataclass(frozen=True)
+class _LockedSession:
+    id: int
+    agent_id: int
+    title: str
+    custom_properties: dict[str, Any]
+    version_id: int | None
+    last_message_seq: int
+    last_event_seq: int
+    streaming: bool
 
 
-def _check_concurrent_turns(user) -> None:
+def _user_may_start(user_id: int) -> int:
+    """Lock the user's row; refuse a deactivated user (deactivation in another process closes their
+    sockets only where the channel layer reaches, README); the catalog's version."""
+    row = (
+        get_user_model()
+        .objects.select_for_update()
+        .filter(pk=user_id)
+        .annotate(catalog=Subquery(Catalog.objects.filter(pk=Catalog.ROW).values("version")))
+        .values_list("is_active", "catalog")
+        .first()
+    )
+    if row is None or not row[0]:
+        raise TurnRefused("account_inactive", "This account is deactivated; its answers can't run.")
+    return row[1] if row[1] is not None else catalog_version()
+
+
+def _check_concurrent_turns(user_id: int) -> None:
     """At most ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER turns of one user run at once, whichever
-    processes run them. Called first in turn_begin's transaction: the user's row lock (PostgreSQL;
-    SQLite serialises writers anyway) makes the user's starts take turns, held until the new
-    turn's `streaming` message is committed, so a burst can't all count the same few."""
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    processes run them (answers `streaming` and written to lately; agents.Message's partial index)."""
     fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
     running = (
-        Message.objects.filter(session__owner_id=user.pk, status=Message.Status.STREAMING, updated_at__gte=fresh_after)
+        Message.objects.filter(session__owner_id=user_id, status=STREAMING, updated_at__gte=fresh_after)
         .values("session_id")
         .distinct()
         .count()
@@ -78,22 +119,45 @@ def _check_concurrent_turns(user) -> None:
         )
 
 
-def model_settings_for(agent, *, user=None) -> ModelSettings:
-    """The agent's LLM config, else the default config (the agent owner's, else `user`'s, else the
-    organization's), else the ANTHROPIC_* settings (OPENAI_* for an openai config's empty fields)."""
-    return model_settings_from(agent_selectors.llm_config_for_agent(agent, user=user))
-
-
-def model_settings_from(config: agent_selectors.ResolvedLLMConfig) -> ModelSettings:
-    return ModelSettings(
-        model=config.model,
-        api_key=config.api_key,
-        base_url=config.base_url or None,
-        max_tokens=config.max_tokens,
-        guard_egress=config.user_endpoint,
-        provider=config.provider,
-        temperature=config.temperature,
+def _session_locked(user_id: int, session_id: int) -> _LockedSession:
+    """The user's session, locked (one turn at a time), with what the turn needs of its rows."""
+    of_session = {"session": OuterRef("pk")}
+    row = (
+        UserAgentSession.objects.select_for_update()
+        .filter(pk=session_id, owner_id=user_id)
+        .annotate(
+            last_message_seq=Subquery(Message.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
+            last_event_seq=Subquery(TurnEvent.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
+            streaming_id=Subquery(Message.objects.filter(**of_session, status=STREAMING).values("pk")[:1]),
+        )
+        .values_list(
+            "pk", "agent_id", "title", "custom_properties", "agent_version_id", "last_message_seq", "last_event_seq",
+            "streaming_id",
+        )  # fmt: skip
+        .first()
     )
+    if row is None:
+        raise TurnRefused("not_found", "No such session.")
+    pk, agent_id, title, properties, version_id, last_message, last_event, streaming_id = row
+    return _LockedSession(pk, agent_id, title, properties or {}, version_id, last_message or 0, last_event or 0,
+                          streaming_id is not None)  # fmt: skip
+
+
+def _settle_stale_turn(session: _LockedSession) -> None:
+    """A `streaming` answer whose runner stopped beating (its process died) is closed as interrupted
+    (as the periodic sweep would); a live one means a turn is running. Rare: the session had one."""
+    stale_turns_settle(session_id=session.id)
+    if Message.objects.filter(session_id=session.id, status=STREAMING).exists():
+        raise TurnRefused("turn_in_progress", "A turn is already running in this session; stop it or wait for it.")
+
+
+def _budget(version: int, user_id: int, agent: AgentRuntime) -> TurnBudget:
+    limits = turn_catalog.budget_limits(version, user_id)
+    try:
+        budget_check(user_id, limits=limits)
+    except BudgetExceeded as exc:
+        raise TurnRefused(exc.code, exc.message) from exc
+    return TurnBudget(user_id=user_id, prices=agent.prices, limits=limits)
 
 
 def turn_begin(
@@ -103,88 +167,102 @@ def turn_begin(
     agent_slug: str | None = None,
     session_id: int | None = None,
     custom_properties: dict[str, Any] | None = None,
+    title: str | None = None,
+    history: Iterable[tuple[str, list[dict[str, Any]]]] = (),
 ) -> TurnPlan:
+    """Plan the next turn of the user's session `session_id`, or of a new session with the agent
+    `agent_slug` (with `custom_properties`, a `title` (default: the message's start) and the earlier
+    messages a client sent, `history`: (role, blocks) pairs). Raises TurnRefused."""
     text = (text or "").strip()
     if not text:
         raise TurnRefused("invalid", "The message is empty.")
     if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
         raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
     with transaction.atomic():
-        _check_concurrent_turns(user)
-        if session_id is not None:
-            session = (
-                UserAgentSession.objects.select_for_update()
-                .select_related("agent")
-                .filter(pk=session_id, owner=user)
-                .first()
-            )
-            if session is None:
-                raise TurnRefused("not_found", "No such session.")
-            if session.agent is None or not session.agent.is_active:
-                raise TurnRefused("agent_unavailable", "This session's agent is no longer available.")
-        else:
-            agent = agent_selectors.agent_get_by_slug(user=user, slug=agent_slug or "")
+        version = _user_may_start(user.pk)
+        _check_concurrent_turns(user.pk)
+        if session_id is None:
+            agent = turn_catalog.agent_for(version, user_id=user.pk, slug=agent_slug or "")
             if agent is None or not agent.is_active:
                 raise TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
-            try:
-                session = agent_services.session_create(
-                    owner=user, agent=agent, title=text[:80], custom_properties=custom_properties or {}
-                )
-            except ValidationError as exc:
-                raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
-            session = UserAgentSession.objects.select_for_update().select_related("agent").get(pk=session.pk)
-        _settle_stale_turns(session)
-        agent = session.agent
-        unusable = agent_selectors.agent_unusable_reason(agent=agent)
-        if unusable:
-            raise TurnRefused("agent_unavailable", unusable)
-        config = agent_selectors.llm_config_for_agent(agent, user=user)
-        if config.user_endpoint and not config.api_key:
-            raise TurnRefused(
-                "not_configured",
-                f"The LLM config “{config.config_name}” names its own base URL but has no API key of its own "
-                "(the organization's key is only sent to the organization's endpoint); give it its own API key.",
-            )
-        model = model_settings_from(config)
+            session = None
+            variables = {} if custom_properties is None else custom_properties
+            if not isinstance(variables, dict):
+                raise TurnRefused("invalid", "Custom properties must be a JSON object.", field="custom_properties")
+            problems = agent.custom_properties_problems(variables)
+            if problems:
+                raise TurnRefused("invalid", "; ".join(problems), field="custom_properties")
+        else:
+            session = _session_locked(user.pk, session_id)
+            agent = turn_catalog.agent(version, session.agent_id)
+            if agent is None or not agent.is_active:
+                raise TurnRefused("agent_unavailable", "This session's agent is no longer available.")
+            if session.streaming:
+                _settle_stale_turn(session)
+                session = _session_locked(user.pk, session_id)  # the settled turn stored an event
+            variables = session.custom_properties
+        if agent.refusal is not None:
+            raise TurnRefused(*agent.refusal)
+        if agent.tools_problem is not None:
+            raise TurnRefused("agent_unavailable", agent.tools_problem)
+        budget = _budget(version, user.pk, agent)
         try:
-            tools = tool_setup_for(agent, session_id=session.pk)
-        except McpConfigError as exc:
-            raise TurnRefused("agent_unavailable", f"This agent's tools can't be used: {exc}") from exc
-        try:
-            budget = turn_budget(user_id=user.pk, config_id=config.config_id)
-        except BudgetExceeded as exc:
-            raise TurnRefused(exc.code, exc.message) from exc
-        try:
-            system = agent_services.agent_system_prompt(agent=agent, variables=session.custom_properties or {})
+            system = agent.system_prompt(variables)
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
-        user_message = agent_services.message_append(
-            session=session, role=Message.Role.USER, content=[{"type": "text", "text": text}]
+        now = timezone.now()
+        if session is None:
+            created = UserAgentSession.objects.create(
+                owner_id=user.pk, agent_id=agent.id, title=(title if title is not None else text[:80])[:255],
+                custom_properties=variables, agent_version_id=agent.version_id, created_at=now, updated_at=now,
+            )  # fmt: skip
+            session = _LockedSession(created.pk, agent.id, created.title, variables, agent.version_id, 0, 0, False)
+            stored: list[Message] = []
+        else:
+            UserAgentSession.objects.filter(pk=session.id).update(updated_at=now, agent_version_id=agent.version_id)
+            stored = list(Message.objects.filter(session_id=session.id).order_by("seq").only("role", "status", "content"))
+        seq = session.last_message_seq
+        new = [Message(session_id=session.id, seq=(seq := seq + 1), role=role, content=blocks, created_at=now,
+                       updated_at=now) for role, blocks in history if blocks]  # fmt: skip
+        user_message = Message(session_id=session.id, seq=seq + 1, role=Message.Role.USER,
+                               content=[{"type": "text", "text": text}], created_at=now, updated_at=now)  # fmt: skip
+        answer = Message(session_id=session.id, seq=seq + 2, role=Message.Role.ASSISTANT, content=[],
+                         status=STREAMING, model=agent.model.model, created_at=now, updated_at=now)  # fmt: skip
+        Message.objects.bulk_create([*new, user_message, answer])
+        tools = _tool_setup(agent, session.id)
+        plan = TurnPlan(
+            session_id=session.id,
+            agent_slug=agent.slug,
+            title=session.title,
+            user_message_seq=user_message.seq,
+            user_text=text,
+            assistant_message_id=answer.pk,
+            first_event_seq=session.last_event_seq + 1,
+            request=LoopRequest(
+                model=agent.model,
+                messages=api_messages([*stored, *new, user_message]),
+                system=system,
+                max_turns=agent.max_turns if not tools.empty else 1,
+                before_model_call=budget.before_model_call,
+            ),
+            tools=tools,
+            budget=budget,
         )
-        history = api_messages(session.messages.order_by("seq"))
-        assistant_message = agent_services.message_append(
-            session=session, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING, model=model.model
+        TurnEvent.objects.create(
+            session_id=session.id, seq=plan.first_event_seq, type="session", data=plan.session_event(), created_at=now
         )
-        last_seq = TurnEvent.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
-        UserAgentSession.objects.filter(pk=session.pk).update(updated_at=timezone.now())
-        session_agent_version_set(session)
-    return TurnPlan(
-        session_id=session.pk,
-        agent_slug=agent.slug,
-        title=session.title,
-        user_message_seq=user_message.seq,
-        user_text=text,
-        assistant_message_id=assistant_message.pk,
-        first_event_seq=last_seq + 1,
-        request=LoopRequest(
-            model=model,
-            messages=history,
-            system=system,
-            max_turns=agent.max_turns if not tools.empty else 1,
-            before_model_call=budget.before_model_call,
-        ),
-        tools=tools,
-        budget=budget,
+    return plan
+
+
+def _tool_setup(agent: AgentRuntime, session_id: int) -> ToolSetup:
+    tools = agent.tools
+    if tools is None or tools.empty:
+        return ToolSetup()
+    return ToolSetup(
+        mcp_specs=tools.mcp_specs,
+        allowed_tools=tools.allowed_tools,
+        workspace=workspace_ensure(session_id) if tools.files else None,
+        shell=tools.shell,
     )
 
 

@@ -36,11 +36,19 @@ from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
 from audit.services import tool_calls_record
 from config.errors import CodedError
+from usage.services import USAGE_FIELDS
 from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
 
 TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result sent in a `tool_result` event
+
+
+USAGE_AND_COST = (*USAGE_FIELDS, "cost")
+
+
+def _carries_usage(fields: dict[str, Any]) -> bool:
+    return any(name in fields for name in USAGE_AND_COST)
 
 
 class TurnToolsUnavailable(CodedError):
@@ -78,7 +86,7 @@ class TurnRunner:
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
-        self.next_seq = self.plan.first_event_seq
+        self.next_seq = self.plan.first_event_seq + 1  # the first is the plan's `session` event
         self.message_id: int | None = self.plan.assistant_message_id
         self.text = ""
         self.thinking = ""
@@ -97,6 +105,19 @@ class TurnRunner:
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
         self.done = asyncio.Event()
+        # The fields that finish the turn's last model call, written with its `result` (one write
+        # for the last text, the final message and the result).
+        self.final_fields: dict[str, Any] | None = None
+
+    @property
+    def message_id(self) -> int | None:
+        """The message the runner writes to now (None between a tool result and the next call)."""
+        return self._message_id
+
+    @message_id.setter
+    def message_id(self, value: int | None) -> None:
+        self._message_id = value
+        self.stored_usage: dict[str, Any] = {}  # its usage as stored (a new message has none)
 
     # -- lifecycle
 
@@ -117,14 +138,9 @@ class TurnRunner:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
-                await self._emit(
-                    "session",
-                    {
-                        "agent": self.plan.agent_slug,
-                        "title": self.plan.title,
-                        "user_message": {"seq": self.plan.user_message_seq, "text": self.plan.user_text},
-                    },
-                )
+                # Stored with the plan; sent here, before anything of the answer.
+                session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
+                await self._publish([{**session, **self.plan.session_event()}])
                 self.loop_task = asyncio.create_task(self._consume())
                 await self.loop_task
             except asyncio.CancelledError:
@@ -184,22 +200,27 @@ class TurnRunner:
                         )  # fmt: skip
                         self.text = self.thinking = ""
                 case ModelCallFinished():
+                    calls = [b for b in event.content if b.get("type") == "tool_use"]
+                    if not (event.stop_reason == "tool_use" and calls and request.tools is not None):
+                        # The loop ends with this call: written with the result (LoopFinished, next).
+                        self.final_fields = self._finished_message_fields(event)
+                        self.finished_usage.add(event.usage)
+                        self.call_usage = None
+                        continue
                     self.call_usage = event.usage  # a stop while this is stored keeps the final count
                     await self._flush()
                     await self._persist_now([], self._finished_message_fields(event))
                     self.finished_usage.add(event.usage)
                     self.call_usage = None
-                    calls = [b for b in event.content if b.get("type") == "tool_use"]
-                    if event.stop_reason == "tool_use" and calls and request.tools is not None:
-                        # The tools' results, `streaming` while they run: the turn still counts as
-                        # running (one turn per session, the user's limit, the heartbeat), and a stop
-                        # or failure answers each unfinished call here, so the next turn's history
-                        # has a result for every tool_use.
-                        self.pending_calls = {b["id"]: b["name"] for b in calls}
-                        self.message_id = await run_sync(
-                            message_append,
-                            self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
-                        )
+                    # The tools' results, `streaming` while they run: the turn still counts as
+                    # running (one turn per session, the user's limit, the heartbeat), and a stop
+                    # or failure answers each unfinished call here, so the next turn's history
+                    # has a result for every tool_use.
+                    self.pending_calls = {b["id"]: b["name"] for b in calls}
+                    self.message_id = await run_sync(
+                        message_append,
+                        self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
+                    )
                 case ToolResults(results=results):
                     names, self.pending_calls = self.pending_calls, {}
                     await run_sync(
@@ -215,6 +236,7 @@ class TurnRunner:
                         await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
                 case LoopFinished():
                     self.finished = True
+                    final, self.final_fields = self.final_fields, None
                     await self._emit(
                         "result",
                         {
@@ -224,6 +246,7 @@ class TurnRunner:
                             "turns": event.turns,
                             "duration_ms": event.duration_ms,
                         },
+                        message_fields=final,
                     )
 
     @staticmethod
@@ -253,7 +276,14 @@ class TurnRunner:
             await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
         return True
 
+    async def _write_final_fields(self) -> None:
+        """The last model call's fields, if a stop or failure came before they went out with the result."""
+        if self.final_fields is not None:
+            final, self.final_fields = self.final_fields, None
+            await self._persist_now([], final)
+
     async def _finish_stopped(self) -> None:
+        await self._write_final_fields()
         await self._flush()
         if not await self._answer_pending_calls("The user stopped the turn before this tool finished."):
             await self._persist_now(
@@ -272,6 +302,7 @@ class TurnRunner:
         )
 
     async def _finish_error(self, code: str, message: str) -> None:
+        await self._write_final_fields()
         await self._flush()
         answered = await self._answer_pending_calls(f"The turn ended before this tool finished: {message}")
         if answered or self.message_id is None:
@@ -305,12 +336,15 @@ class TurnRunner:
             blocks.append({"type": "text", "text": self.text})
         return blocks
 
-    async def _emit(self, kind: str, data: dict[str, Any]) -> None:
-        """Flush pending deltas, then persist and publish one event, in order."""
+    async def _emit(self, kind: str, data: dict[str, Any], *, message_fields: dict[str, Any] | None = None) -> None:
+        """Flush pending deltas, then persist and publish one event, in order; with `message_fields`,
+        the message's (else its text so far, when deltas were pending)."""
         async with self.lock:
             frames = self._take_pending()
             frames.append(self._frame(kind, data))
-            await self._persist_and_publish(frames, self._streaming_fields() if len(frames) > 1 else {})
+            if message_fields is None:
+                message_fields = self._streaming_fields() if len(frames) > 1 else {}
+            await self._persist_and_publish(frames, message_fields)
 
     async def _flush(self) -> None:
         async with self.lock:
@@ -358,17 +392,27 @@ class TurnRunner:
         events = [(f["seq"], f["type"], {k: v for k, v in f.items() if k not in {"type", "session_id", "seq"}}) for f in frames]
         if self.plan.budget is not None:
             message_fields = self.plan.budget.priced(message_fields)
+        write = TurnWrite(self.session_id, events, self.message_id, message_fields)
+        stored_usage = None
+        if self.message_id is not None and self.plan.budget is not None and _carries_usage(message_fields):
+            write.usage_before, write.owner_id = self.stored_usage, self.plan.budget.user_id
+            stored_usage = {name: message_fields.get(name, self.stored_usage.get(name)) for name in USAGE_AND_COST}
         # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
-        await turn_writer().write(TurnWrite(self.session_id, events, self.message_id, message_fields))
+        await turn_writer().write(write)
+        if stored_usage is not None:
+            self.stored_usage = stored_usage
         self.last_flush = time.monotonic()
-        for frame in frames:
-            for queue in self.listeners:
-                queue.put_nowait(frame)
-            await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
+        await self._publish(frames)
         if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
             # A stop that lands while channels-redis publishes can be swallowed by the Redis client
             # (the model loop then ran on, deaf to it): honour it here.
             raise asyncio.CancelledError()
+
+    async def _publish(self, frames: list[dict[str, Any]]) -> None:
+        for frame in frames:
+            for queue in self.listeners:
+                queue.put_nowait(frame)
+            await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
 
     # -- background duties
 

@@ -14,11 +14,10 @@ from django.utils import timezone
 from agents import services as agent_services
 from agents.models import Message, UserAgentSession
 from assistant.models import TurnEvent
-from usage.services import message_usage_stored
+from usage.services import message_usage_stored, usage_changed
 from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -29,6 +28,10 @@ class TurnWrite:
     events: list[tuple[int, str, dict[str, Any]]]  # (seq, type, data)
     message_id: int | None
     message_fields: dict[str, Any]
+    # The message's usage as stored before this write, and its owner: the usage counters get the
+    # difference without reading the message first (None: read it).
+    usage_before: dict[str, Any] | None = None
+    owner_id: int | None = None
 
 
 def _persist(writes: list[TurnWrite]) -> None:
@@ -43,12 +46,20 @@ def _persist(writes: list[TurnWrite]) -> None:
         if events:
             TurnEvent.objects.bulk_create(events)
         fields_by_message: dict[int, dict[str, Any]] = {}
+        usage_before: dict[int, tuple[dict[str, Any], int]] = {}  # before the first of its writes
         for write in writes:
             if write.message_id is not None and write.message_fields:
                 fields_by_message.setdefault(write.message_id, {}).update(write.message_fields)
+                if write.usage_before is not None and write.owner_id is not None:
+                    usage_before.setdefault(write.message_id, (write.usage_before, write.owner_id))
         now = timezone.now()
         for message_id, fields in fields_by_message.items():
-            message_usage_stored(message_id, fields)  # the usage counters, in this transaction
+            # The usage counters, in this transaction.
+            if message_id in usage_before:
+                before, owner_id = usage_before[message_id]
+                usage_changed(user_id=owner_id, before=before, fields=fields)
+            else:
+                message_usage_stored(message_id, fields)
             Message.objects.filter(pk=message_id).update(**fields, updated_at=now)
 
 

@@ -245,7 +245,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
     _check_budget(owner.pk)
     # An organization agent's config, else the organization's default: never the session owner's own
     # default config, whose endpoint that user chose.
-    config = llm_config_for_agent(agent, user=None)
+    config = llm_config_for_agent(agent)
     model = ModelSettings(
         model=options.model or config.model,
         api_key=config.api_key,
@@ -397,7 +397,7 @@ def _counted_usage(session, usage: dict[str, int]) -> dict[str, Any]:
     from agents.selectors import llm_config_for_agent
     from usage.services import new_message_usage
 
-    config_id = llm_config_for_agent(session.agent, user=None).config_id
+    config_id = llm_config_for_agent(session.agent).config_id
     return {**usage, **new_message_usage(user_id=session.owner_id, config_id=config_id, usage=usage)}
 
 

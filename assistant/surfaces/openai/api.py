@@ -30,8 +30,7 @@ from typing import Any, AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.db import transaction
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
@@ -40,10 +39,9 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from agents import selectors as agent_selectors
-from agents import services as agent_services
 from agents.models import AIAgent
-from assistant.surfaces.openai import format as wire
 from assistant import runs
+from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai.format import OpenAIError
 
 KEEPALIVE_SECONDS = 15
@@ -137,25 +135,17 @@ def _model_not_found(model: str) -> OpenAIError:
 
 def chat_turn_begin(*, user, chat: wire.ChatRequest) -> runs.TurnPlan:
     """A new session of `user` with the agent `chat.model` holding the client's earlier messages,
-    and the turn answering the last one, planned (runs.turn_begin) with the client's options.
-    All in one transaction: a refused turn (too many running, say) leaves no session behind.
-    Raises OpenAIError."""
+    and the turn answering the last one, planned (runs.turn_begin, one transaction: a refused turn
+    leaves no session behind) with the client's options. Raises OpenAIError."""
     prompt = chat.prompt
     title = (f"[{chat.user}] " if chat.user else "") + prompt.strip().replace("\n", " ")[:80]
     try:
-        with transaction.atomic():
-            agent = agent_selectors.agent_get_by_slug(user=user, slug=chat.model)
-            if agent is None or not agent.is_active:
-                raise _model_not_found(chat.model)
-            try:
-                session = agent_services.session_create(owner=user, agent=agent, title=title[:255])
-            except ValidationError as exc:  # the agent needs custom properties, which this API can't give
-                raise OpenAIError(400, "; ".join(exc.messages), code="invalid_value", param="model") from None
-            for role, blocks in chat.history:
-                if blocks:
-                    agent_services.message_append(session=session, role=role, content=blocks)
-            plan = runs.turn_begin(user=user, text=prompt, session_id=session.pk)
+        plan = runs.turn_begin(user=user, text=prompt, agent_slug=chat.model, title=title, history=chat.history)
     except runs.TurnRefused as refused:
+        if refused.code == "not_found":
+            raise _model_not_found(chat.model) from None
+        if refused.field == "custom_properties":  # the agent needs custom properties, which this API can't give
+            raise OpenAIError(400, refused.message, code="invalid_value", param="model") from None
         raise OpenAIError.from_code(refused.code, refused.message) from None
     request = plan.request
     model = request.model

@@ -36,6 +36,7 @@ FINISH_REASONS = {
 ERROR_STATUSES = {
     "invalid": (400, "invalid_request_error"),
     "not_found": (404, "invalid_request_error"),
+    "account_inactive": (401, "invalid_request_error"),  # deactivated since the request was authenticated
     "too_many_turns": (429, "rate_limit_error"),
     "turn_in_progress": (429, "rate_limit_error"),
     "rate_limited": (429, "rate_limit_error"),

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from agents.models import AIAgent, Integration, Message
+from agents.models import AIAgent, Integration, Message, UserAgentSession
+from assistant import runs
 from agents.workspaces import workspace_path
 from assistant.runs.history import api_messages
 from assistant.tools.sandbox import sandbox_available
@@ -161,6 +162,9 @@ async def test_a_code_assistance_turn_runs_the_agents_mcp_tool(transport, user, 
     assert events[-1]["done"] is True
     sent_back = fake.requests[1].body["messages"][-1]["content"][0]
     assert sent_back == {"type": "tool_result", "tool_use_id": call.id, "content": "3", "is_error": False}
+    # The turn closes its servers after its result went out: let it, before the test's loop ends.
+    session = await UserAgentSession.objects.filter(owner=user).alatest("pk")
+    assert await eventually(lambda: runs.running_turn(session.pk) is None)
 
 
 # --- stop, hanging tools, failed servers --------------------------------------------------------
@@ -227,8 +231,6 @@ async def eventually(predicate, within: float = 10) -> bool:
 
 
 async def test_a_server_shutdown_during_a_tool_call_closes_the_mcp_server_and_answers_the_call(user, agent, fake):
-    from assistant import runs
-
     await sync_to_async(attach)(agent, "notes", stdio_notes())
     call = ToolUse("notes__sleep", {"seconds": 60})
     fake.script(Reply(tool_uses=[call], stop_reason="tool_use"))

@@ -91,7 +91,7 @@ def test_a_users_openai_config_with_its_own_url_and_no_key_never_gets_the_organi
             runs.turn_begin(user=user, text="hello", agent_slug="mine")
         assert refused.value.code == "not_configured" and "own API key" in refused.value.message
         assert users_endpoint.requests == []
-    model = runs.model_settings_for(AIAgent.objects.get(slug="mine"), user=user)
+    model = runs.model_settings_for(AIAgent.objects.get(slug="mine"))
     assert model.api_key == "" and model.guard_egress
 
 
@@ -110,7 +110,7 @@ def test_a_users_openai_config_must_bring_its_own_key_with_its_own_url(auth_clie
 async def test_a_users_openai_config_without_a_url_uses_the_organizations_openai_endpoint_and_key(org_openai, user):
     config = await LLMProviderConfig.objects.acreate(name="mine", owner=user, provider="openai")
     await AIAgent.objects.acreate(name="M", slug="m", owner=user, system_prompt_text="x", llm_config=config)
-    model = await sync_to_async(runs.model_settings_for)(await AIAgent.objects.aget(slug="m"), user=user)
+    model = await sync_to_async(runs.model_settings_for)(await AIAgent.objects.aget(slug="m"))
     assert (model.provider, model.api_key, model.base_url, model.model, model.guard_egress) == (
         "openai", ORG_OPENAI_KEY, org_openai.base_url, "gpt-org-default", False
     ), "the OpenAI settings, not the Anthropic ones"
