@@ -44,6 +44,20 @@ class LLMError(CodedError):
         self.retryable = retryable
 
 
+# The most tokens one figure of one call may claim. Counts come from the provider, and a user's own
+# endpoint is the user's: a negative count would lower the usage counters (the organization's too),
+# a huge one overflow them or the message's columns. No model comes near this.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
+def token_count(value: Any) -> int:
+    """A token count as a provider reported it, made safe to store: a number clamped to
+    0…MAX_REPORTED_TOKENS; anything else (null, a string, a bool) 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN != NaN
+        return 0
+    return int(min(max(value, 0), MAX_REPORTED_TOKENS))
+
+
 @dataclass
 class Usage:
     input_tokens: int = 0
@@ -69,10 +83,10 @@ class Usage:
     def from_sdk(cls, usage: Any) -> Usage:
         """From the anthropic SDK's usage object."""
         return cls(
-            input_tokens=getattr(usage, "input_tokens", 0) or 0,
-            output_tokens=getattr(usage, "output_tokens", 0) or 0,
-            cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
-            cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+            input_tokens=token_count(getattr(usage, "input_tokens", 0)),
+            output_tokens=token_count(getattr(usage, "output_tokens", 0)),
+            cache_read_input_tokens=token_count(getattr(usage, "cache_read_input_tokens", 0)),
+            cache_creation_input_tokens=token_count(getattr(usage, "cache_creation_input_tokens", 0)),
         )
 
 
