@@ -24,6 +24,7 @@ from assistant.llm.answers import (
     reading_error,
 )
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
+from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -148,7 +149,7 @@ def content_block_param(block: Any) -> dict[str, Any]:
 
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
     """Stream one Messages API call. The stored block format is this API's own, sent as it is.
-    No `temperature`: this API version refuses it (see ModelSettings)."""
+    No `temperature`: this API version refuses it (see ModelSettings). Usage: see UsageReported."""
     client = async_client(model)
     params: dict[str, Any] = {
         "model": model.model,
@@ -162,10 +163,12 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
         params["tools"] = call.tools
     if call.stop_sequences:
         params["stop_sequences"] = list(call.stop_sequences)
+    meter = CallMeter(call)
     started = False  # message_start came: the answer is a message
     try:
         async with client.messages.stream(**params) as stream:
             check_event_stream(stream.response)
+            yield UsageReported(meter.usage)
             try:
                 async for event in stream:
                     kind = event.type
@@ -175,16 +178,23 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                             text = delta.text
                             if type(text) is not str:  # a text delta on a block that isn't text
                                 raise not_text()
+                            meter.received(text)
                             yield TextDelta(text)
                         elif delta.type == "thinking_delta":
                             text = delta.thinking
                             if type(text) is not str:
                                 raise not_text()
+                            meter.received(text)
                             yield ThinkingDelta(text)
+                        elif delta.type == "input_json_delta":
+                            meter.received(delta.partial_json)
                     elif kind == "message_start" or kind == "message_delta":
-                        # The SDK's snapshot has merged this event's usage the way the API means it.
+                        # Input counts come at message_start, the output count at message_delta; the
+                        # SDK's snapshot has merged this event's usage the way the API means it.
                         started = started or kind == "message_start"
-                        yield UsageReported(Usage.from_sdk(stream.current_message_snapshot.usage))
+                        usage = Usage.from_sdk(stream.current_message_snapshot.usage)
+                        meter.reported(usage, final=kind == "message_delta")
+                        yield UsageReported(meter.usage)
                     elif kind == "content_block_stop" and event.content_block.type == "tool_use":
                         block = event.content_block
                         if not isinstance(block.id, str) or not isinstance(block.name, str):
@@ -199,7 +209,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                     raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
                 content = [content_block_param(block) for block in final.content]
                 finished = ModelCallFinished(
-                    content, bounded_stop_reason(final.stop_reason), Usage.from_sdk(final.usage),
+                    content, bounded_stop_reason(final.stop_reason), meter.finished(),
                     bounded_name(final.model, model.model),
                 )
             except READING_ERRORS as exc:

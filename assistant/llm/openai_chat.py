@@ -30,6 +30,7 @@ from assistant.llm.answers import (
     reading_error,
 )
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
+from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -251,26 +252,27 @@ def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
 
 
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
-    """Stream one Chat Completions call."""
+    """Stream one Chat Completions call. Usage: see UsageReported (estimated until the last chunk)."""
     client = async_client(model)
     params = request_params(model, call)
+    meter = CallMeter(call)
     text: list[str] = []
     tools: dict[int, _ToolCallParts] = {}
     finish_reason: str | None = None
-    usage = Usage()
     answered_by = model.model
     recognised = False  # a chunk with choices or usage came: the answer is Chat Completions'
     try:
         stream = await client.chat.completions.create(**params)
         async with stream:
             check_event_stream(stream.response)
+            yield UsageReported(meter.usage)
             try:
                 async for chunk in stream:
                     answered_by = chunk.model or answered_by
                     if chunk.usage is not None:
                         recognised = True
-                        usage = _usage_of(chunk.usage)
-                        yield UsageReported(usage)
+                        meter.reported(_usage_of(chunk.usage), final=True)
+                        yield UsageReported(meter.usage)
                     for choice in (chunk.choices or ())[:1]:  # we ask for one choice (n=1)
                         recognised = True
                         delta = choice.delta
@@ -278,11 +280,13 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                         if isinstance(reasoning, str) and reasoning:
                             # vLLM, DeepSeek and others stream reasoning apart; shown, not stored (no
                             # provider could check it when it is sent back).
+                            meter.received(reasoning)
                             yield ThinkingDelta(reasoning)
                         words = delta.content
                         if words:
                             if type(words) is not str:
                                 raise not_text()
+                            meter.received(words)
                             text.append(words)
                             yield TextDelta(words)
                         for piece in delta.tool_calls or []:
@@ -293,6 +297,8 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                                 name, arguments = piece.function.name or "", piece.function.arguments or ""
                                 if type(name) is not str or type(arguments) is not str:
                                     raise not_text()
+                                meter.received(name)
+                                meter.received(arguments)
                                 parts.name = parts.name or name
                                 parts.arguments.append(arguments)
                         if choice.finish_reason:
@@ -320,7 +326,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     stop_reason = STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
     if tools and stop_reason == "end_turn":
         stop_reason = "tool_use"  # some compatible servers end a tool call with "stop"
-    yield ModelCallFinished(content, stop_reason, usage, bounded_name(answered_by, model.model))
+    yield ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(answered_by, model.model))
 
 
 PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer

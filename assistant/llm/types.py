@@ -64,12 +64,16 @@ class Usage:
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    # Some figure is an estimate (assistant.llm.estimates), not the provider's count. Not in as_dict:
+    # what is stored and sent stays the four counts.
+    estimated: bool = False
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cache_read_input_tokens += other.cache_read_input_tokens
         self.cache_creation_input_tokens += other.cache_creation_input_tokens
+        self.estimated = self.estimated or other.estimated
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -124,9 +128,21 @@ class ThinkingDelta:
 
 @dataclass
 class UsageReported:
-    """The usage of the model call in progress so far (cumulative for that call): what a stopped or
-    failed call still counts. Anthropic reports it at the start and the end of a stream; Chat
-    Completions streams only in their last chunk (with `stream_options.include_usage`)."""
+    """The usage of the model call in progress so far (cumulative for that call): what a stopped,
+    cut-off or failed call still counts.
+
+    The contract, the same for every adapter: once the provider has accepted the call (its answer's
+    headers came), the adapter yields UsageReported with the call's one Usage object, which it then
+    keeps up to date *in place*, with no event per delta (the relay is a hot path):
+    - at first an estimate (`usage.estimated`; assistant.llm.estimates): input tokens from what was
+      sent, output tokens growing with the text, thinking and tool arguments received;
+    - the provider's own figures replace the estimate as they come, each time with UsageReported
+      again (the same object): Anthropic reports input at `message_start` (output stays estimated
+      until `message_delta`), Chat Completions everything in its last chunk (with
+      `stream_options.include_usage`; some compatible servers never send it: the estimate stands).
+    A consumer keeps the reference and reads it when a stop, cancel or failure lands; it copies the
+    object to keep a snapshot. A call cancelled before the provider answered has reported nothing.
+    ModelCallFinished carries a copy of the final figures."""
 
     usage: Usage
 

@@ -53,6 +53,11 @@ NOT_A_STREAM = {
 }
 FOR_ANTHROPIC = {
     **NOT_A_STREAM,
+    "a lone surrogate in the text (no UTF-8 can store it)": Raw(sse(
+        MESSAGE_START,
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "\ud800"}}),
+    )),  # fmt: skip
     "an OpenAI stream": Raw(OPENAI_STREAM),
     "a message that is a number": Raw(sse(("message_start", {"type": "message_start", "message": 5}))),
     "a delta before message_start": Raw(sse(
@@ -70,6 +75,10 @@ FOR_ANTHROPIC = {
 }
 FOR_OPENAI = {
     **NOT_A_STREAM,
+    "a lone surrogate in the text (no UTF-8 can store it)": Raw(sse(
+        (None, {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "\ud800"}, "finish_reason": None}]}),
+    )),  # fmt: skip
     "an Anthropic stream": Raw(ANTHROPIC_STREAM),
     "choices that are a string": Raw('data: {"choices": "x"}\n\ndata: [DONE]\n\n'),
     "a delta that is a number": Raw('data: {"choices": [{"index": 0, "delta": 5}]}\n\ndata: [DONE]\n\n'),
