@@ -362,7 +362,7 @@ class PromptTemplateVersionInline(admin.TabularInline):
     model = PromptTemplateVersion
     extra = 0
     can_delete = False
-    fields = ("version", "body", "created_by", "created_at")
+    fields = ("version", "body", "shared", "created_by", "created_at")
     readonly_fields = fields
     ordering = ("-version",)
 
@@ -408,11 +408,11 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(PromptTemplateVersion)
 class PromptTemplateVersionAdmin(admin.ModelAdmin):
-    list_display = ("template", "version", "created_by", "created_at")
-    list_filter = ("created_at",)
+    list_display = ("template", "version", "shared", "created_by", "created_at")
+    list_filter = ("shared", "created_at")
     search_fields = ("template__name", "template__slug", "body")
     list_select_related = ("template", "created_by")
-    readonly_fields = ("template", "version", "body", "created_by", "created_at")
+    readonly_fields = ("template", "version", "body", "shared", "created_by", "created_at")
 
     def has_add_permission(self, request) -> bool:
         return False  # versions are written by saving a prompt

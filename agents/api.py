@@ -224,12 +224,13 @@ class PromptTemplateViewSet(_OwnedViewSet):
     @extend_schema(
         tags=["prompts"],
         responses={200: PromptTemplateVersionSerializer(many=True)},
-        summary="A prompt's version history, newest first",
+        summary="A prompt's version history, newest first (another user's shared prompt: only the versions "
+        "written while it was shared)",
     )
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, pk: str | None = None) -> Response:
         prompt = self.get_object()
-        page = self.paginate_queryset(selectors.prompt_version_list(prompt=prompt))
+        page = self.paginate_queryset(selectors.prompt_version_list(prompt=prompt, user=request.user))
         return self.get_paginated_response(PromptTemplateVersionSerializer(page, many=True).data)
 
 

@@ -281,6 +281,11 @@ class PromptTemplate(models.Model):
         return self.name
 
     @property
+    def is_shared(self) -> bool:
+        """Readable by users other than its owner: an organization prompt, or one its owner shared."""
+        return self.owner_id is None or self.visibility == self.Visibility.ORGANIZATION
+
+    @property
     def variables(self) -> list[str]:
         """The placeholder names in the body, in order of first appearance."""
         return [variable.name for variable in prompt_variables(self.body)]
@@ -292,6 +297,11 @@ class PromptTemplateVersion(models.Model):
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     body = models.TextField()
+    shared = models.BooleanField(
+        default=False,
+        help_text="Users other than the owner see this version: it was the prompt's body while the prompt was "
+        "shared (bodies written while it was private stay the owner's, even after it is shared).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -183,8 +183,13 @@ def prompt_list(*, user: User, filters: dict[str, str]) -> QuerySet[PromptTempla
     return queryset
 
 
-def prompt_version_list(*, prompt: PromptTemplate) -> QuerySet[PromptTemplateVersion]:
-    return prompt.versions.order_by("-version")
+def prompt_version_list(*, prompt: PromptTemplate, user: User) -> QuerySet[PromptTemplateVersion]:
+    """A prompt's versions `user` may read, newest first: all of them for its owner; for anyone else
+    only those written while it was shared (services.prompt_save). Staff see all in the admin."""
+    versions = prompt.versions.order_by("-version")
+    if prompt.owner_id is not None and prompt.owner_id == user.pk:
+        return versions
+    return versions.filter(shared=True)
 
 
 # --- Agents --------------------------------------------------------------------------------------

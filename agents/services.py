@@ -126,19 +126,29 @@ def prompt_render(*, template_body: str, variables: dict[str, Any] | None) -> st
 @transaction.atomic
 def prompt_save(*, prompt: PromptTemplate, user: User | None) -> PromptTemplate:
     """Saves a template and keeps its history: a new template gets version 1; a changed body bumps
-    the version. Each body a template has had is a PromptTemplateVersion row."""
+    the version. Each body a template has had is a PromptTemplateVersion row.
+
+    A version is `shared` (other users may read it) when it was the body while the prompt was shared:
+    written while shared, or current when the prompt became shared. Bodies written while it was
+    private stay its owner's, whatever its visibility later (a draft may hold a secret)."""
+    was_shared = False
     if prompt.pk is None:
         prompt.version = 1
         body_changed = True
     else:
-        stored = PromptTemplate.objects.select_for_update().only("body", "version").get(pk=prompt.pk)
+        stored = (
+            PromptTemplate.objects.select_for_update().only("body", "version", "visibility", "owner").get(pk=prompt.pk)
+        )
         body_changed = stored.body != prompt.body
         prompt.version = stored.version + 1 if body_changed else stored.version
+        was_shared = stored.is_shared
     _validated_save(prompt, conflict_field="slug", conflict_message="A prompt with this slug already exists.")
     if body_changed:
         PromptTemplateVersion.objects.create(
-            template=prompt, version=prompt.version, body=prompt.body, created_by=user
+            template=prompt, version=prompt.version, body=prompt.body, created_by=user, shared=prompt.is_shared
         )
+    elif prompt.is_shared and not was_shared:
+        prompt.versions.filter(version=prompt.version).update(shared=True)
     return prompt
 
 

@@ -4,8 +4,9 @@
 runs them, parallel calls of one turn concurrently, sends the results back and goes on, until the
 model ends its turn or the turn limit is reached. It yields typed events; callers persist, relay or
 print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
-While a model call streams, `UsageReported` carries its usage so far: a call that is stopped, cut off
-or fails mid-stream still counts the tokens the API reported before it ended.
+While a model call streams, `UsageReported` carries its usage so far, one object kept up to date in place
+(an estimate until the provider's figures come): a call that is stopped, cut off or fails mid-stream still
+counts what it sent and received before it ended.
 """
 
 from __future__ import annotations

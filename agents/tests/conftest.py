@@ -12,6 +12,12 @@ _counter = itertools.count(1)
 
 
 @pytest.fixture
+def staff_client(client, make_user):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
 def make_llm_config(db):
     def make(owner, **fields):
         fields.setdefault("name", f"Config {next(_counter)}")

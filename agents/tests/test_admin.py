@@ -20,12 +20,6 @@ ADDABLE = ["llmproviderconfig", "integration", "prompttemplate", "aiagent", "use
 
 
 @pytest.fixture
-def staff_client(client, make_user):
-    client.force_login(make_user(is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def one_of_each(user, make_llm_config, make_integration, make_prompt, make_agent, make_session):
     config = make_llm_config(None, api_key="sk-ant-api03-admin-test-key-0000")
     integration = make_integration(

@@ -20,12 +20,6 @@ NOTES_TOOLS = "notes__add, notes__whoami, notes__write_note, notes__sleep, notes
 LISTED = ("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")
 
 
-@pytest.fixture
-def staff_client(client, make_user):
-    client.force_login(make_user(is_staff=True, is_superuser=True))
-    return client
-
-
 @pytest.fixture(scope="module", params=["http", "sse"])
 def remote_notes(request):
     """The notes server over streamable HTTP or SSE on 127.0.0.1, wanting TOKEN as a bearer token."""

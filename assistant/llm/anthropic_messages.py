@@ -13,7 +13,18 @@ from typing import Any, AsyncIterator
 import anthropic
 from django.conf import settings
 
+from assistant.llm.answers import (
+    READING_ERRORS,
+    bounded_name,
+    bounded_stop_reason,
+    check_event_stream,
+    from_http_library,
+    malformed,
+    not_text,
+    reading_error,
+)
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
+from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -111,9 +122,8 @@ def map_sdk_error(exc: BaseException) -> LLMError:
         return LLMError(code, message, retryable=code in {"rate_limited", "overloaded", "upstream_error"})
     if isinstance(exc, anthropic.APIError):
         return LLMError("upstream_error", "The model provider's answer could not be read.", retryable=True)
-    # A connection cut mid-stream surfaces as the HTTP library's own error, whose package is an
-    # implementation detail of the SDK: recognise it by its module rather than importing it.
-    if type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}:
+    # A connection cut mid-stream surfaces as the HTTP library's own error.
+    if from_http_library(exc):
         if "Timeout" in type(exc).__name__:
             return LLMError("upstream_timeout", "The model provider stopped answering in time.", retryable=True)
         return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)
@@ -139,7 +149,7 @@ def content_block_param(block: Any) -> dict[str, Any]:
 
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
     """Stream one Messages API call. The stored block format is this API's own, sent as it is.
-    No `temperature`: this API version refuses it (see ModelSettings)."""
+    No `temperature`: this API version refuses it (see ModelSettings). Usage: see UsageReported."""
     client = async_client(model)
     params: dict[str, Any] = {
         "model": model.model,
@@ -153,31 +163,65 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
         params["tools"] = call.tools
     if call.stop_sequences:
         params["stop_sequences"] = list(call.stop_sequences)
+    meter = CallMeter(call)
+    started = False  # message_start came: the answer is a message
     try:
         async with client.messages.stream(**params) as stream:
-            async for event in stream:
-                if event.type == "content_block_delta":
-                    if event.delta.type == "text_delta":
-                        yield TextDelta(event.delta.text)
-                    elif event.delta.type == "thinking_delta":
-                        yield ThinkingDelta(event.delta.thinking)
-                elif event.type in ("message_start", "message_delta"):
-                    # The SDK's snapshot has merged this event's usage the way the API means it.
-                    yield UsageReported(Usage.from_sdk(stream.current_message_snapshot.usage))
-                elif event.type == "content_block_stop" and event.content_block.type == "tool_use":
-                    block = event.content_block
-                    yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
-            final = await stream.get_final_message()
-        if final.stop_reason is None:
-            # The SDK accepts a stream that ends without message_delta/message_stop: a cut
-            # connection would pass for a complete answer.
-            raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+            check_event_stream(stream.response)
+            yield UsageReported(meter.usage)
+            try:
+                async for event in stream:
+                    kind = event.type
+                    if kind == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            text = delta.text
+                            if type(text) is not str:  # a text delta on a block that isn't text
+                                raise not_text()
+                            meter.received(text)
+                            yield TextDelta(text)
+                        elif delta.type == "thinking_delta":
+                            text = delta.thinking
+                            if type(text) is not str:
+                                raise not_text()
+                            meter.received(text)
+                            yield ThinkingDelta(text)
+                        elif delta.type == "input_json_delta":
+                            meter.received(delta.partial_json)
+                    elif kind == "message_start" or kind == "message_delta":
+                        # Input counts come at message_start, the output count at message_delta; the
+                        # SDK's snapshot has merged this event's usage the way the API means it.
+                        started = started or kind == "message_start"
+                        usage = Usage.from_sdk(stream.current_message_snapshot.usage)
+                        meter.reported(usage, final=kind == "message_delta")
+                        yield UsageReported(meter.usage)
+                    elif kind == "content_block_stop" and event.content_block.type == "tool_use":
+                        block = event.content_block
+                        if not isinstance(block.id, str) or not isinstance(block.name, str):
+                            raise malformed("a tool call's id or name is not text")
+                        yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
+                if not started:
+                    raise malformed("it holds no message (no message_start event)")
+                final = await stream.get_final_message()
+                if final.stop_reason is None:
+                    # The SDK accepts a stream that ends without message_delta/message_stop: a cut
+                    # connection would pass for a complete answer.
+                    raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+                content = [content_block_param(block) for block in final.content]
+                finished = ModelCallFinished(
+                    content, bounded_stop_reason(final.stop_reason), meter.finished(),
+                    bounded_name(final.model, model.model),
+                )
+            except READING_ERRORS as exc:
+                error = reading_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
     except LLMError:
         raise
     except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
         raise map_sdk_error(exc) from exc
-    content = [content_block_param(block) for block in final.content]
-    yield ModelCallFinished(content, final.stop_reason, Usage.from_sdk(final.usage), final.model)
+    yield finished
 
 
 PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer

@@ -20,7 +20,17 @@ import httpx2
 import openai
 from django.conf import settings
 
+from assistant.llm.answers import (
+    READING_ERRORS,
+    bounded_name,
+    check_event_stream,
+    from_http_library,
+    malformed,
+    not_text,
+    reading_error,
+)
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
+from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
     CallEvent,
     LLMError,
@@ -33,6 +43,7 @@ from assistant.llm.types import (
     ToolUseRequested,
     Usage,
     UsageReported,
+    token_count,
 )
 from config.egress import egress_refusal
 
@@ -198,9 +209,10 @@ class _ToolCallParts:
         raw = "".join(self.arguments).strip()
         try:
             arguments = json.loads(raw) if raw else {}
-        except ValueError:
-            # The model read the tool's schema and wrote broken JSON: the tool will refuse the input
-            # and the model reads why, rather than the whole turn failing.
+        except (ValueError, RecursionError):
+            # The model read the tool's schema and wrote broken JSON (or JSON nested too deep to
+            # read): the tool will refuse the input and the model reads why, rather than the whole
+            # turn failing.
             arguments = {"_unparsed_arguments": raw}
         if not isinstance(arguments, dict):
             arguments = {"_arguments": arguments}
@@ -211,12 +223,12 @@ class _ToolCallParts:
 def _usage_of(usage: Any) -> Usage:
     """Chat Completions usage in our terms: cached prompt tokens counted apart, as Anthropic does."""
     details = getattr(usage, "prompt_tokens_details", None)
-    cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
-    prompt = getattr(usage, "prompt_tokens", 0) or 0
+    cached = token_count(getattr(details, "cached_tokens", 0)) if details is not None else 0
+    prompt = token_count(getattr(usage, "prompt_tokens", 0))
     return Usage(
         input_tokens=max(prompt - cached, 0),
-        output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-        cache_read_input_tokens=cached,
+        output_tokens=token_count(getattr(usage, "completion_tokens", 0)),
+        cache_read_input_tokens=min(cached, prompt),
     )
 
 
@@ -240,56 +252,81 @@ def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
 
 
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
+    """Stream one Chat Completions call. Usage: see UsageReported (estimated until the last chunk)."""
     client = async_client(model)
     params = request_params(model, call)
+    meter = CallMeter(call)
     text: list[str] = []
     tools: dict[int, _ToolCallParts] = {}
     finish_reason: str | None = None
-    usage = Usage()
     answered_by = model.model
+    recognised = False  # a chunk with choices or usage came: the answer is Chat Completions'
     try:
         stream = await client.chat.completions.create(**params)
         async with stream:
-            async for chunk in stream:
-                answered_by = chunk.model or answered_by
-                if chunk.usage is not None:
-                    usage = _usage_of(chunk.usage)
-                    yield UsageReported(usage)
-                for choice in chunk.choices[:1]:  # we ask for one choice (n=1)
-                    delta = choice.delta
-                    reasoning = (delta.model_extra or {}).get("reasoning_content")
-                    if isinstance(reasoning, str) and reasoning:
-                        # vLLM, DeepSeek and others stream reasoning apart; shown, not stored (no
-                        # provider could check it when it is sent back).
-                        yield ThinkingDelta(reasoning)
-                    if delta.content:
-                        text.append(delta.content)
-                        yield TextDelta(delta.content)
-                    for piece in delta.tool_calls or []:
-                        parts = tools.setdefault(piece.index, _ToolCallParts())
-                        parts.id = parts.id or (piece.id or "")
-                        if piece.function is not None:
-                            parts.name = parts.name or (piece.function.name or "")
-                            parts.arguments.append(piece.function.arguments or "")
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        if finish_reason is None:
-            # A stream closed without a finish reason was cut (the SDK takes any end as the end).
-            raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+            check_event_stream(stream.response)
+            yield UsageReported(meter.usage)
+            try:
+                async for chunk in stream:
+                    answered_by = chunk.model or answered_by
+                    if chunk.usage is not None:
+                        recognised = True
+                        meter.reported(_usage_of(chunk.usage), final=True)
+                        yield UsageReported(meter.usage)
+                    for choice in (chunk.choices or ())[:1]:  # we ask for one choice (n=1)
+                        recognised = True
+                        delta = choice.delta
+                        reasoning = (delta.model_extra or {}).get("reasoning_content")
+                        if isinstance(reasoning, str) and reasoning:
+                            # vLLM, DeepSeek and others stream reasoning apart; shown, not stored (no
+                            # provider could check it when it is sent back).
+                            meter.received(reasoning)
+                            yield ThinkingDelta(reasoning)
+                        words = delta.content
+                        if words:
+                            if type(words) is not str:
+                                raise not_text()
+                            meter.received(words)
+                            text.append(words)
+                            yield TextDelta(words)
+                        for piece in delta.tool_calls or []:
+                            index = piece.index if type(piece.index) is int else 0
+                            parts = tools.setdefault(index, _ToolCallParts())
+                            parts.id = parts.id or (piece.id or "")
+                            if piece.function is not None:
+                                name, arguments = piece.function.name or "", piece.function.arguments or ""
+                                if type(name) is not str or type(arguments) is not str:
+                                    raise not_text()
+                                meter.received(name)
+                                meter.received(arguments)
+                                parts.name = parts.name or name
+                                parts.arguments.append(arguments)
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+                if finish_reason is None:
+                    if not recognised:
+                        raise malformed("it holds no Chat Completions chunk")
+                    # A stream closed without a finish reason was cut (the SDK takes any end as the end).
+                    raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
+                content: list[dict[str, Any]] = [{"type": "text", "text": "".join(text)}] if text else []
+                calls = [tools[index].call() for index in sorted(tools)]
+            except READING_ERRORS as exc:
+                error = reading_error(exc)
+                if error is None:
+                    raise
+                raise error from exc
     except LLMError:
         raise
     except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
         raise map_sdk_error(exc) from exc
 
-    content: list[dict[str, Any]] = [{"type": "text", "text": "".join(text)}] if text else []
-    for index in sorted(tools):
-        tool_call = tools[index].call()
+    for tool_call in calls:
         yield ToolUseRequested(tool_call)
         content.append({"type": "tool_use", "id": tool_call.id, "name": tool_call.name, "input": tool_call.input})
-    stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
+    stop_reason = STOP_REASONS.get(finish_reason, "end_turn") if isinstance(finish_reason, str) else "end_turn"
     if tools and stop_reason == "end_turn":
         stop_reason = "tool_use"  # some compatible servers end a tool call with "stop"
-    yield ModelCallFinished(content, stop_reason, usage, answered_by)
+    yield ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(answered_by, model.model))
 
 
 PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer
@@ -374,8 +411,8 @@ def map_sdk_error(exc: BaseException) -> LLMError:
         return LLMError(code, message, retryable=code in _RETRYABLE)
     if isinstance(exc, openai.OpenAIError):
         return LLMError("upstream_error", "The model provider's answer could not be read.", retryable=True)
-    # A connection cut mid-stream may surface as the HTTP library's own error (see the Anthropic adapter).
-    if type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "httpcore", "httpcore2"}:
+    # A connection cut mid-stream may surface as the HTTP library's own error.
+    if from_http_library(exc):
         if "Timeout" in type(exc).__name__:
             return LLMError("upstream_timeout", "The model provider stopped answering in time.", retryable=True)
         return LLMError("upstream_unavailable", "The connection to the model provider was lost.", retryable=True)

@@ -44,18 +44,36 @@ class LLMError(CodedError):
         self.retryable = retryable
 
 
+# The most tokens one figure of one call may claim. Counts come from the provider, and a user's own
+# endpoint is the user's: a negative count would lower the usage counters (the organization's too),
+# a huge one overflow them or the message's columns. No model comes near this.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
+def token_count(value: Any) -> int:
+    """A token count as a provider reported it, made safe to store: a number clamped to
+    0…MAX_REPORTED_TOKENS; anything else (null, a string, a bool) 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN != NaN
+        return 0
+    return int(min(max(value, 0), MAX_REPORTED_TOKENS))
+
+
 @dataclass
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    # Some figure is an estimate (assistant.llm.estimates), not the provider's count. Not in as_dict:
+    # what is stored and sent stays the four counts.
+    estimated: bool = False
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cache_read_input_tokens += other.cache_read_input_tokens
         self.cache_creation_input_tokens += other.cache_creation_input_tokens
+        self.estimated = self.estimated or other.estimated
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -69,10 +87,10 @@ class Usage:
     def from_sdk(cls, usage: Any) -> Usage:
         """From the anthropic SDK's usage object."""
         return cls(
-            input_tokens=getattr(usage, "input_tokens", 0) or 0,
-            output_tokens=getattr(usage, "output_tokens", 0) or 0,
-            cache_read_input_tokens=getattr(usage, "cache_read_input_tokens", 0) or 0,
-            cache_creation_input_tokens=getattr(usage, "cache_creation_input_tokens", 0) or 0,
+            input_tokens=token_count(getattr(usage, "input_tokens", 0)),
+            output_tokens=token_count(getattr(usage, "output_tokens", 0)),
+            cache_read_input_tokens=token_count(getattr(usage, "cache_read_input_tokens", 0)),
+            cache_creation_input_tokens=token_count(getattr(usage, "cache_creation_input_tokens", 0)),
         )
 
 
@@ -110,9 +128,21 @@ class ThinkingDelta:
 
 @dataclass
 class UsageReported:
-    """The usage of the model call in progress so far (cumulative for that call): what a stopped or
-    failed call still counts. Anthropic reports it at the start and the end of a stream; Chat
-    Completions streams only in their last chunk (with `stream_options.include_usage`)."""
+    """The usage of the model call in progress so far (cumulative for that call): what a stopped,
+    cut-off or failed call still counts.
+
+    The contract, the same for every adapter: once the provider has accepted the call (its answer's
+    headers came), the adapter yields UsageReported with the call's one Usage object, which it then
+    keeps up to date *in place*, with no event per delta (the relay is a hot path):
+    - at first an estimate (`usage.estimated`; assistant.llm.estimates): input tokens from what was
+      sent, output tokens growing with the text, thinking and tool arguments received;
+    - the provider's own figures replace the estimate as they come, each time with UsageReported
+      again (the same object): Anthropic reports input at `message_start` (output stays estimated
+      until `message_delta`), Chat Completions everything in its last chunk (with
+      `stream_options.include_usage`; some compatible servers never send it: the estimate stands).
+    A consumer keeps the reference and reads it when a stop, cancel or failure lands; it copies the
+    object to keep a snapshot. A call cancelled before the provider answered has reported nothing.
+    ModelCallFinished carries a copy of the final figures."""
 
     usage: Usage
 

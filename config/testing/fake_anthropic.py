@@ -4,7 +4,8 @@ The real `anthropic` SDK talks to it through `base_url`. Each request to `POST /
 next scripted reply from a queue (or the default one) and answers with the real Server-Sent Events
 sequence (`message_start` with input and cache token counts, `content_block_start/delta/stop` for text,
 thinking and tool_use, `message_delta` with the cumulative output count, `message_stop`, `ping`), a
-mid-stream `error` event, or an HTTP error answer (429, 529, 500, 401 …) with the API's JSON error body.
+mid-stream `error` event, or an HTTP error answer (429, 529, 500, 401 …) with the API's JSON error body;
+or, scripted as `Raw(body, content_type)`, any answer at all, sent as it is (a malformed provider).
 
     with fake_anthropic_server() as fake:
         fake.script(Reply(text=["Hel", "lo"]))
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from config.testing.servers import JsonApiHandler, RecordedRequest, serve_http
+from config.testing.servers import JsonApiHandler, Raw, RecordedRequest, serve_http
 
 DEFAULT_MODEL = "claude-test-1"
 
@@ -82,7 +83,7 @@ class HttpError:
 
 class FakeAnthropic:
     def __init__(self) -> None:
-        self._scripts: deque[Reply | HttpError] = deque()
+        self._scripts: deque[Reply | HttpError | Raw] = deque()
         self._lock = threading.Lock()
         self.default: Reply = Reply(text=["Hello", " from", " the", " fake", " model."])
         # Makes the reply from the request's body when nothing is scripted (the demo model echoes).
@@ -92,7 +93,7 @@ class FakeAnthropic:
         self.paused = threading.Event()  # set while a reply waits at the gate
         self.base_url = ""
 
-    def script(self, *replies: Reply | HttpError) -> None:
+    def script(self, *replies: Reply | HttpError | Raw) -> None:
         with self._lock:
             self._scripts.extend(replies)
 
@@ -103,7 +104,7 @@ class FakeAnthropic:
         if not self.paused.wait(timeout):
             raise AssertionError("the fake model never reached its pause point")
 
-    def next_script(self, body: dict[str, Any] | None = None) -> Reply | HttpError:
+    def next_script(self, body: dict[str, Any] | None = None) -> Reply | HttpError | Raw:
         with self._lock:
             if not self._scripts:
                 return self.responder(body or {}) if self.responder else self.default
@@ -191,6 +192,9 @@ class _Handler(JsonApiHandler):
                 self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}})
                 return
             script = fake.next_script(body)
+            if isinstance(script, Raw):
+                self._send_raw(script)
+                return
             if isinstance(script, HttpError):
                 headers = {"retry-after": str(script.retry_after)} if script.retry_after is not None else None
                 self._send_json(script.status, {"type": "error", "error": {"type": script.error_type, "message": script.message}}, headers)

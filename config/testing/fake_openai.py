@@ -6,7 +6,8 @@ with the real Server-Sent Events stream: `data: {chat.completion.chunk}` lines (
 role, `content` deltas, `tool_calls` deltas — id, type and name on the first piece of each call, its
 arguments split across the following chunks —, a chunk with the `finish_reason`, the usage chunk with
 empty `choices` when `stream_options.include_usage` was asked), then `data: [DONE]`; or a mid-stream
-error chunk, or an HTTP error answer with OpenAI's JSON error body; or a stream cut before its end.
+error chunk, or an HTTP error answer with OpenAI's JSON error body; or a stream cut before its end; or,
+scripted as `Raw(body, content_type)`, any answer at all, sent as it is (a malformed provider).
 
     with fake_openai_server() as fake:
         fake.script(Chunks(text=["Hel", "lo"]))
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from config.testing.servers import JsonApiHandler, RecordedRequest, serve_http
+from config.testing.servers import JsonApiHandler, Raw, RecordedRequest, serve_http
 
 DEFAULT_MODEL = "gpt-test-1"
 
@@ -84,7 +85,7 @@ class HttpError:
 
 class FakeOpenAI:
     def __init__(self) -> None:
-        self._scripts: deque[Chunks | HttpError] = deque()
+        self._scripts: deque[Chunks | HttpError | Raw] = deque()
         self._lock = threading.Lock()
         self.default = Chunks(text=["Hello", " from", " the", " fake", " GPT."])
         self.requests: list[RecordedRequest] = []
@@ -92,7 +93,7 @@ class FakeOpenAI:
         self.paused = threading.Event()
         self.base_url = ""
 
-    def script(self, *replies: Chunks | HttpError) -> None:
+    def script(self, *replies: Chunks | HttpError | Raw) -> None:
         with self._lock:
             self._scripts.extend(replies)
 
@@ -103,7 +104,7 @@ class FakeOpenAI:
         if not self.paused.wait(timeout):
             raise AssertionError("the fake model never reached its pause point")
 
-    def next_script(self) -> Chunks | HttpError:
+    def next_script(self) -> Chunks | HttpError | Raw:
         with self._lock:
             if not self._scripts:
                 return self.default
@@ -181,6 +182,9 @@ class _Handler(JsonApiHandler):
                                                 "param": None, "code": "unknown_url"}})  # fmt: skip
                 return
             script = fake.next_script()
+            if isinstance(script, Raw):
+                self._send_raw(script)
+                return
             if isinstance(script, HttpError):
                 headers = {"retry-after": str(script.retry_after)} if script.retry_after is not None else None
                 self._send_json(script.status, {"error": {"message": script.message, "type": script.type,

@@ -52,6 +52,16 @@ class RecordedRequest:
     finished: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class Raw:
+    """A scripted answer sent as it is, whatever the protocol says: a body and its content type (a
+    JSON object where an event stream belongs, an HTML page, events of another API, garbage)."""
+
+    body: bytes | str
+    content_type: str = "text/event-stream; charset=utf-8"
+    status: int = 200
+
+
 class JsonApiHandler(BaseHTTPRequestHandler):
     """What the fake model APIs' handlers share: keep-alive, quiet, JSON answers with a request id
     (`request_id_header`, as each provider names it), every request recorded on `server.fake`."""
@@ -73,6 +83,21 @@ class JsonApiHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def _send_raw(self, raw: Raw) -> None:
+        payload = raw.body.encode() if isinstance(raw.body, str) else raw.body
+        self.send_response(raw.status)
+        self.send_header("Content-Type", raw.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header(self.request_id_header, f"req_{uuid.uuid4().hex[:16]}")
+        # One answer per connection: a client that refuses this one by its headers hangs up unread.
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client refused the answer by its headers and hung up: what a test may want
 
     def _record(self) -> tuple[dict[str, Any], RecordedRequest]:
         """Read the JSON body (kept as text if it isn't JSON) and record the request."""

@@ -138,29 +138,44 @@ async def test_a_connection_cut_mid_stream_is_upstream_unavailable(fake):
     assert error.value.code == "upstream_unavailable"
 
 
+async def reported_usage(request: LoopRequest, into: list) -> list:
+    """The loop's events; `into` gets (usage figures, estimated) as each UsageReported had them."""
+    events = []
+    async for event in agent_loop(request):
+        events.append(event)
+        if isinstance(event, UsageReported):
+            into.append((event.usage.as_dict(), event.usage.estimated))
+    return events
+
+
 async def test_usage_is_reported_from_message_start_then_message_delta(fake):
     reply = Reply(text=["a", "b"], input_tokens=41, start_output_tokens=2, output_tokens=7,
                   cache_read_input_tokens=5, cache_creation_input_tokens=3)  # fmt: skip
     fake.script(reply)
-    events = await collect(request_for(fake))
-    reported = [e.usage.as_dict() for e in events if isinstance(e, UsageReported)]
+    reported = []
+    events = await reported_usage(request_for(fake), reported)
     final = {**reply.start_usage(), "output_tokens": reply.output_tokens}
-    assert reported == [reply.start_usage(), final]
+    estimate, *by_the_provider = reported
+    assert estimate[0]["input_tokens"] > 0 and estimate[0]["output_tokens"] == 0 and estimate[1]
+    assert by_the_provider == [(reply.start_usage(), True), (final, False)], "output is estimated until message_delta"
     assert next(e for e in events if isinstance(e, ModelCallFinished)).usage.as_dict() == final
+    assert len({id(e.usage) for e in events if isinstance(e, UsageReported)}) == 1, "one object, kept up to date"
     assert events.index(next(e for e in events if isinstance(e, UsageReported))) < events.index(
         next(e for e in events if isinstance(e, TextDelta))
     ), "the usage so far is known before the first word"
 
 
-@pytest.mark.parametrize("cut", [{"drop_after": 1}, {"error_after": 1}], ids=["dropped", "error_event"])
-async def test_a_call_cut_short_has_reported_the_usage_of_its_message_start(fake, cut):
-    reply = Reply(text=["a", "b", "c"], input_tokens=33, start_output_tokens=2, cache_read_input_tokens=4, **cut)
+@pytest.mark.parametrize("cut", [{"drop_after": 2}, {"error_after": 2}], ids=["dropped", "error_event"])
+async def test_a_call_cut_short_keeps_its_message_start_input_and_an_estimate_of_its_output(fake, cut):
+    reply = Reply(text=["x" * 40, "y" * 40, "never"], input_tokens=33, start_output_tokens=2, cache_read_input_tokens=4, **cut)
     fake.script(reply)
-    seen = []
+    held = None
     with pytest.raises(LLMError):
         async for event in agent_loop(request_for(fake)):
-            seen.append(event)
-    assert [e.usage.as_dict() for e in seen if isinstance(e, UsageReported)] == [reply.start_usage()]
+            if isinstance(event, UsageReported):
+                held = event.usage  # what the turn runner keeps
+    assert held.as_dict() == {**reply.start_usage(), "output_tokens": 20}  # 80 bytes received
+    assert held.estimated
 
 
 async def test_an_unreachable_model_is_upstream_unavailable(settings):
