@@ -10,7 +10,7 @@ def create_the_row(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0007_agent_versions_and_session_agent_version'),
+        ('agents', '0008_prompt_version_shared'),
     ]
 
     operations = [
