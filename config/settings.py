@@ -385,6 +385,11 @@ CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant
 # --- assistant: agents' tools in server-side turns (websocket, SSE) ---------------------------
 # A tool call that takes longer (seconds) is abandoned: the model reads a timeout error.
 ASSISTANT_TOOL_TIMEOUT = env.float("ASSISTANT_TOOL_TIMEOUT", default=120.0)
+# Threads the built-in tools run on, for the whole process (assistant/tools/threads.py): never asyncio's
+# default executor, which model calls and everything else share. Calls past them wait their turn.
+ASSISTANT_TOOL_THREADS = env.int("ASSISTANT_TOOL_THREADS", default=4)
+if ASSISTANT_TOOL_THREADS < 1:
+    raise ImproperlyConfigured("ASSISTANT_TOOL_THREADS must be 1 or more.")
 # Sessions' workspaces (agents with workspace tools, uploaded files): WORKSPACES_DIR/<session id>.
 WORKSPACES_DIR = Path(env.str("WORKSPACES_DIR", default=str(BASE_DIR / "data" / "workspaces")))
 WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=10 * 1024 * 1024)  # one upload

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from assistant.tools.threads import Stop, in_tool_thread
+
 logger = logging.getLogger(__name__)
 
 MOUNT_POINT = "/workspace"
@@ -102,7 +104,7 @@ def _drop_to_sandbox_user() -> dict:
     return {"user": settings.SANDBOX_UID, "group": settings.SANDBOX_UID, "extra_groups": []}
 
 
-def _hand_over(workspace: Path) -> None:
+def _hand_over(workspace: Path, stop: Stop | None = None) -> None:
     """As root, the workspace (and everything in it, uploads and files the tools wrote) belongs to
     the sandbox user, so the command can change it; the server (root) still can too."""
     if not _as_root():
@@ -155,7 +157,7 @@ def sandbox_check_at_startup() -> None:
 
 async def run_sandboxed(workspace: Path, command: str, limits: SandboxLimits) -> str:
     """Run `command` in the sandbox; its combined output, or SandboxResult when it fails."""
-    await asyncio.to_thread(_hand_over, workspace)
+    await in_tool_thread(_hand_over, workspace)  # the tools' threads, never the default executor
     info_read, info_write = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
@@ -170,7 +172,6 @@ async def run_sandboxed(workspace: Path, command: str, limits: SandboxLimits) ->
         )
     finally:
         os.close(info_write)
-    process.sandbox_init = await asyncio.to_thread(_child_pid, info_read)  # type: ignore[attr-defined]
     chunks: list[bytes] = []
     kept = 0
     byte_limit = limits.output_chars * 4  # decoded and capped in characters below
@@ -188,6 +189,7 @@ async def run_sandboxed(workspace: Path, command: str, limits: SandboxLimits) ->
         await process.wait()
 
     try:
+        process.sandbox_init = await _child_pid(info_read)  # type: ignore[attr-defined]
         await asyncio.wait_for(drain(), limits.timeout)
     except TimeoutError:
         await _reap(process)
@@ -227,13 +229,16 @@ def _signal_reason(code: int) -> str:
     return f"Exit code {code}"
 
 
-def _child_pid(fd: int) -> int | None:
-    """The sandbox's init process, from bubblewrap's --info-fd (closed when it has written it)."""
+async def _child_pid(fd: int) -> int | None:
+    """The sandbox's init process, from bubblewrap's --info-fd (closed when it has written it), read on
+    the event loop: a thread blocked on it would be one less for everything else."""
+    reader = asyncio.StreamReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(lambda: protocol, os.fdopen(fd, "rb", 0))
     try:
-        with os.fdopen(fd, "rb") as info:
-            data = info.read(4096)
-    except OSError:
-        return None
+        data = await reader.read()  # to its end: a few bytes of JSON
+    finally:
+        transport.close()
     try:
         return int(json.loads(data)["child-pid"])
     except (ValueError, KeyError, TypeError):
