@@ -402,6 +402,11 @@ SANDBOX_MEMORY_BYTES = env.int("SANDBOX_MEMORY_BYTES", default=512 * 1024 * 1024
 SANDBOX_MAX_PROCESSES = env.int("SANDBOX_MAX_PROCESSES", default=64)
 SANDBOX_FILE_BYTES = env.int("SANDBOX_FILE_BYTES", default=64 * 1024 * 1024)  # largest file it may write
 SANDBOX_OUTPUT_LIMIT = env.int("SANDBOX_OUTPUT_LIMIT", default=30000)  # characters kept; more kills it
+# The sandbox's /tmp (and /dev/shm): a tmpfs of this size, i.e. memory, taken from SANDBOX_MEMORY_BYTES (each
+# process may address the rest).
+SANDBOX_TMP_BYTES = env.int("SANDBOX_TMP_BYTES", default=64 * 1024 * 1024)
+if not 0 < SANDBOX_TMP_BYTES < SANDBOX_MEMORY_BYTES:
+    raise ImproperlyConfigured("SANDBOX_TMP_BYTES must be more than 0 and less than SANDBOX_MEMORY_BYTES.")
 # When the server runs as root, commands run as this uid/gid (one that owns no other process:
 # the process limit counts per user), and the workspace is handed to it.
 SANDBOX_UID = env.int("SANDBOX_UID", default=64123)

@@ -1,10 +1,12 @@
 """`run_shell` for server-side turns: one command inside bubblewrap, confined to the session's workspace.
 
-The command sees a read-only system (/usr and its /bin, /lib links, a few files of /etc), a private
-/tmp, /proc and /dev, and the workspace at /workspace, the only writable path kept after it ends. All
+The command sees a read-only system (/usr and its /bin, /lib links, a few files of /etc), /proc, a
+read-only /dev, a private /tmp (a link to /dev/shm: a tmpfs of SANDBOX_TMP_BYTES, memory counted in the
+memory limit), and the workspace at /workspace, the only writable path kept after it ends. All
 namespaces are new (no network: only a loopback of its own), it runs in a session of its own, dies
 with the server, gets a clean environment, and runs under limits: wall time (the whole sandbox is
-killed), address space, processes, file size, CPU time, and output (past the limit it is killed).
+killed), memory (address space and /tmp), processes, file size, CPU time, and output (past the limit
+it is killed).
 
 When the server runs as root, the command runs as SANDBOX_UID (root ignores the process limit, and
 needn't own anything the command may touch); the workspace is handed to that user first.
@@ -47,10 +49,11 @@ class SandboxResult(Exception):
 @dataclass(frozen=True)
 class SandboxLimits:
     timeout: float
-    memory_bytes: int
+    memory_bytes: int  # each process's address space and /tmp together
     processes: int
     file_bytes: int
     output_chars: int
+    tmp_bytes: int = 64 * 1024 * 1024  # /tmp (= /dev/shm), a tmpfs: memory, taken from memory_bytes
 
     @classmethod
     def from_settings(cls) -> SandboxLimits:
@@ -60,6 +63,7 @@ class SandboxLimits:
             processes=settings.SANDBOX_MAX_PROCESSES,
             file_bytes=settings.SANDBOX_FILE_BYTES,
             output_chars=settings.SANDBOX_OUTPUT_LIMIT,
+            tmp_bytes=settings.SANDBOX_TMP_BYTES,
         )
 
 
@@ -68,6 +72,10 @@ def _as_root() -> bool:
 
 
 def bwrap_command(workspace: Path, command: str, limits: SandboxLimits, *, info_fd: int | None = None) -> list[str]:
+    """ValueError when /tmp would take all the memory."""
+    address_space = limits.memory_bytes - limits.tmp_bytes
+    if address_space <= 0:
+        raise ValueError("The sandbox's /tmp (tmp_bytes) must be smaller than its memory (memory_bytes).")
     bwrap = shutil.which(settings.SANDBOX_BWRAP) or settings.SANDBOX_BWRAP
     argv = [bwrap, "--ro-bind", "/usr", "/usr"]
     if info_fd is not None:  # bubblewrap writes {"child-pid": …} there: the sandbox's init, to kill
@@ -78,9 +86,12 @@ def bwrap_command(workspace: Path, command: str, limits: SandboxLimits, *, info_
     for path in _ETC_FILES:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
+    # The sandbox's root and its /dev are tmpfs without a size: both read-only once set up, so the only
+    # memory a command can fill with files is /dev/shm's, of tmp_bytes, which /tmp is a link to.
     argv += [
-        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-        "--bind", str(workspace), MOUNT_POINT, "--chdir", MOUNT_POINT,
+        "--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
+        "--symlink", "/dev/shm", "/tmp", "--bind", str(workspace), MOUNT_POINT, "--chdir", MOUNT_POINT,
+        "--remount-ro", "/dev", "--remount-ro", "/",
         "--unshare-all", "--new-session", "--die-with-parent", "--cap-drop", "ALL",
         "--hostname", "sandbox", "--clearenv",
     ]  # fmt: skip
@@ -90,7 +101,7 @@ def bwrap_command(workspace: Path, command: str, limits: SandboxLimits, *, info_
     # CPU time bounds a busy loop that sleeps through the wall-clock timer's grace.
     cpu = max(1, int(limits.timeout) + 1)
     argv += [
-        "--", "/usr/bin/prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
+        "--", "/usr/bin/prlimit", f"--as={address_space}", f"--nproc={limits.processes}",
         f"--fsize={limits.file_bytes}", f"--cpu={cpu}", "--core=0", "--",
         "/bin/sh", "-c", command,
     ]  # fmt: skip
