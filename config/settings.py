@@ -395,6 +395,8 @@ WORKSPACES_DIR = Path(env.str("WORKSPACES_DIR", default=str(BASE_DIR / "data" / 
 WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=10 * 1024 * 1024)  # one upload
 WORKSPACE_QUOTA_BYTES = env.int("WORKSPACE_QUOTA_BYTES", default=100 * 1024 * 1024)  # a session's workspace
 WORKSPACE_MAX_FILES = env.int("WORKSPACE_MAX_FILES", default=200)  # uploads per session
+# Files and directories a workspace may hold: sandboxed commands past it are stopped and what they made removed.
+WORKSPACE_MAX_ENTRIES = env.int("WORKSPACE_MAX_ENTRIES", default=10_000)
 # run_shell in server-side turns runs only in bubblewrap (bwrap): limits of one command.
 SANDBOX_BWRAP = env.str("SANDBOX_BWRAP", default="bwrap")
 SANDBOX_TIMEOUT = env.int("SANDBOX_TIMEOUT", default=60)  # seconds, wall clock
