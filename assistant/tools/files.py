@@ -71,20 +71,9 @@ class Workspace:
         rel = path.relative_to(self.root).as_posix()
         return rel or "."
 
-    def inside(self, path: Path) -> bool:
-        return Path(os.path.realpath(path)).is_relative_to(self.root)
-
 
 def kind_of(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-def is_regular(path: Path | str) -> bool:
-    """True for a regular file, symlinks not followed; never opens it."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _check(fd: int, label: str) -> os.stat_result:
@@ -110,7 +99,7 @@ def open_for_reading(path: Path, label: str) -> Iterator[tuple[int, os.stat_resu
 
 
 def read_at_most(fd: int, limit: int) -> bytes:
-    """Up to `limit` bytes from the start of the file."""
+    """Up to `limit` bytes of the open file, from where it is."""
     chunks, size = [], 0
     while size < limit and (chunk := os.read(fd, min(1024 * 1024, limit - size))):
         chunks.append(chunk)

@@ -231,6 +231,9 @@ async def run_sandboxed(workspace: Path, command: str, limits: SandboxLimits) ->
                 start_new_session=True,  # bubblewrap leads a process group of its own
                 **_drop_to_sandbox_user(),
             )
+    except BaseException:
+        os.close(info_read)
+        raise
     finally:
         os.close(info_write)
     watch = asyncio.create_task(_watch_quota(workspace, process, quota)) if quota is not None else None

@@ -81,7 +81,7 @@ class _Exhausted(Exception):
 
 def _walk(base: Path, walk: _Walk, max_depth: int | None = None) -> Iterator[tuple[str, os.DirEntry, os.stat_result]]:
     """(path relative to `base`, entry, lstat) of what is under `base`, depth first, by name; symlinked
-    directories and SKIPPED_DIRS are listed but not entered."""
+    directories are not entered, SKIPPED_DIRS left out."""
     pending: list[tuple[Path, str, int]] = [(base, "", 1)]
     while pending:
         directory, prefix, depth = pending.pop()
@@ -104,13 +104,12 @@ def _walk(base: Path, walk: _Walk, max_depth: int | None = None) -> Iterator[tup
                 status = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
+            is_directory = stat.S_ISDIR(status.st_mode)
+            if is_directory and entry.name in SKIPPED_DIRS:
+                continue
             relative = prefix + entry.name
             yield relative, entry, status
-            if (
-                stat.S_ISDIR(status.st_mode)
-                and entry.name not in SKIPPED_DIRS
-                and (max_depth is None or depth < max_depth)
-            ):
+            if is_directory and (max_depth is None or depth < max_depth):
                 below.append((Path(entry.path), relative + "/", depth + 1))
         pending.extend(reversed(below))
         if walk.stopped:

@@ -141,7 +141,16 @@ async def test_backtracking_globs_stay_fast_in_glob_and_in_grep_filters(tools, r
 
 async def test_glob_keeps_its_meaning(tools, root):
     (root / "src" / "pkg").mkdir(parents=True)
-    for name in ("src/app.py", "src/pkg/mod.py", "src/pkg/data.txt", "setup.py", ".hidden.py", "b.py"):
+    (root / "node_modules").mkdir()
+    for name in (
+        "src/app.py",
+        "src/pkg/mod.py",
+        "src/pkg/data.txt",
+        "setup.py",
+        ".hidden.py",
+        "b.py",
+        "node_modules/d.py",
+    ):
         (root / name).write_text("x\n")
     assert (await call(tools, "glob", pattern="**/*.py")).content.splitlines() == [
         ".hidden.py", "b.py", "setup.py", "src/app.py", "src/pkg/mod.py"
