@@ -76,7 +76,7 @@ async def test_a_call_that_cant_get_a_thread_in_time_is_an_error_at_its_timeout_
         outcome.is_error is True
         and outcome.content == "The tool write_file did not finish within 1 s and was cancelled."
     )
-    assert 0.9 < seconds < 1.5 and longest_stall < 0.3  # waited in the queue, not on the event loop
+    assert 0.9 < seconds < 2.5 and longest_stall < 0.5  # waited in the queue, not on the event loop
     await asyncio.wrap_future(busy)
     await asyncio.sleep(0.2)
     assert not (root.root / "late.txt").exists()  # dropped from the queue, not run late
@@ -101,7 +101,7 @@ async def test_a_call_past_its_timeout_is_answered_at_once_and_its_thread_soon_f
     tools = turn_tools(slow_to_search, timeout=1)
     outcome, seconds, longest_stall = await watched(tools.run(ToolCall("t1", "grep", {"pattern": SLOW_PATTERN})))
     assert outcome.is_error is True and "did not finish within 1 s" in outcome.content
-    assert seconds < 1.5 and longest_stall < 0.3
+    assert seconds < 2.5 and longest_stall < 0.5
     # The abandoned search stops at its next check (a chunk: about a second at most), not after its 20 s.
     other = turn_tools(workspace(tmp_path, "other"), timeout=10)
     started = time.monotonic()

@@ -57,7 +57,7 @@ async def test_a_catastrophic_regex_over_an_upload_neither_freezes_the_process_n
     (root / "upload.txt").write_text("a" * 27 + "!\n")
     outcome, seconds, longest_stall = await timed_with_the_loop_watched(call(tools, "grep", pattern="(a+)+$"))
     assert outcome.is_error is False and outcome.content == "No matches."
-    assert seconds < 2 and longest_stall < 0.5
+    assert seconds < 3 and longest_stall < 1  # Python's re: ~15 s, the loop frozen throughout
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ async def test_backtracking_patterns_run_in_linear_time_over_long_lines(tools, r
     (root / "hostile.txt").write_text(("a" * 64 + "!\n") * 50 + "x" * 5000 + "\n" + "word " * 2000 + "!\n")
     outcome, seconds, longest_stall = await timed_with_the_loop_watched(call(tools, "grep", pattern=pattern))
     assert outcome.is_error is False, outcome.content
-    assert seconds < 2 and longest_stall < 0.5
+    assert seconds < 3 and longest_stall < 1
 
 
 @pytest.mark.parametrize(
