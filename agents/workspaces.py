@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISLNK
 from typing import IO
 
 from django.conf import settings
@@ -47,18 +48,34 @@ def workspace_remove(session_id: int) -> None:
     shutil.rmtree(workspace_path(session_id), ignore_errors=True)
 
 
-def workspace_size(root: Path) -> int:
-    """Bytes of the regular files under `root` (symlinks not followed)."""
-    total = 0
-    for directory, _, names in os.walk(root, followlinks=False):
+@dataclass(frozen=True)
+class WorkspaceUsage:
+    bytes: int  # sizes of its files (not of directories, not what symlinks point to)
+    entries: int  # files, directories, symlinks and anything else below the root
+    complete: bool = True  # False: the count stopped at `stop_after_entries`
+
+
+def workspace_usage(root: Path, *, stop_after_entries: int | None = None) -> WorkspaceUsage:
+    """What a workspace holds, as its quota counts it (uploads and sandboxed commands alike)."""
+    size = entries = 0
+    for directory, dirnames, names in os.walk(root, followlinks=False):
+        entries += len(dirnames)
         for name in names:
+            entries += 1
             try:
                 stat = os.lstat(os.path.join(directory, name))
             except OSError:
                 continue
-            if not os.path.islink(os.path.join(directory, name)):
-                total += stat.st_size
-    return total
+            if not S_ISLNK(stat.st_mode):
+                size += stat.st_size
+        if stop_after_entries is not None and entries > stop_after_entries:
+            return WorkspaceUsage(size, entries, complete=False)
+    return WorkspaceUsage(size, entries)
+
+
+def workspace_size(root: Path) -> int:
+    """Bytes of the files under `root` (symlinks not followed)."""
+    return workspace_usage(root).bytes
 
 
 def file_name_clean(raw: str) -> str:

@@ -400,11 +400,18 @@ CODE_ASSISTANCE_AGENT = env.str("CODE_ASSISTANCE_AGENT", default="code-assistant
 # --- assistant: agents' tools in server-side turns (websocket, SSE) ---------------------------
 # A tool call that takes longer (seconds) is abandoned: the model reads a timeout error.
 ASSISTANT_TOOL_TIMEOUT = env.float("ASSISTANT_TOOL_TIMEOUT", default=120.0)
+# Threads the built-in tools run on, for the whole process (assistant/tools/threads.py): never asyncio's
+# default executor, which model calls and everything else share. Calls past them wait their turn.
+ASSISTANT_TOOL_THREADS = env.int("ASSISTANT_TOOL_THREADS", default=4)
+if ASSISTANT_TOOL_THREADS < 1:
+    raise ImproperlyConfigured("ASSISTANT_TOOL_THREADS must be 1 or more.")
 # Sessions' workspaces (agents with workspace tools, uploaded files): WORKSPACES_DIR/<session id>.
 WORKSPACES_DIR = Path(env.str("WORKSPACES_DIR", default=str(BASE_DIR / "data" / "workspaces")))
 WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=10 * 1024 * 1024)  # one upload
 WORKSPACE_QUOTA_BYTES = env.int("WORKSPACE_QUOTA_BYTES", default=100 * 1024 * 1024)  # a session's workspace
 WORKSPACE_MAX_FILES = env.int("WORKSPACE_MAX_FILES", default=200)  # uploads per session
+# Files and directories a workspace may hold: sandboxed commands past it are stopped and what they made removed.
+WORKSPACE_MAX_ENTRIES = env.int("WORKSPACE_MAX_ENTRIES", default=10_000)
 # run_shell in server-side turns runs only in bubblewrap (bwrap): limits of one command.
 SANDBOX_BWRAP = env.str("SANDBOX_BWRAP", default="bwrap")
 SANDBOX_TIMEOUT = env.int("SANDBOX_TIMEOUT", default=60)  # seconds, wall clock
@@ -412,6 +419,11 @@ SANDBOX_MEMORY_BYTES = env.int("SANDBOX_MEMORY_BYTES", default=512 * 1024 * 1024
 SANDBOX_MAX_PROCESSES = env.int("SANDBOX_MAX_PROCESSES", default=64)
 SANDBOX_FILE_BYTES = env.int("SANDBOX_FILE_BYTES", default=64 * 1024 * 1024)  # largest file it may write
 SANDBOX_OUTPUT_LIMIT = env.int("SANDBOX_OUTPUT_LIMIT", default=30000)  # characters kept; more kills it
+# The sandbox's /tmp (and /dev/shm): a tmpfs of this size, i.e. memory, taken from SANDBOX_MEMORY_BYTES (each
+# process may address the rest).
+SANDBOX_TMP_BYTES = env.int("SANDBOX_TMP_BYTES", default=64 * 1024 * 1024)
+if not 0 < SANDBOX_TMP_BYTES < SANDBOX_MEMORY_BYTES:
+    raise ImproperlyConfigured("SANDBOX_TMP_BYTES must be more than 0 and less than SANDBOX_MEMORY_BYTES.")
 # When the server runs as root, commands run as this uid/gid (one that owns no other process:
 # the process limit counts per user), and the workspace is handed to it.
 SANDBOX_UID = env.int("SANDBOX_UID", default=64123)

@@ -1,7 +1,10 @@
 """The orchestrator's built-in tools, confined to one workspace directory.
 
 Every path a tool takes is resolved (symlinks included) and must land inside the workspace; anything
-else is refused with an error the model can read. That confinement covers the *file* tools only. In
+else is refused with an error the model can read (assistant/tools/files.py). The file tools open regular
+files only, match patterns with RE2 (patterns.py), walk within bounds (search.py) and run on the tools' own
+threads (threads.py), so none of them can hold a thread, or the process, for long. The confinement covers
+the *file* tools only. In
 server-side turns `run_shell` runs in the bubblewrap sandbox (`sandbox=`, assistant/tools/sandbox.py); in
 the CLI it runs its command as the operator's user, with the workspace as working directory and a
 filtered environment, which is not a sandbox: leave `run_shell` out of the allowed tools when that
@@ -11,11 +14,10 @@ matters.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import errno
-import fnmatch
 import os
-import re
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,18 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from assistant.engine import ToolCall, ToolOutcome
+from assistant.tools import search
+from assistant.tools.files import ToolError, Workspace, open_for_reading, read_at_most, read_window, write_regular
+from assistant.tools.patterns import NameGlob, glob_pattern, line_pattern
 from assistant.tools.sandbox import MOUNT_POINT, SandboxLimits, SandboxResult, run_sandboxed
+from assistant.tools.threads import Stop, in_tool_thread
 
 READ_DEFAULT_LINES = 2000
-GLOB_MAX_RESULTS = 1000
-GREP_MAX_MATCHES = 200
-GREP_MAX_FILE_BYTES = 5 * 1024 * 1024
-LIST_MAX_ENTRIES = 1000
-SKIPPED_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".mypy_cache", ".pytest_cache"}
-
-
-class ToolError(Exception):
-    """A failure the model should read (bad path, missing file, no match...)."""
+EDIT_MAX_BYTES = 16 * 1024 * 1024  # edit_file reads the whole file
 
 
 def cap_output(text: str, limit: int) -> str:
@@ -43,44 +41,13 @@ def cap_output(text: str, limit: int) -> str:
     return text[:limit] + f"\n… [output truncated: {len(text) - limit} more characters]"
 
 
-class Workspace:
-    def __init__(self, root: str | os.PathLike[str]):
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise ValueError(f"workspace directory does not exist: {root}")
-        self.root = path.resolve()
-
-    def resolve(self, path: str | None, *, default: str = ".") -> Path:
-        """The real path of `path` (relative to the workspace), or ToolError when it leaves it.
-
-        Symlinks are resolved before the check, dangling ones too, so a link pointing outside is
-        refused however it is reached; `..` that stays inside is fine."""
-        raw = default if path is None or path == "" else str(path)
-        if "\x00" in raw:
-            raise ToolError("Path contains a NUL byte.")
-        candidate = Path(raw).expanduser() if raw.startswith("~") else Path(raw)
-        if not candidate.is_absolute():
-            candidate = self.root / candidate
-        resolved = Path(os.path.realpath(candidate))
-        if not resolved.is_relative_to(self.root):
-            # Not the absolute root: in server turns it would tell the model (and the user) where the server keeps data.
-            raise ToolError(f"Path is outside the workspace: {raw} (give paths relative to the workspace root).")
-        return resolved
-
-    def relative(self, path: Path) -> str:
-        rel = path.relative_to(self.root).as_posix()
-        return rel or "."
-
-    def inside(self, path: Path) -> bool:
-        return Path(os.path.realpath(path)).is_relative_to(self.root)
-
-
 @dataclass(frozen=True)
 class BuiltinTool:
     name: str
     description: str
     input_schema: dict[str, Any]
-    handler: Callable[[BuiltinTools, dict[str, Any]], Awaitable[str] | str]
+    # A sync handler, (tools, input, Stop) -> str, runs in a tool thread; an async one, (tools, input), on the loop.
+    handler: Callable[..., str | Awaitable[str]]
     is_async: bool = False
 
     def definition(self) -> dict[str, Any]:
@@ -118,8 +85,10 @@ class BuiltinTools:
         self.sandbox = sandbox
         # With a sandboxed shell, one call at a time: a command swapping a directory for a symlink
         # while a file tool (running as the server) writes under it would race the path check.
-        # Nothing of a command outlives it (its pid namespace dies with it).
+        # Nothing of a command outlives it (its pid namespace dies with it), and a file tool abandoned at
+        # its timeout is waited for (`_unfinished`) before the next call starts.
         self.one_at_a_time = asyncio.Lock() if sandbox is not None else None
+        self._unfinished: concurrent.futures.Future | None = None
 
     # --- ToolRunner ---------------------------------------------------------------------------
 
@@ -135,7 +104,14 @@ class BuiltinTools:
         if self.one_at_a_time is None:
             return await self._run(call)
         async with self.one_at_a_time:
+            if self._unfinished is not None:  # ends at its next check; this call's timeout bounds the wait
+                await asyncio.wait([asyncio.wrap_future(self._unfinished)])
+                self._unfinished = None
             return await self._run(call)
+
+    def _abandoned(self, future: concurrent.futures.Future) -> None:
+        if self.one_at_a_time is not None:
+            self._unfinished = future
 
     async def _run(self, call: ToolCall) -> ToolOutcome:
         tool = TOOLS.get(call.name) if call.name in self.names else None
@@ -145,8 +121,8 @@ class BuiltinTools:
             _check_input(tool, call.input)
             if tool.is_async:
                 text = await tool.handler(self, call.input)
-            else:
-                text = await asyncio.to_thread(tool.handler, self, call.input)
+            else:  # on the tools' own threads: never asyncio's default executor (assistant/tools/threads.py)
+                text = await in_tool_thread(tool.handler, self, call.input, on_abandoned=self._abandoned)
         except ToolError as exc:
             return ToolOutcome(call.id, cap_output(str(exc), self.output_limit), is_error=True)
         except ShellResult as exc:
@@ -157,122 +133,89 @@ class BuiltinTools:
 
     # --- tools --------------------------------------------------------------------------------
 
-    def list_directory(self, args: dict[str, Any]) -> str:
+    def list_directory(self, args: dict[str, Any], stop: Stop) -> str:
         directory = self.workspace.resolve(args.get("path"))
-        if not directory.is_dir():
-            raise ToolError(f"Not a directory: {args.get('path') or '.'}")
-        lines = []
-        for entry in sorted(os.scandir(directory), key=lambda e: e.name)[:LIST_MAX_ENTRIES]:
-            if entry.is_symlink():
-                lines.append(f"{entry.name} -> {os.readlink(entry.path)}")
-            elif entry.is_dir():
-                lines.append(f"{entry.name}/")
-            else:
-                lines.append(f"{entry.name}  ({entry.stat().st_size} bytes)")
-        return "\n".join(lines) if lines else "(empty directory)"
+        return search.list_directory(self.workspace, directory, args.get("path") or ".", stop)
 
-    def glob(self, args: dict[str, Any]) -> str:
+    def glob(self, args: dict[str, Any], stop: Stop) -> str:
         pattern = str(args["pattern"])
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
             raise ToolError("Glob patterns are relative to the workspace and may not contain '..'.")
+        compiled = glob_pattern(pattern)
         base = self.workspace.resolve(args.get("path"))
-        matches = []
-        for match in base.glob(pattern):
-            if any(part in SKIPPED_DIRS for part in match.relative_to(base).parts):
-                continue
-            if not self.workspace.inside(match):
-                continue  # a symlink pointing out of the workspace
-            matches.append(self.workspace.relative(match.parent.resolve() / match.name))
-            if len(matches) >= GLOB_MAX_RESULTS:
-                break
-        if not matches:
-            return "No files match."
-        suffix = f"\n… (stopped at {GLOB_MAX_RESULTS} matches)" if len(matches) >= GLOB_MAX_RESULTS else ""
-        return "\n".join(sorted(matches)) + suffix
+        if not base.is_dir():
+            raise ToolError(f"Not a directory: {args.get('path')}")
+        return search.glob(self.workspace, base, compiled, stop)
 
-    def grep(self, args: dict[str, Any]) -> str:
-        flags = re.IGNORECASE if args.get("case_insensitive") else 0
-        try:
-            regex = re.compile(str(args["pattern"]), flags)
-        except re.error as exc:
-            raise ToolError(f"Invalid regular expression: {exc}") from exc
+    def grep(self, args: dict[str, Any], stop: Stop) -> str:
+        pattern = line_pattern(str(args["pattern"]), case_insensitive=bool(args.get("case_insensitive")))
+        include = NameGlob(str(args["glob"])) if args.get("glob") else None
         base = self.workspace.resolve(args.get("path"))
-        include = args.get("glob")
-        files = [base] if base.is_file() else self._walk_files(base)
-        found: list[str] = []
-        for file in files:
-            if include and not (
-                fnmatch.fnmatch(file.name, include) or fnmatch.fnmatch(self.workspace.relative(file), include)
-            ):
-                continue
-            for number, line in _text_lines(file):
-                if regex.search(line):
-                    found.append(f"{self.workspace.relative(file)}:{number}: {line.rstrip()[:500]}")
-                    if len(found) >= GREP_MAX_MATCHES:
-                        return "\n".join(found) + f"\n… (stopped at {GREP_MAX_MATCHES} matches)"
-        return "\n".join(found) if found else "No matches."
+        return search.grep(self.workspace, base, pattern, include, stop)
 
-    def _walk_files(self, base: Path):
-        for directory, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-            for name in sorted(filenames):
-                path = Path(directory) / name
-                if self.workspace.inside(path) and path.is_file():
-                    yield path
-
-    def read_file(self, args: dict[str, Any]) -> str:
-        path = self.workspace.resolve(args["path"])
-        if path.is_dir():
-            raise ToolError(f"{args['path']} is a directory; use list_directory.")
-        data = path.read_bytes()
-        if b"\x00" in data[:8192]:
-            raise ToolError(f"{args['path']} looks like a binary file ({len(data)} bytes); it is not shown.")
-        lines = data.decode("utf-8", errors="replace").splitlines()
+    def read_file(self, args: dict[str, Any], stop: Stop) -> str:
+        label = args["path"]
+        path = self.workspace.resolve(label)
         start = int(args.get("start_line") or 1)
         end = args.get("end_line")
         end = int(end) if end is not None else start + READ_DEFAULT_LINES - 1
         if start < 1 or end < start:
             raise ToolError("start_line must be ≥ 1 and end_line ≥ start_line.")
-        if not lines:
+        if path.is_dir():
+            raise ToolError(f"{label} is a directory; use list_directory.")
+        with open_for_reading(path, label) as (fd, status):
+            if b"\x00" in os.pread(fd, 8192, 0):
+                raise ToolError(f"{label} looks like a binary file ({status.st_size} bytes); it is not shown.")
+            window = read_window(fd, start, end, self.output_limit * 4, stop.check)
+        if window.total == 0:
             return "(empty file)"
-        if start > len(lines):
-            raise ToolError(f"The file has {len(lines)} lines; start_line {start} is past its end.")
-        shown = [f"{number:6}\t{lines[number - 1]}" for number in range(start, min(end, len(lines)) + 1)]
-        if end < len(lines):
-            shown.append(f"… ({len(lines) - end} more lines; read on with start_line={end + 1})")
+        if not window.lines:
+            raise ToolError(f"The file has {window.total} lines; start_line {start} is past its end.")
+        shown = [f"{number:6}\t{_line_text(line)}" for number, line in window.lines]
+        if window.total is None:
+            shown.append(f"… (more lines; read on with start_line={window.end + 1})")
+        elif window.end < window.total:
+            shown.append(f"… ({window.total - window.end} more lines; read on with start_line={window.end + 1})")
         return "\n".join(shown)
 
-    def write_file(self, args: dict[str, Any]) -> str:
+    def write_file(self, args: dict[str, Any], stop: Stop) -> str:
         path = self.workspace.resolve(args["path"])
         if path.is_dir():
             raise ToolError(f"{args['path']} is a directory.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        content = str(args["content"])
-        existed = path.exists()
-        _write_no_follow(path, content)
-        return (
-            f"{'Overwrote' if existed else 'Created'} {self.workspace.relative(path)} ({len(content.encode())} bytes)."
-        )
+        content = str(args["content"]).encode("utf-8", errors="replace")
+        existed = write_regular(path, content, args["path"])
+        return f"{'Overwrote' if existed else 'Created'} {self.workspace.relative(path)} ({len(content)} bytes)."
 
-    def edit_file(self, args: dict[str, Any]) -> str:
-        path = self.workspace.resolve(args["path"])
-        if not path.is_file():
-            raise ToolError(f"No such file: {args['path']}")
+    def edit_file(self, args: dict[str, Any], stop: Stop) -> str:
+        label = args["path"]
+        path = self.workspace.resolve(label)
         old, new = str(args["old_string"]), str(args["new_string"])
         if not old:
             raise ToolError("old_string must not be empty (use write_file to create a file).")
         if old == new:
             raise ToolError("old_string and new_string are the same.")
-        text = path.read_text(encoding="utf-8")
+        try:
+            with open_for_reading(path, label) as (fd, status):
+                if status.st_size > EDIT_MAX_BYTES:
+                    raise ToolError(f"{label} is {status.st_size} bytes; edit_file takes files up to {EDIT_MAX_BYTES}.")
+                data = read_at_most(fd, EDIT_MAX_BYTES + 1)
+        except FileNotFoundError:
+            raise ToolError(f"No such file: {label}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(f"{label} is not UTF-8 text; edit_file can't change it.") from None
         count = text.count(old)
         if count == 0:
-            raise ToolError(f"old_string was not found in {args['path']}.")
+            raise ToolError(f"old_string was not found in {label}.")
         if count > 1 and not args.get("replace_all"):
             raise ToolError(
-                f"old_string occurs {count} times in {args['path']}; add surrounding context to make it unique "
+                f"old_string occurs {count} times in {label}; add surrounding context to make it unique "
                 "or set replace_all."
             )
-        _write_no_follow(path, text.replace(old, new))
+        stop.check()  # not written once abandoned: the caller has answered the model already
+        write_regular(path, text.replace(old, new).encode("utf-8", errors="replace"), label)
         return f"Edited {self.workspace.relative(path)}: {count} replacement{'s' if count > 1 else ''}."
 
     async def run_shell(self, args: dict[str, Any]) -> str:
@@ -332,23 +275,8 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _write_no_follow(path: Path, content: str) -> None:
-    """Write without following a symlink at the last component (one created after the check)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-
-
-def _text_lines(path: Path):
-    try:
-        if path.stat().st_size > GREP_MAX_FILE_BYTES:
-            return
-        data = path.read_bytes()
-    except OSError:
-        return
-    if b"\x00" in data[:8192]:
-        return
-    yield from enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1)
+def _line_text(line: bytes) -> str:
+    return line.decode("utf-8", errors="replace").removesuffix("\r")
 
 
 def _os_error_text(exc: OSError, workspace: Workspace) -> str:
@@ -414,7 +342,11 @@ TOOLS: dict[str, BuiltinTool] = {
             "Search file contents in the workspace with a regular expression; answers path:line: text.",
             _schema(
                 {
-                    "pattern": {"type": "string", "description": "Python regular expression."},
+                    "pattern": {
+                        "type": "string",
+                        "description": "Regular expression, RE2 syntax: Python's without backreferences or "
+                        "lookaround. Each line is matched on its own.",
+                    },
                     "path": {**_PATH, "description": "File or directory to search (default: the root)."},
                     "glob": {"type": "string", "description": "Only files whose name or path matches, e.g. '*.py'."},
                     "case_insensitive": {"type": "boolean"},
