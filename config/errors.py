@@ -66,8 +66,10 @@ class CodedError(Exception):
         self.message = message
 
 
-def error_body(message: str, code: str, *, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    detail: dict[str, Any] = {"message": message, "code": code, "request_id": current_request_id()}
+def error_body(
+    message: str, code: str, *, fields: dict[str, Any] | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {"message": message, "code": code, "request_id": request_id or current_request_id()}
     if fields is not None:
         detail["fields"] = fields
     return {"detail": detail}

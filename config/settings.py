@@ -302,6 +302,18 @@ SERVER_WORKERS = env.int("WEB_CONCURRENCY", default=1)
 SERVER_CPU_AFFINITY = env.bool("CPU_AFFINITY", default=False)
 # Threads that run Django's WSGI handler for plain HTTP inside each ASGI process.
 WSGI_THREADS = env.int("WSGI_THREADS", default=16)
+# The connection's edge (config/edge.py, README "Serving and production"). Seconds a request's headers may take
+# to arrive (from its first byte; from the connect for a connection's first request), a body may stall, a
+# kept-alive connection may stay idle (keep a proxy's upstream keep-alive shorter); 0 turns one off.
+HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", default=10.0)
+HTTP_BODY_TIMEOUT = env.float("HTTP_BODY_TIMEOUT", default=30.0)
+HTTP_KEEPALIVE_TIMEOUT = env.float("HTTP_KEEPALIVE_TIMEOUT", default=30.0)
+# Connections one client address may hold open at once, per process (behind proxies: requests in progress
+# and websockets, by the X-Forwarded-For address NUM_PROXIES from the right); 0: no cap.
+HTTP_MAX_CONNECTIONS_PER_CLIENT = env.int("HTTP_MAX_CONNECTIONS_PER_CLIENT", default=100)
+# Request bodies: larger ones are refused (413) by their declared length before they are read, at the edge
+# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/body_limits.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # Django's default
 
 # --- agents -----------------------------------------------------------------------------------
 # Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key
