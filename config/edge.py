@@ -7,11 +7,12 @@ the disk with a body it declared 10 GB long, or hold the process's file descript
 connections each trickling an unfinished header. config/daphne_server.py installs this layer in its
 place:
 
-- **Body limits.** A declared `Content-Length` above the path's limit (config/body_limits.py) is
+- **Body limits.** A declared `Content-Length` above the path's limit (config/edge_paths.py) is
   answered 413 as soon as the headers are in, before a byte of the body is read or buffered; a
   chunked body is counted as it arrives and cut with a 413 at the limit. The answer is JSON in the
-  API's error shape; the connection is then closed (after reading and dropping what the client was
-  still sending for a moment, so that it gets to read the answer).
+  API's error shape (or the path's own: the OpenAI-compatible API's); the connection is then closed
+  (after reading and dropping what the client was still sending for a moment, so that it gets to
+  read the answer).
 - **Timeouts** (settings `HTTP_HEADER_TIMEOUT`, `HTTP_BODY_TIMEOUT`, `HTTP_KEEPALIVE_TIMEOUT`): a
   request's headers must be complete within the header timeout of its first byte (of the connection
   for its first request), however slowly they trickle in; a body must not stall for longer than the
@@ -39,8 +40,7 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http
 
-from config.body_limits import body_limit
-from config.errors import error_body
+from config.edge_paths import body_limit, edge_error_body
 from config.request_ids import request_id_for
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,12 @@ class EdgeLimits:
         )
 
 
-def edge_answer(status: int, reason: str, message: str, code: str, *, request_id: str = "") -> bytes:
-    """A complete HTTP response closing the connection, its body in the API's error shape."""
+def edge_answer(
+    status: int, reason: str, message: str, code: str, *, path: str | None = None, request_id: str = ""
+) -> bytes:
+    """A complete HTTP response closing the connection, its body in the error shape of `path`."""
     request_id = request_id_for(request_id)
-    body = json.dumps(error_body(message, code, request_id=request_id)).encode()
+    body = json.dumps(edge_error_body(path, status, message, code, request_id=request_id)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         f"Connection: close\r\nX-Request-ID: {request_id}\r\n\r\n"
@@ -242,8 +244,7 @@ class EdgeHTTPChannel(http.HTTPChannel):
                 too_many = _too_many_connections(self.limits.max_connections_per_client)
                 self._refuse(request, 503, "Service Unavailable", *too_many)
                 return
-        path = unquote(self._path.split(b"?", 1)[0].decode("latin-1"))
-        self._body_limit = body_limit(path)
+        self._body_limit = body_limit(self._request_path())
         self._body_received = 0
         if self.length is not None and self._body_limit is not None and self.length > self._body_limit:
             # Before super(): it opens the body's buffer (a temporary file from 100 KB on).
@@ -284,6 +285,11 @@ class EdgeHTTPChannel(http.HTTPChannel):
             self._linger_call.cancel()
         super().connectionLost(reason)
 
+    def _request_path(self) -> str | None:
+        """The decoded path of the request under way, once its request line is in."""
+        target = getattr(self, "_path", None)  # Twisted's, from the request line until the body is in
+        return None if target is None else unquote(target.split(b"?", 1)[0].decode("latin-1"))
+
     # --- timers and refusals
 
     def _wait(self, phase: str, seconds: float | None) -> None:
@@ -299,7 +305,7 @@ class EdgeHTTPChannel(http.HTTPChannel):
             what = "body" if self._phase == BODY else "headers"
             logger.debug("Closing a connection from %s: its %s timed out", self.transport.getPeer(), what)
             message = f"The request's {what} took too long to arrive."
-            self.transport.write(edge_answer(408, "Request Timeout", message, "timeout"))
+            self.transport.write(edge_answer(408, "Request Timeout", message, "timeout", path=self._request_path()))
         self.timeoutConnection()  # Twisted's: close, and abort if that hasn't worked after abortTimeout
 
     def _refuse(self, request, status: int, reason: str, message: str, code: str) -> None:
@@ -308,7 +314,8 @@ class EdgeHTTPChannel(http.HTTPChannel):
         logger.info("Refused %s %s from %s: %s", self._command.decode("latin-1"), self._path[:200].decode("latin-1"),
                     self.transport.getPeer(), message)  # fmt: skip
         request_id = (request.requestHeaders.getRawHeaders(b"x-request-id") or [b""])[0].decode("latin-1")
-        self.transport.write(edge_answer(status, reason, message, code, request_id=request_id))
+        answer = edge_answer(status, reason, message, code, path=self._request_path(), request_id=request_id)
+        self.transport.write(answer)
         self.setRawMode()  # whatever else the client sent goes to _linger, not to the request parser
         self._networkProducer.unregisterProducer()
         close_writing = getattr(self.transport, "loseWriteConnection", None)

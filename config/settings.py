@@ -322,7 +322,7 @@ HTTP_KEEPALIVE_TIMEOUT = env.float("HTTP_KEEPALIVE_TIMEOUT", default=30.0)
 # and websockets, by the X-Forwarded-For address NUM_PROXIES from the right); 0: no cap.
 HTTP_MAX_CONNECTIONS_PER_CLIENT = env.int("HTTP_MAX_CONNECTIONS_PER_CLIENT", default=100)
 # Request bodies: larger ones are refused (413) by their declared length before they are read, at the edge
-# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/body_limits.py).
+# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/edge_paths.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # Django's default
 # Form and multipart bodies: fields and files in one request (Django's defaults); more are a 400.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)
