@@ -106,7 +106,7 @@ class ClientCounts:
     def take(self, client: str) -> bool:
         held = self.held.get(client, 0)
         if self.limit and held >= self.limit:
-            if client not in self._warned:  # once per client while it stays at the cap: no log flood
+            if client not in self._warned:  # once until all its connections are closed: no log flood
                 self._warned.add(client)
                 logger.warning(
                     "Refusing connections from %s: %d open already (HTTP_MAX_CONNECTIONS_PER_CLIENT)", client, held
@@ -121,7 +121,7 @@ class ClientCounts:
             self.held[client] = held
         else:
             del self.held[client]
-        self._warned.discard(client)
+            self._warned.discard(client)
 
 
 class CountedConnection(ProtocolWrapper):
@@ -238,7 +238,7 @@ class EdgeHTTPChannel(http.HTTPChannel):
         if self.limits.num_proxies:
             client = client_behind_proxies(
                 request.requestHeaders.getRawHeaders(b"x-forwarded-for"), self.limits.num_proxies,
-                getattr(self.transport.getPeer(), "host", "local"),
+                self._peer_host(),
             )  # fmt: skip
             if not self.transport.hold(client):
                 too_many = _too_many_connections(self.limits.max_connections_per_client)
@@ -285,6 +285,9 @@ class EdgeHTTPChannel(http.HTTPChannel):
             self._linger_call.cancel()
         super().connectionLost(reason)
 
+    def _peer_host(self) -> str:
+        return getattr(self.transport.getPeer(), "host", "local")
+
     def _request_path(self) -> str | None:
         """The decoded path of the request under way, once its request line is in."""
         target = getattr(self, "_path", None)  # Twisted's, from the request line until the body is in
@@ -303,7 +306,7 @@ class EdgeHTTPChannel(http.HTTPChannel):
         self._timer = None
         if self._phase == BODY or (self._phase == HEADERS and self._request_started):
             what = "body" if self._phase == BODY else "headers"
-            logger.debug("Closing a connection from %s: its %s timed out", self.transport.getPeer(), what)
+            logger.debug("Closing a connection from %s: its %s timed out", self._peer_host(), what)
             message = f"The request's {what} took too long to arrive."
             self.transport.write(edge_answer(408, "Request Timeout", message, "timeout", path=self._request_path()))
         self.timeoutConnection()  # Twisted's: close, and abort if that hasn't worked after abortTimeout
@@ -312,7 +315,7 @@ class EdgeHTTPChannel(http.HTTPChannel):
         """Answer `request` with an error and close the connection, without reading its body."""
         self._wait(REFUSED, None)
         logger.info("Refused %s %s from %s: %s", self._command.decode("latin-1"), self._path[:200].decode("latin-1"),
-                    self.transport.getPeer(), message)  # fmt: skip
+                    self._peer_host(), message)  # fmt: skip
         request_id = (request.requestHeaders.getRawHeaders(b"x-request-id") or [b""])[0].decode("latin-1")
         answer = edge_answer(status, reason, message, code, path=self._request_path(), request_id=request_id)
         self.transport.write(answer)
