@@ -28,7 +28,7 @@ from config.testing.processes import database_url_for_children, running_server, 
 # reset_sequences: the module's server shares the test database on PostgreSQL (see test_openai_api_live).
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
-TIMEOUT = 2  # the server's header, body and keep-alive timeouts, seconds
+TIMEOUT = 3  # the server's header, body and keep-alive timeouts, seconds
 CAP = 6  # its HTTP_MAX_CONNECTIONS_PER_CLIENT
 LIMIT = 2_621_440  # its DATA_UPLOAD_MAX_MEMORY_SIZE (the default)
 
@@ -220,7 +220,7 @@ def test_headers_trickled_a_line_at_a_time_are_closed_on_time_while_health_answe
     assert len(closed_after) == len(slow), f"{len(slow) - len(closed_after)} slow connections still open"
     assert max(closed_after.values()) < TIMEOUT + 3
     assert all(status == 200 for status, _ in health)
-    assert max(seconds for _, seconds in health) < 1.0
+    assert max(seconds for _, seconds in health) < 2.0
 
 
 def test_a_body_that_stalls_is_closed_with_a_408(served):
