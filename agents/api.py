@@ -388,8 +388,8 @@ class UserAgentSessionViewSet(_OwnedViewSet):
         )
         if untrusted.is_ascii_digits(request.META.get("CONTENT_LENGTH") or "") and int(
             request.META["CONTENT_LENGTH"]
-        ) > limit + MULTIPART_OVERHEAD:
-            return too_large  # refused before reading the body
+        ) > workspaces.upload_body_limit():
+            return too_large  # refused before reading the body (the server's edge does too: agents/apps.py)
         upload = request.FILES.get("file")
         if self._upload_guard.too_large:
             return too_large
@@ -414,9 +414,6 @@ class UserAgentSessionViewSet(_OwnedViewSet):
         if not workspaces.file_delete(session_id=session.pk, name=name):
             return error_response("No such file.", "not_found", status.HTTP_404_NOT_FOUND)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file in a multipart body
 
 
 def _has_workspace(agent: AIAgent) -> bool:

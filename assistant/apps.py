@@ -6,9 +6,13 @@ class AssistantConfig(AppConfig):
     verbose_name = "Assistant"
 
     def ready(self) -> None:
+        from assistant.surfaces.openai.format import edge_error_body
+        from config.edge_paths import answer_errors_as
         from config.startup import serving_duty
 
         serving_duty(_start_serving_duties)
+        # The server's edge answers OpenAI clients (a body over the limit…) in OpenAI's error shape.
+        answer_errors_as(r"/v1/.*", edge_error_body)
 
 
 def _start_serving_duties(loop) -> None:

@@ -123,6 +123,8 @@ def base_env(workdir: Path, **extra: str) -> dict[str, str]:
             "STATIC_ROOT": str(workdir / "static"),
             # The benches drive all their streams as one user.
             "ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER": "1000000",
+            # ...and open all their connections (1,000 websockets) from one address.
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT": "0",
         }
     )
     env.update(extra)

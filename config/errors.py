@@ -13,7 +13,13 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    NON_FIELD_ERRORS,
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import extend_schema_field
@@ -66,8 +72,10 @@ class CodedError(Exception):
         self.message = message
 
 
-def error_body(message: str, code: str, *, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    detail: dict[str, Any] = {"message": message, "code": code, "request_id": current_request_id()}
+def error_body(
+    message: str, code: str, *, fields: dict[str, Any] | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {"message": message, "code": code, "request_id": request_id or current_request_id()}
     if fields is not None:
         detail["fields"] = fields
     return {"detail": detail}
@@ -77,9 +85,9 @@ def error_response(message: str, code: str, status_code: int, *, headers: dict[s
     return Response(error_body(message, code), status=status_code, headers=headers)
 
 
-def json_error(message: str, code: str, status_code: int) -> JsonResponse:
+def json_error(message: str, code: str, status_code: int, *, fields: dict[str, Any] | None = None) -> JsonResponse:
     """The same body for plain Django views (404/500 handlers, health)."""
-    return JsonResponse(error_body(message, code), status=status_code)
+    return JsonResponse(error_body(message, code, fields=fields), status=status_code)
 
 
 def _first_code(codes: Any) -> str:
@@ -100,8 +108,22 @@ def request_too_large() -> RequestTooLarge:
     return RequestTooLarge(f"The request body is larger than the limit of {limit} bytes ({limit / 2**20:.1f} MiB).")
 
 
+def too_many_parts(exc: TooManyFieldsSent | TooManyFilesSent) -> exceptions.ValidationError:
+    """Django refuses a form or multipart body with more fields or files than its settings allow
+    (a SuspiciousOperation: the API would answer 500, Django's own views a bare 400)."""
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        message = f"The body has more than {limit} files (DATA_UPLOAD_MAX_NUMBER_FILES); send fewer at once."
+    else:
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        message = f"The body has more than {limit} fields (DATA_UPLOAD_MAX_NUMBER_FIELDS); send fewer at once."
+    return exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [message]})
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, RequestDataTooBig):
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        exc = too_many_parts(exc)
+    elif isinstance(exc, RequestDataTooBig):
         # Django raises it lazily, from the first read of the body (DRF's request.data): in a
         # throttle, a permission or the view. Django answers it with a 400; the API with a 413.
         exc = request_too_large()

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every HTML page, whoever answers it, gets the Content-Security-Policy.
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "config.middleware.RequestIdMiddleware",
     # Before anything that can answer early (CommonMiddleware), so every answer carries CORS headers.
     "corsheaders.middleware.CorsMiddleware",
@@ -286,6 +288,14 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# The Content-Security-Policy header of every HTML page (config/middleware.py): everything from the site
+# only (images also as data: URLs, which some pages' CSS uses), no inline scripts or styles. An empty value
+# sends none; a looser one is the operator's to choose.
+CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -317,6 +327,21 @@ WSGI_THREADS = env.int("WSGI_THREADS", default=16)
 ASYNC_THREADS = env.int("ASYNC_THREADS", default=4)
 if ASYNC_THREADS < 1 or WSGI_THREADS < 1:
     raise ImproperlyConfigured("WSGI_THREADS and ASYNC_THREADS must be at least 1.")
+# The connection's edge (config/edge.py, README "Serving and production"). Seconds a request's headers may take
+# to arrive (from its first byte; from the connect for a connection's first request), a body may stall, a
+# kept-alive connection may stay idle (keep a proxy's upstream keep-alive shorter); 0 turns one off.
+HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", default=10.0)
+HTTP_BODY_TIMEOUT = env.float("HTTP_BODY_TIMEOUT", default=30.0)
+HTTP_KEEPALIVE_TIMEOUT = env.float("HTTP_KEEPALIVE_TIMEOUT", default=30.0)
+# Connections one client address may hold open at once, per process (behind proxies: requests in progress
+# and websockets, by the X-Forwarded-For address NUM_PROXIES from the right); 0: no cap.
+HTTP_MAX_CONNECTIONS_PER_CLIENT = env.int("HTTP_MAX_CONNECTIONS_PER_CLIENT", default=100)
+# Request bodies: larger ones are refused (413) by their declared length before they are read, at the edge
+# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/edge_paths.py).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # Django's default
+# Form and multipart bodies: fields and files in one request (Django's defaults); more are a 400.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=100)
 
 # --- agents -----------------------------------------------------------------------------------
 # Secrets at rest (LLM API keys, integration credentials) are encrypted with Fernet. The first key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
+from django.core.exceptions import DisallowedHost, TooManyFieldsSent, TooManyFilesSent
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.errors import json_error
+from config.errors import json_error, too_many_parts
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ def health(request: Request) -> Response:
 
 
 def bad_request(request, exception=None):
-    """Django's own 400s (those DRF doesn't answer), e.g. a Host header not in ALLOWED_HOSTS."""
+    """Django's own 400s (those DRF doesn't answer), e.g. a Host header not in ALLOWED_HOSTS, or a form
+    with too many fields read by a plain Django view or middleware (the CSRF check)."""
     if isinstance(exception, DisallowedHost):
         return json_error("The Host header names a host this server does not serve.", "disallowed_host", 400)
+    if isinstance(exception, (TooManyFieldsSent, TooManyFilesSent)):
+        return json_error("Invalid input.", "invalid", 400, fields=too_many_parts(exception).detail)
     return json_error("Bad request.", "bad_request", 400)
 
 

@@ -8,6 +8,7 @@ so nothing is silently skipped there.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -83,23 +84,37 @@ def flush_redis(url: str = REDIS_TEST_URL) -> None:
     redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
 
 
+_served: dict[str, subprocess.Popen] = {}  # base URL -> the process serving it
+
+
 @contextmanager
-def running_server(env: dict[str, str], *, workers: int = 1, application: str | None = None) -> Iterator[str]:
+def running_server(
+    env: dict[str, str], *, workers: int = 1, application: str | None = None, open_files: int | None = None
+) -> Iterator[str]:
     """`manage.py run` on a free port with `env` added; yields its base URL.
 
     With `application` ("module:attribute"), one daphne process serving that ASGI application
-    instead (a test's variant of config.asgi's)."""
+    instead (a test's variant of config.asgi's). With `open_files`, the server starts with that soft
+    limit of open files."""
     env = {**_GENEROUS_THROTTLES, **env}
     port = free_port()
     command = [sys.executable, "manage.py", "run", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
     if application is not None:
         command = [sys.executable, "-m", "config.daphne_server", "-b", "127.0.0.1", "-p", str(port), "-v", "0", application]
+    limit_open_files = None
+    if open_files is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+        def limit_open_files() -> None:  # in the child, before it runs the server
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     process = subprocess.Popen(
         command,
         cwd=settings.BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=limit_open_files,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
+    _served[base] = process
     try:
         deadline = time.monotonic() + 60  # a loaded 2-core machine starts a server in 10–40 s
         while True:
@@ -114,12 +129,32 @@ def running_server(env: dict[str, str], *, workers: int = 1, application: str | 
                 time.sleep(0.1)
         yield base
     finally:
+        _served.pop(base, None)
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def children_of(pid: int) -> set[int]:
+    children = set()
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(status.parent.name))
+    return children
+
+
+def serving_pids(base: str) -> list[int]:
+    """The processes that serve requests at `base` (started by `running_server`): the workers of
+    `manage.py run`, or the one daphne process of an `application`."""
+    process = _served[base]
+    return sorted(children_of(process.pid)) or [process.pid]
 
 
 def signed_up(base: str, *, password: str = "a served-test passphrase") -> tuple[str, str]:

@@ -18,19 +18,7 @@ import pytest
 from django.conf import settings
 
 from config.asgi import STREAMING_HTTP_PATHS, HttpRouter
-from config.testing.processes import database_url_for_children, free_port
-
-
-def _children_of(pid: int) -> set[int]:
-    children = set()
-    for status in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = status.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            children.add(int(status.parent.name))
-    return children
+from config.testing.processes import children_of, database_url_for_children, free_port
 
 
 def _get(url: str) -> tuple[int, dict, dict]:
@@ -71,20 +59,20 @@ def test_run_serves_with_several_workers_restarts_a_dead_one_and_stops_cleanly(t
         assert status == 401 and body["detail"]["code"] == "not_authenticated"
         assert headers["WWW-Authenticate"].startswith("Bearer")
 
-        workers = _children_of(process.pid)
+        workers = children_of(process.pid)
         assert len(workers) == 2
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and len(_children_of(process.pid) - {victim}) < 2:
+        while time.monotonic() < deadline and len(children_of(process.pid) - {victim}) < 2:
             time.sleep(0.2)
-        assert len(_children_of(process.pid) - {victim}) == 2
+        assert len(children_of(process.pid) - {victim}) == 2
         assert _get(f"{base}/health")[0] == 200
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=20)
     assert process.returncode == 0
-    assert not _children_of(process.pid)
+    assert not children_of(process.pid)
 
 
 def test_run_explains_a_port_that_is_taken():
@@ -159,7 +147,7 @@ def test_run_with_cpu_affinity_pins_every_thread_of_each_worker_to_its_own_cpu(t
         _wait_until_up(f"http://127.0.0.1:{port}/health", process)
         for _ in range(20):  # both workers start their request threads
             assert _get(f"http://127.0.0.1:{port}/health")[0] == 200
-        workers = sorted(_children_of(process.pid))
+        workers = sorted(children_of(process.pid))
         assert len(workers) == 2
         pinned = [_allowed_cpus(pid) for pid in workers]
         for thread_sets in pinned:

@@ -178,6 +178,16 @@
   // --- rendering -------------------------------------------------------------------------------
   // An answer's markdown: markdown-it with raw HTML off, then DOMPurify (static/vendor/README.md).
   const markdown = window.markdownit({ html: false, linkify: true, breaks: false });
+  // An image in an answer is shown as a link (its text and address), never fetched: a prompt-injected
+  // model could otherwise leak the chat by writing it into an image's URL, fetched as the page renders.
+  // The page's Content-Security-Policy (img-src 'self' data:) blocks such a fetch too.
+  markdown.renderer.rules.image = (tokens, index, options, env, renderer) => {
+    const image = tokens[index];
+    const url = image.attrGet("src") || "";
+    const text = renderer.renderInlineAsText(image.children, options, env) || "image";
+    const escape = markdown.utils.escapeHtml;
+    return `<a class="image-link" href="${escape(url)}">${escape(text)} (${escape(url)})</a>`;
+  };
   window.DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     if (node.tagName === "A") { node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer nofollow"); }
   });

@@ -84,6 +84,14 @@ class OpenAIError(Exception):
         return cls(status, message, type=kind, code=code, param=param)
 
 
+def edge_error_body(status: int, message: str, code: str) -> dict[str, Any]:
+    """An error of the server's edge (config/edge.py: a body over the limit, a stalled one, too many
+    connections) in OpenAI's shape; a body over the limit has the code this API gives it itself."""
+    code = {"too_large": "request_too_large"}.get(code, code)
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return OpenAIError(status, message, type=kind, code=code).body()
+
+
 def bad_request(message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, message, code="invalid_value" if param else "invalid_request", param=param)
 

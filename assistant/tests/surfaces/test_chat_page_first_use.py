@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from assistant.tests.surfaces.test_chat_page import ANSWER, CHROMIUM, CHROMIUM_ARGS, serving, sign_in
+from assistant.tests.surfaces.test_chat_page import ANSWER, CHROMIUM, CHROMIUM_ARGS, serving, sign_in, wait_until
 from config.testing.fake_anthropic import Reply
 from config.testing.processes import http_json
 
@@ -74,7 +74,7 @@ def test_an_agent_whose_prompt_needs_a_variable_asks_for_it_and_the_model_gets_i
     assert page.get_attribute("#variables input[name=language]", "placeholder") == "default: English"
     page.fill("#prompt", "Who are we?")
     page.click("#send")  # without the value: asked for, and the message stays
-    page.wait_for_function("document.getElementById('status').textContent === 'Give a value for team first.'")
+    wait_until(page, "document.getElementById('status').textContent === 'Give a value for team first.'")
     assert page.input_value("#prompt") == "Who are we?"
     assert len(fake.requests) == 0
 
@@ -91,7 +91,7 @@ def test_an_agent_whose_prompt_needs_a_variable_asks_for_it_and_the_model_gets_i
     # The next message of the session needs nothing more.
     page.fill("#prompt", "Again")
     page.click("#send")
-    page.wait_for_function("document.querySelectorAll('.msg.assistant:not(.streaming) .meta').length === 2")
+    wait_until(page, "document.querySelectorAll('.msg.assistant:not(.streaming) .meta').length === 2")
     assert system_prompt(fake.requests[-1]) == "You help the Platform team, in English."
     assert not page.problems
 
@@ -109,7 +109,7 @@ def test_a_refused_message_stays_in_the_box_and_a_session_lacking_a_variable_get
     page.evaluate("document.getElementById('variables').hidden = true")  # as if the page hadn't known
     page.fill("#prompt", "Keep this text")
     page.click("#send")
-    page.wait_for_function("document.getElementById('status').textContent.includes('Missing variable(s): team.')")
+    wait_until(page, "document.getElementById('status').textContent.includes('Missing variable(s): team.')")
     page.wait_for_selector("#variables input[name=team]")  # the refusal brings the form back
     assert page.is_visible("#variables")
     assert page.input_value("#prompt") == "Keep this text"
@@ -128,7 +128,7 @@ def test_a_refused_message_stays_in_the_box_and_a_session_lacking_a_variable_get
     assert http_json("PATCH", f"{base}/api/v1/agents/{agent['id']}", {"is_active": False}, token)[0] == 200
     page.fill("#prompt", "Are you there?")
     page.click("#send")
-    page.wait_for_function("document.getElementById('status').textContent.includes('no longer available')")
+    wait_until(page, "document.getElementById('status').textContent.includes('no longer available')")
     assert page.input_value("#prompt") == "Are you there?"
     assert page.locator(".msg.user").count() == 1
     assert not page.is_disabled("#send")
@@ -144,7 +144,7 @@ def test_a_new_chat_refused_for_a_variable_the_prompt_gained_meanwhile_keeps_the
     assert status == 200
     page.fill("#prompt", "Hello there")
     page.click("#send")
-    page.wait_for_function("document.getElementById('status').textContent.includes('Missing variable(s): team.')")
+    wait_until(page, "document.getElementById('status').textContent.includes('Missing variable(s): team.')")
     page.wait_for_selector("#variables input[name=team]")
     assert page.input_value("#prompt") == "Hello there"
     assert page.locator(".msg").count() == 0
@@ -168,12 +168,12 @@ def test_after_a_reload_mid_answer_the_picker_shows_the_sessions_own_agent(site,
     fake.script(Reply(text=["Half ", "an ", "answer, ", "the rest."], pause_after=3))
     page.fill("#prompt", "Talk")
     page.click("#send")
-    page.wait_for_function(f"{ANSWER} === 'Half an answer,'")
+    wait_until(page, f"{ANSWER} === 'Half an answer,'")
     fake.wait_until_paused()
 
     page.reload()
-    page.wait_for_function(f"{ANSWER} === 'Half an answer,'")
-    page.wait_for_function(f"document.getElementById('agent-picker').value === '{other}'")
+    wait_until(page, f"{ANSWER} === 'Half an answer,'")
+    wait_until(page, f"document.getElementById('agent-picker').value === '{other}'")
     assert page.is_disabled("#agent-picker")  # a session's agent can't change
     fake.release()
     page.wait_for_selector(".msg.assistant:not(.streaming)")

@@ -69,7 +69,7 @@ class Command(BaseCommand):
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         frame_limit = str(settings.ASSISTANT_MAX_FRAME_BYTES)
         command = [
-            sys.executable, "-m", "config.daphne_server",  # daphne, closing over-limit sockets with 1009
+            sys.executable, "-m", "config.daphne_server",  # daphne with our edge (config/daphne_server.py)
             "--fd", str(listener.fileno()),
             "-v", str(DAPHNE_VERBOSITY[log_level]),
             "--websocket-max-message-size", frame_limit,
