@@ -32,7 +32,7 @@ PYTHON = sys.executable
 PASSWORD = "bench-Password-1234"
 
 
-def machine() -> dict[str, str]:
+def machine(database: str | None = None) -> dict[str, str]:
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -45,12 +45,12 @@ def machine() -> dict[str, str]:
         "cpu": cpu,
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "database": "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite",
+        "database": database or ("PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"),
     }
 
 
-def print_machine() -> None:
-    facts = machine()
+def print_machine(database: str | None = None) -> None:
+    facts = machine(database)
     print("machine: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
 
 
@@ -157,21 +157,43 @@ def create_user(env: dict[str, str], email: str) -> int:
 
 @contextlib.contextmanager
 def conduit(env: dict[str, str], *, workers: int = 1, cpu_affinity: bool = False, root: Path = ROOT,
-            python: str = PYTHON) -> Iterator[tuple[str, subprocess.Popen]]:
+            python: str = PYTHON, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """`manage.py run` on a free port (of this checkout, or of `root` with its `python`); yields
-    (base URL, the supervisor process)."""
+    (base URL, the supervisor process). Its stderr (the log) goes to `log` if given."""
     port = free_port()
     affinity = ["--cpu-affinity"] if cpu_affinity else []
-    process = subprocess.Popen(
-        [python, "manage.py", "run", "--port", str(port), "--workers", str(workers), *affinity, "--log-level", "warning"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/health", process=process)
-        yield base, process
-    finally:
-        stop(process)
+    with open(log, "ab") if log else contextlib.nullcontext() as stderr:
+        process = subprocess.Popen(
+            [python, "manage.py", "run", "--port", str(port), "--workers", str(workers), *affinity, "--log-level", "warning"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/health", process=process)
+            yield base, process
+        finally:
+            stop(process)
+
+
+def log_summary(path: Path, top: int = 5) -> list[str]:
+    """A server log in a few lines: its lines by level, and the exceptions it ended tracebacks with,
+    most frequent first."""
+    if not path.exists():
+        return []
+    levels: dict[str, int] = {}
+    exceptions: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        level = re.search(r" (CRITICAL|ERROR|WARNING) ", line[:80])
+        if level:
+            levels[level.group(1)] = levels.get(level.group(1), 0) + 1
+        elif re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exceeded|Refused|Timeout)\b[^ ]*(: |$)", line):
+            exceptions[line[:200]] = exceptions.get(line[:200], 0) + 1
+    if not levels and not exceptions:
+        return [f"server log {path.name}: empty"]
+    lines = [f"server log {path.name}: " + (", ".join(f"{n:,} {lvl}" for lvl, n in sorted(levels.items())) or "no levelled lines")]
+    for text, count in sorted(exceptions.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"  {count:,}× {text}")
+    return lines
 
 
 def worker_pids(supervisor: subprocess.Popen) -> list[int]:
@@ -291,7 +313,7 @@ function done(summary, latency, requests)
   end
   local parts = {}
   for status, n in pairs(counts) do table.insert(parts, status .. "=" .. n) end
-  io.write("statuses: " .. table.concat(parts, " ") .. "\n")
+  io.write("statuses: " .. table.concat(parts, " ") .. "\\n")
 end
 """
 
@@ -311,7 +333,7 @@ def wrk(url: str, *, connections: int, duration: float, script: Path | None, tim
     if script is not None:
         command += ["-s", str(script)]
     result = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration + timeout + 60)
-    if result.returncode:
+    if result.returncode or result.stderr.strip():  # a Lua error leaves wrk sending GETs: fail instead
         raise RuntimeError(f"wrk failed: {result.stderr}")
     out = result.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
