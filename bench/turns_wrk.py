@@ -131,8 +131,8 @@ def main() -> None:
         logs = [line for name in ("conduit.log", "baseline.log", "litellm.log") for line in common.log_summary(tmp / name)]
     load_after = common.load_average()
 
-    rows, headers = [], []
     median = statistics.median
+    tables: list[tuple[list[str], list[list]]] = [([], []), ([], [])]  # throughput; CPU, latency and failures
     for connections in levels:
         runs = {side: results[(connections, side)] for side in sides}
         rps = {side: median(r["rps"] for r in runs[side]) for side in sides}
@@ -144,16 +144,19 @@ def main() -> None:
         if "baseline" in sides:
             cells += [("Conduit/baseline", f"{rps['conduit'] / rps['baseline']:.2f}"),
                       ("per round", " ".join(f"{c['rps'] / b['rps']:.2f}" for b, c in zip(runs["baseline"], runs["conduit"])))]
+        more = [("conns", connections)]
         for figure, label, digits in (("cpu_ms", "CPU ms/req", 1), ("p50_ms", "p50 ms", 1), ("p99_ms", "p99 ms", 0)):
-            cells += [(f"{_name(side)} {label}", f"{median(r[figure] for r in runs[side]):.{digits}f}") for side in sides]
-        cells += [(f"{_name(side)} non-2xx/socket err", _failures(runs[side])) for side in sides]
-        headers = [header for header, _ in cells]
-        rows.append([value for _, value in cells])
+            more += [(f"{_name(side)} {label}", f"{median(r[figure] for r in runs[side]):.{digits}f}") for side in sides]
+        more += [(f"{_name(side)} non-2xx/socket err", _failures(runs[side])) for side in sides]
+        for (headers, rows), row in zip(tables, (cells, more)):
+            headers[:] = [header for header, _ in row]
+            rows.append([value for _, value in row])
     print()
     print(f"loadavg before {load_before}, after {load_after}; {args.rounds} rounds of {args.duration:g} s per cell;"
-          f" POST {PATH}, non-streamed, fake answer of {args.chunks} deltas")  # fmt: skip
-    print(common.table(headers, rows))
-    print()
+          f" POST {PATH}, non-streamed, fake answer of {args.chunks} deltas (medians over the rounds)")  # fmt: skip
+    for headers, rows in tables:
+        print(common.table(headers, rows))
+        print()
     print("\n".join(logs))
     for side, figures in stored.items():
         label = "Conduit" if side == "conduit" else "the baseline"
