@@ -176,24 +176,35 @@ def conduit(env: dict[str, str], *, workers: int = 1, cpu_affinity: bool = False
 
 
 def log_summary(path: Path, top: int = 5) -> list[str]:
-    """A server log in a few lines: its lines by level, and the exceptions it ended tracebacks with,
-    most frequent first."""
+    """A server log in a few lines: its lines by level, the most frequent warnings and errors (ids and
+    numbers folded), and the exceptions its tracebacks ended with."""
     if not path.exists():
         return []
     levels: dict[str, int] = {}
+    messages: dict[str, int] = {}
     exceptions: dict[str, int] = {}
     for line in path.read_text(errors="replace").splitlines():
-        level = re.search(r" (CRITICAL|ERROR|WARNING) ", line[:80])
-        if level:
+        level = re.search(r" (CRITICAL|ERROR|WARNING) (.*)", line)
+        if level and level.start() < 40:
             levels[level.group(1)] = levels.get(level.group(1), 0) + 1
+            text = re.sub(r"\d+", "N", re.sub(r"\[[0-9a-f-]+\] ", "", level.group(0).strip()))[:160]
+            messages[text] = messages.get(text, 0) + 1
         elif re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exceeded|Refused|Timeout)\b[^ ]*(: |$)", line):
-            exceptions[line[:200]] = exceptions.get(line[:200], 0) + 1
+            exceptions[line[:160]] = exceptions.get(line[:160], 0) + 1
     if not levels and not exceptions:
         return [f"server log {path.name}: empty"]
     lines = [f"server log {path.name}: " + (", ".join(f"{n:,} {lvl}" for lvl, n in sorted(levels.items())) or "no levelled lines")]
-    for text, count in sorted(exceptions.items(), key=lambda item: -item[1])[:top]:
-        lines.append(f"  {count:,}× {text}")
+    for counts in (messages, exceptions):
+        for text, count in sorted(counts.items(), key=lambda item: -item[1])[:top]:
+            lines.append(f"  {count:,}× {text}")
     return lines
+
+
+def log_count(path: Path, text: str) -> int:
+    """Lines of a log containing `text`."""
+    if not path.exists():
+        return 0
+    return sum(text in line for line in path.read_text(errors="replace").splitlines())
 
 
 def worker_pids(supervisor: subprocess.Popen) -> list[int]:

@@ -104,23 +104,29 @@ def stored(env: dict[str, str], email: str, *, root: Path = common.ROOT, python:
         time.sleep(1)
 
 
-def stored_report(label: str, figures: dict, *, answered: int, cut: int) -> list[str]:
+SWEEP_LOG = "was left streaming by a dead process"  # assistant/sweeps.py's warning for each answer it closes
+
+
+def stored_report(label: str, figures: dict, *, answered: int, cut: int, swept: int = 0) -> list[str]:
     """Lines saying whether `figures` (stored()) hold every answer a load generator got (`answered`,
     its 200s) complete with text, and what became of the turns of the `cut` connections it closed
-    while they waited (at most one turn each: complete but unread, `stopped`, or still `streaming`)."""
+    while they waited (at most one turn each: complete but unread, `stopped`, still `streaming`, or
+    `error` when the stale-turn sweep closed it: `swept`, counted in the server's log)."""
     statuses = figures["assistant"]
-    complete, stopped, streaming = (statuses.get(s, 0) for s in ("complete", "stopped", "streaming"))
-    others = {s: n for s, n in statuses.items() if s not in ("complete", "stopped", "streaming")}
-    answered_ok = complete >= answered and not figures["complete_without_text"] and not others
-    cut_ok = (complete - answered) + stopped + streaming <= cut
+    complete, stopped, streaming, error = (statuses.get(s, 0) for s in ("complete", "stopped", "streaming", "error"))
+    others = {s: n for s, n in statuses.items() if s not in ("complete", "stopped", "streaming", "error")}
+    answered_ok = complete >= answered and not figures["complete_without_text"] and not others and error <= swept
+    cut_ok = (complete - answered) + stopped + streaming + error <= cut
     lines = [
         f"stored by {label}: {stored_line(figures)}",
         f"  answers the client got (200): {answered:,}; stored complete with text: {complete:,}"
-        f"{f'; other statuses: {others}' if others else ''} → {'OK' if answered_ok else 'NOT OK'}",
+        f"{f'; other statuses: {others}' if others else ''}; `error` {error:,}, of which closed by the stale-turn"
+        f" sweep (log) {min(error, swept):,} → {'OK' if answered_ok else 'NOT OK'}",
         f"  connections closed while waiting (runs' ends): {cut:,}; their turns: {complete - answered:,} complete"
-        f" unread, {stopped:,} stopped, {streaming:,} still streaming → {'OK' if cut_ok else 'NOT OK'}",
+        f" unread, {stopped:,} stopped, {streaming:,} still streaming, {min(error, swept):,} swept as error"
+        f" → {'OK' if cut_ok else 'NOT OK'}",
     ]
-    if streaming:
+    if streaming or swept:
         lines.append("  (`streaming` answers no runner will finish — their client left while Conduit planned the turn,"
                      " or their runner died (see the log) — wait for the stale-turn sweep to close them as `error`,"
                      " ASSISTANT_STALE_TURN_AFTER = 60 s later, counting against the user's concurrent-turn limit"

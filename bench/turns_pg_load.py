@@ -138,6 +138,7 @@ def run(args, workers: int, upstream: str, tmp: Path) -> dict:
         "health_bad": health_bad, "health_failures": health_sampler.failures,
         "stored": stored, "answered": statuses.get(200, 0) + warm["statuses"].get(200, 0),
         "cut": args.connections + 2, "log": common.log_summary(log),
+        "swept": common.log_count(log, turn_path.SWEEP_LOG),
     }  # fmt: skip
 
 
@@ -192,7 +193,7 @@ def main() -> None:
             if r[kind]:
                 print(f"{r['workers']} process(es): {kind.replace('_', ' ')}: {r[kind]}")
         print("\n".join(turn_path.stored_report(f"Conduit, {r['workers']} process(es)", r["stored"],
-                                                answered=r["answered"], cut=r["cut"])))  # fmt: skip
+                                                answered=r["answered"], cut=r["cut"], swept=r["swept"])))  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": common.machine("PostgreSQL + Redis"), "loadavg": [load_before, load_after],
                                                "runs": results}, indent=1, default=str))  # fmt: skip

@@ -129,6 +129,7 @@ def main() -> None:
             if args.baseline:
                 stored["baseline"] = turn_path.stored(baseline_env, EMAIL, root=args.baseline, python=baseline_python)
         logs = [line for name in ("conduit.log", "baseline.log", "litellm.log") for line in common.log_summary(tmp / name)]
+        swept = {side: common.log_count(tmp / f"{side}.log", turn_path.SWEEP_LOG) for side in ("conduit", "baseline")}
     load_after = common.load_average()
 
     median = statistics.median
@@ -160,7 +161,8 @@ def main() -> None:
     print("\n".join(logs))
     for side, figures in stored.items():
         label = "Conduit" if side == "conduit" else "the baseline"
-        print("\n".join(turn_path.stored_report(label, figures, answered=done[side], cut=cut[side])))
+        print("\n".join(turn_path.stored_report(label, figures, answered=done[side], cut=cut[side],
+                                                swept=swept[side])))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": common.machine(), "loadavg": [load_before, load_after], "stored": stored,
