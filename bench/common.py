@@ -187,7 +187,7 @@ def log_summary(path: Path, top: int = 5) -> list[str]:
         level = re.search(r" (CRITICAL|ERROR|WARNING) (.*)", line)
         if level and level.start() < 40:
             levels[level.group(1)] = levels.get(level.group(1), 0) + 1
-            text = re.sub(r"\d+", "N", re.sub(r"\[[0-9a-f-]+\] ", "", level.group(0).strip()))[:160]
+            text = re.sub(r"\b\d+\b", "N", re.sub(r"\[[0-9a-f-]+\] ", "", level.group(0).strip()))[:160]
             messages[text] = messages.get(text, 0) + 1
         elif re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exceeded|Refused|Timeout)\b[^ ]*(: |$)", line):
             exceptions[line[:160]] = exceptions.get(line[:160], 0) + 1
