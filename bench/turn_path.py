@@ -116,12 +116,13 @@ def stored_report(label: str, figures: dict, *, answered: int, cut: int, swept: 
     complete, stopped, streaming, error = (statuses.get(s, 0) for s in ("complete", "stopped", "streaming", "error"))
     others = {s: n for s, n in statuses.items() if s not in ("complete", "stopped", "streaming", "error")}
     answered_ok = complete >= answered and not figures["complete_without_text"] and not others and error <= swept
-    cut_ok = (complete - answered) + stopped + streaming + error <= cut
+    cut_ok = (complete - answered) + stopped + streaming + min(error, swept) <= cut
     lines = [
         f"stored by {label}: {stored_line(figures)}",
         f"  answers the client got (200): {answered:,}; stored complete with text: {complete:,}"
         f"{f'; other statuses: {others}' if others else ''}; `error` {error:,}, of which closed by the stale-turn"
-        f" sweep (log) {min(error, swept):,} → {'OK' if answered_ok else 'NOT OK'}",
+        f" sweep (log) {min(error, swept):,}, failed turns {error - min(error, swept):,}"
+        f" → {'OK' if answered_ok else 'NOT OK'}",
         f"  connections closed while waiting (runs' ends): {cut:,}; their turns: {complete - answered:,} complete"
         f" unread, {stopped:,} stopped, {streaming:,} still streaming, {min(error, swept):,} swept as error"
         f" → {'OK' if cut_ok else 'NOT OK'}",

@@ -176,12 +176,12 @@ def main() -> None:
     for r in results:
         w = r["wrk"]
         rows.append([
-            r["workers"], f"{w['rps']:.1f}", f"{w['p50_ms']:.0f}", f"{w['p99_ms']:.0f}", f"{r['statuses'].get(200, 0):,}",
+            r["workers"], f"{w['rps']:.1f}", f"{r['statuses'].get(200, 0) / args.duration:.1f}", f"{w['p50_ms']:.0f}", f"{w['p99_ms']:.0f}", f"{r['statuses'].get(200, 0):,}",
             r["5xx"], r["non_200"], w["socket_errors"], r["pg_max"], f"{r['pg_median']:.0f}", r["pg_server_at_peak"],
             f"{r['health_p50']:.1f}", f"{r['health_p99']:.1f}", f"{r['health_max']:.1f}",
             f"{r['health_bad']}/{r['health_polls']}",
         ])  # fmt: skip
-    print(common.table(["processes", "req/s", "p50 ms", "p99 ms", "200s", "5xx", "non-200", "socket errors",
+    print(common.table(["processes", "req/s", "200s/s", "p50 ms", "p99 ms", "200s", "5xx", "non-200", "socket errors",
                         "PG conns max", "PG conns median", "PG server-wide at peak", "/health p50 ms",
                         "/health p99 ms", "/health max ms", "/health failed/polls"], rows))  # fmt: skip
     for r in results:
