@@ -97,7 +97,13 @@ def stored(env: dict[str, str], email: str, *, root: Path = common.ROOT, python:
     `streaming` any more (turns cut by a client's disconnect settle as `stopped`), for `settle` s."""
     deadline = time.monotonic() + settle
     while True:
-        out = common.manage(env, "shell", "-c", _STORED.format(email=email), root=root, python=python)
+        try:
+            out = common.manage(env, "shell", "-c", _STORED.format(email=email), root=root, python=python)
+        except RuntimeError:  # e.g. PostgreSQL's "too many clients" while the server holds them all
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+            continue
         figures = json.loads(next(line for line in out.splitlines() if line.startswith("STORED "))[7:])
         if not figures["assistant"].get("streaming") or time.monotonic() > deadline:
             return figures

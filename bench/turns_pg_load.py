@@ -9,7 +9,8 @@ OpenAI-compatible upstream (bench/fakes.py openai) answers at once. Meanwhile:
   connections to the bench database (all of them Conduit's: this script's own is elsewhere) — max and
   median, and the server-wide count at that peak against `max_connections`;
 - every 0.1 s, `GET /health` on a kept-alive connection: p50/p99/max and any failure.
-Then the answers by status (every non-200 counted, 5xx apart), and what was stored: every assistant
+Then the answers by status (every non-200 counted, 5xx apart), and what was stored (asked once Conduit
+has stopped, as it may hold every connection the server allows): every assistant
 message should be `complete` (turns of the connections wrk closes when the time is up excepted: they
 end `stopped`, or stay `streaming` until the stale-turn sweep if their client left while they were planned).
 
@@ -121,7 +122,9 @@ def run(args, workers: int, upstream: str, tmp: Path) -> dict:
                 health_sampler.stop()
                 pg_sampler.stop()
                 health.close()
-            stored = turn_path.stored(env, EMAIL)
+            time.sleep(5)  # the turns of the connections wrk closed settle (stopped)
+        # Asked once Conduit has stopped: while it runs it may hold every connection the server allows.
+        stored = turn_path.stored(env, EMAIL, settle=0)
     held = [own for own, _ in pg_sampler.values]
     peak = max(pg_sampler.values, default=(0, 0))
     health_ms = [ms for status, ms in health_sampler.values]
