@@ -28,14 +28,12 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,18 +51,10 @@ wrk.headers["Authorization"] = "{authorization}"
 """
 
 
-def load_average() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-@contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], health: str, cwd: Path = common.ROOT) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
-    try:
-        common.wait_for_http(health, process=process)
-        yield process
-    finally:
-        common.stop(process)
+# Shared with the other wrk benchmarks (bench/common.py).
+load_average, server, cpu_seconds, wrk, warm, _range = (
+    common.load_average, common.server, common.cpu_seconds, common.wrk, common.warm, common.value_range,
+)
 
 
 def lua_script(directory: Path, name: str, *, method: str, token: str) -> Path:
@@ -72,43 +62,6 @@ def lua_script(directory: Path, name: str, *, method: str, token: str) -> Path:
     path = directory / f"{name}.lua"
     path.write_text(LUA.format(method=method, authorization=f"Bearer {token}", body=body))
     return path
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk(url: str, *, connections: int, duration: float, script: Path | None) -> dict:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
-    if script is not None:
-        command += ["-s", str(script)]
-    result = subprocess.run([*command, url], capture_output=True, text=True, timeout=duration + 60)
-    if result.returncode:
-        raise RuntimeError(f"wrk failed: {result.stderr}")
-    out = result.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    return {"rps": rps, "requests": total, "errors": errors, "p50_ms": _ms(p50), "p99_ms": _ms(p99)}
-
-
-def _ms(match) -> float:
-    if not match:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def warm(url: str, script: Path | None) -> None:
-    figures = wrk(url, connections=2, duration=1, script=script)
-    if figures["errors"] or not figures["requests"]:
-        raise RuntimeError(f"{url}: warm-up failed ({figures})")
 
 
 def main() -> None:
@@ -268,14 +221,6 @@ def profile(supervisor: subprocess.Popen, url: str, script: Path, args) -> None:
     spy.wait(timeout=args.duration + 60)
     print(f"{url} c={connections}: {figures}")
     report(raw.read_text(), 45)
-
-
-def _range(values, digits: int = 0) -> str:
-    values = list(values)
-    low, high = min(values), max(values)
-    if digits:
-        return f"{low:.{digits}f}–{high:.{digits}f}"
-    return f"{low:,.0f}–{high:,.0f}"
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ async def app(scope, receive, send):
 
 def main() -> None:
     from bench import common
-    from bench.orgproxy_wrk import _range, cpu_seconds, load_average, server, warm, wrk
+    from bench.common import cpu_seconds, load_average, server, warm, wrk
+    from bench.common import value_range as _range
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
