@@ -27,7 +27,14 @@ from assistant.runs.control import turn_events_after, turn_is_running, turn_stop
 from assistant.runs.catalog import model_settings_for, model_settings_from
 from assistant.runs.groups import control_group, session_group
 from assistant.runs.plan import TurnPlan, TurnRefused, turn_begin, turn_begin_async
-from assistant.runs.runner import TurnRunner, TurnToolsUnavailable, running_turn, turn_start
+from assistant.runs.runner import (
+    TurnRunner,
+    TurnToolsUnavailable,
+    running_turn,
+    turn_start,
+    turn_start_from_sync,
+    turn_start_when_planned,
+)
 
 __all__ = [
     "TurnPlan",
@@ -44,5 +51,7 @@ __all__ = [
     "turn_events_after",
     "turn_is_running",
     "turn_start",
+    "turn_start_from_sync",
+    "turn_start_when_planned",
     "turn_stop",
 ]

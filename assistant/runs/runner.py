@@ -10,6 +10,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -123,8 +124,13 @@ class TurnRunner:
 
     def start(self) -> asyncio.Task:
         _running[self.session_id] = self
+        self.loop = asyncio.get_running_loop()
         self.task = asyncio.create_task(self._run(), name=f"turn-{self.session_id}")
         return self.task
+
+    def request_stop_threadsafe(self) -> None:
+        """request_stop from another thread (a response closed by Django's handler in its thread)."""
+        self.loop.call_soon_threadsafe(self.request_stop)
 
     def request_stop(self) -> None:
         if self.finished:
@@ -141,6 +147,8 @@ class TurnRunner:
                 # Stored with the plan; sent here, before anything of the answer.
                 session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
                 await self._publish([{**session, **self.plan.session_event()}])
+                if self.stop_requested:  # asked before it started (a client gone while it was planned)
+                    raise asyncio.CancelledError()
                 self.loop_task = asyncio.create_task(self._consume())
                 await self.loop_task
             except asyncio.CancelledError:
@@ -465,7 +473,30 @@ def _stop_listener(layer) -> _StopListener:
     return listener
 
 
-async def turn_start(plan: TurnPlan) -> TurnRunner:
-    runner = TurnRunner(plan)
+async def turn_start(plan: TurnPlan, *, listeners: list[asyncio.Queue] | None = None) -> TurnRunner:
+    runner = TurnRunner(plan, listeners=listeners or [])
     runner.start()
     return runner
+
+
+def turn_start_from_sync(plan: TurnPlan) -> tuple[TurnRunner, asyncio.Queue]:
+    """From a sync view on the ASGI path (the run API, code assistance): the turn's runner started on
+    the event loop now, with a queue of its events for the response. Started here rather than by the
+    response's first read: a response that is never read (its client gone while the turn was planned)
+    would leave the answer `streaming` until the stale-turn sweep, counted against the user's limit."""
+    queue: asyncio.Queue = asyncio.Queue()
+    runner = async_to_sync(turn_start)(plan, listeners=[queue])
+    return runner, queue
+
+
+async def turn_start_when_planned(planning: asyncio.Future) -> None:
+    """For a request cancelled (its client gone) while its turn was being planned: once the plan is
+    stored, its turn starts and stops at once, so the answer is kept `stopped`, not left `streaming`.
+    `planning`'s result is a TurnPlan, or a tuple whose last item is one."""
+    try:
+        planned = await planning
+    except BaseException:  # noqa: BLE001 - refused or failed: nothing was stored
+        return
+    plan = planned[-1] if isinstance(planned, tuple) else planned
+    runner = await turn_start(plan)
+    runner.request_stop()

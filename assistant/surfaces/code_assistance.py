@@ -92,10 +92,23 @@ def _sse(data: dict[str, Any]) -> bytes:
     return f"data: {jsontext.dumps(data)}\n\n".encode()  # line separators escaped: one event, one line
 
 
-async def _relay(plan: runs.TurnPlan, client_session_id: str) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue = asyncio.Queue()
-    runner = runs.TurnRunner(plan, listeners=[queue])
-    runner.start()
+class _Body:
+    """The response's events. Django closes a response when it ends, read or not (in its thread):
+    closing stops the turn, so a client gone before the first byte stops the model too."""
+
+    def __init__(self, runner: runs.TurnRunner, queue: asyncio.Queue, client_session_id: str) -> None:
+        self.runner = runner
+        self.events = _relay(runner, queue, client_session_id)
+
+    def __aiter__(self):
+        return self.events.__aiter__()
+
+    def close(self) -> None:
+        if not self.runner.done.is_set():
+            self.runner.request_stop_threadsafe()
+
+
+async def _relay(runner: runs.TurnRunner, queue: asyncio.Queue, client_session_id: str) -> AsyncIterator[bytes]:
     chunk_index = 0
     try:
         while True:
@@ -158,7 +171,10 @@ class CodeAssistanceApi(APIView):
                 "agent_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
             }.get(refused.code, status.HTTP_400_BAD_REQUEST)
             return error_response(refused.message, refused.code, code)
-        response = StreamingHttpResponse(_relay(plan, client_session_id), content_type="text/event-stream; charset=utf-8")
+        runner, queue = runs.turn_start_from_sync(plan)
+        response = StreamingHttpResponse(
+            _Body(runner, queue, client_session_id), content_type="text/event-stream; charset=utf-8"
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
         response["X-Session-ID"] = client_session_id

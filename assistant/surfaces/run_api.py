@@ -103,12 +103,9 @@ class RunRequest(serializers.Serializer):
         return data
 
 
-async def _relay(plan: runs.TurnPlan, encoder) -> AsyncIterator[bytes]:
+async def _relay(runner: runs.TurnRunner, queue: asyncio.Queue, encoder) -> AsyncIterator[bytes]:
     """The turn's events as `encoder` writes them, until its result or error. The turn runs on
     if the client leaves (Django cancels this iterator then)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    runner = runs.TurnRunner(plan, listeners=[queue])
-    runner.start()
     try:
         while True:
             try:
@@ -191,7 +188,8 @@ class RunApi(_StreamingApi):
         except runs.TurnRefused as refused:
             return _refusal_response(refused, field="custom_properties")
         encoder = wire.encoder_for(protocol)
-        return _streaming_response(_relay(plan, encoder), encoder, plan.session_id)
+        runner, queue = runs.turn_start_from_sync(plan)
+        return _streaming_response(_relay(runner, queue, encoder), encoder, plan.session_id)
 
     def _resume(self, request: Request, slug: str, protocol: str, data: dict[str, Any]):
         """A client that retries the POST with `Last-Event-ID` (as SSE libraries do after a dropped

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from config.threads import async_threads
 
 @contextlib.contextmanager
 def statements_recorded() -> Iterator[list[str]]:
-    """Yields the list the statements are appended to while the block runs."""
+    """Yields the list the statements are appended to while the block runs (from sync or async code)."""
     seen: list[str] = []
     guard = threading.Lock()
 
@@ -27,7 +28,10 @@ def statements_recorded() -> Iterator[list[str]]:
     threads = [*async_threads().lanes, SyncToAsync.single_thread_executor]
 
     def on_every_thread(change) -> None:
-        change()  # the caller's thread
+        try:
+            asyncio.get_running_loop()  # an event loop's thread runs no SQL itself
+        except RuntimeError:
+            change()  # the caller's thread
         for executor in threads:
             executor.submit(change).result()
 

@@ -283,7 +283,12 @@ async def chat_completions(request: HttpRequest):
         # As Django runs a sync view: in the request's thread-sensitive context, whose database
         # connection Django's request signals close (channels' database_sync_to_async would close
         # the caller's connection too: the test's own, in process).
-        chat, plan = await sync_to_async(_chat_prepare, thread_sensitive=True)(request)
+        planning = asyncio.ensure_future(sync_to_async(_chat_prepare, thread_sensitive=True)(request))
+        try:
+            chat, plan = await asyncio.shield(planning)
+        except asyncio.CancelledError:  # the client left: a turn planned meanwhile is kept `stopped`
+            asyncio.ensure_future(runs.turn_start_when_planned(planning))
+            raise
     except OpenAIError as error:
         return _error_response(error)
     relay = _Relay(plan, chat)

@@ -1,0 +1,80 @@
+"""A turn makes a fixed, small number of SQL statements, whatever the catalog and the history hold
+(issue 26: 57 per `/v1` turn before). Counted on every thread (the request's lane, the turn writer's),
+BEGIN/COMMIT/SAVEPOINT left out (drivers differ in how they send those)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accounts.services import api_key_create
+from agents.models import AIAgent, Integration, LLMProviderConfig, PromptTemplate
+from config.asgi import application
+from config.testing.asgi import asgi_request
+from config.testing.fake_openai import Chunks, fake_openai_server
+from config.testing.statements import statements_recorded
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DATA_STATEMENTS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+
+
+@pytest.fixture
+def gpt(settings):
+    settings.OPENAI_MAX_RETRIES = 0
+    with fake_openai_server() as server:
+        yield server
+
+
+@pytest.fixture
+def key(user, gpt) -> str:
+    config = LLMProviderConfig.objects.create(
+        name="Org GPT", provider="openai", model="gpt-test", base_url=gpt.base_url, api_key="sk-org"
+    )
+    prompt = PromptTemplate.objects.create(name="Brief", slug="brief", body="Be brief.")
+    agent = AIAgent.objects.create(name="Bench", slug="bench", llm_config=config, system_prompt=prompt)
+    # Catalog rows a turn of this agent must not read one by one.
+    for number in range(3):
+        integration = Integration.objects.create(
+            name=f"Unused {number}", provider=f"p{number}", is_active=False, owner=None,
+        )
+        agent.integrations.add(integration)
+    return api_key_create(user=user, name="bench").key
+
+
+async def chat(key: str, body: dict) -> tuple[int, bytes]:
+    answer = await asgi_request(
+        application, "POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    return answer.status, answer.body
+
+
+def data_statements(statements: list[str]) -> list[str]:
+    return [sql for sql in statements if sql.lstrip().split(None, 1)[0].upper() in DATA_STATEMENTS]
+
+
+async def test_a_chat_completion_makes_a_fixed_number_of_statements(key, gpt):
+    gpt.default = Chunks(text=["Hel", "lo", "!"])
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+    body = {"model": "bench", "messages": [*history, {"role": "user", "content": "Again"}]}
+    assert (await chat(key, body))[0] == 200  # the first turn resolves the agent for this process
+    for _ in range(2):
+        with statements_recorded() as statements:
+            status, answer = await chat(key, body)
+        assert status == 200 and json.loads(answer)["choices"][0]["message"]["content"] == "Hello!"
+        counted = data_statements(statements)
+        assert len(counted) == 12, "\n".join(counted)
+
+
+async def test_a_changed_agent_is_read_again_once(key, gpt):
+    gpt.default = Chunks(text=["Hi"])
+    body = {"model": "bench", "messages": [{"role": "user", "content": "Hi"}]}
+    await chat(key, body)
+    await (await AIAgent.objects.aget(slug="bench")).asave()  # moves the catalog's version
+    with statements_recorded() as changed:
+        assert (await chat(key, body))[0] == 200
+    with statements_recorded() as unchanged:
+        assert (await chat(key, body))[0] == 200
+    assert len(data_statements(changed)) > len(data_statements(unchanged)) == 12
