@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 # Wider than any JSON the API takes (custom-properties schemas included), shallow enough that every
@@ -102,11 +103,27 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A thread whose stack starts empty, for JSON that nests deeper than the caller's stack leaves room for.
+_deep_parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-json")
+
+
+def json_loads(text: str | bytes, *, parse_constant=None) -> Any:
+    """`json.loads`, whatever the caller's stack depth. Python's parser recurses once per level and
+    counts the frames already on the caller's thread: nesting that parses in a shallow caller raised
+    RecursionError under a few more middleware. Such input is parsed again on a thread of its own,
+    so it is refused (check_json, naming where) or not whatever the stack; RecursionError there means
+    deeper than any stack takes."""
+    try:
+        return json.loads(text, parse_constant=parse_constant)
+    except RecursionError:
+        return _deep_parser.submit(json.loads, text, parse_constant=parse_constant).result()
+
+
 def parse_json(text: str | bytes) -> Any:
     """JSON from a client, checked (check_json). Raises UnsafeInput for JSON nested too deeply and
     for values check_json refuses, ValueError for anything else that isn't JSON."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json_loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise UnsafeInput(TOO_DEEP) from None
     check_json(value)
