@@ -132,6 +132,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         except runs.TurnRefused as refused:
             session_id = content.get("session_id") if isinstance(content.get("session_id"), int) else None
             await self.send_json(_error_frame(refused.code, refused.message, session_id))
+            if refused.code == "account_inactive":  # deactivated where this socket's closing didn't reach
+                await self.close(code=CLOSE_UNAUTHENTICATED, reason="Account deactivated.")
 
     async def _start(self, content: dict[str, Any]) -> None:
         session_id = _int_field(content, "session_id", required=False)

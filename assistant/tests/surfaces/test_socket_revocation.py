@@ -66,6 +66,18 @@ async def test_deactivating_a_user_closes_their_sockets(user):
     await assert_closed_as_revoked(ws, "Account deactivated.")
 
 
+async def test_a_user_deactivated_where_their_sockets_closing_cant_reach_runs_no_more_turns(user, agent, fake):
+    # Attack (issue 33, 10): deactivated from another process (`manage.py shell` with the in-memory layer:
+    # here, a write no signal sees), open token sockets went on running complete turns.
+    ws = await connect(user)
+    await User.objects.filter(pk=user.pk).aupdate(is_active=False)
+    await ws.send_json_to({"type": "start", "agent": agent.slug, "message": "still here?"})
+    frame = await ws.receive_json_from(5)
+    assert frame["type"] == "error" and frame["code"] == "account_inactive"
+    assert (await ws.receive_output(5))["code"] == 4401
+    assert fake.requests == [], "the model was called for a deactivated user"
+
+
 async def test_deleting_a_user_closes_their_sockets(user):
     ws = await connect(user)
     await sync_to_async(lambda: User.objects.filter(pk=user.pk).delete())()
