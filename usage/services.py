@@ -2,7 +2,8 @@
 
 Counting: whenever a message's usage is stored (the turn runner's writes, the CLI's messages) the
 difference to what that message had before is added to the user's and the organization's counter
-of the current month, in the same transaction, with F() expressions: correct across processes.
+of the current month, in the same transaction, as increments in the database (`n = n + …`): correct
+across processes.
 
 Checking: `budget_check` reads the two counters (one query) and the budgets that apply (one
 query) and raises `BudgetExceeded` when any budget is used up (used >= limit). It runs in
@@ -20,8 +21,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from assistant.llm import LLMError
@@ -143,21 +144,48 @@ def usage_add(*, user_id: int, usage: dict[str, int], cost: Decimal | None, at: 
     organization's counters of the month. Atomic per row; call it inside the transaction that stores
     the usage, so both are committed or neither is."""
     month = month_start(at)
-    increments = {name: F(name) + int(usage.get(name, 0) or 0) for name in USAGE_FIELDS}
-    increments["cost"] = F("cost") + (cost or Decimal(0))
+    increments = [int(usage.get(name, 0) or 0) for name in USAGE_FIELDS]
     now = timezone.now()
     for owner in (user_id, None):
-        rows = UsageCounter.objects.filter(month=month, **({"user_id": owner} if owner else {"user__isnull": True}))
-        if rows.update(**increments, updated_at=now):
+        if _increment(owner, month, increments, cost or Decimal(0), now):
             continue
         try:
             with transaction.atomic():  # a savepoint: a racing first insert must not abort the caller
                 UsageCounter.objects.create(
-                    user_id=owner, month=month, cost=cost or Decimal(0),
-                    **{name: int(usage.get(name, 0) or 0) for name in USAGE_FIELDS},
-                )  # fmt: skip
+                    user_id=owner, month=month, cost=cost or Decimal(0), **dict(zip(USAGE_FIELDS, increments))
+                )
         except IntegrityError:
-            rows.update(**increments, updated_at=now)
+            _increment(owner, month, increments, cost or Decimal(0), now)
+
+
+_increments: dict[tuple[str, bool], str] = {}
+
+
+def _increment(owner_id: int | None, month: date, increments: list[int], cost: Decimal, now: datetime) -> bool:
+    """One counter row's `+=`, as text written once per database vendor: the ORM's F() expressions cost
+    ~0.5 ms of CPU a row to build, against ~0.03 ms for the statement itself, and every turn's answer
+    counts two rows (issue 26). False if the row doesn't exist yet."""
+    key = (connection.vendor, owner_id is None)
+    sql = _increments.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        column = {field.name: quote(field.column) for field in UsageCounter._meta.concrete_fields}
+        added = "CAST({0} + CAST(%s AS NUMERIC) AS NUMERIC)" if connection.vendor == "sqlite" else "{0} + %s"
+        assignments = [f"{column[name]} = {column[name]} + %s" for name in USAGE_FIELDS]
+        assignments += [f"{column['cost']} = " + added.format(column["cost"]), f"{column['updated_at']} = %s"]
+        owner = f"{column['user']} IS NULL" if owner_id is None else f"{column['user']} = %s"
+        sql = _increments[key] = (
+            f"UPDATE {quote(UsageCounter._meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {column['month']} = %s AND {owner}"
+        )
+    field = UsageCounter._meta.get_field
+    params = [*increments, field("cost").get_db_prep_save(cost, connection),
+              field("updated_at").get_db_prep_save(now, connection), field("month").get_db_prep_save(month, connection)]  # fmt: skip
+    if owner_id is not None:
+        params.append(owner_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount > 0
 
 
 def message_usage_stored(message_id: int, fields: dict[str, Any]) -> None:

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from agents.catalog import catalog_version
-from agents.models import Catalog, Message, UserAgentSession
+from agents.models import Message, UserAgentSession
 from agents.workspaces import workspace_ensure
 from assistant.engine import LoopRequest
 from assistant.models import TurnEvent
+from assistant.runs import statements
 from assistant.runs.catalog import AgentRuntime, turn_catalog
 from assistant.runs.history import api_messages
 from assistant.runs.sweeps import stale_turns_settle
@@ -89,14 +89,7 @@ class _LockedSession:
 def _user_may_start(user_id: int) -> int:
     """Lock the user's row; refuse a deactivated user (deactivation in another process closes their
     sockets only where the channel layer reaches, README); the catalog's version."""
-    row = (
-        get_user_model()
-        .objects.select_for_update()
-        .filter(pk=user_id)
-        .annotate(catalog=Subquery(Catalog.objects.filter(pk=Catalog.ROW).values("version")))
-        .values_list("is_active", "catalog")
-        .first()
-    )
+    row = statements.user_turn_row(user_id)
     if row is None or not row[0]:
         raise TurnRefused("account_inactive", "This account is deactivated; its answers can't run.")
     return row[1] if row[1] is not None else catalog_version()
@@ -106,12 +99,7 @@ def _check_concurrent_turns(user_id: int) -> None:
     """At most ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER turns of one user run at once, whichever
     processes run them (answers `streaming` and written to lately; agents.Message's partial index)."""
     fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
-    running = (
-        Message.objects.filter(session__owner_id=user_id, status=STREAMING, updated_at__gte=fresh_after)
-        .values("session_id")
-        .distinct()
-        .count()
-    )
+    running = statements.running_turns(user_id, fresh_after)
     limit = settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER
     if running >= limit:
         raise TurnRefused(
@@ -212,11 +200,12 @@ def turn_begin(
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
         now = timezone.now()
         if session is None:
-            created = UserAgentSession.objects.create(
-                owner_id=user.pk, agent_id=agent.id, title=(title if title is not None else text[:80])[:255],
-                custom_properties=variables, agent_version_id=agent.version_id, created_at=now, updated_at=now,
+            title = (title if title is not None else text[:80])[:255]
+            session_id = statements.session_insert(
+                owner_id=user.pk, agent_id=agent.id, title=title, custom_properties=variables,
+                version_id=agent.version_id, now=now,
             )  # fmt: skip
-            session = _LockedSession(created.pk, agent.id, created.title, variables, agent.version_id, 0, 0, False)
+            session = _LockedSession(session_id, agent.id, title, variables, agent.version_id, 0, 0, False)
             stored: list[Message] = []
         else:
             UserAgentSession.objects.filter(pk=session.id).update(updated_at=now, agent_version_id=agent.version_id)
@@ -228,7 +217,7 @@ def turn_begin(
                                content=[{"type": "text", "text": text}], created_at=now, updated_at=now)  # fmt: skip
         answer = Message(session_id=session.id, seq=seq + 2, role=Message.Role.ASSISTANT, content=[],
                          status=STREAMING, model=agent.model.model, created_at=now, updated_at=now)  # fmt: skip
-        Message.objects.bulk_create([*new, user_message, answer])
+        statements.messages_insert([*new, user_message, answer])
         tools = _tool_setup(agent, session.id)
         plan = TurnPlan(
             session_id=session.id,
@@ -248,9 +237,7 @@ def turn_begin(
             tools=tools,
             budget=budget,
         )
-        TurnEvent.objects.create(
-            session_id=session.id, seq=plan.first_event_seq, type="session", data=plan.session_event(), created_at=now
-        )
+        statements.events_insert([(session.id, plan.first_event_seq, "session", plan.session_event())], now)
     return plan
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Message, UserAgentSession
-from assistant.models import TurnEvent
+from assistant.runs import statements
 from usage.services import message_usage_stored, usage_changed
 from config.threads import run_sync
 
@@ -37,14 +37,11 @@ class TurnWrite:
 def _persist(writes: list[TurnWrite]) -> None:
     """Store `writes` in one transaction: one insert of all their events, one update per message
     (a message's queued updates merged in order, the last value of a field winning)."""
+    now = timezone.now()
     with transaction.atomic():
-        events = [
-            TurnEvent(session_id=write.session_id, seq=seq, type=kind, data=data)
-            for write in writes
-            for seq, kind, data in write.events
-        ]
-        if events:
-            TurnEvent.objects.bulk_create(events)
+        statements.events_insert(
+            ((write.session_id, seq, kind, data) for write in writes for seq, kind, data in write.events), now
+        )
         fields_by_message: dict[int, dict[str, Any]] = {}
         usage_before: dict[int, tuple[dict[str, Any], int]] = {}  # before the first of its writes
         for write in writes:
@@ -52,7 +49,6 @@ def _persist(writes: list[TurnWrite]) -> None:
                 fields_by_message.setdefault(write.message_id, {}).update(write.message_fields)
                 if write.usage_before is not None and write.owner_id is not None:
                     usage_before.setdefault(write.message_id, (write.usage_before, write.owner_id))
-        now = timezone.now()
         for message_id, fields in fields_by_message.items():
             # The usage counters, in this transaction.
             if message_id in usage_before:
@@ -60,7 +56,7 @@ def _persist(writes: list[TurnWrite]) -> None:
                 usage_changed(user_id=owner_id, before=before, fields=fields)
             else:
                 message_usage_stored(message_id, fields)
-            Message.objects.filter(pk=message_id).update(**fields, updated_at=now)
+            statements.message_update(message_id, fields, now)
 
 
 def _persist_batch(writes: list[TurnWrite]) -> list[Exception | None]:
