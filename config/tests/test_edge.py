@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import websockets
-from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 from channels.db import database_sync_to_async
-from django.db import IntegrityError, connection
+from django.db import IntegrityError
 
 from agents import services as agent_services
 from agents.models import Message
