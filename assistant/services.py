@@ -12,14 +12,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents import selectors as agent_selectors
-from agents import services as agent_services
 from agents.models import AIAgent, Integration, LLMProviderConfig, Message, UserAgentSession
-from assistant import llm
-from assistant import runs
+from assistant import llm, runs
 from assistant.llm import LLMError
 from assistant.tools.mcp import McpConfigError, McpServers, McpStartError, server_spec
 from assistant.models import ClientSessionAlias, TurnEvent
-from usage.services import BudgetExceeded, budget_check
 
 
 def code_assistance_agent() -> AIAgent | None:
@@ -29,7 +26,8 @@ def code_assistance_agent() -> AIAgent | None:
 
 
 def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, context: str = "") -> runs.TurnPlan:
-    """Plan a code-assistance turn in the session the client's session id names (created on first use)."""
+    """Plan a code-assistance turn in the session the client's session id names (created on first use,
+    with the alias, in the turn's transaction: a refused first turn leaves neither behind)."""
     agent = code_assistance_agent()
     if agent is None:
         raise runs.TurnRefused(
@@ -37,25 +35,18 @@ def code_assistance_turn_begin(*, user, client_session_id: str, prompt: str, con
             f"Code assistance is not configured: no active agent {settings.CODE_ASSISTANCE_AGENT!r} "
             "(run `manage.py init`, or set CODE_ASSISTANCE_AGENT).",
         )
-    if not runs.model_settings_for(agent).api_key:
-        raise LLMError(
-            "not_configured",
-            "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, or the LLM config).",
-        )
-    try:
-        budget_check(user.pk)  # refused before the client's session is even created
-    except BudgetExceeded as exc:
-        raise runs.TurnRefused(exc.code, exc.message) from exc
     text = f"{prompt}\n\n<context>\n{context}\n</context>" if context.strip() else prompt
-    alias = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).select_related("session").first()
-    if alias is None:
-        try:
-            with transaction.atomic():
-                session = agent_services.session_create(owner=user, agent=agent, title=prompt[:80])
-                alias = ClientSessionAlias.objects.create(owner=user, key=client_session_id, session=session)
-        except IntegrityError:  # a concurrent first request created it
-            alias = ClientSessionAlias.objects.get(owner=user, key=client_session_id)
-    return runs.turn_begin(user=user, text=text, session_id=alias.session_id)
+    aliases = ClientSessionAlias.objects.filter(owner=user, key=client_session_id).values_list("session_id", flat=True)
+    session_id = aliases.first()
+    if session_id is not None:
+        return runs.turn_begin(user=user, text=text, session_id=session_id)
+    try:
+        with transaction.atomic():
+            plan = runs.turn_begin(user=user, text=text, agent_id=agent.pk, title=prompt[:80])
+            ClientSessionAlias.objects.create(owner=user, key=client_session_id, session_id=plan.session_id)
+    except IntegrityError:  # a concurrent first request made the alias: its session takes this turn
+        return runs.turn_begin(user=user, text=text, session_id=aliases.get())
+    return plan
 
 
 def llm_config_check(*, config: LLMProviderConfig) -> str:

@@ -107,6 +107,12 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
             f"The LLM config “{config.config_name}” names its own base URL but has no API key of its own "
             "(the organization's key is only sent to the organization's endpoint); give it its own API key.",
         )
+    elif not config.api_key:
+        refusal = (
+            "not_configured",
+            "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, "
+            "or the LLM config).",
+        )
     tools, tools_problem = None, None
     try:
         files, shell = workspace_tools_for(agent)

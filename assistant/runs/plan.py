@@ -153,14 +153,16 @@ def turn_begin(
     user,
     text: str,
     agent_slug: str | None = None,
+    agent_id: int | None = None,
     session_id: int | None = None,
     custom_properties: dict[str, Any] | None = None,
     title: str | None = None,
     history: Iterable[tuple[str, list[dict[str, Any]]]] = (),
 ) -> TurnPlan:
     """Plan the next turn of the user's session `session_id`, or of a new session with the agent
-    `agent_slug` (with `custom_properties`, a `title` (default: the message's start) and the earlier
-    messages a client sent, `history`: (role, blocks) pairs). Raises TurnRefused."""
+    `agent_slug` (the organization's, else the user's own) or `agent_id` (a built-in lookup's), with
+    `custom_properties`, a `title` (default: the message's start) and the earlier messages a client
+    sent, `history`: (role, blocks) pairs. Raises TurnRefused."""
     text = (text or "").strip()
     if not text:
         raise TurnRefused("invalid", "The message is empty.")
@@ -170,7 +172,10 @@ def turn_begin(
         version = _user_may_start(user.pk)
         _check_concurrent_turns(user.pk)
         if session_id is None:
-            agent = turn_catalog.agent_for(version, user_id=user.pk, slug=agent_slug or "")
+            if agent_id is not None:
+                agent = turn_catalog.agent(version, agent_id)
+            else:
+                agent = turn_catalog.agent_for(version, user_id=user.pk, slug=agent_slug or "")
             if agent is None or not agent.is_active:
                 raise TurnRefused("not_found", f"No active agent with slug {agent_slug!r}.")
             session = None

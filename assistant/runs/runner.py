@@ -144,12 +144,14 @@ class TurnRunner:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
-                # Stored with the plan; sent here, before anything of the answer.
-                session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
-                await self._publish([{**session, **self.plan.session_event()}])
                 if self.stop_requested:  # asked before it started (a client gone while it was planned)
+                    await self._publish_session_event()
                     raise asyncio.CancelledError()
-                self.loop_task = asyncio.create_task(self._consume())
+                # The model is asked while the `session` event goes out (a Redis round trip): under the
+                # lock, which the answer's first write waits for, so the event still comes first.
+                async with self.lock:
+                    self.loop_task = asyncio.create_task(self._consume())
+                    await self._publish_session_event()
                 await self.loop_task
             except asyncio.CancelledError:
                 # We were cancelled ourselves (a stop cancels only the model loop): process shutdown.
@@ -415,6 +417,11 @@ class TurnRunner:
             # A stop that lands while channels-redis publishes can be swallowed by the Redis client
             # (the model loop then ran on, deaf to it): honour it here.
             raise asyncio.CancelledError()
+
+    async def _publish_session_event(self) -> None:
+        """The turn's first event, stored with the plan: sent before anything of the answer."""
+        session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
+        await self._publish([{**session, **self.plan.session_event()}])
 
     async def _publish(self, frames: list[dict[str, Any]]) -> None:
         for frame in frames:

@@ -165,6 +165,7 @@ class CodeAssistanceApi(APIView):
             return error_response(exc.message, exc.code, status.HTTP_503_SERVICE_UNAVAILABLE)
         except runs.TurnRefused as refused:
             code = {
+                "not_configured": status.HTTP_503_SERVICE_UNAVAILABLE,
                 "turn_in_progress": status.HTTP_409_CONFLICT,
                 "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
                 "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,

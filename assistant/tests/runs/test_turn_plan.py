@@ -34,8 +34,19 @@ async def test_an_organization_agent_without_a_config_never_runs_on_the_users_ow
 
 
 @pytest.mark.django_db
-def test_a_prompt_variable_the_session_lacks_refuses_the_turn_with_its_name(user):
+def test_a_prompt_variable_the_session_lacks_refuses_the_turn_with_its_name(user, settings):
+    settings.ANTHROPIC_API_KEY = "sk-organization"
     AIAgent.objects.create(name="Vars", slug="vars", system_prompt_text="Speak {{ language }}.", is_active=True)
     with pytest.raises(runs.TurnRefused) as refused:
         runs.turn_begin(user=user, text="hello", agent_slug="vars")
     assert refused.value.code == "invalid" and "language" in refused.value.message
+
+
+@pytest.mark.django_db
+def test_an_agent_whose_model_has_no_key_is_refused_before_anything_is_stored(user, settings):
+    settings.ANTHROPIC_API_KEY = ""
+    AIAgent.objects.create(name="Keyless", slug="keyless", system_prompt_text="Hi.", is_active=True)
+    with pytest.raises(runs.TurnRefused) as refused:
+        runs.turn_begin(user=user, text="hello", agent_slug="keyless")
+    assert refused.value.code == "not_configured" and "API key" in refused.value.message
+    assert not user.agent_sessions.exists()
