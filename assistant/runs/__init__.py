@@ -7,7 +7,9 @@ process, finds the answer still coming.
 
 Every event is written to the database *before* it is published to the session's channel-layer
 group (persist, then publish). So a client that subscribes and then reads what it missed from the
-database can neither miss an event nor see one twice: it drops live events it already read.
+database can neither miss an event nor see one twice: it drops live events it already read. (The
+request that started a turn reads its events from a queue of the runner's, never the database: it
+gets the answer's deltas as they come, and its last event once stored.)
 Text deltas are coalesced: the first goes out at once, the next ones at most every
 ASSISTANT_FLUSH_INTERVAL seconds, one database write and one group message each. The writes of all
 the turns of a process go through one `TurnWriter`, many to a transaction (group commit).

@@ -46,6 +46,7 @@ TOOL_OUTPUT_PREVIEW = 500  # characters of a tool result sent in a `tool_result`
 
 
 USAGE_AND_COST = (*USAGE_FIELDS, "cost")
+TERMINAL_EVENTS = frozenset({"result", "error"})
 
 
 def _carries_usage(fields: dict[str, Any]) -> bool:
@@ -407,12 +408,19 @@ class TurnRunner:
         if self.message_id is not None and self.plan.budget is not None and _carries_usage(message_fields):
             write.usage_before, write.owner_id = self.stored_usage, self.plan.budget.user_id
             stored_usage = {name: message_fields.get(name, self.stored_usage.get(name)) for name in USAGE_AND_COST}
-        # Stored before published; stored even if a stop cancels us meanwhile (see TurnWriter).
+        # The request that started the turn reads its events from its queue, never the database: the
+        # answer's text reaches it without waiting for the write (its first token ~1 ms sooner). Not
+        # the last event: an answer whose end a client has is stored.
+        early = not any(frame["type"] in TERMINAL_EVENTS for frame in frames)
+        if early:
+            self._deliver(frames)
+        # Stored before published to the session's group, whose subscribers fill gaps from the
+        # database; stored even if a stop cancels us meanwhile (see TurnWriter).
         await turn_writer().write(write)
         if stored_usage is not None:
             self.stored_usage = stored_usage
         self.last_flush = time.monotonic()
-        await self._publish(frames)
+        await self._publish(frames, listeners=not early)
         if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
             # A stop that lands while channels-redis publishes can be swallowed by the Redis client
             # (the model loop then ran on, deaf to it): honour it here.
@@ -423,10 +431,15 @@ class TurnRunner:
         session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
         await self._publish([{**session, **self.plan.session_event()}])
 
-    async def _publish(self, frames: list[dict[str, Any]]) -> None:
+    def _deliver(self, frames: list[dict[str, Any]]) -> None:
         for frame in frames:
             for queue in self.listeners:
                 queue.put_nowait(frame)
+
+    async def _publish(self, frames: list[dict[str, Any]], *, listeners: bool = True) -> None:
+        if listeners:
+            self._deliver(frames)
+        for frame in frames:
             await self.layer.group_send(session_group(self.session_id), {"type": "turn.event", "event": frame})
 
     # -- background duties
