@@ -26,7 +26,7 @@ from assistant.tools.mcp_config import (
     safe_url,
     server_spec,
 )
-from assistant.tools.mcp_connection import McpConnection, failure_reason
+from assistant.tools.mcp_connection import McpConnection, close_connections, failure_reason, server_answered
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,11 @@ class McpTool:
 
 
 class McpServers:
-    """The running MCP servers of one orchestrator run; an async context manager."""
+    """The running MCP servers of one run or turn; an async context manager.
+
+    Without `pool` (the CLI, an integration's check) it starts its servers and closes them on the way
+    out. With one (server-side turns: `mcp_pool.mcp_pool()`), it takes warm connections from the pool,
+    starting those missing, and gives them back on the way out."""
 
     def __init__(
         self,
@@ -103,6 +107,7 @@ class McpServers:
         start_timeout: float = 30,
         call_timeout: float = 300,
         verbose: bool = False,
+        pool: Any = None,
     ):
         names = [spec.name for spec in specs]
         duplicates = {name for name in names if names.count(name) > 1}
@@ -113,6 +118,7 @@ class McpServers:
         self.start_timeout = start_timeout
         self.call_timeout = call_timeout
         self.verbose = verbose
+        self.pool = pool
         self.connections: dict[str, McpConnection] = {}
         self.tools: dict[str, McpTool] = {}
 
@@ -128,40 +134,28 @@ class McpServers:
         await self.close()
 
     async def start(self) -> None:
-        for spec in self.specs:
-            connection = McpConnection(spec, cwd=self.cwd, verbose=self.verbose, call_timeout=self.call_timeout)
-            connection.task = asyncio.create_task(connection.serve(), name=f"mcp:{spec.name}")
-            self.connections[spec.name] = connection
+        if self.pool is not None:
+            self.connections = await self.pool.take(
+                self.specs, cwd=self.cwd, start_timeout=self.start_timeout, call_timeout=self.call_timeout
+            )
+        else:
+            for spec in self.specs:
+                connection = McpConnection(spec, cwd=self.cwd, verbose=self.verbose, call_timeout=self.call_timeout)
+                connection.start()
+                self.connections[spec.name] = connection
+            for name, connection in self.connections.items():
+                await connection.wait_ready(name, self.start_timeout)
         for name, connection in self.connections.items():
-            try:
-                await asyncio.wait_for(asyncio.shield(connection.ready), self.start_timeout)
-            except TimeoutError as exc:
-                raise McpStartError(f"MCP server {name!r} failed to start: {failure_reason(exc, connection)}") from None
-            except Exception as exc:  # noqa: BLE001 - every start failure becomes one readable line
-                raise McpStartError(f"MCP server {name!r} failed to start: {failure_reason(exc, connection)}") from None
             for tool in connection.tools:
                 api_name = namespaced(name, tool.name, set(self.tools))
                 self.tools[api_name] = McpTool(name, tool.name, api_name, tool.description or "", tool.input_schema)
-            logger.info("MCP server %s started (%s): %d tools", name, connection.spec.describe(), len(connection.tools))
 
     async def close(self) -> None:
         connections, self.connections = list(self.connections.values()), {}
-        for connection in connections:
-            connection.stop.set()
-            if not connection.ready.done() and connection.task is not None:
-                connection.task.cancel()  # still in the handshake: nothing to wind down politely
-            elif connection.ready.done() and not connection.ready.cancelled():
-                connection.ready.exception()  # retrieved: a failure was reported already
-        tasks = [c.task for c in connections if c.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=10)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
-        for connection in connections:
-            if connection.errlog is not None:
-                connection.errlog.close()
+        if self.pool is not None:
+            self.pool.give_back(connections)
+        else:
+            await close_connections(connections)
 
     def definitions(self) -> list[dict[str, Any]]:
         return [tool.definition() for tool in self.tools.values()]
@@ -178,7 +172,12 @@ class McpServers:
             return ToolOutcome(call.id, f"MCP server {tool.server!r} is not running.", is_error=True)
         try:
             result = await connection.client.call_tool(tool.name, call.input or {})
+        except asyncio.CancelledError:
+            connection.spoiled = True  # abandoned (a stop, the tool timeout): the server may still be at it
+            raise
         except Exception as exc:  # noqa: BLE001 - a failed call is an error the model reads
+            if not server_answered(exc):
+                connection.spoiled = True  # no answer (it died, the connection dropped, it timed out)
             return ToolOutcome(call.id, f"MCP server {tool.server!r} failed: {failure_reason(exc, connection)}", is_error=True)
         return ToolOutcome(call.id, result_text(result), is_error=bool(result.is_error))
 
