@@ -174,3 +174,69 @@ async def test_a_stopped_tool_call_closes_its_server_rather_than_hand_it_on(user
     assert await eventually(lambda: not alive(first["pid"]))
     assert (await whoami(user, fake))["pid"] != first["pid"]
 
+
+# --- a serving process ---------------------------------------------------------------------------
+
+_SEED_SERVED = """
+from accounts.models import User
+from accounts.services import token_pair_issue
+from agents.models import AIAgent, Integration, LLMProviderConfig
+config = LLMProviderConfig.objects.create(name="Fake", provider="anthropic", model="claude-test-1",
+                                          base_url={fake!r}, api_key="sk-test-key", max_tokens=512)
+agent = AIAgent.objects.create(name="Helper", slug="helper", system_prompt_text="Test.", llm_config=config)
+agent.integrations.add(Integration.objects.create(name="notes", provider="custom", mcp_server={server!r}))
+user = User.objects.create_user(email="served@example.com", password="a served passphrase", name="Served")
+print("TOKEN", token_pair_issue(user=user)["access_token"])
+"""
+
+
+def processes_with(marker: str) -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0"):
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_serving_process_stops_its_warm_mcp_servers_when_it_stops(tmp_path, fake):
+    """`manage.py run`, SIGTERM: the worker closes its pool before it exits. The server here outlives
+    its stdin (a wrapper that waits after the notes server ends), as some do: only an explicit close
+    (stdin, then its process group stopped) ends it; an exiting worker alone would orphan it."""
+    import asyncio
+    import subprocess
+    import uuid
+
+    import websockets
+    from django.conf import settings as django_settings
+
+    from config.testing.processes import database_url_for_children, running_server
+
+    marker = f"mcp-served-{uuid.uuid4().hex[:8]}"
+    wrapper = f"import subprocess, sys, time; subprocess.run([sys.executable, {NOTES_SERVER!r}]); time.sleep(600)"
+    server = {"command": sys.executable, "args": ["-c", wrapper, marker]}
+    env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0"}
+    seeded = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", _SEED_SERVED.format(fake=fake.base_url, server=server)],
+        cwd=django_settings.BASE_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    token = next(line.split()[1] for line in seeded.stdout.splitlines() if line.startswith("TOKEN "))
+    fake.script(Reply(tool_uses=[ToolUse("notes__add", {"a": 1, "b": 2})], stop_reason="tool_use"), Reply(text=["3"]))
+
+    async def one_turn(base: str) -> list[dict]:
+        url = base.replace("http://", "ws://") + "/ws/assistant/"
+        async with websockets.connect(url, subprotocols=["jwt", token], origin=base, open_timeout=10) as socket:
+            await socket.send(json.dumps({"type": "start", "agent": "helper", "message": "1+2?"}))
+            frames = []
+            while not frames or frames[-1]["type"] not in {"result", "error"}:
+                frames.append(json.loads(await asyncio.wait_for(socket.recv(), 30)))
+            return frames
+
+    with running_server(env) as base:
+        frames = asyncio.run(one_turn(base))
+        assert frames[-1]["type"] == "result" and by_type(frames, "tool_result")[0]["output"] == "3", frames
+        assert len(processes_with(marker)) == 1  # kept warm after the turn
+    # running_server's exit: SIGTERM to `manage.py run`, which stops its worker and waits for it.
+    assert processes_with(marker) == []
