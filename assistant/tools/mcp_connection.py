@@ -29,18 +29,20 @@ class _EndWatch:
     only fails the calls waiting then; the connection would look alive until its next call.)"""
 
     def __init__(self, inner: Any, on_end: Any):
+        import anyio
+
         self.inner, self.on_end = inner, on_end
+        self.end_of_stream = anyio.EndOfStream
+        self.ended = (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError)
 
     @property
     def last_context(self) -> Any:  # the sender's context, which the SDK's dispatcher reads if present
         return getattr(self.inner, "last_context", None)
 
     async def receive(self) -> Any:
-        import anyio
-
         try:
             return await self.inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        except self.ended:
             self.on_end()
             raise
 
@@ -48,11 +50,9 @@ class _EndWatch:
         return self
 
     async def __anext__(self) -> Any:
-        import anyio
-
         try:
             return await self.receive()
-        except anyio.EndOfStream:
+        except self.end_of_stream:
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
@@ -76,7 +76,6 @@ class McpConnection:
         self.failure = ""  # why it did not start, said when it failed (its stderr is gone after)
         self.stop = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.lost = False  # the server went away by itself
         # A call on it failed without an answer from the server, or was abandoned (a stop, the tool
         # timeout) while the server may still be working on it: it serves no further turn.
         self.spoiled = False
@@ -122,8 +121,8 @@ class McpConnection:
             self.ready.exception()  # retrieved: a failure was reported already
 
     def _stream_ended(self) -> None:
+        # The server went away by itself: the task leaves the client (its end tells the pool).
         if not self.stop.is_set():
-            self.lost = True
             logger.warning("MCP server %s (%s) went away; its connection is closed", self.spec.name, self.spec.describe())
             self.stop.set()
 
