@@ -138,8 +138,10 @@ def main() -> None:
     rows = []
     for name, values in timings.items():
         models, firsts = [m for m, _ in values], [f for _, f in values]
-        rows.append([labels[name], len(values), f"{p(models, 0.5):.1f}", f"{p(models, 0.9):.1f}", f"{max(models) * 1000:.1f}",
-                     f"{p(models, 0.5) - plain:+.1f}", f"{p(firsts, 0.5):.1f}"])  # fmt: skip
+        rows.append([
+            labels[name], len(values), f"{p(models, 0.5):.1f}", f"{p(models, 0.9):.1f}", f"{max(models) * 1000:.1f}",
+            f"{p(models, 0.5) - plain:+.1f}", f"{p(firsts, 0.5):.1f}",
+        ])  # fmt: skip
     print()
     print(f"loadavg before {load_before}, after {common.load_average()}; {args.turns} rounds after {args.warmups}"
           " warm-ups, each a new session's first turn on A (plain, MCP) and B (MCP)")  # fmt: skip

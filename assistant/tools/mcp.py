@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,6 @@ from assistant.tools.mcp_config import (
     server_spec,
 )
 from assistant.tools.mcp_connection import McpConnection, close_connections, failure_reason, server_answered
-
-logger = logging.getLogger(__name__)
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 SEPARATOR = "__"
@@ -178,7 +175,8 @@ class McpServers:
         except Exception as exc:  # noqa: BLE001 - a failed call is an error the model reads
             if not server_answered(exc):
                 connection.spoiled = True  # no answer (it died, the connection dropped, it timed out)
-            return ToolOutcome(call.id, f"MCP server {tool.server!r} failed: {failure_reason(exc, connection)}", is_error=True)
+            reason = failure_reason(exc, connection)
+            return ToolOutcome(call.id, f"MCP server {tool.server!r} failed: {reason}", is_error=True)
         return ToolOutcome(call.id, result_text(result), is_error=bool(result.is_error))
 
 

@@ -123,7 +123,9 @@ class McpConnection:
     def _stream_ended(self) -> None:
         # The server went away by itself: the task leaves the client (its end tells the pool).
         if not self.stop.is_set():
-            logger.warning("MCP server %s (%s) went away; its connection is closed", self.spec.name, self.spec.describe())
+            logger.warning(
+                "MCP server %s (%s) went away; its connection is closed", self.spec.name, self.spec.describe()
+            )
             self.stop.set()
 
     @asynccontextmanager

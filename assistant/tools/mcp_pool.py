@@ -142,6 +142,7 @@ class McpPool:
     def _trim(self, size: int) -> None:
         while self.idle and len(self) > max(size, 0):
             connection, _ = self.idle.popitem(last=False)
+            logger.info("MCP server %s closed: the least recently used of %d kept", connection.spec.name, len(self) + 1)
             connection.begin_close()
 
     async def _close_idle(self) -> None:
@@ -154,6 +155,7 @@ class McpPool:
                 await asyncio.sleep(wait)
                 continue
             del self.idle[oldest]
+            logger.info("MCP server %s closed: unused for %g s", oldest.spec.name, settings.ASSISTANT_MCP_IDLE_TIMEOUT)
             oldest.begin_close()
 
 

@@ -121,7 +121,8 @@ async def test_a_server_killed_between_turns_is_noticed_and_the_next_turn_starts
 async def test_a_server_that_dies_during_a_call_is_an_error_result_and_is_not_kept(user, agent, fake):
     await sync_to_async(attach)(agent, "notes", stdio_notes())
     first = await whoami(user, fake)
-    fake.script(Reply(tool_uses=[ToolUse("notes__sleep", {"seconds": 30})], stop_reason="tool_use"), Reply(text=["Ok."]))
+    sleep = ToolUse("notes__sleep", {"seconds": 30})
+    fake.script(Reply(tool_uses=[sleep], stop_reason="tool_use"), Reply(text=["Ok."]))
     ws = await connect(user)
     await start(ws, "Sleep")
     await frames_until(ws, "tool_use")
@@ -141,7 +142,9 @@ async def test_a_server_that_cannot_be_started_again_ends_the_turn_with_tool_una
 ):
     broken = tmp_path / "broken"
     # The notes server until `broken` exists; then a command that fails at once, saying why.
-    script = f'test -e {broken} && {{ echo "notes: out of licences" >&2; exit 1; }}; exec {sys.executable} {NOTES_SERVER}'
+    script = (
+        f'test -e {broken} && {{ echo "notes: out of licences" >&2; exit 1; }}; exec {sys.executable} {NOTES_SERVER}'
+    )
     await sync_to_async(attach)(agent, "notes", {"command": "sh", "args": ["-c", script]})
     first = await whoami(user, fake)
     broken.touch()
@@ -220,7 +223,8 @@ def test_a_serving_process_stops_its_warm_mcp_servers_when_it_stops(tmp_path, fa
     env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0"}
     seeded = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", _SEED_SERVED.format(fake=fake.base_url, server=server)],
-        cwd=django_settings.BASE_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True,
+        cwd=django_settings.BASE_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        check=True,
     )  # fmt: skip
     token = next(line.split()[1] for line in seeded.stdout.splitlines() if line.startswith("TOKEN "))
     fake.script(Reply(tool_uses=[ToolUse("notes__add", {"a": 1, "b": 2})], stop_reason="tool_use"), Reply(text=["3"]))
