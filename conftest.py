@@ -50,6 +50,16 @@ def _clear_cache():
 
 
 @pytest.fixture(autouse=True)
+async def _mcp_pool_closed():
+    # Warm MCP connections are kept per event loop (assistant/tools/mcp_pool.py), and each test's loop
+    # ends with the test: they are closed while it still runs, so no connection task outlives it.
+    yield
+    from assistant.tools.mcp_pool import mcp_pool_close
+
+    await mcp_pool_close()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     # The channel layer is cached per process, and channels-redis binds its connections to the
     # event loop that opened them; each async test runs in a loop of its own.

@@ -8,9 +8,10 @@ class AssistantConfig(AppConfig):
     def ready(self) -> None:
         from assistant.surfaces.openai.format import edge_error_body
         from config.edge_paths import answer_errors_as
-        from config.startup import serving_duty
+        from config.startup import serving_duty, stopping_duty
 
         serving_duty(_start_serving_duties)
+        stopping_duty(_close_mcp_connections)
         # The server's edge answers OpenAI clients (a body over the limit…) in OpenAI's error shape.
         answer_errors_as(r"/v1/.*", edge_error_body)
 
@@ -24,3 +25,11 @@ def _start_serving_duties(loop) -> None:
     # Probes bubblewrap once (a short subprocess, off the loop, on the tools' threads: the default
     # executor is the rest of the process's) and warns if run_shell can't be offered.
     loop.run_in_executor(tool_executor(), sandbox_check_at_startup)
+
+
+async def _close_mcp_connections() -> None:
+    # Warm MCP connections (assistant/tools/mcp_pool.py): stdio servers stopped, remote sessions ended,
+    # before the process exits; within the 10 s `manage.py run` gives a worker after SIGTERM.
+    from assistant.tools.mcp_pool import mcp_pool_close
+
+    await mcp_pool_close(timeout=7)

@@ -430,6 +430,12 @@ ASSISTANT_TOOL_TIMEOUT = env.float("ASSISTANT_TOOL_TIMEOUT", default=120.0)
 ASSISTANT_TOOL_THREADS = env.int("ASSISTANT_TOOL_THREADS", default=4)
 if ASSISTANT_TOOL_THREADS < 1:
     raise ImproperlyConfigured("ASSISTANT_TOOL_THREADS must be 1 or more.")
+# MCP connections kept warm between turns, per process (assistant/tools/mcp_pool.py): one unused this long
+# (seconds) is closed, and at most this many are kept (the least recently used closed first; 0: none).
+ASSISTANT_MCP_IDLE_TIMEOUT = env.float("ASSISTANT_MCP_IDLE_TIMEOUT", default=300.0)
+ASSISTANT_MCP_POOL_SIZE = env.int("ASSISTANT_MCP_POOL_SIZE", default=32)
+if ASSISTANT_MCP_POOL_SIZE < 0 or ASSISTANT_MCP_IDLE_TIMEOUT <= 0:
+    raise ImproperlyConfigured("ASSISTANT_MCP_POOL_SIZE must be 0 or more and ASSISTANT_MCP_IDLE_TIMEOUT more than 0.")
 # Sessions' workspaces (agents with workspace tools, uploaded files): WORKSPACES_DIR/<session id>.
 WORKSPACES_DIR = Path(env.str("WORKSPACES_DIR", default=str(BASE_DIR / "data" / "workspaces")))
 WORKSPACE_MAX_FILE_BYTES = env.int("WORKSPACE_MAX_FILE_BYTES", default=10 * 1024 * 1024)  # one upload

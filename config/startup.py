@@ -1,4 +1,4 @@
-"""What a serving process does once its application is loaded, before the first request."""
+"""What a serving process does once its application is loaded, before the first request, and when it stops."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from django.urls import get_resolver
 
@@ -43,6 +43,8 @@ def start_serving_duties() -> None:
 
 
 _serving_duties: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+_stopping_duties: list[Callable[[], Awaitable[None]]] = []
+STOPPING_DUTY_TIMEOUT = 10.0  # seconds each may take (`manage.py run` kills a worker 10 s after SIGTERM)
 
 
 def serving_duty(start: Callable[[asyncio.AbstractEventLoop], None]) -> Callable[[asyncio.AbstractEventLoop], None]:
@@ -52,11 +54,35 @@ def serving_duty(start: Callable[[asyncio.AbstractEventLoop], None]) -> Callable
     return start
 
 
+def stopping_duty(stop: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Register `stop()`, a coroutine function awaited on the server's loop when a serving process's
+    server stops (SIGTERM, SIGINT), before it exits; bounded by STOPPING_DUTY_TIMEOUT."""
+    _stopping_duties.append(stop)
+    return stop
+
+
 def _on_server_start() -> None:
     global _serving_loop
+    from twisted.internet import reactor
+
     _serving_loop = asyncio.get_event_loop()  # daphne's: it sets the reactor's loop as the current one
     for start in _serving_duties:
         start(_serving_loop)
+    reactor.addSystemEventTrigger("before", "shutdown", _on_server_stop)
+
+
+def _on_server_stop():
+    """The stopping duties, as a Deferred the reactor waits for before it stops."""
+    from twisted.internet.defer import Deferred
+
+    async def run_all() -> None:
+        for stop in _stopping_duties:
+            try:
+                await asyncio.wait_for(stop(), STOPPING_DUTY_TIMEOUT)
+            except Exception:  # noqa: BLE001 - one failed duty must not keep the others from running
+                logger.exception("A stopping duty failed: %s", getattr(stop, "__qualname__", stop))
+
+    return Deferred.fromFuture(asyncio.ensure_future(run_all(), loop=_serving_loop))
 
 
 def serving_loop() -> asyncio.AbstractEventLoop | None:

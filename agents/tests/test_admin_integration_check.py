@@ -69,7 +69,7 @@ def test_an_organization_http_server_gets_the_integrations_token(staff_client, m
     assert press_test_connection(staff_client, with_token) == [LISTED]
     [(level, message)] = press_test_connection(staff_client, without)
     assert level == "error" and message.startswith("“nokey”: MCP server 'nokey' failed to start:")
-    # The SDK's streamable-HTTP client reports a refused request without its status (assistant.tools.mcp._reason).
+    # The SDK's streamable-HTTP client reports a refused request without its status (assistant.tools.mcp_connection.failure_reason).
     reason = f"HTTP 401 from {url}" if transport == "sse" else "Server returned an error response"
     assert message.endswith(f"failed to start: {reason}") and TOKEN not in message
 

@@ -6,10 +6,10 @@ users' own remote ones through the egress policy, never a user's stdio server), 
 injected; the agent's `allowed_tools`; and, for organization agents staff gave workspace tools, the
 file tools in the session's workspace plus `run_shell` in the sandbox where it can run.
 
-`open_agent_tools(setup)` starts the MCP servers (an async context manager: enter and leave it in
-the task that runs the turn, so a stop, an error or a shutdown closes them) and gives the engine's
-ToolRunner: MCP and built-in tools filtered by `allowed_tools`, every call bounded by a timeout
-whose expiry is an error result the model reads.
+`open_agent_tools(setup)` takes the turn's MCP servers from the event loop's pool of warm
+connections (tools/mcp_pool.py), starting those missing, and gives them back however the turn ends
+(an async context manager); it gives the engine's ToolRunner: MCP and built-in tools filtered by
+`allowed_tools`, every call bounded by a timeout whose expiry is an error result the model reads.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from django.conf import settings
 
 from assistant.engine import ToolCall, ToolOutcome, ToolRunner
 from assistant.tools.mcp import McpConfigError, McpServers, McpServerSpec, parse_mcp_config
+from assistant.tools.mcp_pool import mcp_pool
 from assistant.tools.sandbox import SandboxLimits, sandbox_available
 from assistant.tools.workspace import ALIASES, FILE_TOOLS, BuiltinTools, Workspace
 
@@ -178,8 +179,8 @@ def tool_setup_for(agent, *, session_id: int) -> ToolSetup:
 
 @asynccontextmanager
 async def open_agent_tools(setup: ToolSetup) -> AsyncIterator[AgentTools]:
-    """The turn's ToolRunner with its MCP servers running; they are closed on the way out, however
-    the turn ends. McpStartError when a server does not start."""
+    """The turn's ToolRunner with its MCP servers running (warm ones from the pool); they go back to
+    the pool on the way out, however the turn ends. McpStartError when a server does not start."""
     builtin = None
     if setup.workspace is not None:
         builtin = BuiltinTools(
@@ -195,6 +196,7 @@ async def open_agent_tools(setup: ToolSetup) -> AsyncIterator[AgentTools]:
         cwd=setup.workspace,
         start_timeout=settings.ORCHESTRATOR_MCP_START_TIMEOUT,
         call_timeout=settings.ORCHESTRATOR_MCP_CALL_TIMEOUT,
+        pool=mcp_pool(),
     )
     async with mcp:
         yield AgentTools(builtin, mcp, list(setup.allowed_tools) or None, timeout=settings.ASSISTANT_TOOL_TIMEOUT)

@@ -3,8 +3,8 @@
     python notes_server.py                         # stdio
     python notes_server.py --http [--sse] --header-token T   # prints "PORT <n>", serves on 127.0.0.1
 
-Its tools: `add`, `whoami` (what the process was started with: argv, whether NOTES_TOKEN is set,
-its working directory), `write_note` (writes a file in its working directory), `sleep`, `fail`."""
+Its tools: `add`, `whoami` (what the process was started with: argv, the length of NOTES_TOKEN,
+its working directory, its pid), `write_note` (writes a file in its working directory), `sleep`, `fail`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add(a: int, b: int) -> int:
 def whoami() -> str:
     """What this server process was started with."""
     token = os.environ.get("NOTES_TOKEN", "")
-    return json.dumps({"argv": sys.argv, "token_length": len(token), "cwd": os.getcwd()})
+    return json.dumps({"argv": sys.argv, "token_length": len(token), "cwd": os.getcwd(), "pid": os.getpid()})
 
 
 @server.tool()

@@ -162,7 +162,7 @@ async def test_a_code_assistance_turn_runs_the_agents_mcp_tool(transport, user, 
     assert events[-1]["done"] is True
     sent_back = fake.requests[1].body["messages"][-1]["content"][0]
     assert sent_back == {"type": "tool_result", "tool_use_id": call.id, "content": "3", "is_error": False}
-    # The turn closes its servers after its result went out: let it, before the test's loop ends.
+    # The turn gives its servers back after its result went out: let it end before the test's loop does.
     session = await UserAgentSession.objects.filter(owner=user).alatest("pk")
     assert await eventually(lambda: runs.running_turn(session.pk) is None)
 
