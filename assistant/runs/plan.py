@@ -28,7 +28,13 @@ from agents.models import Message, UserAgentSession
 from agents.workspaces import workspace_ensure
 from assistant.engine import LoopRequest
 from assistant.models import TurnEvent
-from assistant.runs import statements
+from assistant.runs.statements import (
+    events_insert,
+    messages_insert,
+    running_turns,
+    session_insert,
+    user_turn_row,
+)
 from assistant.runs.catalog import AgentRuntime, turn_catalog
 from assistant.runs.history import api_messages
 from assistant.runs.sweeps import stale_turns_settle
@@ -89,7 +95,7 @@ class _LockedSession:
 def _user_may_start(user_id: int) -> int:
     """Lock the user's row; refuse a deactivated user (deactivation in another process closes their
     sockets only where the channel layer reaches, README); the catalog's version."""
-    row = statements.user_turn_row(user_id)
+    row = user_turn_row(user_id)
     if row is None or not row[0]:
         raise TurnRefused("account_inactive", "This account is deactivated; its answers can't run.")
     return row[1] if row[1] is not None else catalog_version()
@@ -99,7 +105,7 @@ def _check_concurrent_turns(user_id: int) -> None:
     """At most ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER turns of one user run at once, whichever
     processes run them (answers `streaming` and written to lately; agents.Message's partial index)."""
     fresh_after = timezone.now() - timezone.timedelta(seconds=settings.ASSISTANT_STALE_TURN_AFTER)
-    running = statements.running_turns(user_id, fresh_after)
+    running = running_turns(user_id, fresh_after)
     limit = settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER
     if running >= limit:
         raise TurnRefused(
@@ -206,7 +212,7 @@ def turn_begin(
         now = timezone.now()
         if session is None:
             title = (title if title is not None else text[:80])[:255]
-            session_id = statements.session_insert(
+            session_id = session_insert(
                 owner_id=user.pk, agent_id=agent.id, title=title, custom_properties=variables,
                 version_id=agent.version_id, now=now,
             )  # fmt: skip
@@ -222,7 +228,7 @@ def turn_begin(
                                content=[{"type": "text", "text": text}], created_at=now, updated_at=now)  # fmt: skip
         answer = Message(session_id=session.id, seq=seq + 2, role=Message.Role.ASSISTANT, content=[],
                          status=STREAMING, model=agent.model.model, created_at=now, updated_at=now)  # fmt: skip
-        statements.messages_insert([*new, user_message, answer])
+        messages_insert([*new, user_message, answer])
         tools = _tool_setup(agent, session.id)
         plan = TurnPlan(
             session_id=session.id,
@@ -242,7 +248,7 @@ def turn_begin(
             tools=tools,
             budget=budget,
         )
-        statements.events_insert([(session.id, plan.first_event_seq, "session", plan.session_event())], now)
+        events_insert([(session.id, plan.first_event_seq, "session", plan.session_event())], now)
     return plan
 
 

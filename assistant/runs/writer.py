@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Message, UserAgentSession
-from assistant.runs import statements
+from assistant.runs.statements import events_insert, message_update
 from usage.services import message_usage_stored, usage_changed
 from config.threads import run_sync
 
@@ -39,7 +39,7 @@ def _persist(writes: list[TurnWrite]) -> None:
     (a message's queued updates merged in order, the last value of a field winning)."""
     now = timezone.now()
     with transaction.atomic():
-        statements.events_insert(
+        events_insert(
             ((write.session_id, seq, kind, data) for write in writes for seq, kind, data in write.events), now
         )
         fields_by_message: dict[int, dict[str, Any]] = {}
@@ -56,7 +56,7 @@ def _persist(writes: list[TurnWrite]) -> None:
                 usage_changed(user_id=owner_id, before=before, fields=fields)
             else:
                 message_usage_stored(message_id, fields)
-            statements.message_update(message_id, fields, now)
+            message_update(message_id, fields, now)
 
 
 def _persist_batch(writes: list[TurnWrite]) -> list[Exception | None]:
