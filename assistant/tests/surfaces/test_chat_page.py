@@ -230,7 +230,13 @@ def test_html_and_script_urls_in_an_answer_are_rendered_inert(site, page):
 
     check_inert()
     page.reload()
-    page.wait_for_selector(".msg.assistant .md:not(:empty)")  # the stored answer rendered again
+    # The stored answer is rendered, then replaced by the replay of its turn once the socket is open
+    # (resume): wait for the answer, give the replay time to start, and wait for its end.
+    rendered = ("!!document.querySelector('.msg.assistant:not(.streaming) .md')"
+                " && document.querySelector('.msg.assistant .md').innerText.includes('<img src=x')")  # fmt: skip
+    wait_until(page, rendered)
+    page.wait_for_timeout(500)
+    wait_until(page, rendered)
     check_inert()
 
 
