@@ -56,6 +56,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         self.send_lock = asyncio.Lock()
         self.expiry: asyncio.Task | None = None
         self.gap_watch: asyncio.Task | None = None
+        # Turns this socket started in this process: their runner's queue, read by a task of ours.
+        self.own_turns: dict[int, tuple[runs.TurnRunner, asyncio.Queue, asyncio.Task]] = {}
         expires_at = self.scope.get("auth_expires_at")
         token_used = JWT_SUBPROTOCOL in (self.scope.get("subprotocols") or [])
         # Accept before refusing, so the client can read the close code (a refused handshake is opaque).
@@ -76,6 +78,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         for task in (getattr(self, "expiry", None), getattr(self, "gap_watch", None)):
             if task:
                 task.cancel()
+        for session_id in list(getattr(self, "own_turns", ())):
+            self._forget_own_turn(session_id)
         for group in getattr(self, "auth_groups", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
         for session_id in list(self.subscriptions):
@@ -151,7 +155,28 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
         self.open_turns[plan.session_id] = time.monotonic()
-        await runs.turn_start(plan)
+        # Besides the session's group, the socket that started the turn reads the runner's queue: it
+        # gets the answer's deltas before they are written (its first token ~1 ms sooner), and the
+        # seq filter of turn_event drops whichever copy of an event comes second.
+        queue: asyncio.Queue = asyncio.Queue()
+        runner = await runs.turn_start(plan, listeners=[queue])
+        self._forget_own_turn(plan.session_id)
+        self.own_turns[plan.session_id] = (runner, queue, asyncio.create_task(self._read_own_turn(queue)))
+
+    async def _read_own_turn(self, queue: asyncio.Queue) -> None:
+        while True:
+            frame = await queue.get()
+            await self.turn_event({"event": frame})
+            if frame["type"] in TERMINAL_EVENTS:
+                self._forget_own_turn(frame["session_id"], cancel=False)
+                return
+
+    def _forget_own_turn(self, session_id: int, *, cancel: bool = True) -> None:
+        runner, queue, reader = self.own_turns.pop(session_id, (None, None, None))
+        if runner is not None and queue in runner.listeners:
+            runner.listeners.remove(queue)
+        if reader is not None and cancel:
+            reader.cancel()
 
     async def _stop(self, content: dict[str, Any]) -> None:
         await runs.turn_stop(user=self.user, session_id=_int_field(content, "session_id", required=True))

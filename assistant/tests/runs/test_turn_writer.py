@@ -98,8 +98,11 @@ async def test_concurrent_turns_are_stored_and_published_in_order_with_no_gap_or
         frames = []
         while not frames or frames[-1]["type"] not in {"result", "error"}:
             frame = await ws.receive_json_from(10)
-            # Persist, then publish: whatever a client holds is already in the database.
-            assert await TurnEvent.objects.filter(session_id=frame["session_id"], seq=frame["seq"]).aexists(), frame
+            if frame["type"] in {"result", "error"}:
+                # The socket that started a turn gets its deltas before they are written; its last
+                # event only once everything before it is stored.
+                stored = TurnEvent.objects.filter(session_id=frame["session_id"], seq__lte=frame["seq"])
+                assert await stored.acount() == frame["seq"] - frames[0]["seq"] + 1
             frames.append(frame)
         await ws.disconnect()
         return frames
@@ -117,6 +120,25 @@ async def test_concurrent_turns_are_stored_and_published_in_order_with_no_gap_or
         assert events == frames
         answer = await wait_for_message_status(session_id, {"complete"})
         assert answer.content == [{"type": "text", "text": texts(frames)}]
+
+
+async def test_a_socket_watching_another_sockets_turn_holds_only_stored_events(user, agent, fake):
+    fake.default = Reply(text=[f"part{n} " for n in range(8)], delay=0.02)
+    starter, watcher = await connect(user), await connect(user)
+    await starter.send_json_to({"type": "start", "agent": "helper", "message": "Go"})
+    session_id = (await starter.receive_json_from(10))["session_id"]
+    await watcher.send_json_to({"type": "resume", "session_id": session_id})
+    frames = []
+    while not frames or frames[-1]["type"] not in {"result", "error"}:
+        frame = await watcher.receive_json_from(10)
+        if frame["type"] == "resumed":
+            continue
+        # Persist, then publish: whatever a watcher holds is already in the database.
+        assert await TurnEvent.objects.filter(session_id=session_id, seq=frame["seq"]).aexists(), frame
+        frames.append(frame)
+    await starter.disconnect()
+    await watcher.disconnect()
+    assert texts(frames) == "".join(f"part{n} " for n in range(8))
 
 
 async def test_a_turn_whose_write_fails_ends_as_an_error_and_the_others_complete(user, agent, fake, settings):
