@@ -16,6 +16,7 @@
     starting: false, // a `start` was sent and neither its turn nor a refusal has come back yet
     agents: new Map(), // slug -> agent (with its prompt_variables)
     sessions: new Map(), // id -> session (its agent, custom_properties)
+    outbox: [], // `start` frames sent while the socket was still connecting
   };
 
   // --- REST ------------------------------------------------------------------------------------
@@ -364,6 +365,8 @@
       state.reconnectDelay = 500;
       setStatus("");
       if (state.sessionId) resume(state.lastSeq || null);
+      // What was sent before the socket opened (a message typed while the page connected) goes now.
+      for (const frame of state.outbox.splice(0)) ws.send(JSON.stringify(frame));
     };
     ws.onmessage = (message) => handle(JSON.parse(message.data));
     ws.onclose = (event) => {
@@ -377,6 +380,11 @@
 
   function send(frame) {
     if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(frame)); return true; }
+    if (frame.type === "start" && state.ws && state.ws.readyState === WebSocket.CONNECTING) {
+      state.outbox.push(frame); // sent as soon as the socket opens
+      setStatus("Connecting…");
+      return true;
+    }
     setStatus("Not connected yet, try again in a moment.");
     return false;
   }
