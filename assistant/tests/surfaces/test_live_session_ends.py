@@ -88,6 +88,17 @@ async def test_a_turn_of_a_killed_worker_is_closed_as_interrupted_and_stop_and_r
         seen = await receive_until(socket, "text_delta")
         session_id = seen[0]["session_id"]
         await asyncio.to_thread(fake_model.wait_until_paused)
+        # The socket that started the turn sees a delta before it is written (its runner's queue);
+        # kill once it is stored, so the replay has something of what was shown to send back.
+        deadline = time.monotonic() + 10
+        while True:
+            status, page = await asyncio.to_thread(
+                http_json, "GET", f"{base}/api/v1/sessions/{session_id}/messages", None, token
+            )
+            if status == 200 and "before" in json.dumps(page["results"][-1:]):
+                break
+            assert time.monotonic() < deadline, "the first delta was never written"
+            await asyncio.sleep(0.05)
 
         (worker,) = _workers_of_server(base)
         os.kill(worker, signal.SIGKILL)  # the process running the turn dies without a word
