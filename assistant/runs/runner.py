@@ -23,14 +23,19 @@ from assistant.engine import (
     TextDelta,
     ThinkingDelta,
     ToolOutcome,
+    ToolCall,
     ToolResults,
+    ToolsHeld,
     ToolUseRequested,
     Usage,
     UsageReported,
     agent_loop,
+    run_tool_calls,
 )
 from assistant.llm import LLMError
+from assistant.runs.approvals import StoredMessage, approvals_hold, resume_if_decided
 from assistant.runs.groups import control_group, session_group
+from assistant.runs.history import api_messages
 from assistant.runs.plan import TurnPlan
 from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
 from assistant.tools.mcp import McpStartError
@@ -51,6 +56,10 @@ TERMINAL_EVENTS = frozenset({"result", "error"})
 
 def _carries_usage(fields: dict[str, Any]) -> bool:
     return any(name in fields for name in USAGE_AND_COST)
+
+
+class TurnCannotGoOn(CodedError):
+    """A resumed turn whose agent can't be used any more (runs/approvals.py ResumeState.failure)."""
 
 
 class TurnToolsUnavailable(CodedError):
@@ -88,7 +97,8 @@ class TurnRunner:
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
-        self.next_seq = self.plan.first_event_seq + 1  # the first is the plan's `session` event
+        # The first are stored with the plan: `session`, or a resumed turn's decisions.
+        self.next_seq = self.plan.first_event_seq + len(self.plan.opening())
         self.message_id: int | None = self.plan.assistant_message_id
         self.text = ""
         self.thinking = ""
@@ -103,6 +113,10 @@ class TurnRunner:
         self.layer = get_channel_layer()
         self.stop_requested = False
         self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
+        # Results the open tool-results message already holds (a resumed turn's calls run before the
+        # pause, denied or expired): kept when a stop or failure answers the pending ones.
+        self.settled_results: list[ToolOutcome] = []
+        self.paused = False  # ended waiting for approvals (its message is `awaiting`)
         self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -145,6 +159,8 @@ class TurnRunner:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
+                if self.plan.resume is not None:
+                    self._resume_pending()
                 if self.stop_requested:  # asked before it started (a client gone while it was planned)
                     await self._publish_session_event()
                     raise asyncio.CancelledError()
@@ -162,7 +178,7 @@ class TurnRunner:
                 await self._finish_stopped()
             except LLMError as exc:
                 await self._finish_error(exc.code, exc.message)
-            except TurnToolsUnavailable as exc:
+            except (TurnToolsUnavailable, TurnCannotGoOn) as exc:
                 logger.warning("Turn of session %s: %s", self.session_id, exc.message)
                 await self._finish_error(exc.code, exc.message)
             except Exception:
@@ -173,17 +189,20 @@ class TurnRunner:
             await _stop_listener(self.layer).unwatch(self.session_id)
             if self.flush_timer:
                 self.flush_timer.cancel()
-            _running.pop(self.session_id, None)
+            if _running.get(self.session_id) is self:
+                _running.pop(self.session_id)
             self.done.set()
+        if self.paused:
+            await self._resume_if_decided()
 
     async def _consume(self) -> None:
         setup = self.plan.tools
         if setup is None or setup.empty or self.plan.request.tools is not None:
-            await self._relay(self.plan.request)
+            await self._relay(await self._resumed(self.plan.request))
             return
         try:
             async with open_agent_tools(setup) as tools:
-                await self._relay(dataclasses.replace(self.plan.request, tools=tools))
+                await self._relay(await self._resumed(dataclasses.replace(self.plan.request, tools=tools)))
         except McpStartError as exc:
             raise TurnToolsUnavailable(str(exc)) from None
 
@@ -203,7 +222,7 @@ class TurnRunner:
                 case ModelCallStarted(turn=turn):
                     self.call_usage = Usage()
                     self.model_calls = turn
-                    if turn > 1:
+                    if turn > 1 or self.message_id is None:  # (None: a resumed turn's first call)
                         self.message_id = await run_sync(
                             message_append,
                             self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
@@ -245,6 +264,16 @@ class TurnRunner:
                     self.message_id = None  # until the next model call opens its message
                     for result in results:
                         await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
+                case ToolsHeld(results=results, held=held):
+                    await self._hold(results, held)
+                case LoopFinished(stop_reason="approval_required"):
+                    self.finished = self.paused = True
+                    await self._emit(
+                        "result",
+                        {"status": "awaiting_approval", "stop_reason": event.stop_reason, "usage": event.usage.as_dict(),
+                         "turns": event.turns, "duration_ms": event.duration_ms},
+                        message_fields={"status": Message.Status.AWAITING_APPROVAL},
+                    )  # fmt: skip
                 case LoopFinished():
                     self.finished = True
                     final, self.final_fields = self.final_fields, None
@@ -259,6 +288,71 @@ class TurnRunner:
                         },
                         message_fields=final,
                     )
+
+    # -- approvals (runs/approvals.py)
+
+    async def _hold(self, results: list[ToolOutcome], held: list[ToolCall]) -> None:
+        """The model message's calls that need approval wait: stored as pending, announced after the
+        results of its other calls."""
+        names, self.pending_calls = self.pending_calls, {}
+        if results:
+            await run_sync(
+                tool_calls_record,
+                session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
+                source="turn",
+            )  # fmt: skip
+        self.awaiting_message_id = self.message_id
+        requests = await run_sync(
+            approvals_hold, session_id=self.session_id, message_id=self.message_id, results=results, held=held
+        )
+        for result in results:
+            await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
+        for request in requests:
+            await self._emit("approval_request", request)
+
+    def _resume_pending(self) -> None:
+        """A resumed turn's allowed calls count as running from its start: a stop or failure before
+        they finish answers them (with the results already settled kept)."""
+        resume = self.plan.resume
+        self.pending_calls = {call.id: call.name for call in resume.to_run}
+        self.settled_results = [resume.settled[c.id] for c in resume.calls if c.id in resume.settled]
+
+    async def _resumed(self, request: LoopRequest) -> LoopRequest:
+        """For a resumed turn: run the calls the user allowed, store every call's result (in the
+        order the model asked), and go on from the conversation with them; else `request` as is."""
+        resume = self.plan.resume
+        if resume is None:
+            return request
+        if resume.failure is not None:
+            raise TurnCannotGoOn(*resume.failure)
+        ran = await run_tool_calls(request.tools, resume.to_run) if resume.to_run else []
+        outcomes = {**resume.settled, **{outcome.tool_use_id: outcome for outcome in ran}}
+        results = [outcomes[call.id] for call in resume.calls]
+        names = {call.id: call.name for call in resume.calls}
+        self.pending_calls, self.settled_results = {}, []
+        await run_sync(
+            tool_calls_record,
+            session_id=self.session_id, calls=[(names[r.tool_use_id], r.is_error) for r in ran], source="turn",
+        )  # fmt: skip
+        blocks = [result.as_block() for result in results]
+        await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
+        self.message_id = None  # the next model call opens its message
+        announced = {call.id for call in resume.to_run} | {a for a in resume.approvals}
+        for result in results:
+            if result.tool_use_id in announced:
+                await self._emit("tool_result", self._tool_result_data(result, names[result.tool_use_id]))
+        history = api_messages([*resume.history, StoredMessage(Message.Role.USER, Message.Status.COMPLETE, blocks)])
+        return dataclasses.replace(request, messages=history)
+
+    async def _resume_if_decided(self) -> None:
+        """Decisions that came before this turn's message was `awaiting` resumed nothing: resume now."""
+        try:
+            plan = await run_sync(resume_if_decided, self.awaiting_message_id)
+        except Exception:  # noqa: BLE001 - the sweeps or the next decision will find it
+            logger.exception("Session %s: looking for decisions made while pausing failed", self.session_id)
+            return
+        if plan is not None:
+            await turn_start(plan)
 
     @staticmethod
     def _finished_message_fields(event: ModelCallFinished) -> dict[str, Any]:
@@ -282,7 +376,8 @@ class TurnRunner:
             return False
         calls, self.pending_calls = self.pending_calls, {}
         results = [ToolOutcome(call_id, reason, is_error=True) for call_id in calls]
-        await self._persist_now([], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE})
+        blocks = [r.as_block() for r in [*self.settled_results, *results]]
+        await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
         for result in results:
             await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
         return True
@@ -427,9 +522,9 @@ class TurnRunner:
             raise asyncio.CancelledError()
 
     async def _publish_session_event(self) -> None:
-        """The turn's first event, stored with the plan: sent before anything of the answer."""
-        session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
-        await self._publish([{**session, **self.plan.session_event()}])
+        """The turn's first events, stored with the plan (`session`, or a resumed turn's decisions):
+        sent before anything of the answer."""
+        await self._publish(self.plan.opening())
 
     def _deliver(self, frames: list[dict[str, Any]]) -> None:
         for frame in frames:
