@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +24,7 @@ from django.db import connections, transaction
 
 from assistant.engine import (
     LoopFinished,
+    ApprovalGate,
     LoopRequest,
     ModelCallFinished,
     ModelCallStarted,
@@ -45,7 +47,8 @@ from assistant.tools.mcp import (
     McpStartError,
     load_mcp_config,
 )
-from assistant.tools.toolset import AgentTools, UnknownAllowedTools, integration_specs
+from assistant.runs.catalog import approval_patterns
+from assistant.tools.toolset import AgentTools, UnknownAllowedTools, approval_required_for, integration_specs
 from assistant.tools.workspace import BuiltinTools, Workspace
 from config.errors import CodedError
 
@@ -77,6 +80,10 @@ class OrchestratorOptions:
     resume_session_id: str | None = None
     user_email: str | None = None
     verbose: bool = False
+    # Tool calls the agent's policy holds for approval (issue 28): "ask" the operator (`ask(call)`
+    # answers True to allow), "allow" them all (--approve), or "deny" them (no terminal to ask).
+    approve: str = "deny"
+    ask: Callable[[ToolCall], bool] | None = None
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -135,6 +142,8 @@ class TextSink(EventSink):
             first = next((line.strip() for line in event["output"].splitlines() if line.strip()), "")
             more = "…" if len(event["output"].strip()) > len(first) else ""
             self._line(f"← {'error' if event['is_error'] else 'ok'}: {_shorten(first, 100)}{more}")
+        elif kind == "approval_decision":
+            self._line(f"✋ {event['name']}: {event['decision']} ({event['decided_by']})")
         elif kind == "result":
             usage = event["usage"]
             self._line(
@@ -192,6 +201,7 @@ class Prepared:
     mcp_specs: list[McpServerSpec]
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
+    approval_required: tuple[str, ...] = ()
 
 
 # The settings an LLM config's empty fields fall back to, by provider.
@@ -298,6 +308,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         max_turns=options.max_turns or agent.max_turns or settings.ORCHESTRATOR_DEFAULT_MAX_TURNS,
         allowed_tools=allowed,
         strict_allowed=options.allowed_tools is not None,
+        approval_required=approval_patterns(agent) if agent.pk else (),
         mcp_specs=file_specs + agent_specs,
         history=history,
         resumed=bool(options.resume_session_id),
@@ -522,10 +533,37 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 tools=tools,
                 max_turns=prepared.max_turns,
                 before_model_call=functools.partial(_budget_before_call, session),
+                approval=_approval_gate(prepared, options, sink),
             )
             return await _loop(request, sink, store)
     except McpStartError as exc:
         raise OrchestratorError("mcp_start_failed", str(exc)) from None
+
+
+def _approval_gate(prepared: Prepared, options: OrchestratorOptions, sink: EventSink) -> ApprovalGate | None:
+    """The agent's approval policy, decided on the spot: by the operator at the terminal, by --approve,
+    or denied when there is no one to ask. Each decision is an `approval_decision` event."""
+    required = approval_required_for(prepared.approval_required)
+    if required is None:
+        return None
+
+    async def decide(call: ToolCall) -> ToolOutcome | None:
+        if options.approve == "allow":
+            allowed, by = True, "--approve"
+        elif options.approve == "ask" and options.ask is not None:
+            allowed, by = await asyncio.to_thread(options.ask, call), "operator"
+        else:
+            allowed, by = False, "no one to ask"
+        sink.emit("approval_decision", tool_use_id=call.id, name=call.name,
+                  decision="allowed" if allowed else "denied", decided_by=by)  # fmt: skip
+        if allowed:
+            return None
+        why = "the operator denied it" if by == "operator" else (
+            "it needs approval and this run could not ask for it (run interactively, or pass --approve)"
+        )
+        return ToolOutcome(call.id, f"This tool call was not run: {why}.", is_error=True)
+
+    return ApprovalGate(required, decide)
 
 
 async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
