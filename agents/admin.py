@@ -16,7 +16,8 @@ from django.utils.html import escape
 
 from agents import selectors as agent_selectors
 from agents import services
-from agents.admin_forms import AllowedToolsMixin, allowed_tools_fields, tags_field
+from agents.admin_forms import AllowedToolsMixin, CommaSeparatedListField, allowed_tools_fields, tags_field
+from agents.validators import validate_tool_names
 from agents.fields import mask_credentials, mask_secret
 from agents.models import (
     AIAgent,
@@ -293,6 +294,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         "credentials",
         "clear_credentials",
         "mcp_server",
+        "tools_require_approval",
         "is_active",
         "owner",
         "created_at",
@@ -430,6 +432,12 @@ SCHEMA_EXAMPLE = '{"type": "object", "properties": {"team": {"type": "string"}},
 class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
     tags = tags_field()
     allowed_tools, allowed_tools_other = allowed_tools_fields()
+    approval_required = CommaSeparatedListField(
+        label="Approval required",
+        list_validators=[validate_tool_names],
+        help_text="Tools whose calls wait for the user to allow them, comma-separated: names or patterns as in "
+        'allowed tools (write_file, github__create_*); "*" for all. Integrations that require approval add theirs.',
+    )
     custom_properties_schema = _NestingSafeJSONField(
         label="Custom properties schema",
         required=False,
@@ -495,7 +503,8 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "integrations", "workspace_tools")}),
+        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "approval_required", "integrations",
+                              "workspace_tools")}),  # fmt: skip
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
