@@ -22,6 +22,7 @@ from assistant.engine import (
     ModelCallStarted,
     TextDelta,
     ThinkingDelta,
+    ToolCall,
     ToolOutcome,
     ToolResults,
     ToolUseRequested,
@@ -35,7 +36,7 @@ from assistant.runs.plan import TurnPlan
 from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
 from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
-from audit.services import tool_calls_record
+from audit.services import ToolCallRecord, tool_calls_record
 from config.errors import CodedError
 from usage.services import USAGE_FIELDS
 from config.threads import run_sync
@@ -102,7 +103,7 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
-        self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
+        self.pending_calls: dict[str, ToolCall] = {}  # tool calls running now, by id
         self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -227,18 +228,18 @@ class TurnRunner:
                     # running (one turn per session, the user's limit, the heartbeat), and a stop
                     # or failure answers each unfinished call here, so the next turn's history
                     # has a result for every tool_use.
-                    self.pending_calls = {b["id"]: b["name"] for b in calls}
+                    self.pending_calls = {b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {}) for b in calls}
                     self.message_id = await run_sync(
                         message_append,
                         self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
                     )
                 case ToolResults(results=results):
-                    names, self.pending_calls = self.pending_calls, {}
-                    await run_sync(
-                        tool_calls_record,
-                        session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
-                        source="turn",
-                    )  # fmt: skip
+                    called, self.pending_calls = self.pending_calls, {}
+                    names = {call_id: call.name for call_id, call in called.items()}
+                    inputs = {call_id: call.input for call_id, call in called.items()}
+                    audited = [ToolCallRecord(names.get(r.tool_use_id, ""), inputs.get(r.tool_use_id, {}), r.is_error,
+                                              result=r.content) for r in results]  # fmt: skip
+                    await run_sync(tool_calls_record, session_id=self.session_id, calls=audited, source="turn")
                     await self._persist_now(
                         [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
                     )
@@ -284,7 +285,7 @@ class TurnRunner:
         results = [ToolOutcome(call_id, reason, is_error=True) for call_id in calls]
         await self._persist_now([], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE})
         for result in results:
-            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
+            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id].name))
         return True
 
     async def _write_final_fields(self) -> None:

@@ -369,10 +369,11 @@ def _store_answer(session, event: ModelCallFinished) -> None:
         )
 
 
-def _audit_tool_calls(session, calls: list[tuple[str, bool]]) -> None:
-    from audit.services import tool_calls_record
+def _audit_tool_calls(session, calls: list[tuple[ToolCall, ToolOutcome]]) -> None:
+    from audit.services import ToolCallRecord, tool_calls_record
 
-    tool_calls_record(session_id=session.pk, calls=calls, source="cli")
+    records = [ToolCallRecord(call.name, call.input, result.is_error, result=result.content) for call, result in calls]
+    tool_calls_record(session_id=session.pk, calls=records, source="cli")
 
 
 def _check_budget(user_id: int) -> None:
@@ -561,7 +562,8 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                     pending = {}
             elif isinstance(event, ToolResults):
                 await store(_store_results, event.results)
-                await store(_audit_tool_calls, [(names.get(r.tool_use_id, ""), r.is_error) for r in event.results])
+                unknown = ToolCall("", "", {})
+                await store(_audit_tool_calls, [(pending.get(r.tool_use_id, unknown), r) for r in event.results])
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)
