@@ -89,6 +89,7 @@ def test_an_event_shows_its_input_pretty_printed_masked_with_preview_and_digest(
     assert "make: failed" in page and event.result_digest in page
     approved = staff_client.get(f"{CHANGELIST}{events['write_file'].pk}/change/").content.decode()
     assert "bob@example.com" in approved and "Allowed" in approved
+    assert staff_client.get(f"{CHANGELIST}{events['login_failed'].pk}/change/").status_code == 200  # no input
 
 
 def test_nobody_adds_changes_or_deletes_an_event(staff_client, events):
