@@ -38,6 +38,7 @@ from agents.models import Message, UserAgentSession
 from assistant.engine import LoopRequest, ToolCall, ToolOutcome
 from assistant.models import Approval, TurnEvent
 from assistant.runs.catalog import turn_catalog
+from audit.services import ToolApproval
 from assistant.runs.plan import TurnPlan, TurnRefused, _check_concurrent_turns, _tool_setup, approval_gate
 from usage.services import TurnBudget
 
@@ -315,6 +316,13 @@ def _refusal_text(approval: Approval | None) -> str:
         return "This tool call was not run: the user did not approve it in time (the approval expired)."
     reason = f" Their reason: {approval.reason}" if approval.reason else ""
     return f"The user denied this tool call; it was not run.{reason}"
+
+
+def tool_approval(approval: Approval) -> ToolApproval:
+    """A decided approval as its tool call's audit event records it."""
+    decision = {Approval.Status.ALLOWED: "allow", Approval.Status.DENIED: "deny"}.get(approval.status, "expired")
+    by = approval.decided_by
+    return ToolApproval(decision, by.pk if by else None, by.email if by else "", approval.decided_at, approval.reason)
 
 
 def denial_over_api(call: ToolCall) -> ToolOutcome:

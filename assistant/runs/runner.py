@@ -22,8 +22,8 @@ from assistant.engine import (
     ModelCallStarted,
     TextDelta,
     ThinkingDelta,
-    ToolOutcome,
     ToolCall,
+    ToolOutcome,
     ToolResults,
     ToolsHeld,
     ToolUseRequested,
@@ -33,14 +33,14 @@ from assistant.engine import (
     run_tool_calls,
 )
 from assistant.llm import LLMError
-from assistant.runs.approvals import StoredMessage, approvals_hold, resume_if_decided
+from assistant.runs.approvals import StoredMessage, approvals_hold, resume_if_decided, tool_approval
 from assistant.runs.groups import control_group, session_group
 from assistant.runs.history import api_messages
 from assistant.runs.plan import TurnPlan
 from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
 from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
-from audit.services import tool_calls_record
+from audit.services import ToolCallRecord, tool_calls_record
 from config.errors import CodedError
 from usage.services import USAGE_FIELDS
 from config.threads import run_sync
@@ -112,7 +112,7 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
-        self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
+        self.pending_calls: dict[str, ToolCall] = {}  # tool calls running now, by id
         # Results the open tool-results message already holds (a resumed turn's calls run before the
         # pause, denied or expired): kept when a stop or failure answers the pending ones.
         self.settled_results: list[ToolOutcome] = []
@@ -246,18 +246,15 @@ class TurnRunner:
                     # running (one turn per session, the user's limit, the heartbeat), and a stop
                     # or failure answers each unfinished call here, so the next turn's history
                     # has a result for every tool_use.
-                    self.pending_calls = {b["id"]: b["name"] for b in calls}
+                    self.pending_calls = {b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {}) for b in calls}
                     self.message_id = await run_sync(
                         message_append,
                         self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
                     )
                 case ToolResults(results=results):
-                    names, self.pending_calls = self.pending_calls, {}
-                    await run_sync(
-                        tool_calls_record,
-                        session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
-                        source="turn",
-                    )  # fmt: skip
+                    called, self.pending_calls = self.pending_calls, {}
+                    names = {call_id: call.name for call_id, call in called.items()}
+                    await self._audit(results, called)
                     await self._persist_now(
                         [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
                     )
@@ -294,13 +291,9 @@ class TurnRunner:
     async def _hold(self, results: list[ToolOutcome], held: list[ToolCall]) -> None:
         """The model message's calls that need approval wait: stored as pending, announced after the
         results of its other calls."""
-        names, self.pending_calls = self.pending_calls, {}
-        if results:
-            await run_sync(
-                tool_calls_record,
-                session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
-                source="turn",
-            )  # fmt: skip
+        called, self.pending_calls = self.pending_calls, {}
+        names = {call_id: call.name for call_id, call in called.items()}
+        await self._audit(results, called)
         self.awaiting_message_id = self.message_id
         requests = await run_sync(
             approvals_hold, session_id=self.session_id, message_id=self.message_id, results=results, held=held
@@ -314,7 +307,7 @@ class TurnRunner:
         """A resumed turn's allowed calls count as running from its start: a stop or failure before
         they finish answers them (with the results already settled kept)."""
         resume = self.plan.resume
-        self.pending_calls = {call.id: call.name for call in resume.to_run}
+        self.pending_calls = {call.id: call for call in resume.to_run}
         self.settled_results = [resume.settled[c.id] for c in resume.calls if c.id in resume.settled]
 
     async def _resumed(self, request: LoopRequest) -> LoopRequest:
@@ -330,10 +323,8 @@ class TurnRunner:
         results = [outcomes[call.id] for call in resume.calls]
         names = {call.id: call.name for call in resume.calls}
         self.pending_calls, self.settled_results = {}, []
-        await run_sync(
-            tool_calls_record,
-            session_id=self.session_id, calls=[(names[r.tool_use_id], r.is_error) for r in ran], source="turn",
-        )  # fmt: skip
+        decided = [outcomes[call_id] for call_id in resume.approvals if call_id in outcomes]
+        await self._audit(decided, {call.id: call for call in resume.calls}, resume.approvals)
         blocks = [result.as_block() for result in results]
         await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
         self.message_id = None  # the next model call opens its message
@@ -343,6 +334,18 @@ class TurnRunner:
                 await self._emit("tool_result", self._tool_result_data(result, names[result.tool_use_id]))
         history = api_messages([*resume.history, StoredMessage(Message.Role.USER, Message.Status.COMPLETE, blocks)])
         return dataclasses.replace(request, messages=history)
+
+    async def _audit(self, results: list[ToolOutcome], calls: dict[str, ToolCall], approvals=None) -> None:
+        """Each call's audit event: its input (secrets masked), outcome, duration, result, approval."""
+        if not results:
+            return
+        records = []
+        for result in results:
+            call = calls.get(result.tool_use_id) or ToolCall(result.tool_use_id, "", {})
+            approval = (approvals or {}).get(result.tool_use_id)
+            records.append(ToolCallRecord(call.name, call.input, result.is_error, result.duration_ms, result.content,
+                                          approval and tool_approval(approval)))  # fmt: skip
+        await run_sync(tool_calls_record, session_id=self.session_id, calls=records, source="turn")
 
     async def _resume_if_decided(self) -> None:
         """Decisions that came before this turn's message was `awaiting` resumed nothing: resume now."""
@@ -379,7 +382,7 @@ class TurnRunner:
         blocks = [r.as_block() for r in [*self.settled_results, *results]]
         await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
         for result in results:
-            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
+            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id].name))
         return True
 
     async def _write_final_fields(self) -> None:

@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
+from django.utils import timezone
 
 from assistant.engine import (
     LoopFinished,
@@ -380,10 +381,15 @@ def _store_answer(session, event: ModelCallFinished) -> None:
         )
 
 
-def _audit_tool_calls(session, calls: list[tuple[str, bool]]) -> None:
-    from audit.services import tool_calls_record
+def _audit_tool_calls(session, calls: list[tuple[ToolCall, ToolOutcome]], decisions: dict[str, Any]) -> None:
+    from audit.services import ToolCallRecord, tool_calls_record
 
-    tool_calls_record(session_id=session.pk, calls=calls, source="cli")
+    records = [
+        ToolCallRecord(call.name, call.input, result.is_error, result.duration_ms, result.content,
+                       decisions.get(result.tool_use_id))  # fmt: skip
+        for call, result in calls
+    ]
+    tool_calls_record(session_id=session.pk, calls=records, source="cli")
 
 
 def _check_budget(user_id: int) -> None:
@@ -497,6 +503,7 @@ def _workspace(path: str | None) -> Workspace:
 async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
     session = prepared.session
     sink.session_id = session.pk
+    decisions: dict[str, Any] = {}  # tool call id → its approval, for the audit
     store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)
     builtin = BuiltinTools(
         workspace,
@@ -533,14 +540,16 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 tools=tools,
                 max_turns=prepared.max_turns,
                 before_model_call=functools.partial(_budget_before_call, session),
-                approval=_approval_gate(prepared, options, sink),
+                approval=_approval_gate(prepared, options, sink, decisions),
             )
-            return await _loop(request, sink, store)
+            return await _loop(request, sink, store, decisions)
     except McpStartError as exc:
         raise OrchestratorError("mcp_start_failed", str(exc)) from None
 
 
-def _approval_gate(prepared: Prepared, options: OrchestratorOptions, sink: EventSink) -> ApprovalGate | None:
+def _approval_gate(
+    prepared: Prepared, options: OrchestratorOptions, sink: EventSink, decisions: dict[str, Any]
+) -> ApprovalGate | None:
     """The agent's approval policy, decided on the spot: by the operator at the terminal, by --approve,
     or denied when there is no one to ask. Each decision is an `approval_decision` event."""
     required = approval_required_for(prepared.approval_required)
@@ -556,6 +565,9 @@ def _approval_gate(prepared: Prepared, options: OrchestratorOptions, sink: Event
             allowed, by = False, "no one to ask"
         sink.emit("approval_decision", tool_use_id=call.id, name=call.name,
                   decision="allowed" if allowed else "denied", decided_by=by)  # fmt: skip
+        from audit.services import ToolApproval
+
+        decisions[call.id] = ToolApproval("allow" if allowed else "deny", None, f"cli: {by}"[:254], timezone.now())
         if allowed:
             return None
         why = "the operator denied it" if by == "operator" else (
@@ -566,7 +578,7 @@ def _approval_gate(prepared: Prepared, options: OrchestratorOptions, sink: Event
     return ApprovalGate(required, decide)
 
 
-async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
+async def _loop(request: LoopRequest, sink: EventSink, store, decisions: dict[str, Any]) -> LoopFinished:
     partial: list[str] = []
     pending: dict[str, ToolCall] = {}
     names: dict[str, str] = {}
@@ -599,7 +611,8 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                     pending = {}
             elif isinstance(event, ToolResults):
                 await store(_store_results, event.results)
-                await store(_audit_tool_calls, [(names.get(r.tool_use_id, ""), r.is_error) for r in event.results])
+                unknown = ToolCall("", "", {})
+                await store(_audit_tool_calls, [(pending.get(r.tool_use_id, unknown), r) for r in event.results], decisions)
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)

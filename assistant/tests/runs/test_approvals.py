@@ -31,18 +31,18 @@ def writer_agent(agent):
     return agent
 
 
-def script_write(fake, *, then: str = "Done.") -> tuple[ToolUse, ToolUse]:
+def script_write(fake, *, then: str | None = "Done.") -> tuple[ToolUse, ToolUse]:
+    """The model asks to write a note and list the directory; after the results, says `then`."""
     write = ToolUse("write_file", {"path": "note.txt", "content": "hello"})
     listing = ToolUse("list_directory", {"path": "."})
-    fake.script(
-        Reply(text=["Writing it."], tool_uses=[write, listing], stop_reason="tool_use"),
-        Reply(text=[then]),
-    )
+    fake.script(Reply(text=["Writing it."], tool_uses=[write, listing], stop_reason="tool_use"))
+    if then is not None:
+        fake.script(Reply(text=[then]))
     return write, listing
 
 
-async def pause(user, fake) -> tuple[object, list[dict], ToolUse]:
-    write, listing = script_write(fake)
+async def pause(user, fake, *, then: str | None = "Done.") -> tuple[object, list[dict], ToolUse]:
+    write, listing = script_write(fake, then=then)
     socket = await connect(user)
     await socket.send_json_to({"type": "start", "agent": "helper", "message": "Save a note"})
     frames = await frames_until(socket, "result", "error")
@@ -55,7 +55,7 @@ def the_note(session_id: int) -> str | None:
 
 
 async def test_a_held_call_waits_while_the_others_run_and_the_turn_holds_nothing(user, writer_agent, fake, settings):
-    socket, frames, write = await pause(user, fake)
+    socket, frames, write = await pause(user, fake, then=None)
     session_id = frames[0]["session_id"]
     kinds = [f["type"] for f in frames]
     assert kinds == ["session", "text_delta", "tool_use", "tool_use", "tool_result", "approval_request", "result"]
@@ -220,7 +220,7 @@ async def test_an_undecided_call_expires_denied_and_the_turn_goes_on(user, write
 
 
 async def test_resuming_past_the_running_turns_limit_is_refused_and_decides_nothing(user, writer_agent, fake, settings):
-    socket, frames, _ = await pause(user, fake)
+    socket, frames, _ = await pause(user, fake, then=None)
     session_id, approval_id = frames[0]["session_id"], frames[5]["approval_id"]
     settings.ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = 1
     fake.script(Reply(text=["long ", "answer"], pause_after=1))
