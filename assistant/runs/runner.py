@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,17 +29,15 @@ from assistant.engine import (
     Usage,
     UsageReported,
     agent_loop,
-    run_tool_calls,
 )
 from assistant.llm import LLMError
-from assistant.runs.approvals import StoredMessage, approvals_hold, resume_if_decided, tool_approval
-from assistant.runs.groups import control_group, session_group
-from assistant.runs.history import api_messages
+from assistant.runs.groups import session_group
+from assistant.runs.runner_approvals import ApprovalSteps, TurnCannotGoOn
+from assistant.runs.stop_listener import stop_listener
 from assistant.runs.plan import TurnPlan
 from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
 from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
-from audit.services import ToolCallRecord, tool_calls_record
 from config.errors import CodedError
 from usage.services import USAGE_FIELDS
 from config.threads import run_sync
@@ -56,10 +53,6 @@ TERMINAL_EVENTS = frozenset({"result", "error"})
 
 def _carries_usage(fields: dict[str, Any]) -> bool:
     return any(name in fields for name in USAGE_AND_COST)
-
-
-class TurnCannotGoOn(CodedError):
-    """A resumed turn whose agent can't be used any more (runs/approvals.py ResumeState.failure)."""
 
 
 class TurnToolsUnavailable(CodedError):
@@ -86,7 +79,7 @@ class _Pending:
 
 
 @dataclass
-class TurnRunner:
+class TurnRunner(ApprovalSteps):
     plan: TurnPlan
     listeners: list[asyncio.Queue] = field(default_factory=list)  # same-process readers (SSE)
     # Usage of the model call in progress as reported so far (None between calls), and of the
@@ -155,7 +148,7 @@ class TurnRunner:
             self.loop_task.cancel()
 
     async def _run(self) -> None:
-        await _stop_listener(self.layer).watch(self.session_id)
+        await stop_listener(self.layer, _running).watch(self.session_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
@@ -186,7 +179,7 @@ class TurnRunner:
                 await self._finish_error("internal_error", "The answer failed because of an internal error.")
         finally:
             heartbeat.cancel()
-            await _stop_listener(self.layer).unwatch(self.session_id)
+            await stop_listener(self.layer, _running).unwatch(self.session_id)
             if self.flush_timer:
                 self.flush_timer.cancel()
             if _running.get(self.session_id) is self:
@@ -285,77 +278,6 @@ class TurnRunner:
                         },
                         message_fields=final,
                     )
-
-    # -- approvals (runs/approvals.py)
-
-    async def _hold(self, results: list[ToolOutcome], held: list[ToolCall]) -> None:
-        """The model message's calls that need approval wait: stored as pending, announced after the
-        results of its other calls."""
-        called, self.pending_calls = self.pending_calls, {}
-        names = {call_id: call.name for call_id, call in called.items()}
-        await self._audit(results, called)
-        self.awaiting_message_id = self.message_id
-        requests = await run_sync(
-            approvals_hold, session_id=self.session_id, message_id=self.message_id, results=results, held=held
-        )
-        for result in results:
-            await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
-        for request in requests:
-            await self._emit("approval_request", request)
-
-    def _resume_pending(self) -> None:
-        """A resumed turn's allowed calls count as running from its start: a stop or failure before
-        they finish answers them (with the results already settled kept)."""
-        resume = self.plan.resume
-        self.pending_calls = {call.id: call for call in resume.to_run}
-        self.settled_results = [resume.settled[c.id] for c in resume.calls if c.id in resume.settled]
-
-    async def _resumed(self, request: LoopRequest) -> LoopRequest:
-        """For a resumed turn: run the calls the user allowed, store every call's result (in the
-        order the model asked), and go on from the conversation with them; else `request` as is."""
-        resume = self.plan.resume
-        if resume is None:
-            return request
-        if resume.failure is not None:
-            raise TurnCannotGoOn(*resume.failure)
-        ran = await run_tool_calls(request.tools, resume.to_run) if resume.to_run else []
-        outcomes = {**resume.settled, **{outcome.tool_use_id: outcome for outcome in ran}}
-        results = [outcomes[call.id] for call in resume.calls]
-        names = {call.id: call.name for call in resume.calls}
-        self.pending_calls, self.settled_results = {}, []
-        decided = [outcomes[call_id] for call_id in resume.approvals if call_id in outcomes]
-        await self._audit(decided, {call.id: call for call in resume.calls}, resume.approvals)
-        blocks = [result.as_block() for result in results]
-        await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
-        self.message_id = None  # the next model call opens its message
-        announced = {call.id for call in resume.to_run} | {a for a in resume.approvals}
-        for result in results:
-            if result.tool_use_id in announced:
-                await self._emit("tool_result", self._tool_result_data(result, names[result.tool_use_id]))
-        history = api_messages([*resume.history, StoredMessage(Message.Role.USER, Message.Status.COMPLETE, blocks)])
-        return dataclasses.replace(request, messages=history)
-
-    async def _audit(self, results: list[ToolOutcome], calls: dict[str, ToolCall], approvals=None) -> None:
-        """Each call's audit event: its input (secrets masked), outcome, duration, result, approval."""
-        if not results:
-            return
-        records = []
-        for result in results:
-            call = calls.get(result.tool_use_id) or ToolCall(result.tool_use_id, "", {})
-            approval = (approvals or {}).get(result.tool_use_id)
-            records.append(ToolCallRecord(call.name, call.input, result.is_error, result.duration_ms, result.content,
-                                          approval and tool_approval(approval)))  # fmt: skip
-        await run_sync(tool_calls_record, session_id=self.session_id, calls=records, source="turn")
-
-    async def _resume_if_decided(self) -> None:
-        """Decisions that came before this turn's message was `awaiting` resumed nothing: resume now."""
-        try:
-            plan = await run_sync(resume_if_decided, self.awaiting_message_id)
-        except Exception:  # noqa: BLE001 - the sweeps or the next decision will find it
-            logger.exception("Session %s: looking for decisions made while pausing failed", self.session_id)
-            return
-        if plan is not None:
-            await turn_start(plan)
 
     @staticmethod
     def _finished_message_fields(event: ModelCallFinished) -> dict[str, Any]:
@@ -549,46 +471,6 @@ class TurnRunner:
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
                 await run_sync(streaming_message_touch, self.message_id)
-
-
-class _StopListener:
-    """One channel per process, in the control group of every turn this process runs: a stop
-    asked for on any process reaches the runner here. (One receive loop for all turns, rather
-    than one blocked receive per turn.)"""
-
-    def __init__(self, layer) -> None:
-        self.layer = layer
-        self.channel: str | None = None
-        self.task: asyncio.Task | None = None
-
-    async def watch(self, session_id: int) -> None:
-        if self.channel is None:
-            # The default prefix: channels-redis runs one receive loop for all of a process's channels.
-            self.channel = await self.layer.new_channel()
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._listen(), name="assistant-stop-listener")
-        await self.layer.group_add(control_group(session_id), self.channel)
-
-    async def unwatch(self, session_id: int) -> None:
-        if self.channel is not None:
-            await self.layer.group_discard(control_group(session_id), self.channel)
-
-    async def _listen(self) -> None:
-        while True:
-            message = await self.layer.receive(self.channel)
-            runner = _running.get(message.get("session_id"))
-            if message.get("type") == "turn.stop" and runner is not None:
-                runner.request_stop()
-
-
-_stop_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # channel layer → listener
-
-
-def _stop_listener(layer) -> _StopListener:
-    listener = _stop_listeners.get(layer)
-    if listener is None:
-        listener = _stop_listeners[layer] = _StopListener(layer)
-    return listener
 
 
 async def turn_start(plan: TurnPlan, *, listeners: list[asyncio.Queue] | None = None) -> TurnRunner:

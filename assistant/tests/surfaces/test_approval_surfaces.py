@@ -22,7 +22,6 @@ from assistant.tests.surfaces.test_sse import events_of
 from audit.models import AuditEvent
 from config.asgi import application
 from config.testing.asgi import asgi_request
-from config.testing.fake_anthropic import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
