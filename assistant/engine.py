@@ -2,8 +2,9 @@
 
 `agent_loop` streams the model's answer, and when the model asks for tools (and a tool runner is given)
 runs them, parallel calls of one turn concurrently, sends the results back and goes on, until the
-model ends its turn or the turn limit is reached. It yields typed events; callers persist, relay or
-print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
+model ends its turn or the turn limit is reached. Calls an `ApprovalGate` holds are decided at once, or
+end the loop (`ToolsHeld`, then `approval_required`) for the turn to go on once a person decided.
+It yields typed events; callers persist, relay or print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
 While a model call streams, `UsageReported` carries its usage so far, one object kept up to date in place
 (an estimate until the provider's figures come): a call that is stopped, cut off or fails mid-stream still
 counts what it sent and received before it ended.

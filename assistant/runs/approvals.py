@@ -7,7 +7,8 @@ stores them as pending `Approval`s (`approvals_hold`), runs the message's other 
 process: no runner, no model connection, no count against the user's running turns, nothing the
 stale sweep would close.
 
-Each decision (`approval_decide`, from the websocket or REST, on any process) is stored with an
+Each decision (`approval_decide`; runs/decisions.py carries it on, from the websocket or REST, on any
+process) is stored with an
 `approval_decision` event under the session's row lock, once: a second is refused. The last one of a
 message claims it (`awaiting` → `streaming`, one conditional update: two processes can't both resume
 it) and plans the rest of the turn from the stored messages (`_resume_plan`); the runner then runs

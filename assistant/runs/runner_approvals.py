@@ -26,6 +26,8 @@ class ApprovalSteps:
     async def _hold(self, results: list[ToolOutcome], held: list[ToolCall]) -> None:
         """The model message's calls that need approval wait: stored as pending, announced after the
         results of its other calls."""
+        # Past the point a stop can change: the pause is stored, then announced, as a whole.
+        self.finished = True
         called, self.pending_calls = self.pending_calls, {}
         names = {call_id: call.name for call_id, call in called.items()}
         await self._audit(results, called)

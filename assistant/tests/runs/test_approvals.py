@@ -234,3 +234,15 @@ async def test_resuming_past_the_running_turns_limit_is_refused_and_decides_noth
     assert (await Approval.objects.aget(pk=approval_id)).status == "pending"
     fake.release()
     await socket.disconnect()
+
+
+async def test_staff_see_approvals_in_admin_read_only(user, make_user, writer_agent, fake, client):
+    socket, frames, write = await pause(user, fake)
+    staff = await sync_to_async(make_user)(email="staff@example.com", is_staff=True, is_superuser=True)
+    await sync_to_async(client.force_login)(staff)
+    listing = await sync_to_async(client.get)("/admin/assistant/approval/?status=pending")
+    assert listing.status_code == 200 and b"write_file" in listing.content and user.email.encode() in listing.content
+    page = await sync_to_async(client.get)(f"/admin/assistant/approval/{frames[5]['approval_id']}/change/")
+    assert page.status_code == 200 and b"note.txt" in page.content
+    assert b'name="_save"' not in page.content  # nothing to change
+    await socket.disconnect()
