@@ -36,13 +36,20 @@ def site(tmp_path):
 
 
 @pytest.fixture
+def busy_site(tmp_path):
+    """A server where a user runs one answer at a time."""
+    with serving(tmp_path, seed=SEED, env={"ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER": "1"}) as served:
+        yield served
+
+
+@pytest.fixture
 def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = browser.new_context().new_page()  # its context can open another tab
             page.problems = []
             page.on("pageerror", lambda error: page.problems.append(str(error)))
             yield page
@@ -50,10 +57,13 @@ def page():
             browser.close()
 
 
-def ask_to_write(page, fake, then: str) -> ToolUse:
-    """The model answers "Writing it." and asks write_file; after the call's result, says `then`."""
+def ask_to_write(page, fake, then: str | None) -> ToolUse:
+    """The model answers "Writing it." and asks write_file; after the call's result, says `then` (when given:
+    else the test scripts what comes next)."""
     write = ToolUse("write_file", {"path": "note.txt", "content": HOSTILE})
-    fake.script(Reply(text=["Writing it."], tool_uses=[write], stop_reason="tool_use"), Reply(text=[then]))
+    fake.script(Reply(text=["Writing it."], tool_uses=[write], stop_reason="tool_use"))
+    if then is not None:
+        fake.script(Reply(text=[then]))
     page.select_option("#agent-picker", "writer")
     page.fill("#prompt", "Save a note")
     page.click("#send")
@@ -176,4 +186,38 @@ def test_a_decision_made_elsewhere_shows_on_the_open_page(site, page):
     assert the_note(session_id) == HOSTILE
     page.wait_for_selector(".msg.assistant:not(.streaming)")
     assert not page.is_disabled("#send")
+    assert not page.problems
+
+
+def test_a_refused_decision_shows_on_its_card_which_can_decide_again(busy_site, page):
+    base, email, fake, _ = busy_site
+    sign_in(page, base, email)
+    ask_to_write(page, fake, then=None)
+    session_id = session_id_of(page)
+    # Another tab's answer runs meanwhile: resuming the paused turn would be a second one.
+    fake.script(Reply(text=["Busy ", "elsewhere."], pause_after=1), Reply(text=["Saved the note."]))
+    other = page.context.new_page()
+    other.goto(f"{base}/chat/")
+    other.wait_for_selector("#agent-picker option[value=browser-agent]", state="attached")
+    other.select_option("#agent-picker", "browser-agent")
+    other.fill("#prompt", "Something else")
+    other.click("#send")
+    fake.wait_until_paused()
+
+    page.click(f"{CARD} button.allow")
+    page.wait_for_selector(f"{CARD} .approval-error:not([hidden])")
+    card = page.locator(CARD)
+    assert "at most 1" in card.locator(".approval-error").inner_text()
+    assert card.get_attribute("class") == "approval pending"
+    assert card.locator(".approval-status").inner_text() == "waiting for your decision"
+    assert card.locator("button.allow").is_enabled() and card.locator("button.deny").is_enabled()
+    assert the_note(session_id) is None
+
+    fake.release()
+    other.wait_for_selector(".msg.assistant:not(.streaming) .meta")
+    page.click(f"{CARD} button.allow")  # sent again, now taken
+    page.wait_for_selector(f"{CARD}.allowed")
+    wait_until(page, f"{ANSWERS} === 'Writing it. | Saved the note.'")
+    assert card.locator(".approval-error").is_hidden()
+    assert the_note(session_id) == HOSTILE
     assert not page.problems
