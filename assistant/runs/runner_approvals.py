@@ -63,12 +63,15 @@ class ApprovalSteps:
         decided = [outcomes[call_id] for call_id in resume.approvals if call_id in outcomes]
         await self._audit(decided, {call.id: call for call in resume.calls}, resume.approvals)
         blocks = [result.as_block() for result in results]
-        await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
+        announced = {call.id for call in resume.to_run} | set(resume.approvals)
+        async with self.lock:  # the results stored with their events, in one write
+            frames = [
+                self._frame("tool_result", self._tool_result_data(result, names[result.tool_use_id]))
+                for result in results
+                if result.tool_use_id in announced
+            ]
+            await self._persist_and_publish(frames, {"content": blocks, "status": Message.Status.COMPLETE})
         self.message_id = None  # the next model call opens its message
-        announced = {call.id for call in resume.to_run} | {a for a in resume.approvals}
-        for result in results:
-            if result.tool_use_id in announced:
-                await self._emit("tool_result", self._tool_result_data(result, names[result.tool_use_id]))
         history = api_messages([*resume.history, StoredMessage(Message.Role.USER, Message.Status.COMPLETE, blocks)])
         return dataclasses.replace(request, messages=history)
 

@@ -244,6 +244,7 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None, stor
     events_after = functools.partial(run_sync, runs.turn_events_after)
     try:
         check_database = True
+        idle = False
         while True:
             if check_database:
                 missed = await events_after(user=user, session_id=session_id, after_seq=last)
@@ -254,7 +255,14 @@ async def _replay_then_follow(user, session_id: int, after_seq: int | None, stor
                     return
                 running = await run_sync(runs.turn_is_running, user=user, session_id=session_id)
                 if not missed and not running:
-                    return  # nothing running (or its runner died: the stale-turn sweep closes it)
+                    # Nothing running twice in a row, a check interval apart: its runner died (the
+                    # stale-turn sweep closes it). Once could be a turn between two of its messages
+                    # (a tool's results stored, the next model call's answer not opened yet).
+                    if idle:
+                        return
+                    idle = True
+                else:
+                    idle = False
             try:
                 message = await asyncio.wait_for(layer.receive(channel), settings.ASSISTANT_GAP_CHECK_INTERVAL)
             except TimeoutError:
