@@ -27,6 +27,7 @@ from agents.versions import agent_version_current
 from assistant.llm import ModelSettings
 from assistant.tools.mcp import McpConfigError, McpServerSpec
 from assistant.tools.toolset import integration_specs, workspace_tools_for
+from connections.turns import PersonalServer, personal_servers
 from usage.services import Limits, Prices, budget_limits, prices_for_config
 
 MAX_ENTRIES = 10_000
@@ -57,6 +58,9 @@ class AgentTools:
     allowed_tools: tuple[str, ...]
     files: bool
     shell: bool
+    # Servers that need each user's own connection (issue 29): their tokens are added per turn
+    # (connections.turns), never kept here.
+    personal: tuple[PersonalServer, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -116,7 +120,8 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
     tools, tools_problem = None, None
     try:
         files, shell = workspace_tools_for(agent)
-        tools = AgentTools(tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell)
+        tools = AgentTools(tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell,
+                           personal_servers(agent.integrations.all()))
     except McpConfigError as exc:
         tools_problem = f"This agent's tools can't be used: {exc}"
     body = agent.system_prompt.body if agent.system_prompt_id else agent.system_prompt_text
