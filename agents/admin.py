@@ -18,6 +18,7 @@ from agents import selectors as agent_selectors
 from agents import services
 from agents.admin_forms import AllowedToolsMixin, allowed_tools_fields, tags_field
 from agents.fields import mask_credentials, mask_secret
+from connections.admin import ConnectionInline
 from agents.models import (
     AIAgent,
     Integration,
@@ -241,6 +242,10 @@ class IntegrationForm(forms.ModelForm):
         help_text=KEEP_HELP + ' A token, or a JSON object such as {"token": "…"}.',
     )
     clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
+    oauth_client_secret = forms.CharField(
+        label="OAuth client secret", required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+        help_text=KEEP_HELP + " Empty with no secret stored: a public client.",
+    )  # fmt: skip
     mcp_server = forms.JSONField(
         label="MCP server",
         required=False,
@@ -275,14 +280,17 @@ class IntegrationForm(forms.ModelForm):
             cleaned["credentials"] = None
         elif not cleaned.get("credentials"):
             cleaned["credentials"] = self.instance.credentials if self.instance.pk else None
+        if not cleaned.get("oauth_client_secret"):  # kept unless a new one is typed
+            cleaned["oauth_client_secret"] = self.instance.oauth_client_secret if self.instance.pk else ""
         return cleaned
 
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationForm
-    list_display = ("__str__", "provider", "auth_type", "credentials_display", "is_active", "owner", "updated_at")
-    list_filter = ("provider", "auth_type", "is_active", _OwnerScopeFilter)
+    list_display = ("__str__", "provider", "auth", "credentials_display", "is_active", "owner", "updated_at")
+    list_filter = ("provider", "auth", "is_active", _OwnerScopeFilter)
+    inlines = [ConnectionInline]  # its connected users (connections app; never a token)
     search_fields = ("name", "provider", "owner__email")
     autocomplete_fields = ("owner",)
     readonly_fields = ("created_at", "updated_at")
@@ -293,6 +301,10 @@ class IntegrationAdmin(admin.ModelAdmin):
         "credentials",
         "clear_credentials",
         "mcp_server",
+        "auth",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_scopes",
         "is_active",
         "owner",
         "created_at",

@@ -91,3 +91,16 @@ def _with_token(spec, token: str):
     headers = {name: value for name, value in spec.headers.items() if name.lower() != "authorization"}
     headers["Authorization"] = f"Bearer {token}"
     return replace(spec, headers=headers)
+
+
+def specs_for_user_now(*, user_id: int, specs: tuple, personal: tuple[PersonalServer, ...]) -> tuple:
+    """`specs_for_user`, refreshing what needs it first (outside any transaction of the caller's: the
+    CLI's runs). ConnectionRequired."""
+    from connections.services import connection_refresh
+
+    try:
+        return specs_for_user(user_id=user_id, specs=specs, personal=personal)
+    except RefreshNeeded as needed:
+        for connection_id in needed.connection_ids:
+            connection_refresh(connection_id=connection_id)
+        return specs_for_user(user_id=user_id, specs=specs, personal=personal, refresh=False)
