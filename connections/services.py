@@ -132,7 +132,7 @@ def oauth_start(*, user, integration: Integration, base_url: str) -> str:
 def _pending_take(state: str) -> OAuthState:
     """The authorization `state` names, taken once (deleted in the same transaction)."""
     with transaction.atomic():
-        pending = (OAuthState.objects.select_for_update().select_related("client", "integration", "user")
+        pending = (OAuthState.objects.select_for_update(of=("self",)).select_related("client", "integration", "user")
                    .filter(state_hash=_state_hash(state or "")).first())  # fmt: skip
         if pending is None:
             raise ConnectError("This authorization is unknown or was already used; start connecting again.")
@@ -194,7 +194,7 @@ def connection_refresh(*, connection_id: int) -> RefreshOutcome:
     lock is taken, so a second caller finds them fresh. A refused refresh → needs_reconnect; a network
     failure changes nothing (the next turn tries again)."""
     with transaction.atomic():
-        row = Connection.objects.select_for_update().filter(pk=connection_id).select_related(
+        row = Connection.objects.select_for_update(of=("self",)).filter(pk=connection_id).select_related(
             "client", "integration").first()  # fmt: skip
         if row is None or row.status != Connection.Status.CONNECTED or not needs_refresh(row):
             return RefreshOutcome(False, row.status if row is not None else "gone")
