@@ -24,6 +24,7 @@ class PersonalServer:
     server_name: str  # the MCP server's name in the turn (the integration's server_name)
     integration_id: int
     integration_name: str
+    auth: str  # per_user_token | oauth: how the user connects
 
 
 class ConnectionRequired(Exception):
@@ -32,13 +33,14 @@ class ConnectionRequired(Exception):
     def __init__(self, server: PersonalServer, reason: str):
         self.integration_id = server.integration_id
         self.integration_name = server.integration_name
+        self.auth = server.auth
         self.connect_url = connect_url(server.integration_id)
         self.message = (f"This agent uses the integration “{server.integration_name}”, {reason}. Connect it "
                         f"(POST {self.connect_url}), then try again.")  # fmt: skip
         super().__init__(self.message)
 
     def details(self) -> dict:
-        return {"integration": {"id": self.integration_id, "name": self.integration_name},
+        return {"integration": {"id": self.integration_id, "name": self.integration_name, "auth": self.auth},
                 "connect_url": self.connect_url}  # fmt: skip
 
 
@@ -53,7 +55,7 @@ class RefreshNeeded(Exception):
 def personal_servers(integrations: Iterable) -> tuple[PersonalServer, ...]:
     """The agent's active integrations whose servers need each user's own connection."""
     return tuple(
-        PersonalServer(i.server_name, i.pk, i.name or i.get_provider_display())
+        PersonalServer(i.server_name, i.pk, i.name or i.get_provider_display(), i.auth)
         for i in integrations
         if i.is_active and i.mcp_server and i.per_user
     )

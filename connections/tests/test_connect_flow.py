@@ -168,3 +168,29 @@ def test_another_users_integration_cannot_be_connected(user, other_user, auth_se
     answer = api_for(user).post(f"/api/v1/integrations/{theirs.pk}/connect", {}, format="json")
 
     assert answer.status_code == 404
+
+
+def test_a_per_user_integration_needs_a_remote_server(user):
+    client = api_for(user)
+
+    stdio = client.post("/api/v1/integrations", {"provider": "custom", "auth": "oauth",
+                                                 "mcp_server": {"command": "sh"}}, format="json")  # fmt: skip
+    none = client.post("/api/v1/integrations", {"provider": "github", "auth": "per_user_token"}, format="json")
+    unknown = client.post("/api/v1/integrations", {"provider": "gitlab", "auth": "everyone"}, format="json")
+
+    assert stdio.status_code == 400 and none.status_code == 400 and "auth" in none.json()["detail"]["fields"]
+    assert unknown.status_code == 400 and "auth" in unknown.json()["detail"]["fields"]
+
+
+def test_the_oauth_client_secret_is_write_only(user, auth_server, settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = [urlsplit(auth_server.base).netloc]
+    client = api_for(user)
+
+    made = client.post("/api/v1/integrations", {"provider": "custom", "auth": "oauth", "oauth_client_id": "mine",
+                                                "oauth_client_secret": "very-secret-value",
+                                                "mcp_server": {"type": "http", "url": f"{auth_server.base}/mcp"}},
+                       format="json")  # fmt: skip
+
+    assert made.status_code == 201, made.json()
+    assert made.json()["auth"] == "oauth" and "oauth_client_secret" not in made.json()
+    assert Integration.objects.get(pk=made.json()["id"]).oauth_client_secret == "very-secret-value"

@@ -15,9 +15,11 @@ from django.utils import timezone
 from accounts.services import api_key_create
 from agents.models import Integration
 from assistant import runs
-from assistant.tests.conftest import agent, connect, fake  # noqa: F401 - fixtures
+from assistant.tests.conftest import agent, code_agent, connect, fake  # noqa: F401 - fixtures
 from assistant.tests.runs.test_turn_agent_tools import by_type, eventually, start
 from assistant.tests.surfaces.test_run_api import client_for
+from assistant.tests.surfaces.test_sse import PATH as CODE_ASSISTANCE
+from assistant.tests.surfaces.test_sse import client_for as sse_client_for
 from assistant.tools.mcp_pool import mcp_pool
 from config.asgi import application
 from config.testing.asgi import asgi_request
@@ -96,7 +98,7 @@ async def test_without_a_connection_the_websocket_turn_is_refused_before_the_mod
     await ws.disconnect()
 
     assert frame["type"] == "error" and frame["code"] == "connection_required"
-    assert frame["integration"] == {"id": notes.pk, "name": "notes"}
+    assert frame["integration"] == {"id": notes.pk, "name": "notes", "auth": "oauth"}
     assert frame["connect_url"] == f"/api/v1/integrations/{notes.pk}/connect" and "notes" in frame["message"]
     assert fake.requests == []
 
@@ -117,6 +119,17 @@ async def test_without_a_connection_the_run_api_and_v1_answer_409(user, notes, f
     assert chat.status == 409
     error = json.loads(chat.body)["error"]
     assert error["code"] == "connection_required" and "notes" in error["message"]
+    assert fake.requests == []
+
+
+async def test_without_a_connection_code_assistance_answers_409(user, code_agent, notes, fake):  # noqa: F811
+    client = await sse_client_for(user)
+
+    answer = await client.post(CODE_ASSISTANCE, {"prompt": "Who am I there?"}, content_type="application/json")
+
+    assert answer.status_code == 409
+    detail = json.loads(answer.content)["detail"]
+    assert detail["code"] == "connection_required" and detail["integration"]["name"] == "notes"
     assert fake.requests == []
 
 
