@@ -222,19 +222,43 @@ def connection_refresh(*, connection_id: int) -> RefreshOutcome:
 # --- ending -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Revocation:
+    """What revoking a connection's grant needs, read before its rows go (a cascade may take its client)."""
+
+    connection_id: int
+    endpoint: str
+    client: oauth.Client
+    tokens: tuple[tuple[str, str], ...]  # (token, hint)
+    guarded: bool
+
+    def run(self) -> bool:
+        """RFC 7009 for each token; whether the server accepted one. Failures are logged, not raised."""
+        revoked = False
+        try:
+            for token, hint in self.tokens:
+                revoked = oauth.revoke(endpoint=self.endpoint, client=self.client, token=token, hint=hint,
+                                       guarded=self.guarded) or revoked  # fmt: skip
+        except oauth.OAuthError as exc:
+            logger.warning("Connection %s: revocation failed: %s", self.connection_id, exc)
+        return revoked
+
+
+def revocation_for(connection: Connection) -> Revocation | None:
+    client = connection.client
+    if client is None or not client.revocation_endpoint:
+        return None
+    tokens = tuple((t, hint) for t, hint in ((connection.refresh_token, "refresh_token"),
+                                              (connection.access_token, "access_token")) if t)  # fmt: skip
+    return Revocation(connection.pk, client.revocation_endpoint, _client(client), tokens,
+                      _guarded(connection.integration))  # fmt: skip
+
+
 def connection_delete(*, connection: Connection) -> bool:
     """Revoke the connection's tokens at the server when it offers revocation (RFC 7009), then delete
     them whatever it answered. Whether the server accepted the revocation."""
-    revoked = False
-    client = connection.client
-    if client is not None and client.revocation_endpoint:
-        guarded = _guarded(connection.integration)
-        try:
-            for token, hint in ((connection.refresh_token, "refresh_token"), (connection.access_token, "access_token")):
-                if token:
-                    revoked = oauth.revoke(endpoint=client.revocation_endpoint, client=_client(client), token=token,
-                                           hint=hint, guarded=guarded) or revoked  # fmt: skip
-        except oauth.OAuthError as exc:
-            logger.warning("Connection %s: revocation failed: %s", connection.pk, exc)
+    revocation = revocation_for(connection)
+    revoked = revocation.run() if revocation is not None else False
+    connection.revoked_here = True  # connections.signals: nothing left to revoke
     connection.delete()
     return revoked

@@ -194,3 +194,15 @@ def test_the_oauth_client_secret_is_write_only(user, auth_server, settings):
     assert made.status_code == 201, made.json()
     assert made.json()["auth"] == "oauth" and "oauth_client_secret" not in made.json()
     assert Integration.objects.get(pk=made.json()["id"]).oauth_client_secret == "very-secret-value"
+
+
+def test_deleting_a_user_revokes_their_grants_at_the_server(
+    user, oauth_integration, auth_server, django_capture_on_commit_callbacks
+):
+    connect_oauth(user, oauth_integration, login="alice")
+    row = Connection.objects.get(user=user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+
+    assert not Connection.objects.exists() and row.refresh_token in auth_server.revoked
