@@ -16,7 +16,8 @@ from django.utils.html import escape
 
 from agents import selectors as agent_selectors
 from agents import services
-from agents.admin_forms import AllowedToolsMixin, allowed_tools_fields, tags_field
+from agents.admin_forms import AllowedToolsMixin, CommaSeparatedListField, allowed_tools_fields, tags_field
+from agents.validators import validate_tool_names
 from agents.fields import mask_credentials, mask_secret
 from connections.admin import ConnectionInline
 from agents.models import (
@@ -313,6 +314,7 @@ class IntegrationAdmin(admin.ModelAdmin):
         "oauth_client_id",
         "oauth_client_secret",
         "oauth_scopes",
+        "tools_require_approval",
         "is_active",
         "owner",
         "created_at",
@@ -450,6 +452,12 @@ SCHEMA_EXAMPLE = '{"type": "object", "properties": {"team": {"type": "string"}},
 class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
     tags = tags_field()
     allowed_tools, allowed_tools_other = allowed_tools_fields()
+    approval_required = CommaSeparatedListField(
+        label="Approval required",
+        list_validators=[validate_tool_names],
+        help_text="Tools whose calls wait for the user to allow them, comma-separated: names or patterns as in "
+        'allowed tools (write_file, github__create_*); "*" for all. Integrations that require approval add theirs.',
+    )
     custom_properties_schema = _NestingSafeJSONField(
         label="Custom properties schema",
         required=False,
@@ -515,7 +523,8 @@ class AIAgentAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "description", "category", "tags", "is_active", "owner")}),
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
-        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "integrations", "workspace_tools")}),
+        ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "approval_required", "integrations",
+                              "workspace_tools")}),  # fmt: skip
         ("Sessions", {"fields": ("custom_properties_schema",)}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

@@ -218,6 +218,13 @@ class Integration(models.Model):
     oauth_scopes = models.CharField(
         max_length=1000, blank=True, help_text="OAuth: space-separated scopes to ask for. Empty: the server's."
     )
+    # Staff's rule for an organization-wide integration: every call of its tools waits for the user's
+    # yes (issue 28). An agent's own `approval_required` adds to it, never takes from it.
+    tools_require_approval = models.BooleanField(
+        default=False,
+        help_text="Organization-wide integrations: every call of this integration's tools waits for the user to "
+        "allow it, whatever the agent says.",
+    )
     is_active = models.BooleanField(default=True)
     owner = _owner_field("integrations")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -393,6 +400,13 @@ class AIAgent(models.Model):
         help_text="Empty: the default config.",
     )
     allowed_tools = models.JSONField(default=list, blank=True, validators=[validate_tool_names])
+    approval_required = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_tool_names],
+        help_text="Tools whose calls wait for the user to allow them: names and patterns as in allowed tools "
+        '(e.g. "write_file", "github__create_*"); "*" for all.',
+    )
     integrations = models.ManyToManyField(
         Integration, blank=True, related_name="agents", help_text="Used as the agent's MCP servers."
     )
@@ -509,6 +523,9 @@ class Message(models.Model):
         STREAMING = "streaming", "Streaming"
         STOPPED = "stopped", "Stopped"
         ERROR = "error", "Error"
+        # Tool results waiting for the user's decisions (assistant.models.Approval): no runner, no
+        # model connection; resumed by the last decision, on whichever process receives it.
+        AWAITING_APPROVAL = "awaiting", "Awaiting approval"
 
     session = models.ForeignKey(UserAgentSession, on_delete=models.CASCADE, related_name="messages")
     seq = models.PositiveIntegerField(help_text="Per-session ordinal, from 1.")
@@ -539,7 +556,9 @@ class Message(models.Model):
         indexes = [
             models.Index(
                 fields=["status", "session"], condition=models.Q(status="streaming"), name="agents_message_streaming_idx"
-            )
+            ),
+            # The same for answers whose tools wait for approval: a session's next turn checks for one.
+            models.Index(fields=["session"], condition=models.Q(status="awaiting"), name="agents_message_awaiting_idx"),
         ]
 
     def __str__(self) -> str:

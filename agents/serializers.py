@@ -197,6 +197,10 @@ class AIAgentSerializer(serializers.ModelSerializer):
     integrations = _VisiblePrimaryKeyField(selectors.integration_visible, many=True, required=False)
     tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
     allowed_tools = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+    approval_required = serializers.ListField(
+        child=serializers.CharField(max_length=128), required=False, max_length=100,
+        help_text='Tools whose calls wait for your decision before they run: names or patterns as in allowed_tools; "*" for all.',
+    )  # fmt: skip
     prompt_variables = PromptVariableSerializer(
         many=True, read_only=True, help_text="What its system prompt takes from the session's custom properties."
     )
@@ -216,6 +220,7 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "prompt_variables",
             "llm_config",
             "allowed_tools",
+            "approval_required",
             "integrations",
             "max_turns",
             "workspace_tools",

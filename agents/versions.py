@@ -15,7 +15,7 @@ from agents.models import AIAgent, AIAgentVersion, UserAgentSession
 
 VERSIONED_FIELDS = (
     "name", "slug", "description", "category", "tags", "system_prompt", "system_prompt_text", "llm_config",
-    "allowed_tools", "max_turns", "is_active", "custom_properties_schema",
+    "allowed_tools", "approval_required", "max_turns", "is_active", "custom_properties_schema",
 )  # fmt: skip
 
 

@@ -17,11 +17,13 @@ class AssistantConfig(AppConfig):
 
 
 def _start_serving_duties(loop) -> None:
+    from assistant.runs.decisions import approval_expiry_sweeper
     from assistant.runs.sweeps import stale_turn_sweeper
     from assistant.tools.sandbox import sandbox_check_at_startup
     from assistant.tools.threads import tool_executor
 
     loop.create_task(stale_turn_sweeper(), name="assistant-stale-turn-sweeper")
+    loop.create_task(approval_expiry_sweeper(), name="assistant-approval-expiry-sweeper")
     # Probes bubblewrap once (a short subprocess, off the loop, on the tools' threads: the default
     # executor is the rest of the process's) and warns if run_shell can't be offered.
     loop.run_in_executor(tool_executor(), sandbox_check_at_startup)

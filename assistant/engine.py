@@ -2,8 +2,9 @@
 
 `agent_loop` streams the model's answer, and when the model asks for tools (and a tool runner is given)
 runs them, parallel calls of one turn concurrently, sends the results back and goes on, until the
-model ends its turn or the turn limit is reached. It yields typed events; callers persist, relay or
-print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
+model ends its turn or the turn limit is reached. Calls an `ApprovalGate` holds are decided at once, or
+end the loop (`ToolsHeld`, then `approval_required`) for the turn to go on once a person decided.
+It yields typed events; callers persist, relay or print them. Cancelling the task that iterates it closes the upstream stream (stop means stop).
 While a model call streams, `UsageReported` carries its usage so far, one object kept up to date in place
 (an estimate until the provider's figures come): a call that is stopped, cut off or fails mid-stream still
 counts what it sent and received before it ended.
@@ -12,6 +13,7 @@ counts what it sent and received before it ended.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ class ToolOutcome:
     tool_use_id: str
     content: str
     is_error: bool = False
+    duration_ms: int | None = None  # how long the call ran (None: it didn't run)
 
     def as_block(self) -> dict[str, Any]:
         return {"type": "tool_result", "tool_use_id": self.tool_use_id, "content": self.content, "is_error": self.is_error}
@@ -47,6 +50,19 @@ class ToolRunner(Protocol):
         """Run one call. Failures are outcomes with is_error=True, not exceptions: the model reads them."""
 
 
+@dataclass(frozen=True)
+class ApprovalGate:
+    """Which tool calls wait for a person's yes, and how they get it.
+
+    `required(call)` picks them. Without `decide`, the loop stops at them: it runs the model message's
+    other calls, yields `ToolsHeld` and ends (`approval_required`), for the turn to be resumed once a
+    person decided (assistant/runs/approvals.py). With `decide` (a terminal that can ask, an API that
+    can't), each is decided at once: None runs it, an outcome (an error the model reads) replaces it."""
+
+    required: Callable[[ToolCall], bool]
+    decide: Callable[[ToolCall], Awaitable[ToolOutcome | None]] | None = None
+
+
 # --- events ---------------------------------------------------------------------------------
 
 
@@ -58,6 +74,14 @@ class ModelCallStarted:
 @dataclass
 class ToolResults:
     results: list[ToolOutcome]
+
+
+@dataclass
+class ToolsHeld:
+    """The model message's calls that need approval (`held`), and the results of its others."""
+
+    results: list[ToolOutcome]
+    held: list[ToolCall]
 
 
 @dataclass
@@ -76,6 +100,7 @@ LoopEvent = (
     | ToolUseRequested
     | ModelCallFinished
     | ToolResults
+    | ToolsHeld
     | LoopFinished
 )
 
@@ -96,6 +121,7 @@ class LoopRequest:
     # Awaited before each model call (with its turn number), after ModelCallStarted: raising an
     # LLMError (e.g. usage's BudgetExceeded) ends the loop before the model is reached.
     before_model_call: Callable[[int], Awaitable[None]] | None = None
+    approval: ApprovalGate | None = None
 
 
 async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
@@ -132,11 +158,48 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
         if final.stop_reason != "tool_use" or not calls or request.tools is None:
             yield LoopFinished(final.stop_reason or "end_turn", total, turn, _ms_since(started))
             return
-        results = list(await asyncio.gather(*(request.tools.run(call) for call in calls)))
+        results, held = await _run_calls(request.tools, calls, request.approval)
+        if held:
+            yield ToolsHeld(results, held)
+            yield LoopFinished("approval_required", total, turn, _ms_since(started))
+            return
         yield ToolResults(results)
         history.append({"role": "user", "content": [result.as_block() for result in results]})
 
     yield LoopFinished("max_turns", total, request.max_turns, _ms_since(started))
+
+
+async def _run_calls(
+    tools: ToolRunner, calls: list[ToolCall], gate: ApprovalGate | None
+) -> tuple[list[ToolOutcome], list[ToolCall]]:
+    """Run a model message's calls, concurrently, as the approval gate lets them: (their outcomes in
+    the calls' order, the calls held for a decision)."""
+    needing = [call for call in calls if gate is not None and gate.required(call)]
+    refused: dict[str, ToolOutcome] = {}
+    held: list[ToolCall] = []
+    if needing and gate.decide is not None:
+        for call in needing:  # one at a time: a person answers them in turn
+            outcome = await gate.decide(call)
+            if outcome is not None:
+                refused[call.id] = outcome
+    else:
+        held = needing
+    held_ids = {call.id for call in held}
+    runnable = [call for call in calls if call.id not in held_ids and call.id not in refused]
+    ran = dict(zip((call.id for call in runnable), await run_tool_calls(tools, runnable)))
+    outcomes = [refused.get(call.id) or ran[call.id] for call in calls if call.id not in held_ids]
+    return outcomes, held
+
+
+async def run_tool_calls(tools: ToolRunner, calls: list[ToolCall]) -> list[ToolOutcome]:
+    """The calls run concurrently, each outcome with its duration."""
+
+    async def timed(call: ToolCall) -> ToolOutcome:
+        began = time.monotonic()
+        outcome = await tools.run(call)
+        return dataclasses.replace(outcome, duration_ms=_ms_since(began))
+
+    return list(await asyncio.gather(*(timed(call) for call in calls)))
 
 
 def _ms_since(started: float) -> int:
@@ -144,6 +207,7 @@ def _ms_since(started: float) -> int:
 
 
 __all__ = [
+    "ApprovalGate",
     "LLMError",
     "LoopEvent",
     "LoopRequest",
@@ -152,7 +216,9 @@ __all__ = [
     "ToolCall",
     "ToolOutcome",
     "ToolRunner",
+    "ToolsHeld",
     "Usage",
     "UsageReported",
     "agent_loop",
+    "run_tool_calls",
 ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 
@@ -42,3 +44,50 @@ class ClientSessionAlias(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Approval(models.Model):
+    """A tool call that waits for its user's decision before it runs (issue 28).
+
+    Made when the model asks for a tool its agent's policy holds (agents.AIAgent.approval_required,
+    Integration.tools_require_approval); the turn stops there, its tool results message
+    `awaiting`. The session's owner allows or denies it once (a second decision is refused); the last
+    decision of a message resumes the turn on whichever process receives it. Past `expires_at` it
+    is denied as expired by the sweeps."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ALLOWED = "allowed", "Allowed"
+        DENIED = "denied", "Denied"
+        EXPIRED = "expired", "Expired"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey("agents.UserAgentSession", on_delete=models.CASCADE, related_name="approvals")
+    # The tool results message the decision completes (`awaiting` until the last decision).
+    message = models.ForeignKey("agents.Message", on_delete=models.CASCADE, related_name="approvals")
+    tool_use_id = models.CharField(max_length=200)
+    name = models.CharField(max_length=200)
+    input = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "tool_use_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "tool_use_id"], name="assistant_approval_message_call_unique")
+        ]
+        # Pending ones are few among many decided: the list of a user's and the expiry sweep use this.
+        indexes = [
+            models.Index(
+                fields=["status", "expires_at"], condition=models.Q(status="pending"), name="assistant_approval_pending_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_status_display()})"

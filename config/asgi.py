@@ -33,9 +33,12 @@ from config.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
 STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions"})
-# …and those with an id in them: the run API and a session's event stream, and its stop (which
-# must reach the turn runners of this process's event loop: assistant/surfaces/run_api.py).
-STREAMING_HTTP_PATTERN = re.compile(r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop))")
+# …and those with an id in them: the run API and a session's event stream, its stop and its approvals'
+# decisions (which must reach the turn runners of this process's event loop, or start one there:
+# assistant/surfaces/run_api).
+STREAMING_HTTP_PATTERN = re.compile(
+    r"/api/v1/(?:agents/[^/]+/run|sessions/[^/]+/(?:events|stop|approvals/[^/]+))"
+)
 
 
 class LaneASGIHandler(ASGIHandler):

@@ -412,6 +412,9 @@ ASSISTANT_STALE_TURN_AFTER = env.int("ASSISTANT_STALE_TURN_AFTER", default=60)
 ASSISTANT_STALE_SWEEP_INTERVAL = env.float("ASSISTANT_STALE_SWEEP_INTERVAL", default=ASSISTANT_STALE_TURN_AFTER / 4)
 # Turns one user may have running at once, across processes; past it: `too_many_turns`.
 ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER = env.int("ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER", default=3)
+# A tool call waiting for its user's yes is denied as expired after this many seconds (issue 28);
+# every serving process looks for expired ones at the stale-turn sweep's interval.
+ASSISTANT_APPROVAL_TIMEOUT = env.int("ASSISTANT_APPROVAL_TIMEOUT", default=24 * 3600)
 ASSISTANT_MAX_MESSAGE_CHARS = env.int("ASSISTANT_MAX_MESSAGE_CHARS", default=100_000)
 # The largest websocket message a client may send, in bytes; a bigger one closes the socket with 1009
 # (daphne's limit, set by `manage.py run`; the consumer checks it too). The default fits a message of

@@ -20,14 +20,17 @@ cancels the upstream stream and keeps the partial answer as `stopped`.
 Modules: `plan` (turn_begin: checks and rows, one transaction), `catalog` (agents as turns need
 them, kept per process while the catalog is unchanged), `runner` (TurnRunner: the model
 loop's events relayed to storage and listeners), `writer` (group commit of every turn's flushes),
-`control` (stop from any process, stored events), `groups` (channel-layer group names), `history`
+`control` (stop from any process, stored events), `approvals` and `decisions` (tool calls
+that wait for a person's yes, and turns resumed after it), `groups` (channel-layer group names), `history`
 (stored messages → model messages), `sweeps` (turns whose process died; old events).
 Surfaces import this package; it imports `engine`, `llm`, `tools` and the domain apps, never a surface.
 """
 
-from assistant.runs.control import turn_events_after, turn_is_running, turn_stop
+from assistant.runs.approvals import approval_request_data, approvals_pending, denial_over_api
+from assistant.runs.control import session_last_seq, turn_events_after, turn_is_running, turn_stop
 from assistant.runs.catalog import model_settings_for, model_settings_from
 from assistant.runs.groups import control_group, session_group
+from assistant.runs.decisions import approval_decide_async
 from assistant.runs.plan import TurnPlan, TurnRefused, turn_begin, turn_begin_async
 from assistant.runs.runner import (
     TurnRunner,
@@ -39,6 +42,10 @@ from assistant.runs.runner import (
 )
 
 __all__ = [
+    "approval_decide_async",
+    "approval_request_data",
+    "approvals_pending",
+    "denial_over_api",
     "TurnPlan",
     "TurnRefused",
     "TurnRunner",
@@ -48,6 +55,7 @@ __all__ = [
     "model_settings_from",
     "running_turn",
     "session_group",
+    "session_last_seq",
     "turn_begin",
     "turn_begin_async",
     "turn_events_after",

@@ -58,6 +58,9 @@ class AgentTools:
     allowed_tools: tuple[str, ...]
     files: bool
     shell: bool
+    # Tools whose calls wait for the user's yes: the agent's `approval_required` and every tool of
+    # the integrations whose `tools_require_approval` is set (an agent can't take those away).
+    approval_required: tuple[str, ...] = ()
     # Servers that need each user's own connection (issue 29): their tokens are added per turn
     # (connections.turns), never kept here.
     personal: tuple[PersonalServer, ...] = ()
@@ -120,8 +123,10 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
     tools, tools_problem = None, None
     try:
         files, shell = workspace_tools_for(agent)
-        tools = AgentTools(tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell,
-                           personal_servers(agent.integrations.all()))
+        tools = AgentTools(
+            tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell, approval_patterns(agent),
+            personal_servers(agent.integrations.all()),
+        )
     except McpConfigError as exc:
         tools_problem = f"This agent's tools can't be used: {exc}"
     body = agent.system_prompt.body if agent.system_prompt_id else agent.system_prompt_text
@@ -143,6 +148,14 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
         tools_problem=tools_problem,
         version_id=version.pk if version is not None else None,
     )
+
+
+def approval_patterns(agent: AIAgent) -> tuple[str, ...]:
+    held = [pattern for pattern in agent.approval_required or () if isinstance(pattern, str)]
+    for integration in agent.integrations.all():
+        if integration.is_active and integration.mcp_server and integration.tools_require_approval:
+            held.append(f"{integration.server_name}__*")
+    return tuple(held)
 
 
 class TurnCatalog:

@@ -38,6 +38,12 @@ async def turn_stop(*, user, session_id: int) -> None:
         await get_channel_layer().group_send(control_group(session_id), {"type": "turn.stop", "session_id": session_id})
 
 
+def session_last_seq(*, user, session_id: int) -> int:
+    """The seq of the session's last stored event (0: none)."""
+    session = _owned_session(user, session_id)
+    return TurnEvent.objects.filter(session=session).aggregate(last=Max("seq"))["last"] or 0
+
+
 def turn_events_after(*, user, session_id: int, after_seq: int | None, limit: int = 10_000) -> list[dict[str, Any]]:
     """Stored events of a session after `after_seq`; with None, those of its latest turn."""
     session = _owned_session(user, session_id)

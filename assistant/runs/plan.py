@@ -26,7 +26,7 @@ from django.utils import timezone
 from agents.catalog import catalog_version
 from agents.models import Message, UserAgentSession
 from agents.workspaces import workspace_ensure
-from assistant.engine import LoopRequest
+from assistant.engine import ApprovalGate, LoopRequest
 from assistant.models import TurnEvent
 from assistant.runs.statements import (
     events_insert,
@@ -38,7 +38,7 @@ from assistant.runs.statements import (
 from assistant.runs.catalog import AgentRuntime, turn_catalog
 from assistant.runs.history import api_messages
 from assistant.runs.sweeps import stale_turns_settle
-from assistant.tools.toolset import ToolSetup
+from assistant.tools.toolset import ToolSetup, approval_required_for
 from config.errors import CodedError
 from connections.services import connection_refresh
 from connections.turns import ConnectionRequired, RefreshNeeded, specs_for_user
@@ -46,6 +46,7 @@ from config.threads import run_sync
 from usage.services import BudgetExceeded, TurnBudget, budget_check
 
 STREAMING = Message.Status.STREAMING
+AWAITING = Message.Status.AWAITING_APPROVAL
 
 
 class TurnRefused(CodedError):
@@ -74,6 +75,10 @@ class TurnPlan:
     # tasks) and closed when the turn ends. None or empty: `request.tools` as given (tests set it).
     tools: ToolSetup | None = None
     budget: TurnBudget | None = None  # prices the turn's messages (usage/services.py)
+    # A turn resumed after its approvals were decided (runs/approvals.py): what it goes on from, and
+    # the frames stored with its plan (the decisions), published first instead of `session`.
+    resume: Any = None
+    opening_frames: list[dict[str, Any]] | None = None
 
     def session_event(self) -> dict[str, Any]:
         return {
@@ -81,6 +86,12 @@ class TurnPlan:
             "title": self.title,
             "user_message": {"seq": self.user_message_seq, "text": self.user_text},
         }
+
+    def opening(self) -> list[dict[str, Any]]:
+        """The frames the runner publishes first, stored with the plan from `first_event_seq` on."""
+        if self.opening_frames is not None:
+            return self.opening_frames
+        return [{"type": "session", "session_id": self.session_id, "seq": self.first_event_seq, **self.session_event()}]
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class _LockedSession:
     last_message_seq: int
     last_event_seq: int
     streaming: bool
+    awaiting: bool = False  # tool calls of its last turn wait for the user's decisions
 
 
 def _user_may_start(user_id: int) -> int:
@@ -126,18 +138,19 @@ def _session_locked(user_id: int, session_id: int) -> _LockedSession:
             last_message_seq=Subquery(Message.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
             last_event_seq=Subquery(TurnEvent.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
             streaming_id=Subquery(Message.objects.filter(**of_session, status=STREAMING).values("pk")[:1]),
+            awaiting_id=Subquery(Message.objects.filter(**of_session, status=AWAITING).values("pk")[:1]),
         )
         .values_list(
             "pk", "agent_id", "title", "custom_properties", "agent_version_id", "last_message_seq", "last_event_seq",
-            "streaming_id",
+            "streaming_id", "awaiting_id",
         )  # fmt: skip
         .first()
     )
     if row is None:
         raise TurnRefused("not_found", "No such session.")
-    pk, agent_id, title, properties, version_id, last_message, last_event, streaming_id = row
+    pk, agent_id, title, properties, version_id, last_message, last_event, streaming_id, awaiting_id = row
     return _LockedSession(pk, agent_id, title, properties or {}, version_id, last_message or 0, last_event or 0,
-                          streaming_id is not None)  # fmt: skip
+                          streaming_id is not None, awaiting_id is not None)  # fmt: skip
 
 
 def _settle_stale_turn(session: _LockedSession) -> None:
@@ -216,6 +229,11 @@ def _turn_begin(
             if session.streaming:
                 _settle_stale_turn(session)
                 session = _session_locked(user.pk, session_id)  # the settled turn stored an event
+            if session.awaiting:
+                raise TurnRefused(
+                    "approval_pending",
+                    "Tool calls of this session's last answer wait for your decision; allow or deny them first.",
+                )
             variables = session.custom_properties
         if agent.refusal is not None:
             raise TurnRefused(*agent.refusal)
@@ -262,12 +280,19 @@ def _turn_begin(
                 system=system,
                 max_turns=agent.max_turns if not tools.empty else 1,
                 before_model_call=budget.before_model_call,
+                approval=approval_gate(agent),
             ),
             tools=tools,
             budget=budget,
         )
         events_insert([(session.id, plan.first_event_seq, "session", plan.session_event())], now)
     return plan
+
+
+def approval_gate(agent: AgentRuntime, decide=None) -> ApprovalGate | None:
+    """The agent's approval policy for its turns; None when no tool of it needs approval."""
+    required = approval_required_for(agent.tools.approval_required) if agent.tools is not None else None
+    return ApprovalGate(required, decide) if required is not None else None
 
 
 def _user_mcp_specs(agent: AgentRuntime, user_id: int, *, refresh: bool) -> tuple:

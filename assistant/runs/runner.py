@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,20 +21,23 @@ from assistant.engine import (
     ModelCallStarted,
     TextDelta,
     ThinkingDelta,
+    ToolCall,
     ToolOutcome,
     ToolResults,
+    ToolsHeld,
     ToolUseRequested,
     Usage,
     UsageReported,
     agent_loop,
 )
 from assistant.llm import LLMError
-from assistant.runs.groups import control_group, session_group
+from assistant.runs.groups import session_group
+from assistant.runs.runner_approvals import ApprovalSteps, TurnCannotGoOn
+from assistant.runs.stop_listener import stop_listener
 from assistant.runs.plan import TurnPlan
 from assistant.runs.writer import message_append, streaming_message_touch, turn_writer, TurnWrite
 from assistant.tools.mcp import McpStartError
 from assistant.tools.toolset import open_agent_tools
-from audit.services import tool_calls_record
 from config.errors import CodedError
 from usage.services import USAGE_FIELDS
 from config.threads import run_sync
@@ -77,7 +79,7 @@ class _Pending:
 
 
 @dataclass
-class TurnRunner:
+class TurnRunner(ApprovalSteps):
     plan: TurnPlan
     listeners: list[asyncio.Queue] = field(default_factory=list)  # same-process readers (SSE)
     # Usage of the model call in progress as reported so far (None between calls), and of the
@@ -88,7 +90,8 @@ class TurnRunner:
 
     def __post_init__(self) -> None:
         self.session_id = self.plan.session_id
-        self.next_seq = self.plan.first_event_seq + 1  # the first is the plan's `session` event
+        # The first are stored with the plan: `session`, or a resumed turn's decisions.
+        self.next_seq = self.plan.first_event_seq + len(self.plan.opening())
         self.message_id: int | None = self.plan.assistant_message_id
         self.text = ""
         self.thinking = ""
@@ -102,7 +105,11 @@ class TurnRunner:
         self.lock = asyncio.Lock()
         self.layer = get_channel_layer()
         self.stop_requested = False
-        self.pending_calls: dict[str, str] = {}  # id → name of tool calls running now
+        self.pending_calls: dict[str, ToolCall] = {}  # tool calls running now, by id
+        # Results the open tool-results message already holds (a resumed turn's calls run before the
+        # pause, denied or expired): kept when a stop or failure answers the pending ones.
+        self.settled_results: list[ToolOutcome] = []
+        self.paused = False  # ended waiting for approvals (its message is `awaiting`)
         self.finished = False  # its `result` is being sent: too late to stop it
         self.loop_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -141,10 +148,12 @@ class TurnRunner:
             self.loop_task.cancel()
 
     async def _run(self) -> None:
-        await _stop_listener(self.layer).watch(self.session_id)
+        await stop_listener(self.layer, _running).watch(self.session_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             try:
+                if self.plan.resume is not None:
+                    self._resume_pending()
                 if self.stop_requested:  # asked before it started (a client gone while it was planned)
                     await self._publish_session_event()
                     raise asyncio.CancelledError()
@@ -162,7 +171,7 @@ class TurnRunner:
                 await self._finish_stopped()
             except LLMError as exc:
                 await self._finish_error(exc.code, exc.message)
-            except TurnToolsUnavailable as exc:
+            except (TurnToolsUnavailable, TurnCannotGoOn) as exc:
                 logger.warning("Turn of session %s: %s", self.session_id, exc.message)
                 await self._finish_error(exc.code, exc.message)
             except Exception:
@@ -170,20 +179,23 @@ class TurnRunner:
                 await self._finish_error("internal_error", "The answer failed because of an internal error.")
         finally:
             heartbeat.cancel()
-            await _stop_listener(self.layer).unwatch(self.session_id)
+            await stop_listener(self.layer, _running).unwatch(self.session_id)
             if self.flush_timer:
                 self.flush_timer.cancel()
-            _running.pop(self.session_id, None)
+            if _running.get(self.session_id) is self:
+                _running.pop(self.session_id)
             self.done.set()
+        if self.paused:
+            await self._resume_if_decided()
 
     async def _consume(self) -> None:
         setup = self.plan.tools
         if setup is None or setup.empty or self.plan.request.tools is not None:
-            await self._relay(self.plan.request)
+            await self._relay(await self._resumed(self.plan.request))
             return
         try:
             async with open_agent_tools(setup) as tools:
-                await self._relay(dataclasses.replace(self.plan.request, tools=tools))
+                await self._relay(await self._resumed(dataclasses.replace(self.plan.request, tools=tools)))
         except McpStartError as exc:
             raise TurnToolsUnavailable(str(exc)) from None
 
@@ -203,7 +215,7 @@ class TurnRunner:
                 case ModelCallStarted(turn=turn):
                     self.call_usage = Usage()
                     self.model_calls = turn
-                    if turn > 1:
+                    if turn > 1 or self.message_id is None:  # (None: a resumed turn's first call)
                         self.message_id = await run_sync(
                             message_append,
                             self.session_id, role=Message.Role.ASSISTANT, content=[], status=Message.Status.STREAMING,
@@ -227,24 +239,31 @@ class TurnRunner:
                     # running (one turn per session, the user's limit, the heartbeat), and a stop
                     # or failure answers each unfinished call here, so the next turn's history
                     # has a result for every tool_use.
-                    self.pending_calls = {b["id"]: b["name"] for b in calls}
+                    self.pending_calls = {b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {}) for b in calls}
                     self.message_id = await run_sync(
                         message_append,
                         self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
                     )
                 case ToolResults(results=results):
-                    names, self.pending_calls = self.pending_calls, {}
-                    await run_sync(
-                        tool_calls_record,
-                        session_id=self.session_id, calls=[(names.get(r.tool_use_id, ""), r.is_error) for r in results],
-                        source="turn",
-                    )  # fmt: skip
+                    called, self.pending_calls = self.pending_calls, {}
+                    names = {call_id: call.name for call_id, call in called.items()}
+                    await self._audit(results, called)
                     await self._persist_now(
                         [], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE}
                     )
                     self.message_id = None  # until the next model call opens its message
                     for result in results:
                         await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
+                case ToolsHeld(results=results, held=held):
+                    await self._hold(results, held)
+                case LoopFinished(stop_reason="approval_required"):
+                    self.finished = self.paused = True
+                    await self._emit(
+                        "result",
+                        {"status": "awaiting_approval", "stop_reason": event.stop_reason, "usage": event.usage.as_dict(),
+                         "turns": event.turns, "duration_ms": event.duration_ms},
+                        message_fields={"status": Message.Status.AWAITING_APPROVAL},
+                    )  # fmt: skip
                 case LoopFinished():
                     self.finished = True
                     final, self.final_fields = self.final_fields, None
@@ -282,9 +301,10 @@ class TurnRunner:
             return False
         calls, self.pending_calls = self.pending_calls, {}
         results = [ToolOutcome(call_id, reason, is_error=True) for call_id in calls]
-        await self._persist_now([], {"content": [r.as_block() for r in results], "status": Message.Status.COMPLETE})
+        blocks = [r.as_block() for r in [*self.settled_results, *results]]
+        await self._persist_now([], {"content": blocks, "status": Message.Status.COMPLETE})
         for result in results:
-            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id]))
+            await self._emit("tool_result", self._tool_result_data(result, calls[result.tool_use_id].name))
         return True
 
     async def _write_final_fields(self) -> None:
@@ -427,9 +447,9 @@ class TurnRunner:
             raise asyncio.CancelledError()
 
     async def _publish_session_event(self) -> None:
-        """The turn's first event, stored with the plan: sent before anything of the answer."""
-        session = {"type": "session", "session_id": self.session_id, "seq": self.plan.first_event_seq}
-        await self._publish([{**session, **self.plan.session_event()}])
+        """The turn's first events, stored with the plan (`session`, or a resumed turn's decisions):
+        sent before anything of the answer."""
+        await self._publish(self.plan.opening())
 
     def _deliver(self, frames: list[dict[str, Any]]) -> None:
         for frame in frames:
@@ -451,46 +471,6 @@ class TurnRunner:
             await asyncio.sleep(interval)
             if time.monotonic() - self.last_flush >= interval and self.message_id is not None:
                 await run_sync(streaming_message_touch, self.message_id)
-
-
-class _StopListener:
-    """One channel per process, in the control group of every turn this process runs: a stop
-    asked for on any process reaches the runner here. (One receive loop for all turns, rather
-    than one blocked receive per turn.)"""
-
-    def __init__(self, layer) -> None:
-        self.layer = layer
-        self.channel: str | None = None
-        self.task: asyncio.Task | None = None
-
-    async def watch(self, session_id: int) -> None:
-        if self.channel is None:
-            # The default prefix: channels-redis runs one receive loop for all of a process's channels.
-            self.channel = await self.layer.new_channel()
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._listen(), name="assistant-stop-listener")
-        await self.layer.group_add(control_group(session_id), self.channel)
-
-    async def unwatch(self, session_id: int) -> None:
-        if self.channel is not None:
-            await self.layer.group_discard(control_group(session_id), self.channel)
-
-    async def _listen(self) -> None:
-        while True:
-            message = await self.layer.receive(self.channel)
-            runner = _running.get(message.get("session_id"))
-            if message.get("type") == "turn.stop" and runner is not None:
-                runner.request_stop()
-
-
-_stop_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # channel layer → listener
-
-
-def _stop_listener(layer) -> _StopListener:
-    listener = _stop_listeners.get(layer)
-    if listener is None:
-        listener = _stop_listeners[layer] = _StopListener(layer)
-    return listener
 
 
 async def turn_start(plan: TurnPlan, *, listeners: list[asyncio.Queue] | None = None) -> TurnRunner:

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,9 +21,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
+from django.utils import timezone
 
 from assistant.engine import (
     LoopFinished,
+    ApprovalGate,
     LoopRequest,
     ModelCallFinished,
     ModelCallStarted,
@@ -45,7 +48,8 @@ from assistant.tools.mcp import (
     McpStartError,
     load_mcp_config,
 )
-from assistant.tools.toolset import AgentTools, UnknownAllowedTools, integration_specs
+from assistant.runs.catalog import approval_patterns
+from assistant.tools.toolset import AgentTools, UnknownAllowedTools, approval_required_for, integration_specs
 from assistant.tools.workspace import BuiltinTools, Workspace
 from config.errors import CodedError
 
@@ -77,6 +81,10 @@ class OrchestratorOptions:
     resume_session_id: str | None = None
     user_email: str | None = None
     verbose: bool = False
+    # Tool calls the agent's policy holds for approval (issue 28): "ask" the operator (`ask(call)`
+    # answers True to allow), "allow" them all (--approve), or "deny" them (no terminal to ask).
+    approve: str = "deny"
+    ask: Callable[[ToolCall], bool] | None = None
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -135,6 +143,8 @@ class TextSink(EventSink):
             first = next((line.strip() for line in event["output"].splitlines() if line.strip()), "")
             more = "…" if len(event["output"].strip()) > len(first) else ""
             self._line(f"← {'error' if event['is_error'] else 'ok'}: {_shorten(first, 100)}{more}")
+        elif kind == "approval_decision":
+            self._line(f"✋ {event['name']}: {event['decision']} ({event['decided_by']})")
         elif kind == "result":
             usage = event["usage"]
             self._line(
@@ -192,6 +202,7 @@ class Prepared:
     mcp_specs: list[McpServerSpec]
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
+    approval_required: tuple[str, ...] = ()
 
 
 # The settings an LLM config's empty fields fall back to, by provider.
@@ -298,6 +309,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         max_turns=options.max_turns or agent.max_turns or settings.ORCHESTRATOR_DEFAULT_MAX_TURNS,
         allowed_tools=allowed,
         strict_allowed=options.allowed_tools is not None,
+        approval_required=approval_patterns(agent) if agent.pk else (),
         mcp_specs=file_specs + agent_specs,
         history=history,
         resumed=bool(options.resume_session_id),
@@ -384,10 +396,15 @@ def _store_answer(session, event: ModelCallFinished) -> None:
         )
 
 
-def _audit_tool_calls(session, calls: list[tuple[str, bool]]) -> None:
-    from audit.services import tool_calls_record
+def _audit_tool_calls(session, calls: list[tuple[ToolCall, ToolOutcome]], decisions: dict[str, Any]) -> None:
+    from audit.services import ToolCallRecord, tool_calls_record
 
-    tool_calls_record(session_id=session.pk, calls=calls, source="cli")
+    records = [
+        ToolCallRecord(call.name, call.input, result.is_error, result.duration_ms, result.content,
+                       decisions.get(result.tool_use_id))  # fmt: skip
+        for call, result in calls
+    ]
+    tool_calls_record(session_id=session.pk, calls=records, source="cli")
 
 
 def _check_budget(user_id: int) -> None:
@@ -501,6 +518,7 @@ def _workspace(path: str | None) -> Workspace:
 async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOptions, sink: EventSink) -> LoopFinished:
     session = prepared.session
     sink.session_id = session.pk
+    decisions: dict[str, Any] = {}  # tool call id → its approval, for the audit
     store = lambda fn, *args, **kwargs: sync_to_async(fn, thread_sensitive=True)(session, *args, **kwargs)
     builtin = BuiltinTools(
         workspace,
@@ -537,13 +555,45 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 tools=tools,
                 max_turns=prepared.max_turns,
                 before_model_call=functools.partial(_budget_before_call, session),
+                approval=_approval_gate(prepared, options, sink, decisions),
             )
-            return await _loop(request, sink, store)
+            return await _loop(request, sink, store, decisions)
     except McpStartError as exc:
         raise OrchestratorError("mcp_start_failed", str(exc)) from None
 
 
-async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
+def _approval_gate(
+    prepared: Prepared, options: OrchestratorOptions, sink: EventSink, decisions: dict[str, Any]
+) -> ApprovalGate | None:
+    """The agent's approval policy, decided on the spot: by the operator at the terminal, by --approve,
+    or denied when there is no one to ask. Each decision is an `approval_decision` event."""
+    required = approval_required_for(prepared.approval_required)
+    if required is None:
+        return None
+
+    async def decide(call: ToolCall) -> ToolOutcome | None:
+        if options.approve == "allow":
+            allowed, by = True, "--approve"
+        elif options.approve == "ask" and options.ask is not None:
+            allowed, by = await asyncio.to_thread(options.ask, call), "operator"
+        else:
+            allowed, by = False, "no one to ask"
+        sink.emit("approval_decision", tool_use_id=call.id, name=call.name,
+                  decision="allowed" if allowed else "denied", decided_by=by)  # fmt: skip
+        from audit.services import ToolApproval
+
+        decisions[call.id] = ToolApproval("allow" if allowed else "deny", None, f"cli: {by}"[:254], timezone.now())
+        if allowed:
+            return None
+        why = "the operator denied it" if by == "operator" else (
+            "it needs approval and this run could not ask for it (run interactively, or pass --approve)"
+        )
+        return ToolOutcome(call.id, f"This tool call was not run: {why}.", is_error=True)
+
+    return ApprovalGate(required, decide)
+
+
+async def _loop(request: LoopRequest, sink: EventSink, store, decisions: dict[str, Any]) -> LoopFinished:
     partial: list[str] = []
     pending: dict[str, ToolCall] = {}
     names: dict[str, str] = {}
@@ -576,7 +626,8 @@ async def _loop(request: LoopRequest, sink: EventSink, store) -> LoopFinished:
                     pending = {}
             elif isinstance(event, ToolResults):
                 await store(_store_results, event.results)
-                await store(_audit_tool_calls, [(names.get(r.tool_use_id, ""), r.is_error) for r in event.results])
+                unknown = ToolCall("", "", {})
+                await store(_audit_tool_calls, [(pending.get(r.tool_use_id, unknown), r) for r in event.results], decisions)
                 pending = {}
                 for result in event.results:
                     output = result.content if isinstance(result.content, str) else json.dumps(result.content)

@@ -79,6 +79,16 @@ def legacy_event(frame: dict[str, Any]) -> dict[str, Any] | None:
         return {"type": "tool_execution", "content": f"Running {frame['name']}"}
     if kind == "tool_result":
         return {"type": "tool_execution", "content": frame["output"]}
+    if kind == "approval_request":
+        # The reference has no approvals: a status event saying so, with what a client needs to decide
+        # over REST (POST /api/v1/sessions/{session_id}/approvals/{approval_id}).
+        approval = {key: frame[key] for key in ("approval_id", "tool_use_id", "name", "input", "expires_at")}
+        return {"type": "system_status", "approval": {**approval, "session_id": frame["session_id"]},
+                "content": f"{frame['name']} needs your approval before it runs: allow or deny it with POST "
+                           f"/api/v1/sessions/{frame['session_id']}/approvals/{frame['approval_id']}."}  # fmt: skip
+    if kind == "result" and frame["status"] == "awaiting_approval":
+        return {"type": "system_status", "content": "Waiting for your approval; the answer goes on once you decide.",
+                "done": True, "usage": frame.get("usage", {}), "stop_reason": frame.get("stop_reason")}  # fmt: skip
     if kind == "result":
         done = "Stopped." if frame["status"] == "stopped" else "Completed."
         return {"type": "system_status", "content": done, "done": True, "usage": frame.get("usage", {}),
@@ -144,7 +154,8 @@ class CodeAssistanceApi(APIView):
                 CodeAssistanceEvent, description="A stream of `data: <CodeAssistanceEvent JSON>` lines; header X-Session-ID."
             ),
             400: OpenApiResponse(description="Invalid input, with per-field messages."),
-            409: OpenApiResponse(description="A turn is already running in this session."),
+            409: OpenApiResponse(description="A turn is already running in this session (`turn_in_progress`), or "
+                                 "tool calls of its last answer wait for approval (`approval_pending`)."),  # fmt: skip
             429: OpenApiResponse(
                 description="Too many answers of this user running at once (`too_many_turns`), or a monthly budget "
                 "is used up (`budget_exceeded`)."
@@ -167,6 +178,7 @@ class CodeAssistanceApi(APIView):
             code = {
                 "not_configured": status.HTTP_503_SERVICE_UNAVAILABLE,
                 "turn_in_progress": status.HTTP_409_CONFLICT,
+                "approval_pending": status.HTTP_409_CONFLICT,
                 "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
                 "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,
                 "agent_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,

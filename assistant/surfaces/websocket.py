@@ -6,10 +6,14 @@ Client → server (JSON):
     {"type": "stop", "session_id": 12}                                  stop the running turn
     {"type": "resume", "session_id": 12, "after_seq": 40}               events after seq 40, then live
     {"type": "resume", "session_id": 12}                                the latest turn from its start, then live
+    {"type": "approve", "session_id": 12, "approval_id": "…", "decision": "allow"|"deny", "reason": "…"}
     {"type": "ping"}
 Server → client: the turn events (`session`, `text_delta`, `thinking_delta`, `tool_use`, `tool_result`,
-`result`, `error`), each with `session_id` and `seq`; plus `resumed` (after a replay: the last seq sent
-and whether a turn is running), `pong`, and `error` frames with `seq: null` for refused requests.
+`approval_request`, `approval_decision`, `result`, `error`), each with `session_id` and `seq`; plus
+`resumed` (after a replay: the last seq sent, whether a turn is running, the tool calls waiting for a
+decision), `pong`, and `error` frames with `seq: null` for refused requests. A turn whose tool calls
+wait for approval ends with a `result` of status `awaiting_approval`; the decision (from this socket,
+another or REST) resumes it, its events coming on to every socket watching the session.
 
 The socket only watches turns; it doesn't own them. Closing it leaves the turn running.
 """
@@ -126,10 +130,11 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(_error_frame("invalid", "Frames must be JSON objects."))
             return
         kind = content.get("type")
-        handlers = {"start": self._start, "stop": self._stop, "resume": self._resume, "ping": self._ping}
+        handlers = {"start": self._start, "stop": self._stop, "resume": self._resume, "approve": self._approve,
+                    "ping": self._ping}  # fmt: skip
         handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, ping."))
+            await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, approve, ping."))
             return
         try:
             await handler(content)
@@ -181,6 +186,21 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
     async def _stop(self, content: dict[str, Any]) -> None:
         await runs.turn_stop(user=self.user, session_id=_int_field(content, "session_id", required=True))
 
+    async def _approve(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=True)
+        approval_id = content.get("approval_id")
+        if not isinstance(approval_id, str):
+            raise runs.TurnRefused("invalid", "`approval_id` must be a string.")
+        if session_id not in self.subscriptions:
+            # Watch the session from where it is now: the decision's events and the resumed turn's follow.
+            last = await run_sync(runs.session_last_seq, user=self.user, session_id=session_id)
+            await self._subscribe(session_id, last_seq=last)
+        await runs.approval_decide_async(
+            user=self.user, session_id=session_id, approval_id=approval_id,
+            decision=content.get("decision"), reason=content.get("reason") or "",
+        )  # fmt: skip
+        self.open_turns[session_id] = time.monotonic()
+
     async def _resume(self, content: dict[str, Any]) -> None:
         session_id = _int_field(content, "session_id", required=True)
         after_seq = _int_field(content, "after_seq", required=False)
@@ -194,6 +214,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
                     user=self.user, session_id=session_id, after_seq=after_seq
                 )
                 running = await run_sync(runs.turn_is_running, user=self.user, session_id=session_id)
+                pending = await run_sync(runs.approvals_pending, user=self.user, session_id=session_id)
             except runs.TurnRefused:
                 await self._unsubscribe(session_id)
                 raise
@@ -203,7 +224,8 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             self.subscriptions[session_id] = max(last, self.subscriptions.get(session_id) or 0)
             if running:
                 self.open_turns[session_id] = time.monotonic()
-            await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running})
+            await self.send_json({"type": "resumed", "session_id": session_id, "seq": last, "running": running,
+                                  "pending_approvals": [runs.approval_request_data(a) for a in pending]})  # fmt: skip
 
     async def _ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,15 @@ def allowed_patterns(entries: list[str]) -> list[str]:
             entry = rest if "__" in rest else f"{rest}__*"
         patterns.append(entry)
     return patterns
+
+
+def approval_required_for(patterns: tuple[str, ...] | list[str]) -> Callable[[ToolCall], bool] | None:
+    """The approval policy's test of a call (None: nothing needs approval). Patterns as in
+    `allowed_tools`; "*" holds every call."""
+    normalized = allowed_patterns(list(patterns))
+    if not normalized:
+        return None
+    return lambda call: any(fnmatch.fnmatchcase(call.name, pattern) for pattern in normalized)
 
 
 class AgentTools:
@@ -208,6 +217,7 @@ __all__ = [
     "ToolSetup",
     "UnknownAllowedTools",
     "allowed_patterns",
+    "approval_required_for",
     "integration_specs",
     "open_agent_tools",
     "tool_setup_for",

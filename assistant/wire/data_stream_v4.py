@@ -7,6 +7,7 @@
     tool_use       → [f:{messageId}] 9:{toolCallId, toolName, args}
     tool_result    → a:{toolCallId, result} (a failed tool: result = {"error": output}); the step's
                      last result → e:{finishReason: "tool-calls", isContinued: false}
+    approval_request / approval_decision → 2:[{type: "approval-request" | "approval-decision", …}] (data)
     result         → [e:{finishReason, isContinued, usage?}] d:{finishReason, usage}
     error          → [e:{finishReason: "error"}] 3:"message" d:{finishReason: "error"}
 
@@ -65,6 +66,9 @@ class DataStreamEncoder:
             if self.steps.tool_answered(frame["id"]):
                 out += part("e", {"finishReason": "tool-calls", "isContinued": False})
             return out
+        if kind in {"approval_request", "approval_decision"}:
+            data = {k: v for k, v in frame.items() if k not in {"type", "seq"}}
+            return part("2", [{"type": kind.replace("_", "-"), **data}])
         if kind == "result":
             reason = finish_reason(frame)
             usage = sdk_usage(frame.get("usage") or {})

@@ -8,7 +8,12 @@ Server-Sent Events of JSON chunks, header `x-vercel-ai-ui-message-stream: v1`, e
     tool_use       → [start-step] tool-input-available {toolCallId, toolName, input, dynamic}
     tool_result    → tool-output-available {toolCallId, output, dynamic} (tool-output-error if it
                      failed); the step's last result → finish-step
+    approval_request  → data-approval-request {id: approvalId, data: {approvalId, toolCallId, toolName,
+                        input, expiresAt}} (the pinned `ai` 5.0 has no tool-approval chunk)
+    approval_decision → data-approval-decision {id: approvalId, data: {approvalId, toolCallId, decision,
+                        reason, decidedBy}}
     result         → [finish-step] (abort if stopped) finish {finishReason, messageMetadata} [DONE]
+                     (a turn waiting for approvals: finishReason tool-calls, status awaiting_approval)
     error          → [finish-step] error {errorText} finish {finishReason: "error"} [DONE]
 
 Our tools are defined on the server (MCP, workspace), not in the client's tool set, so their parts
@@ -90,6 +95,15 @@ class UIMessageStreamEncoder:
             if self.steps.tool_answered(frame["id"]):
                 out.append({"type": "finish-step"})
             return out
+        if kind == "approval_request":
+            data = {"approvalId": frame["approval_id"], "toolCallId": frame["tool_use_id"], "toolName": frame["name"],
+                    "input": frame.get("input") or {}, "expiresAt": frame.get("expires_at")}  # fmt: skip
+            return [{"type": "data-approval-request", "id": frame["approval_id"], "data": data}]
+        if kind == "approval_decision":
+            data = {"approvalId": frame["approval_id"], "toolCallId": frame["tool_use_id"],
+                    "decision": frame["decision"], "reason": frame.get("reason") or "",
+                    "decidedBy": frame.get("decided_by")}  # fmt: skip
+            return [{"type": "data-approval-decision", "id": frame["approval_id"], "data": data}]
         if kind == "result":
             out = self._end_step()
             if frame.get("status") == "stopped":

@@ -17,6 +17,7 @@ FINISH_REASONS = {
     "model_context_window_exceeded": "length",
     "tool_use": "tool-calls",
     "refusal": "content-filter",
+    "approval_required": "tool-calls",  # the turn waits for a person to approve its tool calls
 }
 
 

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('agents', '0010_integration_auth'),
+        ('agents', '0011_integration_auth'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -4,12 +4,16 @@
     manage.py run_orchestrator --agent reviewer --message-file task.md --mcp-config mcp.json --json
     echo "and now the docs" | manage.py run_orchestrator --stdin --resume-session-id 42
 
+Tool calls the agent's approval policy holds are asked about on the terminal (y/N) when stdin is one;
+`--approve` allows them all; otherwise they are denied and the model reads why.
+
 Exit status 0 on success; 1 with one line `error: <reason>` on stderr otherwise (130 if interrupted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -22,6 +26,11 @@ from django.db import DatabaseError
 from assistant.surfaces.cli import JsonLinesSink, OrchestratorError, OrchestratorOptions, TextSink, run_orchestrator
 
 NOISY_LOGGERS = ("httpx", "httpx2", "httpcore", "mcp", "anthropic", "assistant")
+
+
+def _interactive(options) -> bool:
+    """Someone can answer at the terminal: stdin is one, and not the message's source."""
+    return not options.get("stdin") and sys.stdin is not None and sys.stdin.isatty()
 
 
 class Command(BaseCommand):
@@ -59,7 +68,24 @@ class Command(BaseCommand):
             metavar="EMAIL",
             help="Owner of a new session (default: the agent's owner, else the first superuser).",
         )
+        parser.add_argument(
+            "--approve",
+            action="store_true",
+            help="Allow every tool call the agent's approval policy holds. Without it they are asked about on the "
+            "terminal when it is interactive, else denied.",
+        )
         parser.add_argument("--json", action="store_true", help="One JSON event per line on stdout.")
+
+    def _ask(self, call) -> bool:
+        """The operator's decision on a held tool call, at the terminal."""
+        shown = json.dumps(call.input, ensure_ascii=False)
+        self.stderr.write(f"\n{call.name} wants to run with {shown[:2000]}\nAllow it? [y/N] ", ending="")
+        self.stderr.flush()
+        try:
+            answer = sys.stdin.readline()
+        except (OSError, ValueError):
+            return False
+        return answer.strip().lower() in {"y", "yes"}
 
     def handle(self, *args, **options):
         out = _Unterminated(self.stdout)
@@ -83,6 +109,8 @@ class Command(BaseCommand):
                 resume_session_id=options["resume_session_id"],
                 user_email=options["user"],
                 verbose=verbose,
+                approve="allow" if options["approve"] else ("ask" if _interactive(options) else "deny"),
+                ask=self._ask,
             )
             if run_options.max_turns is not None and run_options.max_turns < 1:
                 raise OrchestratorError("bad_arguments", "--max-turns must be at least 1")

@@ -41,6 +41,7 @@ from rest_framework.settings import api_settings
 from agents import selectors as agent_selectors
 from agents.models import AIAgent
 from assistant import runs
+from assistant.engine import ApprovalGate, ToolCall, ToolOutcome
 from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai.format import OpenAIError
 
@@ -152,8 +153,17 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest) -> runs.TurnPlan:
     if chat.max_tokens is not None:
         model = replace(model, max_tokens=min(model.max_tokens, chat.max_tokens))
     system = "\n\n".join(part for part in (request.system, chat.system) if part)
-    plan.request = replace(request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences)
+    # No one can approve a tool call in the middle of an OpenAI request: held calls are denied at once,
+    # with a result telling the model why (README, "Approvals").
+    approval = request.approval and ApprovalGate(request.approval.required, _denied_over_api)
+    plan.request = replace(
+        request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval
+    )
     return plan
+
+
+async def _denied_over_api(call: ToolCall) -> ToolOutcome:
+    return runs.denial_over_api(call)
 
 
 def _chat_prepare(request: HttpRequest) -> tuple[wire.ChatRequest, runs.TurnPlan]:

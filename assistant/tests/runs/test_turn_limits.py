@@ -163,7 +163,7 @@ async def test_the_sweep_closes_stale_turns_as_interrupted_and_tells_watchers(us
     live = await orphaned_turn(user, agent, minutes_ago=0.1)
     watcher = await connect(user)
     await watcher.send_json_to({"type": "resume", "session_id": stale.session_id, "after_seq": 2})
-    assert await watcher.receive_json_from(5) == {"type": "resumed", "session_id": stale.session_id, "seq": 2, "running": True}
+    assert await watcher.receive_json_from(5) == {"type": "resumed", "session_id": stale.session_id, "seq": 2, "running": True, "pending_approvals": []}
 
     assert await stale_turns_sweep() == 1
     final = await watcher.receive_json_from(5)

@@ -114,7 +114,7 @@ async def test_a_client_on_process_b_resumes_a_turn_running_on_process_a(two_ser
     session_id, last_seq = seen[0]["session_id"], seen[-1]["seq"]
     await on_b.send(json.dumps({"type": "resume", "session_id": session_id, "after_seq": last_seq}))
     resumed = json.loads(await asyncio.wait_for(on_b.recv(), 10))
-    assert resumed == {"type": "resumed", "session_id": session_id, "seq": last_seq, "running": True}
+    assert resumed == {"type": "resumed", "session_id": session_id, "seq": last_seq, "running": True, "pending_approvals": []}
     fake_model.release()  # A streams the rest; B gets it through Redis
     rest = await receive_until(on_b, "result")
     await on_b.close()

@@ -182,7 +182,7 @@ async def test_resume_without_a_seq_replays_the_latest_turn(user, agent, fake):
     resumed = await again.receive_json_from()
     await again.disconnect()
     assert replay == latest
-    assert resumed == {"type": "resumed", "session_id": session_id, "seq": latest[-1]["seq"], "running": False}
+    assert resumed == {"type": "resumed", "session_id": session_id, "seq": latest[-1]["seq"], "running": False, "pending_approvals": []}
 
 
 async def test_the_answer_continues_after_the_socket_closes(user, agent, fake):

@@ -43,6 +43,8 @@ REFUSAL_STATUS = {
     "not_found": status.HTTP_404_NOT_FOUND,
     "turn_in_progress": status.HTTP_409_CONFLICT,
     "no_turn": status.HTTP_409_CONFLICT,
+    "approval_pending": status.HTTP_409_CONFLICT,
+    "already_decided": status.HTTP_409_CONFLICT,
     "agent_unavailable": status.HTTP_409_CONFLICT,
     "not_configured": status.HTTP_409_CONFLICT,
     "connection_required": status.HTTP_409_CONFLICT,  # the user must connect an integration first
@@ -131,7 +133,8 @@ RunEvent = inline_serializer(
     "RunEvent",
     fields={
         "type": serializers.ChoiceField(
-            choices=["session", "text_delta", "thinking_delta", "tool_use", "tool_result", "result", "error"]
+            choices=["session", "text_delta", "thinking_delta", "tool_use", "tool_result", "approval_request",
+                     "approval_decision", "result", "error"]
         ),
         "session_id": serializers.IntegerField(),
         "seq": serializers.IntegerField(),
@@ -144,7 +147,10 @@ PROTOCOL = OpenApiParameter(
 )  # fmt: skip
 STREAM_DESCRIPTION = (
     "`protocol=sse`: `id: <seq>` and `data: <event JSON>` per event (`session`, `text_delta`, `thinking_delta`, "
-    "`tool_use`, `tool_result`, then `result` or `error`). `v5`: `data: <UI message chunk>` lines ending with "
+    "`tool_use`, `tool_result`, `approval_request`, `approval_decision`, then `result` or `error`; a turn whose "
+    "tool calls wait for approval ends with a `result` of status `awaiting_approval`, and goes on after the decision "
+    "(POST /api/v1/sessions/{id}/approvals/{approval_id}) on GET /api/v1/sessions/{id}/events). `v5`: "
+    "`data: <UI message chunk>` lines (approvals as `data-approval-request` / `data-approval-decision` parts) ending with "
     "`data: [DONE]`. `v4` (text/plain): `CODE:JSON` lines (`0:` text, `g:` reasoning, `9:` tool call, `a:` tool "
     "result, `3:` error, `f:`/`e:` step start/finish, `d:` finish with usage). Header X-Session-ID: the session. "
     "A client that disconnects leaves the turn running: resume with GET /api/v1/sessions/{id}/events, or by "

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0009_catalog_and_streaming_messages'),
+        ('agents', '0010_approvals'),
     ]
 
     operations = [
