@@ -109,8 +109,9 @@ def _well_known(url: str, name: str) -> list[str]:
     return [*urls, f"{origin}/.well-known/{name}"]
 
 
-def _same_resource(resource: str, server_url: str) -> bool:
-    """The metadata's `resource` identifies the server we asked: same origin, a prefix of its path."""
+def same_resource(resource: str, server_url: str) -> bool:
+    """`resource` identifies the server at `server_url`: same origin, a prefix of its path (RFC 8707's
+    resource indicator; for a personal token, the server's URL when it was given)."""
     a, b = urlsplit(resource), urlsplit(server_url)
     if (a.scheme, a.netloc.lower()) != (b.scheme, b.netloc.lower()):
         return False
@@ -139,7 +140,7 @@ def discover(server_url: str, *, guarded: bool) -> ServerAuth:
         raise OAuthError(f"The MCP server at {_show(server_url)} publishes no protected resource metadata.")
     resource = metadata.get("resource")
     servers = metadata.get("authorization_servers")
-    if not isinstance(resource, str) or not _same_resource(resource, server_url):
+    if not isinstance(resource, str) or not same_resource(resource, server_url):
         raise OAuthError("The protected resource metadata names another resource than the MCP server.")
     if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
         raise OAuthError("The protected resource metadata names no authorization server.")

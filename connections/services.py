@@ -72,7 +72,8 @@ def token_connect(*, user, integration: Integration, token: str) -> Connection:
     connection, _ = Connection.objects.update_or_create(
         user=user, integration=integration,
         defaults={"access_token": token, "refresh_token": "", "status": Connection.Status.CONNECTED, "scopes": "",
-                  "expires_at": None, "client": None, "resource": "", "connected_at": timezone.now()},
+                  "expires_at": None, "client": None, "resource": (integration.mcp_server or {}).get("url", ""),
+                  "connected_at": timezone.now()},
     )  # fmt: skip
     return connection
 

@@ -16,6 +16,7 @@ from typing import Iterable
 from django.utils import timezone
 
 from connections.models import Connection
+from connections.oauth import same_resource
 from connections.services import connect_url, needs_refresh
 
 
@@ -71,12 +72,16 @@ def specs_for_user(*, user_id: int, specs: tuple, personal: tuple[PersonalServer
         user_id=user_id, integration_id__in=[p.integration_id for p in personal])}  # fmt: skip
     tokens: dict[str, str] = {}
     stale: list[int] = []
+    urls = {spec.name: spec.url for spec in specs}
     for server in personal:
         row = rows.get(server.integration_id)
         if row is None:
             raise ConnectionRequired(server, "which you have not connected")
         if row.status != Connection.Status.CONNECTED:
             raise ConnectionRequired(server, "whose connection needs reconnecting")
+        if not same_resource(row.resource, urls.get(server.server_name, "")):
+            # A token goes only to the server it was given or issued for (staff moved the integration).
+            raise ConnectionRequired(server, "whose server changed since you connected it")
         if needs_refresh(row):
             if refresh:
                 stale.append(row.pk)

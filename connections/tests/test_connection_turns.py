@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -25,7 +26,19 @@ from config.asgi import application
 from config.testing.asgi import asgi_request
 from config.testing.fake_anthropic import Reply, ToolUse
 from connections.models import Connection
+from config.testing.servers import serve_http
 from connections.tests.conftest import api_for, connect_oauth
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.server.headers.append(dict(self.headers))
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -131,6 +144,19 @@ async def test_without_a_connection_code_assistance_answers_409(user, code_agent
     detail = json.loads(answer.content)["detail"]
     assert detail["code"] == "connection_required" and detail["integration"]["name"] == "notes"
     assert fake.requests == []
+
+
+async def test_a_token_never_follows_its_integration_to_another_server(user, notes, fake, auth_server):  # noqa: F811
+    await sync_to_async(connect_oauth)(user, notes, login="alice")
+    seen = len(auth_server.seen)
+    with serve_http(_Recorder, headers=[]) as elsewhere:
+        notes.mcp_server = {"type": "http", "url": f"{elsewhere.base_url}/mcp"}  # staff moved it
+        await sync_to_async(notes.save)()
+
+        frames = await turn(user, fake)
+
+        assert frames[-1]["code"] == "connection_required" and "changed" in frames[-1]["message"]
+        assert elsewhere.headers == [] and len(auth_server.seen) == seen and fake.requests == []
 
 
 async def test_a_token_about_to_expire_is_refreshed_before_the_turn(user, notes, fake, auth_server):  # noqa: F811
