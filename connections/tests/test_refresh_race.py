@@ -18,6 +18,8 @@ from django.conf import settings
 from django.db import connection as db
 from django.utils import timezone
 
+from agents.models import AIAgent
+from config.testing.fake_anthropic import Reply, fake_anthropic_server
 from connections.models import Connection
 from connections.services import connection_refresh
 from connections.tests.conftest import connect_oauth
@@ -62,6 +64,39 @@ def test_two_processes_refreshing_at_once_redeem_the_refresh_token_once(user, oa
     after = Connection.objects.get(pk=before.pk)
     assert after.status == "connected" and after.access_token in auth_server.access
     assert after.refresh_token in auth_server.refresh and not auth_server.refresh[after.refresh_token]["used"]
+
+
+def test_two_cli_turns_at_once_on_two_processes_redeem_once_and_both_reach_the_server(
+    user, oauth_integration, auth_server, tmp_path
+):
+    before = expiring(user, oauth_integration)
+    agent = AIAgent.objects.create(name="Ops", slug="ops", system_prompt_text="Help.", is_active=True)
+    agent.integrations.add(oauth_integration)
+    auth_server.refresh_delay = 2.0  # the second process starts while the first one's refresh is out
+    seen_before = len(auth_server.seen)
+    with fake_anthropic_server() as fake:
+        fake.script(Reply(text=["One."]), Reply(text=["Two."]))
+        env = {**os.environ, "DATABASE_URL": children_database_url(), "LOG_LEVEL": "WARNING",
+               "ANTHROPIC_BASE_URL": fake.base_url, "ANTHROPIC_API_KEY": "sk-op", "ANTHROPIC_MODEL": "claude-test-1",
+               "ANTHROPIC_MAX_RETRIES": "0"}  # fmt: skip
+        for n in range(2):
+            (tmp_path / f"run{n}").mkdir()
+        runs = [
+            subprocess.Popen([sys.executable, "manage.py", "run_orchestrator", "--json", "--agent", "ops", "--user",
+                              user.email, "-m", "hi", "--workspace-dir", str(tmp_path / f"run{n}")],
+                             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for n in range(2)
+        ]  # fmt: skip
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+            assert json.loads(out.strip().splitlines()[-1])["type"] == "result"
+
+    after = Connection.objects.get(pk=before.pk)
+    assert auth_server.redeemed[before.refresh_token] == 1
+    assert after.status == "connected" and after.access_token != before.access_token
+    tokens = {token for token, _ in auth_server.seen[seen_before:]}
+    assert tokens == {after.access_token}  # both turns' MCP sessions, with the one refreshed token
 
 
 def test_threads_refreshing_at_once_redeem_the_refresh_token_once(user, oauth_integration, auth_server):
