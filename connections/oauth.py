@@ -147,6 +147,16 @@ def discover(server_url: str, *, guarded: bool) -> ServerAuth:
     return _authorization_server(servers[0], resource=resource, guarded=guarded)
 
 
+def _secure(url: str) -> bool:
+    """HTTPS, or a loopback host (OAuth 2.1: authorization server endpoints are served over TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = (parts.hostname or "").rstrip(".").lower()
+    address = egress.ip_literal(host)
+    return host == "localhost" or (address is not None and address.is_loopback)
+
+
 def _authorization_server(issuer: str, *, resource: str, guarded: bool) -> ServerAuth:
     parts = urlsplit(issuer)
     root = f"{parts.scheme}://{parts.netloc}"
@@ -171,6 +181,8 @@ def _authorization_server(issuer: str, *, resource: str, guarded: bool) -> Serve
         value = data.get(name) or ""
         if value and (not isinstance(value, str) or urlsplit(value).scheme not in {"http", "https"}):
             raise OAuthError(f"The authorization server's {name} is not an http(s) URL.")
+        if value and not _secure(value):
+            raise OAuthError(f"The authorization server's {name} must use HTTPS (codes and tokens cross it).")
         endpoints[name] = value
     if not endpoints["authorization_endpoint"] or not endpoints["token_endpoint"]:
         raise OAuthError("The authorization server's metadata lacks its authorization or token endpoint.")

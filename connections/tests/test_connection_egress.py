@@ -59,7 +59,8 @@ class _Attacker(BaseHTTPRequestHandler):
             self._json(200, {"resource": f"{base}/mcp", "authorization_servers": [plan["issuer"]]})
         elif self.path == "/.well-known/oauth-authorization-server/as":
             self._json(200, {"issuer": f"{base}/as", "authorization_endpoint": f"{base}/as/authorize",
-                             "token_endpoint": f"{base}/as/token", "registration_endpoint": plan["registration"],
+                             "token_endpoint": plan.get("token_endpoint") or f"{base}/as/token",
+                             "registration_endpoint": plan["registration"],
                              "code_challenge_methods_supported": ["S256"]})  # fmt: skip
         elif self.path == "/redirect":
             self.send_response(302)
@@ -146,3 +147,9 @@ def test_the_same_discovery_on_the_allowed_host_gets_as_far_as_registration(user
     # The control: on the allowed host every step is taken (this server has no registration to answer).
     assert "registration was refused" in refused(connect(user, users_integration))
     assert internal.hits == []
+
+
+def test_a_token_endpoint_without_tls_is_refused(user, users_integration, attacker, internal):
+    attacker.plan["token_endpoint"] = "http://tokens.example.com/token"
+
+    assert "must use HTTPS" in refused(connect(user, users_integration))
