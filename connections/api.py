@@ -18,22 +18,26 @@ from connections import selectors, services
 from connections.models import Connection
 
 
-class ConnectionSerializer(serializers.ModelSerializer):
+class ConnectionSerializer(serializers.Serializer):
+    """A connection as its user sees it: never a token."""
+
+    id = serializers.IntegerField()
     integration = inline_serializer("ConnectionIntegration", {"id": serializers.IntegerField(),
                                                               "name": serializers.CharField()})  # fmt: skip
-
-    class Meta:
-        model = Connection
-        fields = ["id", "integration", "status", "scopes", "expires_at", "connected_at"]
+    status = serializers.ChoiceField(choices=Connection.Status.choices)
+    scopes = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField(allow_null=True)
+    connected_at = serializers.DateTimeField()
 
     def to_representation(self, instance: Connection) -> dict:
+        when = serializers.DateTimeField()
         return {
             "id": instance.pk,
             "integration": {"id": instance.integration_id, "name": str(instance.integration)},
             "status": instance.status,
             "scopes": instance.scopes.split() if instance.scopes else [],
-            "expires_at": serializers.DateTimeField().to_representation(instance.expires_at) if instance.expires_at else None,
-            "connected_at": serializers.DateTimeField().to_representation(instance.connected_at),
+            "expires_at": when.to_representation(instance.expires_at) if instance.expires_at else None,
+            "connected_at": when.to_representation(instance.connected_at),
         }
 
 
