@@ -85,7 +85,11 @@ def redirect_uri_for(base_url: str) -> str:
     return base_url.rstrip("/") + CALLBACK_PATH
 
 
+@transaction.atomic
 def _oauth_client(integration: Integration, server: oauth.ServerAuth, redirect_uri: str) -> OAuthClient:
+    """This site's client at `server` for the integration: staff's, the one registered before, or one
+    registered now — under the integration's row lock, so users connecting at once register one."""
+    Integration.objects.select_for_update().filter(pk=integration.pk).first()
     endpoints = {"authorization_endpoint": server.authorization_endpoint, "token_endpoint": server.token_endpoint,
                  "revocation_endpoint": server.revocation_endpoint}  # fmt: skip
     existing = OAuthClient.objects.filter(integration=integration, issuer=server.issuer, redirect_uri=redirect_uri).first()
@@ -147,6 +151,8 @@ def oauth_finish(*, state: str, code: str = "", error: str = "") -> Connection:
     """The callback: the authorization's code exchanged (with the PKCE verifier and `resource`) for
     the user's tokens. ConnectError."""
     pending = _pending_take(state)
+    if not pending.integration.is_active or pending.integration.auth != "oauth":
+        raise ConnectError("This integration changed while you were authorizing; start connecting again.")
     if error or not code:
         raise ConnectError(f"The authorization server did not authorize the connection ({(error or 'no code')[:80]}).")
     client = pending.client

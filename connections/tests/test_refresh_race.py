@@ -132,3 +132,30 @@ def test_a_refresh_that_cannot_reach_the_server_keeps_the_connection(user, oauth
 
     after = Connection.objects.get(pk=before.pk)
     assert not outcome.refreshed and after.status == "connected" and after.access_token == before.access_token
+
+
+def test_users_connecting_at_once_for_the_first_time_register_one_client(
+    user, other_user, oauth_integration, auth_server
+):
+    before = len(auth_server.clients)
+    barrier = threading.Barrier(2)
+    failures = []
+
+    def connect(person, login) -> None:
+        barrier.wait()
+        try:
+            answer = connect_oauth(person, oauth_integration, login=login)
+            assert answer.status_code == 200, answer.content
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=connect, args=pair) for pair in ((user, "alice"), (other_user, "bob"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not failures and len(auth_server.clients) == before + 1
+    assert Connection.objects.filter(integration=oauth_integration).count() == 2
