@@ -19,7 +19,6 @@ from agents import services
 from agents.admin_forms import AllowedToolsMixin, CommaSeparatedListField, allowed_tools_fields, tags_field
 from agents.validators import validate_tool_names
 from agents.fields import mask_credentials, mask_secret
-from connections.admin import ConnectionInline
 from agents.models import (
     AIAgent,
     Integration,
@@ -29,6 +28,7 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
+from connections.admin import ConnectionInline
 
 KEEP_HELP = "Write-only. Leave blank to keep the current value."
 
