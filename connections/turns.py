@@ -82,12 +82,12 @@ def specs_for_user(*, user_id: int, specs: tuple, personal: tuple[PersonalServer
         if not same_resource(row.resource, urls.get(server.server_name, "")):
             # A token goes only to the server it was given or issued for (staff moved the integration).
             raise ConnectionRequired(server, "whose server changed since you connected it")
-        if needs_refresh(row):
-            if refresh:
-                stale.append(row.pk)
-                continue
-            if row.expires_at <= timezone.now():
-                raise ConnectionRequired(server, "whose token expired and could not be refreshed")
+        if needs_refresh(row) and refresh:
+            stale.append(row.pk)
+            continue
+        if row.expires_at is not None and row.expires_at <= timezone.now():
+            reason = "and could not be refreshed" if row.refresh_token else "(no refresh token was issued)"
+            raise ConnectionRequired(server, f"whose token expired {reason}")
         tokens[server.server_name] = row.access_token
     if stale:
         raise RefreshNeeded(stale)

@@ -190,6 +190,18 @@ async def test_a_refused_refresh_needs_reconnecting_and_refuses_the_turn(user, n
     assert fake.requests == []
 
 
+async def test_an_expired_token_without_a_refresh_token_is_never_sent(user, notes, fake, auth_server):  # noqa: F811
+    await sync_to_async(connect_oauth)(user, notes, login="alice")
+    row = await token_of(user, notes)
+    await Connection.objects.filter(pk=row.pk).aupdate(refresh_token="", expires_at=timezone.now() - timedelta(seconds=1))
+    seen = len(auth_server.seen)
+
+    frames = await turn(user, fake)
+
+    assert frames[-1]["code"] == "connection_required" and "expired" in frames[-1]["message"]
+    assert len(auth_server.seen) == seen and fake.requests == []
+
+
 async def test_a_personal_token_reaches_the_server_as_the_user_gave_it(user, agent, fake, auth_server):  # noqa: F811
     integration = await Integration.objects.acreate(name="notes", provider="linear", auth="per_user_token",
                                                     mcp_server={"type": "http", "url": f"{auth_server.base}/mcp"})  # fmt: skip
