@@ -17,6 +17,7 @@
     agents: new Map(), // slug -> agent (with its prompt_variables)
     sessions: new Map(), // id -> session (its agent, custom_properties)
     outbox: [], // `start` frames sent while the socket was still connecting
+    deciding: [], // approval cards whose `approve` was sent, oldest first, until their decision comes
   };
 
   // --- REST ------------------------------------------------------------------------------------
@@ -323,7 +324,8 @@
   function renderStored(message) {
     const blocks = message.content || [];
     const last = els.messages.lastElementChild;
-    if (message.role === "user" && blocks.length && blocks.every((b) => b.type === "tool_result")) {
+    const toolResults = blocks.every((b) => b.type === "tool_result") && (blocks.length || message.status === "awaiting");
+    if (message.role === "user" && toolResults) { // (a paused turn's results may be none yet: all its calls held)
       if (last) for (const b of blocks) setToolResult(last, { id: b.tool_use_id, isError: b.is_error, output: resultText(b.content) });
       if (last) last.dataset.afterTools = "1";
       return;
@@ -348,12 +350,168 @@
     else finishAnswer(el, el.usage);
   }
 
+  // --- approvals ---------------------------------------------------------------------------------
+  // A tool call the agent's policy holds: a card with its name and input (as text), an optional
+  // reason and Allow / Deny. The decision goes over the socket (`approve`); the `approval_decision`
+  // event, from this page or any other place the user decided, marks the card and the turn goes on.
+  const APPROVAL_REFUSALS = new Set(["already_decided", "not_found", "too_many_turns", "invalid"]);
+  const DECIDED = { allowed: "Allowed", denied: "Denied", expired: "Expired" };
+  const cardFor = (approvalId) => [...els.messages.querySelectorAll(".approval")].find((card) => card.dataset.approvalId === approvalId);
+  const toolCallFor = (root, toolUseId) => [...root.querySelectorAll("details.tool-call")].find((d) => d.dataset.toolId === toolUseId);
+
+  function addApproval(el, { approval_id: approvalId, tool_use_id: toolUseId, name, input, expires_at: expiresAt }) {
+    const existing = cardFor(approvalId);
+    if (existing) return existing;
+    const card = document.createElement("div");
+    card.className = "approval pending";
+    card.dataset.approvalId = approvalId;
+    card.dataset.toolId = toolUseId || "";
+    card.setAttribute("role", "group");
+    card.setAttribute("aria-label", `Approval for ${name}`);
+    const head = document.createElement("div");
+    head.className = "approval-head";
+    const label = Object.assign(document.createElement("code"), { className: "tool-name", textContent: name });
+    const status = Object.assign(document.createElement("span"), { className: "approval-status", textContent: "waiting for your decision" });
+    head.append("Run ", label, "? ", status);
+    card.append(head);
+    if (input !== undefined) {
+      card.append(Object.assign(document.createElement("pre"), { className: "approval-input", textContent: JSON.stringify(input ?? {}, null, 2) }));
+    }
+    const actions = document.createElement("div");
+    actions.className = "approval-actions";
+    const reason = Object.assign(document.createElement("input"), { className: "approval-reason", placeholder: "Reason (optional)", maxLength: 2000 });
+    reason.setAttribute("aria-label", `Reason for the decision on ${name}`);
+    const allow = Object.assign(document.createElement("button"), { type: "button", className: "allow", textContent: "Allow" });
+    const deny = Object.assign(document.createElement("button"), { type: "button", className: "deny", textContent: "Deny" });
+    allow.addEventListener("click", () => decide(card, "allow"));
+    deny.addEventListener("click", () => decide(card, "deny"));
+    actions.append(reason, allow, deny);
+    card.append(actions);
+    const expires = expiresAt ? new Date(expiresAt) : null;
+    if (expires && !Number.isNaN(expires.getTime())) {
+      card.append(Object.assign(document.createElement("div"), { className: "approval-expiry", textContent: `Denied if not decided by ${expires.toLocaleString()}.` }));
+    }
+    card.append(Object.assign(document.createElement("div"), { className: "approval-error", hidden: true }));
+    el.insertBefore(card, tail(el));
+    const call = toolCallFor(el, toolUseId);
+    if (call) { call.classList.add("held"); call.querySelector(".tool-status").textContent = "awaiting approval"; }
+    els.messages.scrollTop = els.messages.scrollHeight;
+    updateComposer();
+    return card;
+  }
+
+  function setCardBusy(card, busy) {
+    for (const control of card.querySelectorAll(".approval-actions button, .approval-actions input")) control.disabled = busy;
+  }
+
+  function showCardError(card, text) {
+    const error = card.querySelector(".approval-error");
+    error.textContent = text || "";
+    error.hidden = !text;
+  }
+
+  function decide(card, decision) {
+    if (!card.classList.contains("pending") || state.deciding.includes(card)) return;
+    const frame = { type: "approve", session_id: state.sessionId, approval_id: card.dataset.approvalId, decision };
+    const reason = card.querySelector(".approval-reason").value.trim();
+    if (reason) frame.reason = reason;
+    showCardError(card, "");
+    if (!send(frame)) { showCardError(card, "Not connected: try again in a moment."); return; }
+    state.deciding.push(card);
+    setCardBusy(card, true);
+    card.querySelector(".approval-status").textContent = decision === "allow" ? "allowing…" : "denying…";
+  }
+
+  // The decision, however it was made: the card shows it (and who), without buttons.
+  function markDecided(card, { decision, reason, decided_by: decidedBy }) {
+    state.deciding = state.deciding.filter((sent) => sent !== card);
+    card.classList.remove("pending");
+    card.classList.add("decided");
+    if (decision in DECIDED) card.classList.add(decision);
+    card.querySelector(".approval-actions")?.remove();
+    card.querySelector(".approval-expiry")?.remove();
+    showCardError(card, "");
+    let text = decision ? DECIDED[decision] || decision : "Decided";
+    if (decidedBy) text += ` by ${decidedBy}`;
+    if (reason) text += `: ${reason}`;
+    card.querySelector(".approval-status").textContent = text;
+    const call = toolCallFor(els.messages, card.dataset.toolId);
+    if (call) {
+      call.classList.remove("held");
+      if (call.classList.contains("running")) call.querySelector(".tool-status").textContent = decision === "allowed" ? "running…" : "not run";
+    }
+    updateComposer();
+  }
+
+  function approvalDecided(frame) {
+    const card = cardFor(frame.approval_id) || addApproval(state.current, { ...frame, input: undefined });
+    markDecided(card, frame);
+    if (!pendingCards().length) { // the last decision: the turn goes on
+      clearAwaiting(state.current);
+      state.current.classList.add("streaming");
+      setRunning(true);
+    }
+  }
+
+  function clearAwaiting(el) {
+    if (!el.classList.contains("awaiting")) return;
+    el.classList.remove("awaiting");
+    el.querySelector(":scope > .note")?.remove();
+  }
+
+  // A refused decision: on the card it was for. Taken already (or gone): the card stops offering it and
+  // a resume fetches what happened; refused for now (too many running turns): it can be sent again.
+  function approvalRefused(frame) {
+    const card = state.deciding.shift();
+    if (!card || !card.isConnected) { setStatus(frame.message); return; }
+    showCardError(card, frame.message);
+    card.querySelector(".approval-status").textContent = "not decided";
+    if (frame.code === "already_decided" || frame.code === "not_found") {
+      card.querySelector(".approval-actions")?.remove();
+      card.classList.remove("pending");
+      card.classList.add("decided");
+      updateComposer();
+      resume(state.lastSeq || null);
+    } else {
+      setCardBusy(card, false);
+      card.querySelector(".approval-status").textContent = "waiting for your decision";
+    }
+  }
+
+  // After a replay, the server's list of what still waits: a pending call the replay didn't show gets
+  // its card; a card the list no longer has was decided meanwhile (its decision event follows).
+  function showPendingApprovals(pending) {
+    const waiting = new Set(pending.map((approval) => approval.approval_id));
+    for (const card of pendingCards()) {
+      if (!waiting.has(card.dataset.approvalId) && !state.deciding.includes(card)) markDecided(card, {});
+    }
+    for (const approval of pending) {
+      const card = cardFor(approval.approval_id);
+      if (card) continue;
+      let el = state.current || [...els.messages.querySelectorAll(".msg.assistant")].at(-1);
+      if (!el) el = state.current = bubble("assistant", null);
+      addApproval(el, approval);
+      if (!el.classList.contains("awaiting")) note(el, "Waiting for your decision on the tool call above.", "awaiting");
+    }
+    updateComposer();
+  }
+
   function setStatus(text) { els.status.textContent = text || ""; }
 
   function setRunning(running) {
     state.running = running;
     els.stop.hidden = !running;
-    els.send.disabled = running;
+    updateComposer();
+  }
+
+  // While a tool call waits for a decision the session takes no new message (the server refuses it
+  // with `approval_pending`): the composer says so.
+  const pendingCards = () => [...els.messages.querySelectorAll(".approval.pending")];
+  function updateComposer() {
+    const waiting = pendingCards().length > 0;
+    els.send.disabled = state.running || state.starting || waiting;
+    els.prompt.placeholder = waiting ? "Allow or deny the tool call above to go on…" : "Ask something…";
+    els.send.title = waiting ? "A tool call waits for your decision" : "";
   }
 
   // --- websocket ---------------------------------------------------------------------------------
@@ -371,7 +529,7 @@
     ws.onmessage = (message) => handle(JSON.parse(message.data));
     ws.onclose = (event) => {
       if (event.code === 4401) { location.href = "/accounts/login/?next=/chat/"; return; }
-      if (state.starting) { state.starting = false; els.send.disabled = state.running; } // the box still has the message
+      if (state.starting) { state.starting = false; updateComposer(); } // the box still has the message
       setStatus("Connection lost, reconnecting…");
       setTimeout(connect, state.reconnectDelay);
       state.reconnectDelay = Math.min(state.reconnectDelay * 2, 10000);
@@ -398,7 +556,10 @@
   function handle(frame) {
     if (frame.seq == null) { // not a turn event: replies to our own requests
       if (frame.type === "error") refused(frame);
-      if (frame.type === "resumed") setRunning(frame.running);
+      if (frame.type === "resumed" && frame.session_id === state.sessionId) {
+        showPendingApprovals(frame.pending_approvals || []);
+        setRunning(frame.running);
+      }
       return;
     }
     if (frame.session_id !== state.sessionId) {
@@ -444,9 +605,13 @@
       }
       case "tool_use": addToolCall(state.current, frame); break;
       case "tool_result": setToolResult(state.current, { id: frame.id, isError: frame.is_error, output: frame.output }); break;
+      case "approval_request": addApproval(state.current, frame); break;
+      case "approval_decision": approvalDecided(frame); break;
       case "result":
         state.current.classList.remove("streaming");
+        clearAwaiting(state.current);
         if (frame.status === "stopped") note(state.current, "Stopped.", "stopped");
+        if (frame.status === "awaiting_approval") note(state.current, "Waiting for your decision on the tool call above.", "awaiting");
         finishAnswer(state.current, frame.usage);
         setRunning(false);
         break;
@@ -462,11 +627,12 @@
   // A refused request (a `start` without the prompt's variables, a busy session…): the typed
   // message stays in the box, and the variables form shows what's missing.
   async function refused(frame) {
+    if (!state.starting && state.deciding.length && APPROVAL_REFUSALS.has(frame.code)) { approvalRefused(frame); return; }
     setStatus(frame.message);
     if (frame.code === "connection_required") offerConnect(frame);
     if (!state.starting) return;
     state.starting = false;
-    els.send.disabled = state.running;
+    updateComposer();
     if (/variable/i.test(frame.message)) {
       // What the page knew may be stale (the prompt changed since): ask again.
       await (state.sessionId ? loadSessions() : loadAgents()).catch(() => {});
@@ -521,6 +687,7 @@
     state.sessionId = sessionId;
     state.lastSeq = 0;
     state.current = null;
+    state.deciding = [];
     setRunning(false);
     if (location.hash !== `#session-${sessionId}`) history.replaceState(null, "", `#session-${sessionId}`);
     for (const link of els.sessions.querySelectorAll("a")) link.classList.toggle("active", Number(link.dataset.sessionId) === sessionId);
@@ -540,6 +707,7 @@
     event.preventDefault();
     const text = els.prompt.value.trim();
     if (!text || state.running || state.starting) return;
+    if (pendingCards().length) { setStatus("Allow or deny the pending tool call first."); return; }
     if (!els.variables.hidden) {
       const empty = els.variableFields.querySelector("input:invalid");
       if (empty) { setStatus(`Give a value for ${empty.name} first.`); empty.focus(); return; }
@@ -569,7 +737,7 @@
   });
   els.stop.addEventListener("click", () => send({ type: "stop", session_id: state.sessionId }));
   function newChat() {
-    state.sessionId = null; state.lastSeq = 0; state.current = null;
+    state.sessionId = null; state.lastSeq = 0; state.current = null; state.deciding = [];
     history.replaceState(null, "", location.pathname);
     els.messages.replaceChildren();
     setRunning(false);

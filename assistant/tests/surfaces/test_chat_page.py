@@ -33,14 +33,22 @@ PASSWORD = "a browser passphrase"
 
 
 @contextmanager
-def serving(tmp_path, application: str | None = None):
+def serving(tmp_path, application: str | None = None, *, seed: str | None = None, env: dict[str, str] | None = None):
+    """The server (its workspaces in the test's WORKSPACES_DIR; `env`: settings of its own). `seed`: Python
+    run in a shell on its database before it starts (what staff make, e.g. organization agents), `{fake}`
+    standing for the fake model's URL."""
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
+    extra = env or {}
     with fake_anthropic_server() as fake:
         # The user configures the fake model on 127.0.0.1: staff allow that host (the egress policy).
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
-               "STATIC_ROOT": str(tmp_path / "static"), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
+               "STATIC_ROOT": str(tmp_path / "static"), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
+               "WORKSPACES_DIR": str(settings.WORKSPACES_DIR), **extra}  # fmt: skip
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                        cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
+        if seed is not None:
+            subprocess.run([sys.executable, "manage.py", "shell", "-c", seed.replace("{fake}", fake.base_url)],
+                           cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
         with running_server(env, application=application) as base:
             email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
             assert http_json("POST", f"{base}/api/v1/auth/register", {"name": "Browser", "email": email, "password": PASSWORD})[0] == 201
