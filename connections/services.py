@@ -89,7 +89,8 @@ def redirect_uri_for(base_url: str) -> str:
 def _oauth_client(integration: Integration, server: oauth.ServerAuth, redirect_uri: str) -> OAuthClient:
     """This site's client at `server` for the integration: staff's, the one registered before, or one
     registered now — under the integration's row lock, so users connecting at once register one."""
-    Integration.objects.select_for_update().filter(pk=integration.pk).first()
+    # NO KEY UPDATE: rows referencing the integration (authorizations being stored) aren't held up by it.
+    Integration.objects.select_for_update(no_key=True).filter(pk=integration.pk).first()
     endpoints = {"authorization_endpoint": server.authorization_endpoint, "token_endpoint": server.token_endpoint,
                  "revocation_endpoint": server.revocation_endpoint}  # fmt: skip
     existing = OAuthClient.objects.filter(integration=integration, issuer=server.issuer, redirect_uri=redirect_uri).first()
