@@ -28,6 +28,7 @@ from agents.models import (
     PromptTemplateVersion,
     UserAgentSession,
 )
+from connections.admin import ConnectionInline
 
 KEEP_HELP = "Write-only. Leave blank to keep the current value."
 
@@ -242,6 +243,10 @@ class IntegrationForm(forms.ModelForm):
         help_text=KEEP_HELP + ' A token, or a JSON object such as {"token": "…"}.',
     )
     clear_credentials = forms.BooleanField(required=False, help_text="Remove the stored credentials.")
+    oauth_client_secret = forms.CharField(
+        label="OAuth client secret", required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+        help_text=KEEP_HELP + " Empty with no secret stored: a public client.",
+    )  # fmt: skip
     mcp_server = forms.JSONField(
         label="MCP server",
         required=False,
@@ -256,6 +261,8 @@ class IntegrationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if "auth" in self.fields:  # a form posted without it (older clients, scripts) keeps what is stored
+            self.fields["auth"].required = False
         if "credentials" in self.fields:
             self.fields["credentials"].help_text = _with_current(
                 self.fields["credentials"].help_text, _credentials_shown(self.instance) if self.instance.pk else ""
@@ -276,14 +283,23 @@ class IntegrationForm(forms.ModelForm):
             cleaned["credentials"] = None
         elif not cleaned.get("credentials"):
             cleaned["credentials"] = self.instance.credentials if self.instance.pk else None
+        if not cleaned.get("auth"):
+            cleaned["auth"] = self.instance.auth or "shared"
+        if not cleaned.get("oauth_client_secret"):  # kept unless a new one is typed
+            cleaned["oauth_client_secret"] = self.instance.oauth_client_secret if self.instance.pk else ""
         return cleaned
 
 
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationForm
-    list_display = ("__str__", "provider", "auth_type", "credentials_display", "is_active", "owner", "updated_at")
-    list_filter = ("provider", "auth_type", "is_active", _OwnerScopeFilter)
+    list_display = ("__str__", "provider", "auth", "credentials_display", "is_active", "owner", "updated_at")
+    list_filter = ("provider", "auth", "is_active", _OwnerScopeFilter)
+    inlines = [ConnectionInline]  # its connected users (connections app; never a token)
+
+    def get_inline_instances(self, request, obj=None):
+        # Connected users are listed on a per-user integration's page only (none to list while adding).
+        return super().get_inline_instances(request, obj) if obj is not None and obj.per_user else []
     search_fields = ("name", "provider", "owner__email")
     autocomplete_fields = ("owner",)
     readonly_fields = ("created_at", "updated_at")
@@ -294,6 +310,10 @@ class IntegrationAdmin(admin.ModelAdmin):
         "credentials",
         "clear_credentials",
         "mcp_server",
+        "auth",
+        "oauth_client_id",
+        "oauth_client_secret",
+        "oauth_scopes",
         "tools_require_approval",
         "is_active",
         "owner",

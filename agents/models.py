@@ -197,6 +197,27 @@ class Integration(models.Model):
         validators=[validate_mcp_server],
         help_text='stdio: {"command", "args": [], "env": {}}; or {"type": "sse"|"http", "url", "headers": {}}.',
     )
+    # Whose identity the server sees (issue 29; connections/ holds each user's tokens).
+    auth = models.CharField(
+        max_length=16,
+        choices=[
+            ("shared", "Shared: the integration's credentials for every user"),
+            ("per_user_token", "Per user token: each user gives their own token"),
+            ("oauth", "OAuth: each user connects through the server's authorization server"),
+        ],
+        default="shared",
+        help_text="Shared: `credentials` for everyone. Per user token / OAuth: each user's own connection "
+        "(an sse or http server only; `credentials` are never sent).",
+    )
+    oauth_client_id = models.CharField(
+        max_length=255, blank=True,
+        help_text="OAuth: a client registered at the authorization server for this site. Empty: registered "
+        "dynamically (RFC 7591) when the server offers it.",
+    )  # fmt: skip
+    oauth_client_secret = EncryptedTextField(blank=True, help_text="Encrypted at rest. Empty: a public client.")
+    oauth_scopes = models.CharField(
+        max_length=1000, blank=True, help_text="OAuth: space-separated scopes to ask for. Empty: the server's."
+    )
     # Staff's rule for an organization-wide integration: every call of its tools waits for the user's
     # yes (issue 28). An agent's own `approval_required` adds to it, never takes from it.
     tools_require_approval = models.BooleanField(
@@ -238,7 +259,15 @@ class Integration(models.Model):
         server = self.mcp_server or {}
         return isinstance(server, dict) and server.get("type", "stdio" if "command" in server else None) == "stdio"
 
+    @property
+    def per_user(self) -> bool:
+        """Each user reaches its server with their own connection (connections app)."""
+        return self.auth in {"per_user_token", "oauth"}
+
     def clean(self) -> None:
+        if self.per_user and (not isinstance(self.mcp_server, dict) or self.runs_a_local_command
+                              or not isinstance(self.mcp_server.get("url"), str)):
+            raise ValidationError({"auth": ["Per-user tokens and OAuth need an sse or http MCP server (a url)."]})
         # Trust rule: staff decide what the server executes. A stdio server is a command run on the server.
         if self.owner_id is None or not isinstance(self.mcp_server, dict) or not self.mcp_server:
             return

@@ -337,7 +337,8 @@ def integration_mcp_definition(*, integration: Integration) -> dict[str, Any]:
     Credentials are decrypted here: never log the result."""
     definition = json.loads(json.dumps(integration.mcp_server))  # a deep copy
     definition.setdefault("type", "stdio" if "command" in definition else definition.get("type"))
-    credentials = integration.credentials
+    # A per-user integration's server gets each user's own token (connections.turns), never shared ones.
+    credentials = None if integration.per_user else integration.credentials
     if definition["type"] == "stdio" and isinstance(credentials, dict):
         secrets = {name: str(value) for name, value in credentials.items() if ENV_NAME_RE.match(name)}
         definition["env"] = {**definition.get("env", {}), **secrets}

@@ -111,6 +111,10 @@ class IntegrationSerializer(serializers.ModelSerializer):
             "name",
             "provider",
             "auth_type",
+            "auth",
+            "oauth_client_id",
+            "oauth_client_secret",
+            "oauth_scopes",
             "credentials",
             "has_credentials",
             "credentials_masked",
@@ -121,6 +125,7 @@ class IntegrationSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["owner", "created_at", "updated_at"]
+        extra_kwargs = {"oauth_client_secret": {"write_only": True}}
         # One-active-per-provider is checked by the service (the owner is not an input here).
         validators: list = []
 

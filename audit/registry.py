@@ -22,7 +22,7 @@ def register_models() -> None:
 
     secret = "audit.registry.hide_secret"
     auditlog.register(LLMProviderConfig, mask_fields=["api_key"], mask_callable=secret)
-    auditlog.register(Integration, mask_fields=["credentials"], mask_callable=secret)
+    auditlog.register(Integration, mask_fields=["credentials", "oauth_client_secret"], mask_callable=secret)
     auditlog.register(PromptTemplate)
     auditlog.register(AIAgent, m2m_fields={"integrations"})
     auditlog.register(get_user_model(), exclude_fields=["password", "last_login"])

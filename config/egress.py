@@ -167,6 +167,13 @@ def _check_addresses(host: str, addresses: Iterable[str]) -> None:
             raise EgressRefused(host, f"it resolves to {text}, {reason}")
 
 
+def check_addresses(host: str, port: int, addresses: Iterable[str]) -> None:
+    """The connect-time check for clients other than `guarded_http_client` (connections/http.py, on
+    requests): `host` resolved to `addresses`, every one must pass unless the host is allowed."""
+    if not host_is_allowed(host, port):
+        _check_addresses(host, addresses)
+
+
 def check_url(url: str) -> None:
     """The save-time check of a URL a user chose; raises EgressRefused.
 

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "config",
     "accounts",
     "agents",
+    "connections",
     "orgproxy",
     "assistant",
     "usage",
@@ -368,6 +369,13 @@ OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4.1-mini")
 # base URLs, their MCP integrations' urls) may reach although they resolve to loopback, private, link-local
 # or metadata addresses: see config/egress.py.
 OUTBOUND_ALLOWED_HOSTS = env.list("OUTBOUND_ALLOWED_HOSTS", default=[])
+# Connections (issue 29: users' own tokens and OAuth for integrations, connections/).
+# The site's public URL, for the OAuth callback when no request tells it (`manage.py connect`).
+CONNECTIONS_PUBLIC_URL = env.str("CONNECTIONS_PUBLIC_URL", default="").rstrip("/")
+CONNECTIONS_STATE_TTL = env.int("CONNECTIONS_STATE_TTL", default=600)  # seconds an authorization may take
+CONNECTIONS_REFRESH_MARGIN = env.int("CONNECTIONS_REFRESH_MARGIN", default=60)  # refresh this long before expiry
+CONNECTIONS_HTTP_CONNECT_TIMEOUT = env.float("CONNECTIONS_HTTP_CONNECT_TIMEOUT", default=5.0)
+CONNECTIONS_HTTP_READ_TIMEOUT = env.float("CONNECTIONS_HTTP_READ_TIMEOUT", default=15.0)
 # `manage.py init` creates this admin user when both are set (flags override).
 INIT_ADMIN_EMAIL = env.str("INIT_ADMIN_EMAIL", default="")
 INIT_ADMIN_PASSWORD = env.str("INIT_ADMIN_PASSWORD", default="")

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from assistant.surfaces.openai import api as openai_api
 from assistant.surfaces.chat_page import chat
 from config import views
+from connections import api as connections_api
 
 urlpatterns = [
     path("", views.health, name="root"),
@@ -33,6 +34,8 @@ urlpatterns = [
     # Browser login through the OpenID provider (404 unless configured, see accounts/oidc.py).
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("agents.urls")),
+    path("api/v1/", include("connections.urls")),
+    path("connections/oauth/callback", connections_api.oauth_callback, name="connections-oauth-callback"),
     path("api/v1/", include("assistant.urls")),
     path("api/v1/", include("usage.urls")),
     # The OpenAI-compatible API, where OpenAI clients expect it (base URL `<site>/v1`).

@@ -41,6 +41,7 @@ from assistant.models import Approval, TurnEvent
 from assistant.runs.catalog import turn_catalog
 from audit.services import ToolApproval
 from assistant.runs.plan import TurnPlan, TurnRefused, _check_concurrent_turns, _tool_setup, approval_gate
+from connections.turns import ConnectionRequired, specs_for_user
 from usage.services import TurnBudget
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ def _claim_and_plan(session_id: int, message_id: int, *, opening: list[dict[str,
     agent = turn_catalog.agent(version, session.agent_id)
     failure = None
     system = ""
+    mcp_specs: tuple = ()
     if agent is None or not agent.is_active:
         failure = ("agent_unavailable", "This session's agent is no longer available.")
     elif agent.refusal is not None:
@@ -253,6 +255,13 @@ def _claim_and_plan(session_id: int, message_id: int, *, opening: list[dict[str,
             system = agent.system_prompt(session.custom_properties or {})
         except Exception as exc:  # noqa: BLE001 - a prompt whose variables this session lacks
             failure = ("invalid", f"This session's agent can't be used: {exc}")
+        # The user's own tokens (issue 29): no refresh here, in the caller's transaction; a token not yet
+        # expired is used, an expired one ends the turn with `connection_required`.
+        try:
+            mcp_specs = specs_for_user(user_id=session.owner_id, specs=agent.tools.mcp_specs if agent.tools else (),
+                                       personal=agent.tools.personal if agent.tools else (), refresh=False)  # fmt: skip
+        except ConnectionRequired as missing:
+            failure = failure or ("connection_required", missing.message)
     resume = ResumeState(history, calls, settled, to_run, approvals, failure)
     last_event = TurnEvent.objects.filter(session_id=session_id).aggregate(last=Max("seq"))["last"] or 0
     first_seq = opening[0]["seq"] if opening else last_event + 1
@@ -265,7 +274,7 @@ def _claim_and_plan(session_id: int, message_id: int, *, opening: list[dict[str,
         )  # fmt: skip
     limits = turn_catalog.budget_limits(version, session.owner_id)
     budget = TurnBudget(user_id=session.owner_id, prices=agent.prices, limits=limits)
-    tools = _tool_setup(agent, session_id)
+    tools = _tool_setup(agent, session_id, mcp_specs)
     # The model calls the turn made before it paused count against the agent's max_turns.
     made = sum(1 for m in stored if m.role == Message.Role.ASSISTANT and m.seq > _last_prompt_seq(stored))
     return TurnPlan(

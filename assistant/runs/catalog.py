@@ -27,6 +27,7 @@ from agents.versions import agent_version_current
 from assistant.llm import ModelSettings
 from assistant.tools.mcp import McpConfigError, McpServerSpec
 from assistant.tools.toolset import integration_specs, workspace_tools_for
+from connections.turns import PersonalServer, personal_servers
 from usage.services import Limits, Prices, budget_limits, prices_for_config
 
 MAX_ENTRIES = 10_000
@@ -60,6 +61,9 @@ class AgentTools:
     # Tools whose calls wait for the user's yes: the agent's `approval_required` and every tool of
     # the integrations whose `tools_require_approval` is set (an agent can't take those away).
     approval_required: tuple[str, ...] = ()
+    # Servers that need each user's own connection (issue 29): their tokens are added per turn
+    # (connections.turns), never kept here.
+    personal: tuple[PersonalServer, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -120,7 +124,8 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
     try:
         files, shell = workspace_tools_for(agent)
         tools = AgentTools(
-            tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell, approval_patterns(agent)
+            tuple(integration_specs(agent)), tuple(agent.allowed_tools or ()), files, shell, approval_patterns(agent),
+            personal_servers(agent.integrations.all()),
         )
     except McpConfigError as exc:
         tools_problem = f"This agent's tools can't be used: {exc}"

@@ -40,6 +40,8 @@ from assistant.runs.history import api_messages
 from assistant.runs.sweeps import stale_turns_settle
 from assistant.tools.toolset import ToolSetup, approval_required_for
 from config.errors import CodedError
+from connections.services import connection_refresh
+from connections.turns import ConnectionRequired, RefreshNeeded, specs_for_user
 from config.threads import run_sync
 from usage.services import BudgetExceeded, TurnBudget, budget_check
 
@@ -51,9 +53,10 @@ class TurnRefused(CodedError):
     """A turn (or a stop/resume) that can't be done; `code` is stable, `message` is for people,
     `field` the input at fault when one is (`custom_properties`)."""
 
-    def __init__(self, code: str, message: str, *, field: str | None = None):
+    def __init__(self, code: str, message: str, *, field: str | None = None, details: dict | None = None):
         super().__init__(code, message)
         self.field = field
+        self.details = details  # more for clients (`connection_required`: the integration, its connect URL)
 
 
 @dataclass
@@ -167,7 +170,20 @@ def _budget(version: int, user_id: int, agent: AgentRuntime) -> TurnBudget:
     return TurnBudget(user_id=user_id, prices=agent.prices, limits=limits)
 
 
-def turn_begin(
+def turn_begin(**kwargs: Any) -> TurnPlan:
+    """`_turn_begin` (below), with the user's connections' tokens refreshed first when they are about to
+    expire (issue 29): outside the turn's transaction (a token request takes a round trip), each under
+    its connection's row lock, then the turn planned again with what they hold now."""
+    kwargs["history"] = list(kwargs.get("history", ()))  # read again by the second attempt
+    try:
+        return _turn_begin(**kwargs)
+    except RefreshNeeded as needed:
+        for connection_id in needed.connection_ids:
+            connection_refresh(connection_id=connection_id)
+        return _turn_begin(**kwargs, refresh_connections=False)
+
+
+def _turn_begin(
     *,
     user,
     text: str,
@@ -177,6 +193,7 @@ def turn_begin(
     custom_properties: dict[str, Any] | None = None,
     title: str | None = None,
     history: Iterable[tuple[str, list[dict[str, Any]]]] = (),
+    refresh_connections: bool = True,
 ) -> TurnPlan:
     """Plan the next turn of the user's session `session_id`, or of a new session with the agent
     `agent_slug` (the organization's, else the user's own) or `agent_id` (a built-in lookup's), with
@@ -222,6 +239,7 @@ def turn_begin(
             raise TurnRefused(*agent.refusal)
         if agent.tools_problem is not None:
             raise TurnRefused("agent_unavailable", agent.tools_problem)
+        mcp_specs = _user_mcp_specs(agent, user.pk, refresh=refresh_connections)
         budget = _budget(version, user.pk, agent)
         try:
             system = agent.system_prompt(variables)
@@ -247,7 +265,7 @@ def turn_begin(
         answer = Message(session_id=session.id, seq=seq + 2, role=Message.Role.ASSISTANT, content=[],
                          status=STREAMING, model=agent.model.model, created_at=now, updated_at=now)  # fmt: skip
         messages_insert([*new, user_message, answer])
-        tools = _tool_setup(agent, session.id)
+        tools = _tool_setup(agent, session.id, mcp_specs)
         plan = TurnPlan(
             session_id=session.id,
             agent_slug=agent.slug,
@@ -277,12 +295,24 @@ def approval_gate(agent: AgentRuntime, decide=None) -> ApprovalGate | None:
     return ApprovalGate(required, decide) if required is not None else None
 
 
-def _tool_setup(agent: AgentRuntime, session_id: int) -> ToolSetup:
+def _user_mcp_specs(agent: AgentRuntime, user_id: int, *, refresh: bool) -> tuple:
+    """The agent's MCP servers with the user's own tokens where its integrations need them (issue 29).
+    Refused before the model when the user has no usable connection; RefreshNeeded (turn_begin)."""
+    if agent.tools is None:
+        return ()
+    try:
+        return specs_for_user(user_id=user_id, specs=agent.tools.mcp_specs, personal=agent.tools.personal,
+                              refresh=refresh)  # fmt: skip
+    except ConnectionRequired as missing:
+        raise TurnRefused("connection_required", missing.message, details=missing.details()) from None
+
+
+def _tool_setup(agent: AgentRuntime, session_id: int, mcp_specs: tuple) -> ToolSetup:
     tools = agent.tools
     if tools is None or tools.empty:
         return ToolSetup()
     return ToolSetup(
-        mcp_specs=tools.mcp_specs,
+        mcp_specs=mcp_specs,
         allowed_tools=tools.allowed_tools,
         workspace=workspace_ensure(session_id) if tools.files else None,
         shell=tools.shell,

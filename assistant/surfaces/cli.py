@@ -287,7 +287,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         system = agent_system_prompt(agent=agent, variables=variables)
 
     names = {spec.name for spec in file_specs}
-    agent_specs = [spec for spec in _integration_specs(agent) if spec.name not in names]
+    agent_specs = _with_connections(agent, owner, [spec for spec in _integration_specs(agent) if spec.name not in names])
 
     if session is None:
         title = _shorten(options.message.strip().splitlines()[0], 80)
@@ -314,6 +314,21 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         history=history,
         resumed=bool(options.resume_session_id),
     )
+
+
+def _with_connections(agent, owner, specs: list[McpServerSpec]) -> list[McpServerSpec]:
+    """The operator's own tokens for integrations that need each user's connection (issue 29)."""
+    from connections.turns import ConnectionRequired, personal_servers, specs_for_user_now
+
+    personal = tuple(p for p in personal_servers(agent.integrations.all()) if p.server_name in {s.name for s in specs})
+    try:
+        return list(specs_for_user_now(user_id=owner.pk, specs=tuple(specs), personal=personal))
+    except ConnectionRequired as missing:
+        raise OrchestratorError(
+            "connection_required",
+            f"{owner.email} has no usable connection to the integration “{missing.integration_name}”: run "
+            f"`manage.py connect {missing.integration_id} --user {owner.email}`",
+        ) from None
 
 
 def _session_pk(value: str) -> int:

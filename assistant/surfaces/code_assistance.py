@@ -182,8 +182,12 @@ class CodeAssistanceApi(APIView):
                 "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
                 "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,
                 "agent_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+                "connection_required": status.HTTP_409_CONFLICT,
             }.get(refused.code, status.HTTP_400_BAD_REQUEST)
-            return error_response(refused.message, refused.code, code)
+            response = error_response(refused.message, refused.code, code)
+            if refused.details:  # connection_required: the integration and its connect URL
+                response.data["detail"].update(refused.details)
+            return response
         runner, queue = runs.turn_start_from_sync(plan)
         response = StreamingHttpResponse(
             _Body(runner, queue, client_session_id), content_type="text/event-stream; charset=utf-8"

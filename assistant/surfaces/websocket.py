@@ -140,7 +140,7 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             await handler(content)
         except runs.TurnRefused as refused:
             session_id = content.get("session_id") if isinstance(content.get("session_id"), int) else None
-            await self.send_json(_error_frame(refused.code, refused.message, session_id))
+            await self.send_json({**_error_frame(refused.code, refused.message, session_id), **(refused.details or {})})
             if refused.code == "account_inactive":  # deactivated where this socket's closing didn't reach
                 await self.close(code=CLOSE_UNAUTHENTICATED, reason="Account deactivated.")
 

@@ -36,6 +36,7 @@ FINISH_REASONS = {
 ERROR_STATUSES = {
     "invalid": (400, "invalid_request_error"),
     "not_found": (404, "invalid_request_error"),
+    "connection_required": (409, "invalid_request_error"),  # the user must connect an integration first
     "account_inactive": (401, "invalid_request_error"),  # deactivated since the request was authenticated
     "too_many_turns": (429, "rate_limit_error"),
     "turn_in_progress": (429, "rate_limit_error"),

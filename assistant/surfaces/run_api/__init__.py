@@ -47,6 +47,7 @@ REFUSAL_STATUS = {
     "already_decided": status.HTTP_409_CONFLICT,
     "agent_unavailable": status.HTTP_409_CONFLICT,
     "not_configured": status.HTTP_409_CONFLICT,
+    "connection_required": status.HTTP_409_CONFLICT,  # the user must connect an integration first
     "too_many_turns": status.HTTP_429_TOO_MANY_REQUESTS,
     "budget_exceeded": status.HTTP_429_TOO_MANY_REQUESTS,
 }
@@ -55,7 +56,10 @@ REFUSAL_STATUS = {
 def _refusal_response(refused: runs.TurnRefused, *, field: str) -> Response:
     if refused.code == "invalid":  # what the serializer can't see: the agent's custom-properties schema…
         raise ValidationError({field: [refused.message]})
-    return error_response(refused.message, refused.code, REFUSAL_STATUS.get(refused.code, status.HTTP_400_BAD_REQUEST))
+    response = error_response(refused.message, refused.code, REFUSAL_STATUS.get(refused.code, status.HTTP_400_BAD_REQUEST))
+    if refused.details:  # connection_required: the integration and its connect URL
+        response.data["detail"].update(refused.details)
+    return response
 
 
 def _streaming_response(body: AsyncIterator[bytes], encoder, session_id: int) -> StreamingHttpResponse:
