@@ -71,6 +71,10 @@ async def test_a_held_call_waits_while_the_others_run_and_the_turn_holds_nothing
     stored = [m async for m in Message.objects.filter(session_id=session_id).order_by("seq")]
     assert [(m.role, m.status) for m in stored] == [("user", "complete"), ("assistant", "complete"), ("user", "awaiting")]
     assert [b["tool_use_id"] for b in stored[2].content] == [frames[3]["id"]]  # the listing's result only
+    for _ in range(200):  # the runner ends just after its last event (it looks for early decisions)
+        if runs.running_turn(session_id) is None:
+            break
+        await asyncio.sleep(0.01)
     assert runs.running_turn(session_id) is None
     assert not await sync_to_async(runs.turn_is_running)(user=user, session_id=session_id)
 
