@@ -19,7 +19,8 @@ ASSISTANT_FLOORS = [
     ("assistant.tools",),
     ("assistant.runs",),
     ("assistant.wire", "assistant.services"),
-    ("assistant.surfaces", "assistant.routing", "assistant.urls", "assistant.management", "assistant.apps"),
+    ("assistant.surfaces", "assistant.routing", "assistant.urls", "assistant.management", "assistant.apps",
+     "assistant.admin"),
 ]
 
 
