@@ -1,13 +1,16 @@
-"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`.
+"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`; any
+other `/v1` path answers OpenAI's 404 in OpenAI's shape.
 
 For the tools people already use with the OpenAI API (Open WebUI, LibreChat, Continue, the `openai`
 SDK), with a personal API key (`cdk_…`) or an access token as the bearer token.
 
 A chat completion is one turn of the shared turn runner (assistant.runs), like a websocket or SSE
-turn: each request becomes a new session of the user holding the client's earlier messages (in the
-neutral block format), and the last user message runs through `turn_begin` + `TurnRunner`, so the
-agent's system prompt, config and tools, the history, usage accounting and the per-user turn limit
-all apply. Client `system`/`developer` messages are added after the agent's system prompt (the
+turn: the last user message runs through `turn_begin` + `TurnRunner`, so the agent's system prompt,
+config and tools, the history, usage accounting and the per-user turn limit all apply. One
+conversation is one session: a request whose earlier messages are the conversation of one of the
+user's `/v1` sessions (by digest, see `chat_turn_begin`) is its next turn, the `X-Session-ID` header
+names one to continue, and any other request starts a new session holding the client's earlier
+messages (in the neutral block format). Client `system`/`developer` messages are added after the agent's system prompt (the
 agent's instructions come first and can't be replaced by a client).
 
 A client that disconnects stops the turn, streaming or not: nobody can read the rest of the answer
