@@ -158,24 +158,24 @@ def v1_conversation_session(*, user, agent_slug: str, digest: str) -> int | None
     return aliases.values_list("session_id", flat=True).first()
 
 
-def v1_conversation_moved_on(*, user, session_id: int, digest: str) -> None:
+def v1_conversation_moved_on(*, user, session_id: int, digest: str, continued: bool) -> None:
     """After a `/v1` turn: the session now holds the conversation `digest`, for the client's next
-    request to continue it. A session aliased by another surface (code assistance, an AI SDK chat,
-    continued here with X-Session-ID) keeps its alias; of two sessions with the same conversation the
-    latest wins."""
+    request to continue it. One statement: a continued session's alias moved on, or a new one made;
+    of two sessions with the very same conversation (identical answers), the latest has it. A session
+    aliased by another surface (code assistance, an AI SDK chat, continued here with X-Session-ID)
+    keeps its alias."""
     kind = ClientSessionAlias.Kind.V1_CONVERSATION
     try:
         with transaction.atomic():
-            alias = ClientSessionAlias.objects.select_for_update().filter(session_id=session_id).first()
-            if alias is not None and alias.kind != kind:
+            if continued and ClientSessionAlias.objects.filter(session_id=session_id, kind=kind).update(key=digest):
                 return
-            ClientSessionAlias.objects.filter(owner=user, kind=kind, key=digest).exclude(session_id=session_id).delete()
-            if alias is None:
-                ClientSessionAlias.objects.create(owner=user, kind=kind, key=digest, session_id=session_id)
-            elif alias.key != digest:
-                alias.key = digest
-                alias.save(update_fields=["key"])
-    except IntegrityError:  # the same conversation moved on in another session at the same moment: that one has it
+            ClientSessionAlias.objects.bulk_create(
+                [ClientSessionAlias(owner=user, kind=kind, key=digest, session_id=session_id)],
+                update_conflicts=True, unique_fields=["owner", "kind", "key"], update_fields=["session"],
+            )  # fmt: skip
+    except IntegrityError:
+        # The session has another surface's alias; or, continued, another session reached this very
+        # conversation first and keeps it (a request carrying it continues that one).
         pass
 
 

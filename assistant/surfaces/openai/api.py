@@ -154,7 +154,7 @@ def _model_not_found(model: str) -> OpenAIError:
 _CONTINUATION_REFUSALS = {"not_found", "turn_in_progress", "approval_pending", "agent_unavailable"}
 
 
-def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = None) -> runs.TurnPlan:
+def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = None) -> tuple[runs.TurnPlan, bool]:
     """The turn answering the client's last message, planned (runs.turn_begin) with the client's options:
     - with `session_id` (the X-Session-ID header), the next turn of that session of the user with the
       agent `chat.model` (else a 404): the session's stored messages are the history;
@@ -162,7 +162,7 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
       `/v1` (their digest is that of a session after its last turn), the next turn of that session;
     - else a new session holding the client's earlier messages (one transaction: a refused turn
       leaves no session behind).
-    Raises OpenAIError."""
+    Returns the plan and whether it continues a session. Raises OpenAIError."""
     prompt = chat.prompt
     title = (f"[{chat.user}] " if chat.user else "") + prompt.strip().replace("\n", " ")[:80]
     try:
@@ -180,6 +180,7 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
                 except runs.TurnRefused as refused:
                     if refused.code not in _CONTINUATION_REFUSALS:
                         raise
+        continued = plan is not None
         if plan is None:
             plan = runs.turn_begin(user=user, text=prompt, agent_slug=chat.model, title=title, history=chat.history)
     except runs.TurnRefused as refused:
@@ -199,7 +200,7 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
     plan.request = replace(
         request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval
     )
-    return plan
+    return plan, continued
 
 
 def _continued(user, prompt: str, session_id: int, model: str) -> runs.TurnPlan:
@@ -233,7 +234,7 @@ async def _denied_over_api(call: ToolCall) -> ToolOutcome:
     return runs.denial_over_api(call)
 
 
-def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, runs.TurnPlan]:
+def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
@@ -246,14 +247,16 @@ def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, runs.Tur
         raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
     chat = wire.parse_chat_request(wire.parse_body(raw))
     session_id = _session_header(request, chat.model)
-    return user, chat, chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 
 class _Relay:
     """Reads one turn's events from its runner (same process) for one HTTP answer."""
 
-    def __init__(self, user, plan: runs.TurnPlan, chat: wire.ChatRequest) -> None:
+    def __init__(self, user, plan: runs.TurnPlan, chat: wire.ChatRequest, *, continued: bool) -> None:
         self.user = user
+        self.continued = continued
         self.plan = plan
         self.chat = chat
         self.answer: list[str] = []  # the text sent to the client
@@ -291,7 +294,10 @@ class _Relay:
         """The answer is whole: the session now holds the conversation as the client will have it.
         Recorded before the client reads the end of the answer, so its next request finds it."""
         digest = wire.conversation_digest(self.chat.model, self.chat.conversation("".join(self.answer)))
-        await run_sync(services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest)
+        await run_sync(
+            services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest,
+            continued=self.continued,
+        )  # fmt: skip
 
     async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
         return await asyncio.wait_for(self.queue.get(), timeout)
@@ -375,13 +381,13 @@ async def chat_completions(request: HttpRequest):
         # the caller's connection too: the test's own, in process).
         planning = asyncio.ensure_future(sync_to_async(_chat_prepare, thread_sensitive=True)(request))
         try:
-            user, chat, plan = await asyncio.shield(planning)
+            user, chat, continued, plan = await asyncio.shield(planning)
         except asyncio.CancelledError:  # the client left: a turn planned meanwhile is kept `stopped`
             asyncio.ensure_future(runs.turn_start_when_planned(planning))
             raise
     except OpenAIError as error:
         return _error_response(error)
-    relay = _Relay(user, plan, chat)
+    relay = _Relay(user, plan, chat, continued=continued)
     relay.start()
     streaming = False
     try:

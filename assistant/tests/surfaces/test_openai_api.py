@@ -214,3 +214,25 @@ async def test_x_session_id_of_another_user_or_agent_or_none_is_a_404(user, othe
         assert error_of(answer)["code"] == "session_not_found"
     assert len(fake.requests) == 1
     assert await sync_to_async(stored)(int(session_id)) == [("user", "Hi"), ("assistant", "Hello from the fake model.")]
+
+
+async def test_of_two_sessions_with_the_very_same_conversation_the_latest_is_continued(user, agent, fake):
+    older, hello = await chat(user, [{"role": "user", "content": "Hi"}])
+    latest, _ = await chat(user, [{"role": "user", "content": "Hi"}])  # the same answer: the same conversation
+
+    continued, _ = await chat(user, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": hello},
+                                     {"role": "user", "content": "More"}])  # fmt: skip
+
+    assert continued.headers["x-session-id"] == latest.headers["x-session-id"] != older.headers["x-session-id"]
+    assert await ClientSessionAlias.objects.filter(owner=user).acount() == 1
+
+
+async def test_a_code_assistance_session_continued_with_x_session_id_keeps_its_alias(user, agent, fake):
+    session = await UserAgentSession.objects.acreate(owner=user, agent=agent, title="from code assistance")
+    await ClientSessionAlias.objects.acreate(owner=user, kind="code_assistance", key="claude-session-1", session=session)
+
+    answer, _ = await chat(user, [{"role": "user", "content": "Hi"}], **{"x-session-id": str(session.pk)})
+
+    assert answer.headers["x-session-id"] == str(session.pk)
+    alias = await ClientSessionAlias.objects.aget(session=session)
+    assert alias.kind == "code_assistance" and alias.key == "claude-session-1"
