@@ -10,8 +10,8 @@ config and tools, the history, usage accounting and the per-user turn limit all 
 conversation is one session: a request whose earlier messages are the conversation of one of the
 user's `/v1` sessions (by digest, see `chat_turn_begin`) is its next turn, the `X-Session-ID` header
 names one to continue, and any other request starts a new session holding the client's earlier
-messages (in the neutral block format). Client `system`/`developer` messages are added after the agent's system prompt (the
-agent's instructions come first and can't be replaced by a client).
+messages (in the neutral block format). Client `system`/`developer` messages are added after the
+agent's system prompt (the agent's instructions come first and can't be replaced by a client).
 
 A client that disconnects stops the turn, streaming or not: nobody can read the rest of the answer
 (an OpenAI client can't resume), and the partial answer is kept in the session marked `stopped`.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -34,6 +35,7 @@ from typing import Any, AsyncIterator
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
@@ -49,6 +51,8 @@ from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai.format import OpenAIError
 from config import untrusted
 from config.threads import run_sync
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15
 NO_CREDENTIALS = "No API key given: send `Authorization: Bearer cdk_…` (a personal API key) or an access token."
@@ -294,10 +298,13 @@ class _Relay:
         """The answer is whole: the session now holds the conversation as the client will have it.
         Recorded before the client reads the end of the answer, so its next request finds it."""
         digest = wire.conversation_digest(self.chat.model, self.chat.conversation("".join(self.answer)))
-        await run_sync(
-            services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest,
-            continued=self.continued,
-        )  # fmt: skip
+        try:
+            await run_sync(
+                services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest,
+                continued=self.continued,
+            )  # fmt: skip
+        except DatabaseError:  # the answer is whole and stored: only its continuation by history is lost
+            logger.warning("Session %s: its /v1 conversation could not be recorded", self.plan.session_id, exc_info=True)
 
     async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
         return await asyncio.wait_for(self.queue.get(), timeout)

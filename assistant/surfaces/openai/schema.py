@@ -202,7 +202,8 @@ def add_openai_paths(result: dict[str, Any], generator, request, public) -> dict
             "security": security,
             "parameters": [{
                 "name": "X-Session-ID", "in": "header", "required": False, "schema": {"type": "string"},
-                "description": "Continue this session of yours (with that `model`): its stored messages are the history.",
+                "description": "Continue this session of yours (with that `model`): its stored messages are the "
+                               "history.",
             }],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": REF + "OpenAIChatCompletionRequest"}}}},
             "responses": {

@@ -171,7 +171,10 @@ class UIChatRequest(serializers.Serializer):
 
 def _ui_text(message: dict[str, Any]) -> str:
     """A UI message's text parts (its other parts: steps, tools, reasoning, data, sources are not the message)."""
-    texts = [p["text"] for p in message["parts"] if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
+    texts = [
+        part["text"] for part in message["parts"]
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    ]  # fmt: skip
     return "\n\n".join(text for text in texts if text)
 
 
@@ -209,7 +212,8 @@ RunEvent = inline_serializer(
 PROTOCOL = OpenApiParameter(
     "protocol", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=list(wire.PROTOCOLS),
     description="`sse` (default; `v5` for the AI SDK's chat request): the platform's events, `id:` = seq. `v5`: "
-    "the Vercel AI SDK UI-message stream (header `x-vercel-ai-ui-message-stream: v1`). `v4`: the AI SDK data stream (header `x-vercel-ai-data-stream: v1`).",
+    "the Vercel AI SDK UI-message stream (header `x-vercel-ai-ui-message-stream: v1`). `v4`: the AI SDK data stream "
+    "(header `x-vercel-ai-data-stream: v1`).",
 )  # fmt: skip
 STREAM_DESCRIPTION = (
     "`protocol=sse`: `id: <seq>` and `data: <event JSON>` per event (`session`, `text_delta`, `thinking_delta`, "

@@ -113,7 +113,8 @@ def test_a_server_error_on_a_v1_path_is_in_openais_shape(rf):
 
 async def test_a_request_continuing_a_v1_conversation_is_the_next_turn_of_its_session(user, agent, fake):
     fake.script(Reply(text=["Hello, Alice."]), Reply(text=["Blue."]), Reply(text=["You asked about colours."]))
-    first, hello = await chat(user, [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi, I'm Alice"}])
+    opening = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi, I'm Alice"}]
+    first, hello = await chat(user, opening)
     session_id = int(first.headers["x-session-id"])
     assert hello == "Hello, Alice."
 
@@ -161,7 +162,9 @@ async def test_the_same_conversation_of_another_user_or_agent_is_not_continued(u
         name="Other", slug="other", system_prompt_text="Hi.", llm_config=agent.llm_config, is_active=True
     )
     first, hello = await chat(user, [{"role": "user", "content": "Hi"}])
-    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": hello}, {"role": "user", "content": "And?"}]
+    conversation = [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": hello}, {"role": "user", "content": "And?"}
+    ]  # fmt: skip
 
     theirs, _ = await chat(other_user, conversation)
     other_agent = await v1(user, "POST", "/v1/chat/completions", {"model": "other", "messages": conversation})
