@@ -463,3 +463,15 @@ async def test_a_bad_chat_request_is_a_400_naming_the_field(user, agent, fake, b
     assert response.status_code == 400, response
     assert field in response.json()["detail"]["fields"]
     assert fake.requests == [] and await Message.objects.acount() == 0
+
+
+async def test_regenerate_runs_the_last_user_message_again_in_the_chats_session(user, agent, fake):
+    fake.script(Reply(text=["One."]), Reply(text=["Another."]))
+    client = await client_for(user)
+    first = await client.run({"id": "chat-r", "messages": [ui_message("user", "Pick", id="u1")], "trigger": "submit-message"})
+    await body_of(first)
+    again = await client.run({"id": "chat-r", "messages": [ui_message("user", "Pick", id="u1")],
+                              "trigger": "regenerate-message", "messageId": "a1"})  # fmt: skip
+    assert v5_text(await body_of(again)) == "Another."
+    assert again["X-Session-ID"] == first["X-Session-ID"]
+    assert [m["role"] for m in fake.requests[1].body["messages"]] == ["user", "assistant", "user"]
