@@ -31,19 +31,32 @@ class TurnEvent(models.Model):
 
 
 class ClientSessionAlias(models.Model):
-    """The code-assistance endpoint's own session ids (`claude-session-…`, chosen by clients) mapped
-    to the sessions that hold those conversations, per user."""
+    """A conversation id chosen by a client, mapped to the session that holds the conversation, per
+    user; one alias per session. `kind` keeps the surfaces' ids apart:
+    - `code_assistance`: the code-assistance endpoint's session ids (`claude-session-…`);
+    - `ui_chat`: an AI SDK chat's `id` (useChat) on the run API, `<agent id>:<chat id>`;
+    - `v1_conversation`: the digest of a `/v1` conversation as its client has it after the session's
+      last turn (assistant/surfaces/openai/format.py `conversation_digest`), so that a request
+      carrying that conversation continues the session; moved on at the end of each `/v1` turn."""
+
+    class Kind(models.TextChoices):
+        CODE_ASSISTANCE = "code_assistance", "Code assistance session id"
+        UI_CHAT = "ui_chat", "AI SDK chat id"
+        V1_CONVERSATION = "v1_conversation", "/v1 conversation digest"
 
     owner = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CODE_ASSISTANCE)
+    key = models.CharField(max_length=200)
     session = models.OneToOneField("agents.UserAgentSession", on_delete=models.CASCADE, related_name="client_alias")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="assistant_clientsessionalias_owner_key_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "kind", "key"], name="assistant_clientsessionalias_owner_kind_key")
+        ]
 
     def __str__(self) -> str:
-        return self.key
+        return f"{self.kind}: {self.key}"
 
 
 class Approval(models.Model):

@@ -7,7 +7,8 @@
   Django's `DATA_UPLOAD_MAX_MEMORY_SIZE` (2.5 MiB by default), the limit Django itself applies to the
   bodies it reads; a path that takes larger bodies (an upload) gets its own with `allow_larger_bodies`.
 - In which shape the edge's own error answers are written: the API's (config/errors.py) unless the
-  path's clients expect another (the OpenAI-compatible API's), set with `answer_errors_as`.
+  path's clients expect another (the OpenAI-compatible API's), set with `answer_errors_as`. Django's
+  400/404/500 answers (config/views.py) follow it too.
 """
 
 from __future__ import annotations
@@ -45,9 +46,15 @@ def answer_errors_as(path_pattern: str, body: ErrorBody) -> None:
     _error_shapes.append((re.compile(path_pattern), body))
 
 
-def edge_error_body(path: str | None, status: int, message: str, code: str, *, request_id: str) -> dict[str, Any]:
-    """The body of an error the edge answers to a request for `path` (None: not known yet)."""
+def error_shape_for(path: str | None) -> ErrorBody | None:
+    """The error shape set for `path` with `answer_errors_as` (None: the API's own)."""
     for pattern, body in _error_shapes if path is not None else ():
         if pattern.fullmatch(path):
-            return body(status, message, code)
-    return error_body(message, code, request_id=request_id)
+            return body
+    return None
+
+
+def edge_error_body(path: str | None, status: int, message: str, code: str, *, request_id: str) -> dict[str, Any]:
+    """The body of an error the edge answers to a request for `path` (None: not known yet)."""
+    body = error_shape_for(path)
+    return body(status, message, code) if body is not None else error_body(message, code, request_id=request_id)

@@ -566,8 +566,38 @@ _cors_origins = env.list("CORS__ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_ALLOW_CREDENTIALS = False  # bearer tokens, not cookies, cross origin
-CORS_ALLOW_HEADERS = (*cors_default_headers, "x-request-id")
-CORS_EXPOSE_HEADERS = ["X-Request-ID"]
+# Besides the defaults: the headers the official OpenAI SDKs send from a browser (Stainless' platform
+# and retry headers; organization, project and beta headers, which /v1 ignores), X-Session-ID (a
+# /v1 client continuing a session), Last-Event-ID (resuming a run stream). Listed one by one: a
+# wildcard would not cover `authorization`.
+CORS_ALLOW_HEADERS = (
+    *cors_default_headers,
+    "x-request-id",
+    "x-session-id",
+    "last-event-id",
+    "x-stainless-arch",
+    "x-stainless-async",
+    "x-stainless-custom-poll-interval",
+    "x-stainless-helper",
+    "x-stainless-helper-method",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-poll-helper",
+    "x-stainless-raw-response",
+    "x-stainless-read-timeout",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-stream-helper",
+    "x-stainless-timeout",
+    "openai-beta",
+    "openai-organization",
+    "openai-project",
+    "idempotency-key",
+)
+# Read by browser clients: the request id of a report, the session of an answer (/v1, run API).
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "X-Session-ID"]
 
 # --- accounts: password hashing cost (accounts.hashers) ---------------------------------------
 # Never below OWASP's minimum for Argon2id (m=19 MiB, t=2, p=1); each login takes this memory.

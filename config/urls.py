@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.templatetags.static import static
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -42,6 +42,8 @@ urlpatterns = [
     path("v1/models", openai_api.models_list, name="openai-models"),
     path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
+    # Every other path under it answers OpenAI's 404 in OpenAI's shape (what its clients can read).
+    re_path(r"^v1(?:/.*)?$", openai_api.unknown_path, name="openai-unknown"),
 ]
 
 handler400 = "config.views.bad_request"

@@ -1,4 +1,5 @@
-"""Site-wide views: the health answer (`/` and `/health`) and JSON 400/404/500 pages."""
+"""Site-wide views: the health answer (`/` and `/health`) and JSON 400/404/500 pages (in the error
+shape of the request's path: config/edge_paths.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django.http import JsonResponse
+
+from config.edge_paths import error_shape_for
 from config.errors import json_error, too_many_parts
 
 logger = logging.getLogger(__name__)
@@ -62,15 +66,26 @@ def bad_request(request, exception=None):
     """Django's own 400s (those DRF doesn't answer), e.g. a Host header not in ALLOWED_HOSTS, or a form
     with too many fields read by a plain Django view or middleware (the CSRF check)."""
     if isinstance(exception, DisallowedHost):
-        return json_error("The Host header names a host this server does not serve.", "disallowed_host", 400)
+        return _error(request, "The Host header names a host this server does not serve.", "disallowed_host", 400)
     if isinstance(exception, (TooManyFieldsSent, TooManyFilesSent)):
-        return json_error("Invalid input.", "invalid", 400, fields=too_many_parts(exception).detail)
-    return json_error("Bad request.", "bad_request", 400)
+        fields = too_many_parts(exception).detail
+        shape = error_shape_for(request.path_info)
+        if shape is not None:  # a shape without fields: their message is the error's
+            return _error(request, str(next(iter(fields.values()))[0]), "invalid", 400)
+        return json_error("Invalid input.", "invalid", 400, fields=fields)
+    return _error(request, "Bad request.", "bad_request", 400)
 
 
 def not_found(request, exception=None):
-    return json_error("Not found.", "not_found", 404)
+    return _error(request, "Not found.", "not_found", 404)
 
 
 def server_error(request):
-    return json_error("Internal server error.", "server_error", 500)
+    return _error(request, "Internal server error.", "server_error", 500)
+
+
+def _error(request, message: str, code: str, status: int) -> JsonResponse:
+    shape = error_shape_for(request.path_info)
+    if shape is not None:  # clients of that path read another shape (the OpenAI-compatible API's)
+        return JsonResponse(shape(status, message, code), status=status)
+    return json_error(message, code, status)

@@ -1,14 +1,17 @@
-"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`.
+"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`; any
+other `/v1` path answers OpenAI's 404 in OpenAI's shape.
 
 For the tools people already use with the OpenAI API (Open WebUI, LibreChat, Continue, the `openai`
 SDK), with a personal API key (`cdk_…`) or an access token as the bearer token.
 
 A chat completion is one turn of the shared turn runner (assistant.runs), like a websocket or SSE
-turn: each request becomes a new session of the user holding the client's earlier messages (in the
-neutral block format), and the last user message runs through `turn_begin` + `TurnRunner`, so the
-agent's system prompt, config and tools, the history, usage accounting and the per-user turn limit
-all apply. Client `system`/`developer` messages are added after the agent's system prompt (the
-agent's instructions come first and can't be replaced by a client).
+turn: the last user message runs through `turn_begin` + `TurnRunner`, so the agent's system prompt,
+config and tools, the history, usage accounting and the per-user turn limit all apply. One
+conversation is one session: a request whose earlier messages are the conversation of one of the
+user's `/v1` sessions (by digest, see `chat_turn_begin`) is its next turn, the `X-Session-ID` header
+names one to continue, and any other request starts a new session holding the client's earlier
+messages (in the neutral block format). Client `system`/`developer` messages are added after the
+agent's system prompt (the agent's instructions come first and can't be replaced by a client).
 
 A client that disconnects stops the turn, streaming or not: nobody can read the rest of the answer
 (an OpenAI client can't resume), and the partial answer is kept in the session marked `stopped`.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -31,6 +35,7 @@ from typing import Any, AsyncIterator
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
@@ -40,17 +45,23 @@ from rest_framework.settings import api_settings
 
 from agents import selectors as agent_selectors
 from agents.models import AIAgent
-from assistant import runs
+from assistant import runs, services
 from assistant.engine import ApprovalGate, ToolCall, ToolOutcome
 from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai.format import OpenAIError
+from config import untrusted
+from config.threads import run_sync
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 15
 NO_CREDENTIALS = "No API key given: send `Authorization: Bearer cdk_…` (a personal API key) or an access token."
 
 
 def _error_response(error: OpenAIError) -> JsonResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status == 401 else None
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return JsonResponse(error.body(), status=error.status, headers=headers)
 
 
@@ -96,6 +107,7 @@ def usable_agents(*, user):
     return agent_selectors.agent_visible(user=user).prefetch_related(None).filter(is_active=True).order_by("slug", "id")
 
 
+@csrf_exempt  # bearer tokens only (no cookie session here): a POST gets its 405, not a CSRF page
 def models_list(request: HttpRequest) -> JsonResponse:
     """`GET /v1/models`: the agents the caller may use, `id` = the agent's slug."""
     try:
@@ -106,6 +118,7 @@ def models_list(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"object": "list", "data": [_model_object(agent) for agent in usable_agents(user=user)]})
 
 
+@csrf_exempt
 def model_detail(request: HttpRequest, model: str) -> JsonResponse:
     """`GET /v1/models/{model}`: one agent the caller may use."""
     try:
@@ -121,7 +134,14 @@ def model_detail(request: HttpRequest, model: str) -> JsonResponse:
 
 def _only(request: HttpRequest, method: str) -> None:
     if request.method != method:
-        raise OpenAIError(405, f"Method {request.method} is not allowed here; use {method}.", code="method_not_allowed")
+        raise wire.method_not_allowed(request.method, request.path, method)
+
+
+@csrf_exempt
+def unknown_path(request: HttpRequest) -> JsonResponse:
+    """Any other path under `/v1` (`/v1/responses`, `/v1/embeddings`, a typo): OpenAI's 404, in its
+    shape, so that an OpenAI client says what went wrong instead of only "404"."""
+    return _error_response(wire.unknown_url(request.method, request.path))
 
 
 def _model_not_found(model: str) -> OpenAIError:
@@ -134,14 +154,39 @@ def _model_not_found(model: str) -> OpenAIError:
 # --- chat completions -----------------------------------------------------------------------------
 
 
-def chat_turn_begin(*, user, chat: wire.ChatRequest) -> runs.TurnPlan:
-    """A new session of `user` with the agent `chat.model` holding the client's earlier messages,
-    and the turn answering the last one, planned (runs.turn_begin, one transaction: a refused turn
-    leaves no session behind) with the client's options. Raises OpenAIError."""
+# A session found by its conversation that can't take a turn now: the request starts a new session.
+_CONTINUATION_REFUSALS = {"not_found", "turn_in_progress", "approval_pending", "agent_unavailable"}
+
+
+def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = None) -> tuple[runs.TurnPlan, bool]:
+    """The turn answering the client's last message, planned (runs.turn_begin) with the client's options:
+    - with `session_id` (the X-Session-ID header), the next turn of that session of the user with the
+      agent `chat.model` (else a 404): the session's stored messages are the history;
+    - else, when the client's earlier messages are a conversation the user had with the agent through
+      `/v1` (their digest is that of a session after its last turn), the next turn of that session;
+    - else a new session holding the client's earlier messages (one transaction: a refused turn
+      leaves no session behind).
+    Returns the plan and whether it continues a session. Raises OpenAIError."""
     prompt = chat.prompt
     title = (f"[{chat.user}] " if chat.user else "") + prompt.strip().replace("\n", " ")[:80]
     try:
-        plan = runs.turn_begin(user=user, text=prompt, agent_slug=chat.model, title=title, history=chat.history)
+        plan = None
+        if session_id is not None:
+            if not services.v1_session_exists(user=user, agent_slug=chat.model, session_id=session_id):
+                raise _session_not_found(session_id, chat.model)
+            plan = _continued(user, prompt, session_id, chat.model)
+        elif chat.history:
+            digest = wire.conversation_digest(chat.model, chat.history)
+            found = services.v1_conversation_session(user=user, agent_slug=chat.model, digest=digest)
+            if found is not None:
+                try:
+                    plan = runs.turn_begin(user=user, text=prompt, session_id=found)
+                except runs.TurnRefused as refused:
+                    if refused.code not in _CONTINUATION_REFUSALS:
+                        raise
+        continued = plan is not None
+        if plan is None:
+            plan = runs.turn_begin(user=user, text=prompt, agent_slug=chat.model, title=title, history=chat.history)
     except runs.TurnRefused as refused:
         if refused.code == "not_found":
             raise _model_not_found(chat.model) from None
@@ -159,14 +204,41 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest) -> runs.TurnPlan:
     plan.request = replace(
         request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval
     )
-    return plan
+    return plan, continued
+
+
+def _continued(user, prompt: str, session_id: int, model: str) -> runs.TurnPlan:
+    try:
+        return runs.turn_begin(user=user, text=prompt, session_id=session_id)
+    except runs.TurnRefused as refused:
+        if refused.code == "not_found":  # deleted meanwhile
+            raise _session_not_found(session_id, model) from None
+        raise
+
+
+def _session_not_found(session_id: int | str, model: str) -> OpenAIError:
+    return OpenAIError(
+        404, f"No session {session_id} of yours with the model `{model}` (the X-Session-ID header).",
+        code="session_not_found", param=None,
+    )  # fmt: skip
+
+
+def _session_header(request: HttpRequest, model_hint: str = "") -> int | None:
+    """The X-Session-ID header: the id of a session of the user to continue (None: not sent)."""
+    value = request.headers.get("X-Session-ID", "").strip()
+    if not value:
+        return None
+    try:
+        return untrusted.db_int(value, name="X-Session-ID")
+    except untrusted.UnsafeInput:
+        raise _session_not_found(value[:40], model_hint) from None
 
 
 async def _denied_over_api(call: ToolCall) -> ToolOutcome:
     return runs.denial_over_api(call)
 
 
-def _chat_prepare(request: HttpRequest) -> tuple[wire.ChatRequest, runs.TurnPlan]:
+def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
@@ -178,14 +250,20 @@ def _chat_prepare(request: HttpRequest) -> tuple[wire.ChatRequest, runs.TurnPlan
     if raw is None or (limit is not None and len(raw) > limit):
         raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
     chat = wire.parse_chat_request(wire.parse_body(raw))
-    return chat, chat_turn_begin(user=user, chat=chat)
+    session_id = _session_header(request, chat.model)
+    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 
 class _Relay:
     """Reads one turn's events from its runner (same process) for one HTTP answer."""
 
-    def __init__(self, plan: runs.TurnPlan, chat: wire.ChatRequest) -> None:
+    def __init__(self, user, plan: runs.TurnPlan, chat: wire.ChatRequest, *, continued: bool) -> None:
+        self.user = user
+        self.continued = continued
+        self.plan = plan
         self.chat = chat
+        self.answer: list[str] = []  # the text sent to the client
         self.queue: asyncio.Queue = asyncio.Queue()
         self.runner = runs.TurnRunner(plan, listeners=[self.queue])
         self.completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -213,7 +291,20 @@ class _Relay:
             text = "\n\n" + text
             self.tool_since_text = False
         self.text_started = True
+        self.answer.append(text)
         return text
+
+    async def conversation_moved_on(self) -> None:
+        """The answer is whole: the session now holds the conversation as the client will have it.
+        Recorded before the client reads the end of the answer, so its next request finds it."""
+        digest = wire.conversation_digest(self.chat.model, self.chat.conversation("".join(self.answer)))
+        try:
+            await run_sync(
+                services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest,
+                continued=self.continued,
+            )  # fmt: skip
+        except DatabaseError:  # the answer is whole and stored: only its continuation by history is lost
+            logger.warning("Session %s: its /v1 conversation could not be recorded", self.plan.session_id, exc_info=True)
 
     async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
         return await asyncio.wait_for(self.queue.get(), timeout)
@@ -246,6 +337,7 @@ async def _stream(relay: _Relay, first: dict[str, Any]) -> AsyncIterator[bytes]:
                 yield _sse("[DONE]")
                 return
             if frame["type"] == "result":
+                await relay.conversation_moved_on()
                 yield _sse(relay.chunk(finish=wire.finish_reason(frame.get("stop_reason"))))
                 if relay.chat.include_usage:
                     yield _sse(relay.chunk(usage=wire.openai_usage(frame.get("usage") or {})))
@@ -277,6 +369,7 @@ async def _whole_answer(relay: _Relay) -> JsonResponse:
         if frame["type"] == "error":
             return _error_response(_error_of(frame))
         if frame["type"] == "result":
+            await relay.conversation_moved_on()
             body = wire.completion(
                 completion_id=relay.completion_id, created=relay.created, model=relay.chat.model, text="".join(text),
                 stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {},
@@ -295,13 +388,13 @@ async def chat_completions(request: HttpRequest):
         # the caller's connection too: the test's own, in process).
         planning = asyncio.ensure_future(sync_to_async(_chat_prepare, thread_sensitive=True)(request))
         try:
-            chat, plan = await asyncio.shield(planning)
+            user, chat, continued, plan = await asyncio.shield(planning)
         except asyncio.CancelledError:  # the client left: a turn planned meanwhile is kept `stopped`
             asyncio.ensure_future(runs.turn_start_when_planned(planning))
             raise
     except OpenAIError as error:
         return _error_response(error)
-    relay = _Relay(plan, chat)
+    relay = _Relay(user, plan, chat, continued=continued)
     relay.start()
     streaming = False
     try:

@@ -8,6 +8,7 @@ error as `{"error": {"message", "type", "code", "param"}}` with its HTTP status.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ ERROR_STATUSES = {
     "account_inactive": (401, "invalid_request_error"),  # deactivated since the request was authenticated
     "too_many_turns": (429, "rate_limit_error"),
     "turn_in_progress": (429, "rate_limit_error"),
+    "approval_pending": (409, "invalid_request_error"),  # a session continued with X-Session-ID waits for a decision
     "rate_limited": (429, "rate_limit_error"),
     "budget_exceeded": (429, "insufficient_quota"),  # the user's or the organization's budget is used up
     "overloaded": (503, "server_error"),
@@ -60,9 +62,11 @@ class OpenAIError(Exception):
     """An answer in OpenAI's error shape."""
 
     def __init__(
-        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None, param: str | None = None
-    ):
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
+        param: str | None = None, headers: dict[str, str] | None = None,
+    ):  # fmt: skip
         super().__init__(message)
+        self.headers = headers or {}
         self.status = status
         self.message = message
         self.type = type
@@ -93,6 +97,16 @@ def edge_error_body(status: int, message: str, code: str) -> dict[str, Any]:
     return OpenAIError(status, message, type=kind, code=code).body()
 
 
+def unknown_url(method: str, path: str) -> OpenAIError:
+    """What OpenAI answers for a path it doesn't serve (`/v1/nope`, or one of its APIs Conduit lacks)."""
+    return OpenAIError(404, f"Invalid URL ({method} {path})", code=None)
+
+
+def method_not_allowed(method: str, path: str, allowed: str) -> OpenAIError:
+    """What OpenAI answers for a method a path doesn't take."""
+    return OpenAIError(405, f"Invalid method for URL ({method} {path})", code=None, headers={"Allow": allowed})
+
+
 def bad_request(message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, message, code="invalid_value" if param else "invalid_request", param=param)
 
@@ -108,6 +122,22 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     user: str = ""
+
+    def conversation(self, answer: str) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The conversation as the client has it once it has read `answer` (what its next request
+        sends as the earlier messages): the history, the prompt, the answer's text."""
+        return [
+            *self.history,
+            ("user", [{"type": "text", "text": self.prompt}]),
+            ("assistant", [{"type": "text", "text": answer}] if answer else []),
+        ]
+
+
+def conversation_digest(model: str, messages: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """The digest of a conversation with the agent `model`, as parsed from a client's messages (the
+    blocks `parse_chat_request` makes, so that the same messages sent again digest the same)."""
+    canonical = json.dumps([model, [[role, blocks] for role, blocks in messages]], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_body(raw: bytes) -> Any:

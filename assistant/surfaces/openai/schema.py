@@ -191,13 +191,20 @@ def add_openai_paths(result: dict[str, Any], generator, request, public) -> dict
             "operationId": "openai_chat_completions_create",
             "summary": "Talk to an agent through the OpenAI Chat Completions API.",
             "description": (
-                "Each request is stored as a new session of the user (history, usage and limits apply). "
+                "Each answer is a turn of a session of the user (history, usage and limits apply): the next turn of "
+                "the session whose `/v1` conversation the request's earlier messages continue, or of the session "
+                "the `X-Session-ID` request header names, else of a new session. "
                 "`stream: true` answers `text/event-stream` of chat.completion.chunk events; otherwise one "
                 "chat.completion. A client that disconnects stops the answer (kept in its session as `stopped`). "
                 "Header `X-Session-ID`: the session."
             ),
             "tags": [TAG],
             "security": security,
+            "parameters": [{
+                "name": "X-Session-ID", "in": "header", "required": False, "schema": {"type": "string"},
+                "description": "Continue this session of yours (with that `model`): its stored messages are the "
+                               "history.",
+            }],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": REF + "OpenAIChatCompletionRequest"}}}},
             "responses": {
                 "200": {
@@ -210,7 +217,10 @@ def add_openai_paths(result: dict[str, Any], generator, request, public) -> dict
                 },
                 "400": _error("Invalid body; `param` names the field."),
                 **_AUTH_ERRORS,
-                "404": _error("No such agent, or not one you may use (`model_not_found`)."),
+                "404": _error("No such agent, or not one you may use (`model_not_found`); no such session of yours "
+                              "with it (`session_not_found`)."),
+                "405": _error("Not POST."),
+                "409": _error("The session named by X-Session-ID waits for an approval decision (`approval_pending`)."),
                 "413": _error("The body is larger than the server's limit."),
                 "429": _error("Too many answers of yours running at once (`too_many_turns`), or the model provider's rate limit (`rate_limited`)."),
                 "502": _error("The model provider failed or refused (`upstream_error`, `upstream_unavailable`, `upstream_auth`…)."),

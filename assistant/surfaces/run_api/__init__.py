@@ -1,6 +1,7 @@
 """The run API: run an agent and stream the turn, as the platform's SSE or the Vercel AI SDK streams.
 
     POST /api/v1/agents/{slug}/run?protocol=sse|v5|v4   {"message", "session_id"?, "custom_properties"?}
+                                                         or the AI SDK's chat request {"id", "messages", "trigger"}
     GET  /api/v1/sessions/{id}/events                    (header Last-Event-ID, or ?after=N) resume
     POST /api/v1/sessions/{id}/stop                      stop the session's running turn
 
@@ -21,7 +22,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -109,6 +116,72 @@ class RunRequest(serializers.Serializer):
         return data
 
 
+MAX_UI_MESSAGES = 2_000
+UI_TRIGGERS = ("submit-message", "regenerate-message")
+
+
+class UIChatRequest(serializers.Serializer):
+    """The AI SDK's own chat request (`useChat` with its `DefaultChatTransport`, AI SDK 5 and 6): the
+    chat's `id`, its UI messages (`{id, role, parts: [{type: "text", text}, …]}`), the `trigger`.
+    The last user message's text parts are the message; the chat's `id` names the session."""
+
+    id = _TextField(max_length=128, help_text="The chat's id: the same id continues the same session.")
+    messages = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_UI_MESSAGES)
+    trigger = serializers.ChoiceField(choices=UI_TRIGGERS, required=False)
+    messageId = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=256)  # noqa: N815
+    custom_properties = serializers.DictField(
+        required=False, help_text="Values for the agent's custom properties (the chat's first request only)."
+    )
+
+    def validate_id(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The chat id is empty.")
+        return value
+
+    def validate_messages(self, messages: list[Any]) -> list[Any]:
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(
+                message.get("parts"), list
+            ):
+                raise serializers.ValidationError(f"messages[{index}] must be a UI message: {{id, role, parts: [...]}}.")
+        return messages
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        messages = data["messages"]
+        last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "user"), None)
+        if last is None:
+            raise serializers.ValidationError({"messages": ["There is no user message to answer."]})
+        for part in messages[last]["parts"]:
+            if isinstance(part, dict) and part.get("type") == "file":
+                raise serializers.ValidationError(
+                    {"messages": [f"messages[{last}]: file parts are not supported, only text parts."]}
+                )
+        text = _ui_text(messages[last])
+        if not text.strip():
+            raise serializers.ValidationError({"messages": [f"messages[{last}]: the user message has no text."]})
+        if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
+            raise serializers.ValidationError(
+                {"messages": [f"messages[{last}]: longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters."]}
+            )
+        data["message"] = text
+        # The chat's earlier messages, for a session made on this request (a chat begun elsewhere).
+        data["history"] = [
+            (message["role"], [{"type": "text", "text": _ui_text(message)}])
+            for message in messages[:last]
+            if message["role"] in ("user", "assistant") and _ui_text(message)
+        ]
+        return data
+
+
+def _ui_text(message: dict[str, Any]) -> str:
+    """A UI message's text parts (its other parts: steps, tools, reasoning, data, sources are not the message)."""
+    texts = [
+        part["text"] for part in message["parts"]
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+    ]  # fmt: skip
+    return "\n\n".join(text for text in texts if text)
+
+
 async def _relay(runner: runs.TurnRunner, queue: asyncio.Queue, encoder) -> AsyncIterator[bytes]:
     """The turn's events as `encoder` writes them, until its result or error. The turn runs on
     if the client leaves (Django cancels this iterator then)."""
@@ -142,8 +215,9 @@ RunEvent = inline_serializer(
 )
 PROTOCOL = OpenApiParameter(
     "protocol", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False, enum=list(wire.PROTOCOLS),
-    description="`sse` (default): the platform's events, `id:` = seq. `v5`: the Vercel AI SDK UI-message stream "
-    "(header `x-vercel-ai-ui-message-stream: v1`). `v4`: the AI SDK data stream (header `x-vercel-ai-data-stream: v1`).",
+    description="`sse` (default; `v5` for the AI SDK's chat request): the platform's events, `id:` = seq. `v5`: "
+    "the Vercel AI SDK UI-message stream (header `x-vercel-ai-ui-message-stream: v1`). `v4`: the AI SDK data stream "
+    "(header `x-vercel-ai-data-stream: v1`).",
 )  # fmt: skip
 STREAM_DESCRIPTION = (
     "`protocol=sse`: `id: <seq>` and `data: <event JSON>` per event (`session`, `text_delta`, `thinking_delta`, "
@@ -165,7 +239,9 @@ class RunApi(_StreamingApi):
         tags=["assistant"],
         operation_id="agents_run",
         parameters=[PROTOCOL],
-        request=RunRequest,
+        request=PolymorphicProxySerializer(
+            component_name="RunBody", serializers=[RunRequest, UIChatRequest], resource_type_field_name=None
+        ),
         responses={
             (200, "text/event-stream"): OpenApiResponse(RunEvent, description=STREAM_DESCRIPTION),
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="`protocol=v4`: the data stream."),
@@ -182,9 +258,13 @@ class RunApi(_StreamingApi):
         },
     )
     def post(self, request: Request, slug: str):
-        protocol = request.query_params.get("protocol") or "sse"
+        ui_chat = isinstance(request.data, dict) and "messages" in request.data and "message" not in request.data
+        # useChat's transport POSTs to its `api` as is and reads the UI-message stream: v5 by default.
+        protocol = request.query_params.get("protocol") or ("v5" if ui_chat else "sse")
         if protocol not in wire.PROTOCOLS:
             raise ValidationError({"protocol": [f"Use one of: {', '.join(wire.PROTOCOLS)}."]})
+        if ui_chat:
+            return self._ui_chat(request, slug, protocol)
         serializer = RunRequest(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -197,6 +277,24 @@ class RunApi(_StreamingApi):
             )  # fmt: skip
         except runs.TurnRefused as refused:
             return _refusal_response(refused, field="custom_properties")
+        return self._stream(plan, protocol)
+
+    def _ui_chat(self, request: Request, slug: str, protocol: str):
+        """The AI SDK's chat request: its `id` names the session (made on the chat's first request)."""
+        serializer = UIChatRequest(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            plan = services.ui_chat_turn_begin(
+                user=request.user, agent_slug=slug, chat_id=data["id"], message=data["message"],
+                history=data["history"], custom_properties=data.get("custom_properties"),
+            )  # fmt: skip
+        except runs.TurnRefused as refused:
+            return _refusal_response(refused, field="custom_properties")
+        return self._stream(plan, protocol)
+
+    @staticmethod
+    def _stream(plan: runs.TurnPlan, protocol: str) -> StreamingHttpResponse:
         encoder = wire.encoder_for(protocol)
         runner, queue = runs.turn_start_from_sync(plan)
         return _streaming_response(_relay(runner, queue, encoder), encoder, plan.session_id)

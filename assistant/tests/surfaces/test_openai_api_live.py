@@ -218,6 +218,44 @@ def test_max_completion_tokens_above_the_configs_maximum_keeps_the_configs(accou
     assert fake_model.requests[-1].body["max_tokens"] < 10**6
 
 
+# --- one conversation, one session ---------------------------------------------------------------------
+
+
+def test_a_conversation_carried_on_by_the_sdk_stays_one_session(account, fake_model):
+    fake_model.script(Reply(text=["Hello, Alice."]), Reply(text=["Blue."]), Reply(text=["Still blue."]))
+    client = account.client()
+    messages = [{"role": "user", "content": "Hi, I'm Alice"}]
+    sessions = []
+    for question in ("Favourite colour?", "Sure?", None):
+        raw = client.chat.completions.with_raw_response.create(model=account.slug, messages=messages)
+        sessions.append(raw.headers["x-session-id"])
+        if question:
+            messages += [{"role": "assistant", "content": raw.parse().choices[0].message.content},
+                         {"role": "user", "content": question}]  # fmt: skip
+
+    assert len(set(sessions)) == 1
+    stored = account.stored_messages(sessions[0])
+    assert [m["role"] for m in stored] == ["user", "assistant"] * 3
+
+
+def test_x_session_id_continues_a_session_and_anothers_is_a_404(account, server, fake_model):
+    client = account.client()
+    first = client.chat.completions.with_raw_response.create(model=account.slug, messages=[{"role": "user", "content": "Hi"}])
+    session_id = first.headers["x-session-id"]
+
+    again = client.chat.completions.with_raw_response.create(
+        model=account.slug, messages=[{"role": "user", "content": "Again"}], extra_headers={"X-Session-ID": session_id}
+    )
+    assert again.headers["x-session-id"] == session_id and len(account.stored_messages(session_id)) == 4
+
+    stranger = Account(server, fake_model.base_url)
+    with pytest.raises(openai.NotFoundError) as refused:
+        stranger.client().chat.completions.create(
+            model=stranger.slug, messages=[{"role": "user", "content": "Hi"}], extra_headers={"X-Session-ID": session_id}
+        )
+    assert refused.value.body["code"] == "session_not_found"
+
+
 # --- errors -----------------------------------------------------------------------------------------
 
 
@@ -299,6 +337,28 @@ def test_a_bad_body_is_a_400_naming_the_param(account, body, param):
         account.client().chat.completions.create(**body)
     assert refused.value.status_code == 400
     assert refused.value.body["param"] == param and refused.value.body["type"] == "invalid_request_error"
+
+
+def test_the_apis_conduit_lacks_and_any_unknown_path_are_openais_404_which_the_sdk_reads(account):
+    client = account.client()
+    calls = [
+        ("POST /v1/responses", lambda: client.responses.create(model=account.slug, input="Hi")),
+        ("POST /v1/embeddings", lambda: client.embeddings.create(model=account.slug, input="Hi")),
+        ("POST /v1/completions", lambda: client.completions.create(model=account.slug, prompt="Hi")),
+        ("GET /v1/nope", lambda: client.get("/nope", cast_to=object)),
+    ]
+    for request, call in calls:
+        with pytest.raises(openai.NotFoundError) as refused:
+            call()
+        assert refused.value.body["message"] == f"Invalid URL ({request})" and f"Invalid URL ({request})" in str(refused.value)
+        assert refused.value.body["type"] == "invalid_request_error"
+
+
+def test_a_wrong_method_is_a_405_the_sdk_reads(account):
+    with pytest.raises(openai.APIStatusError) as refused:
+        account.client().get("/chat/completions", cast_to=object)
+    assert refused.value.status_code == 405
+    assert refused.value.body["message"] == "Invalid method for URL (GET /v1/chat/completions)"
 
 
 def test_a_body_that_is_not_json_is_a_400(account):

@@ -384,3 +384,94 @@ async def test_a_retried_post_with_last_event_id_resumes_instead_of_running_agai
     assert len(fake.requests) == 1 and await Message.objects.filter(session_id=session_id).acount() == 2
     without_session = await client.client.post(RUN, {"message": "go"}, content_type="application/json", headers=headers)
     assert without_session.status_code == 400 and "Last-Event-ID" in without_session.json()["detail"]["fields"]
+
+
+# --- the AI SDK's chat request (useChat's DefaultChatTransport) -----------------------------------------
+
+
+def ui_message(role: str, *texts: str, id: str = "m") -> dict:
+    return {"id": id, "role": role, "parts": [{"type": "step-start"}, *({"type": "text", "text": t} for t in texts)]}
+
+
+def v5_text(raw: str) -> str:
+    chunks = [json.loads(line[6:]) for line in raw.splitlines() if line.startswith("data: {")]
+    return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+
+
+async def test_the_ai_sdks_chat_request_runs_the_last_user_message_and_answers_the_v5_stream(user, agent, fake):
+    fake.script(Reply(text=["Hello, Alice."]), Reply(text=["Blue."]))
+    client = await client_for(user)
+    first = await client.run({"id": "chat-1", "messages": [ui_message("user", "Hi, I'm", "Alice")], "trigger": "submit-message"})
+    assert first.status_code == 200 and first["x-vercel-ai-ui-message-stream"] == "v1"  # v5 without ?protocol
+    assert v5_text(await body_of(first)) == "Hello, Alice."
+    session_id = int(first["X-Session-ID"])
+
+    history = [ui_message("user", "Hi, I'm", "Alice", id="u1"), ui_message("assistant", "Hello, Alice.", id="a1")]
+    second = await client.run({"id": "chat-1", "messages": [*history, ui_message("user", "Favourite colour?")],
+                               "trigger": "submit-message", "messageId": None})  # fmt: skip
+    assert second.status_code == 200 and int(second["X-Session-ID"]) == session_id
+    assert v5_text(await body_of(second)) == "Blue."
+
+    assert await UserAgentSession.objects.filter(owner=user).acount() == 1
+    stored = [(m.role, m.content[0]["text"]) async for m in Message.objects.filter(session_id=session_id).order_by("seq")]
+    assert stored == [("user", "Hi, I'm\n\nAlice"), ("assistant", "Hello, Alice."), ("user", "Favourite colour?"),
+                      ("assistant", "Blue.")]  # fmt: skip
+    assert [m["role"] for m in fake.requests[1].body["messages"]] == ["user", "assistant", "user"]
+
+
+async def test_another_chat_id_another_user_or_agent_is_another_session(user, other_user, agent, fake):
+    await AIAgent.objects.acreate(name="Other", slug="other", system_prompt_text="x", llm_config_id=agent.llm_config_id,
+                                  is_active=True)  # fmt: skip
+    body = {"id": "chat-1", "messages": [ui_message("user", "Hi")], "trigger": "submit-message"}
+    mine = await (await client_for(user)).run(body)
+    other_chat = await (await client_for(user)).run({**body, "id": "chat-2"})
+    theirs = await (await client_for(other_user)).run(body)
+    other_agent = await (await client_for(user)).run(body, path="/api/v1/agents/other/run")
+    ids = {r["X-Session-ID"] for r in (mine, other_chat, theirs, other_agent)}
+    assert len(ids) == 4
+    for response in (mine, other_chat, theirs, other_agent):
+        await body_of(response)
+
+
+async def test_a_chat_begun_elsewhere_brings_its_earlier_messages_into_the_new_session(user, agent, fake):
+    client = await client_for(user)
+    messages = [ui_message("user", "Earlier"), ui_message("assistant", "Noted."), ui_message("user", "Now")]
+    response = await client.run({"id": "chat-from-elsewhere", "messages": messages, "trigger": "submit-message"},
+                                protocol="sse")  # fmt: skip
+    assert response["Content-Type"] == "text/event-stream; charset=utf-8"
+    await body_of(response)
+    assert [m["role"] for m in fake.requests[0].body["messages"]] == ["user", "assistant", "user"]
+    assert fake.requests[0].body["messages"][-1]["content"] == [{"type": "text", "text": "Now"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"messages": [ui_message("user", "hi")]}, "id"),
+     ({"id": "", "messages": [ui_message("user", "hi")]}, "id"),
+     ({"id": "x" * 129, "messages": [ui_message("user", "hi")]}, "id"),
+     ({"id": "c", "messages": []}, "messages"),
+     ({"id": "c", "messages": "hi"}, "messages"),
+     ({"id": "c", "messages": [{"role": "user", "content": "hi"}]}, "messages"),
+     ({"id": "c", "messages": [ui_message("assistant", "hi")]}, "messages"),
+     ({"id": "c", "messages": [ui_message("user", " ")]}, "messages"),
+     ({"id": "c", "messages": [{"id": "m", "role": "user", "parts": [{"type": "text", "text": "see"},
+                                {"type": "file", "mediaType": "image/png", "url": "data:image/png;base64,AA=="}]}]}, "messages"),
+     ({"id": "c", "messages": [ui_message("user", "hi")], "trigger": "resume"}, "trigger")],
+)  # fmt: skip
+async def test_a_bad_chat_request_is_a_400_naming_the_field(user, agent, fake, body, field):
+    response = await (await client_for(user)).run(body)
+    assert response.status_code == 400, response
+    assert field in response.json()["detail"]["fields"]
+    assert fake.requests == [] and await Message.objects.acount() == 0
+
+
+async def test_regenerate_runs_the_last_user_message_again_in_the_chats_session(user, agent, fake):
+    fake.script(Reply(text=["One."]), Reply(text=["Another."]))
+    client = await client_for(user)
+    first = await client.run({"id": "chat-r", "messages": [ui_message("user", "Pick", id="u1")], "trigger": "submit-message"})
+    await body_of(first)
+    again = await client.run({"id": "chat-r", "messages": [ui_message("user", "Pick", id="u1")],
+                              "trigger": "regenerate-message", "messageId": "a1"})  # fmt: skip
+    assert v5_text(await body_of(again)) == "Another."
+    assert again["X-Session-ID"] == first["X-Session-ID"]
+    assert [m["role"] for m in fake.requests[1].body["messages"]] == ["user", "assistant", "user"]
