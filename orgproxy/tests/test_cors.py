@@ -34,4 +34,4 @@ def test_a_star_allows_every_origin(client, settings):
     response = client.get("/health", HTTP_ORIGIN="https://anywhere.example.com")
 
     assert response["Access-Control-Allow-Origin"] == "*"
-    assert response["Access-Control-Expose-Headers"] == "X-Request-ID"
+    assert response["Access-Control-Expose-Headers"] == "X-Request-ID, X-Session-ID"

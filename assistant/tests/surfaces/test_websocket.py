@@ -93,6 +93,8 @@ async def test_stop_mid_stream_keeps_the_partial_answer_as_stopped_and_closes_up
     first = await frames_until(ws, "text_delta")
     session_id = first[0]["session_id"]
     await asyncio.to_thread(fake.wait_until_paused)
+    while texts(first) != "Partial answer ":  # both words sent before the pause have reached the client
+        first += await frames_until(ws, "text_delta")
     await ws.send_json_to({"type": "stop", "session_id": session_id})
     frames = first + await frames_until(ws, "result")
     fake.release()
