@@ -16,6 +16,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
+from playwright.sync_api import expect
 from django.conf import settings
 
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
@@ -170,10 +171,11 @@ def test_a_tool_call_shows_its_name_input_and_result_live_and_after_a_reload(too
     wait_until(page, "document.querySelectorAll('.msg.assistant .md').length === 2")
 
     def check_the_answer() -> None:
-        page.wait_for_selector(".msg.assistant details.tool-call")  # the bubble may be re-rendered meanwhile
-        assert page.locator(".msg.assistant").count() == 1  # one bubble for the turn, its steps in order
+        # The bubble may be re-rendered meanwhile (from the stored messages once the turn ends): the counts
+        # are waited for, not read once.
+        expect(page.locator(".msg.assistant")).to_have_count(1)  # one bubble for the turn, its steps in order
         tool = page.locator(".msg.assistant details.tool-call")
-        assert tool.count() == 1
+        expect(tool).to_have_count(1)
         assert tool.locator(".tool-name").inner_text() == "lookup"
         assert tool.locator(".tool-status").inner_text() == "done"
         assert not tool.evaluate("d => d.open")  # collapsed until clicked
