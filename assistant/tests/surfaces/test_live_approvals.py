@@ -17,14 +17,11 @@ import pytest
 import requests
 
 from assistant.tests.surfaces.test_live_servers import open_socket, receive_until, seed_over_api
+from assistant.tests.surfaces.test_live_session_ends import fake_model, two_servers  # noqa: F401 (fixtures)
 from config.testing.fake_anthropic import Reply, ToolUse
 from config.testing.processes import (
-    REDIS_TEST_URL,
     database_url_for_children,
-    flush_redis,
     http_json,
-    redis_is_reachable,
-    require,
     running_server,
 )
 
@@ -32,14 +29,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 NOTES_SERVER = str(Path(__file__).parents[1] / "mcp_servers" / "notes_server.py")
 SECRET = "notes-secret-approvals-0123"
-
-
-@pytest.fixture
-def fake_model():
-    from config.testing.fake_anthropic import fake_anthropic_server
-
-    with fake_anthropic_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -142,16 +131,6 @@ async def test_a_paused_turn_survives_a_restart_and_the_new_process_runs_the_too
     assert len(results) == 1 and results[0]["tool_use_id"] == call.id  # one result: the tool ran once
     assert [m["status"] for m in page["results"]] == ["complete"] * 4
     assert len(fake_model.requests) == 2
-
-
-@pytest.fixture
-def two_servers(tmp_path, fake_model):
-    require(redis_is_reachable(), "Redis (for the channel layer shared by two processes)")
-    flush_redis()
-    env = {"DATABASE_URL": database_url_for_children(tmp_path), "REDIS_URL": REDIS_TEST_URL, "ANTHROPIC_MAX_RETRIES": "0",
-           "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
-    with running_server(env) as a, running_server(env) as b:
-        yield a, b
 
 
 async def test_a_decision_on_one_process_resumes_the_turn_a_socket_on_another_watches(two_servers, fake_model, notes):
