@@ -7,7 +7,7 @@
     python3 dev.py demo-model [--port 8765]       a stand-in model (echoes you) to try the chat without a key
     python3 dev.py docs [mkdocs serve options]    install the docs tools, serve the documentation (docs/)
 
-Both create `.venv/` on first use and reinstall only when a requirements file changes.
+Each creates `.venv/` on first use and reinstall only when a requirements file changes.
 """
 
 from __future__ import annotations
