@@ -5,8 +5,9 @@
     python3 dev.py test [pytest options]          install with test tools, run the whole suite
     python3 dev.py manage COMMAND [options]       any manage.py command, with the project's interpreter
     python3 dev.py demo-model [--port 8765]       a stand-in model (echoes you) to try the chat without a key
+    python3 dev.py docs [mkdocs serve options]    install the docs tools, serve the documentation (docs/)
 
-Both create `.venv/` on first use and reinstall only when a requirements file changes.
+Each creates `.venv/` on first use and reinstall only when a requirements file changes.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def ensure_venv(requirements: str) -> None:
     if not PYTHON.exists():
         print(f"Creating {VENV.name}/ ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    files = [ROOT / "requirements.txt", ROOT / requirements]
+    # Every requirements file: one may include another (requirements-dev.txt includes requirements-docs.txt).
+    files = sorted(ROOT.glob("requirements*.txt"))
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     stamp = VENV / f".installed-{requirements}"
     if stamp.exists() and stamp.read_text() == digest:
@@ -105,7 +107,15 @@ def demo_model(args: list[str]) -> None:
     os.execv(PYTHON, [str(PYTHON), "-m", "config.testing.demo_model", *args])
 
 
-COMMANDS = {"run": run, "test": test, "manage": manage, "demo-model": demo_model}
+def docs(args: list[str]) -> None:
+    ensure_venv("requirements-docs.txt")
+    os.chdir(ROOT)
+    # Beside the server's default port 8000, so both can run at once.
+    address = [] if any(a in ("-a", "--dev-addr") or a.startswith("--dev-addr=") for a in args) else ["-a", "127.0.0.1:8001"]
+    os.execv(PYTHON, [str(PYTHON), "-m", "mkdocs", "serve", *address, *args])
+
+
+COMMANDS = {"run": run, "test": test, "manage": manage, "demo-model": demo_model, "docs": docs}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

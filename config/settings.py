@@ -328,7 +328,7 @@ WSGI_THREADS = env.int("WSGI_THREADS", default=16)
 ASYNC_THREADS = env.int("ASYNC_THREADS", default=4)
 if ASYNC_THREADS < 1 or WSGI_THREADS < 1:
     raise ImproperlyConfigured("WSGI_THREADS and ASYNC_THREADS must be at least 1.")
-# The connection's edge (config/edge.py, README "Serving and production"). Seconds a request's headers may take
+# The connection's edge (config/edge.py, docs/deployment.md). Seconds a request's headers may take
 # to arrive (from its first byte; from the connect for a connection's first request), a body may stall, a
 # kept-alive connection may stay idle (keep a proxy's upstream keep-alive shorter); 0 turns one off.
 HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", default=10.0)

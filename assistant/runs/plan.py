@@ -109,7 +109,7 @@ class _LockedSession:
 
 def _user_may_start(user_id: int) -> int:
     """Lock the user's row; refuse a deactivated user (deactivation in another process closes their
-    sockets only where the channel layer reaches, README); the catalog's version."""
+    sockets only where the channel layer reaches, docs/rest-api.md); the catalog's version."""
     row = user_turn_row(user_id)
     if row is None or not row[0]:
         raise TurnRefused("account_inactive", "This account is deactivated; its answers can't run.")

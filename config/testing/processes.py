@@ -78,7 +78,7 @@ _GENEROUS_THROTTLES = {
 
 
 def flush_redis(url: str = REDIS_TEST_URL) -> None:
-    """Empty the Redis database the tests were given (theirs alone: see README, Development)."""
+    """Empty the Redis database the tests were given (theirs alone: see docs/development.md)."""
     import redis
 
     redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()

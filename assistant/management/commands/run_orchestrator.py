@@ -66,7 +66,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--user",
             metavar="EMAIL",
-            help="Owner of a new session (default: the agent's owner, else the first superuser).",
+            help="Owner of a new session (default: the first active superuser, else a system user made on first use).",
         )
         parser.add_argument(
             "--approve",

@@ -199,7 +199,7 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
         model = replace(model, max_tokens=min(model.max_tokens, chat.max_tokens))
     system = "\n\n".join(part for part in (request.system, chat.system) if part)
     # No one can approve a tool call in the middle of an OpenAI request: held calls are denied at once,
-    # with a result telling the model why (README, "Approvals").
+    # with a result telling the model why (docs/approvals.md).
     approval = request.approval and ApprovalGate(request.approval.required, _denied_over_api)
     plan.request = replace(
         request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval
