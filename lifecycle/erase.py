@@ -16,8 +16,8 @@ django-auditlog records nothing during 4 and 5 (its rows would copy what is bein
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from auditlog.context import disable_auditlog
 from auditlog.models import LogEntry
 from django.conf import settings
+from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import models, transaction
@@ -213,16 +214,7 @@ def _replace(value: Any, needles: list[str], marker: str) -> Any:
 
 
 def _ireplace(text: str, needle: str, marker: str) -> str:
-    lowered, target = text.lower(), needle.lower()
-    if target not in lowered:
-        return text
-    out, start = [], 0
-    while (found := lowered.find(target, start)) >= 0:
-        out.append(text[start:found])
-        out.append(marker)
-        start = found + len(target)
-    out.append(text[start:])
-    return "".join(out)
+    return re.sub(re.escape(needle), lambda _: marker, text, flags=re.IGNORECASE)
 
 
 def _scrub_entries(queryset: models.QuerySet, change: Callable[[LogEntry], None]) -> None:
@@ -264,6 +256,18 @@ def _audit_anonymize(user: User, marker: str, needles: list[str]) -> None:
         changes_as_text=Cast("changes", models.TextField()), serialized_as_text=Cast("serialized_data", models.TextField())
     ).filter(naming)
     _scrub_entries(others, lambda entry: _replace_in_entry(entry, needles, marker))
+    # Django admin's history: their own rows go with them (its foreign key cascades); rows of staff's
+    # changes to their account or naming them keep the fact, not the name.
+    naming = Q(content_type=user_type, object_id=str(user.pk)) | Q(object_repr__icontains=user.email)
+    naming |= Q(change_message__icontains=user.email)
+    if len(needles) > 1:
+        naming |= Q(object_repr__icontains=needles[1]) | Q(change_message__icontains=needles[1])
+    for ids in id_chunks(AdminLogEntry.objects.filter(naming).exclude(user=user), size=SCRUB_CHUNK):
+        rows = list(AdminLogEntry.objects.filter(pk__in=ids))
+        for row in rows:
+            row.object_repr = _replace(row.object_repr, needles, marker)
+            row.change_message = _replace(row.change_message, needles, marker)
+        AdminLogEntry.objects.bulk_update(rows, ["object_repr", "change_message"])
     # Conduit's audit events: the rows keep their numbers, the person becomes the marker.
     events = QuerySetAudit.rows()
     mine = events.filter(Q(actor=user) | Q(actor_email__iexact=user.email))
@@ -308,4 +312,3 @@ def erasure_preview(user: User) -> dict[str, Any]:
     }
 
 
-__all__ = ["ErasureRefused", "erasure_preview", "user_erase", "json"]
