@@ -36,7 +36,11 @@ class ExportSerializer(serializers.ModelSerializer):
 
 @extend_schema(tags=["me"])
 class ExportsApi(APIView):
-    @extend_schema(request=None, responses={202: ExportSerializer, 409: OpenApiResponse(), 429: OpenApiResponse()})
+    @extend_schema(request=None, responses={
+        202: ExportSerializer,
+        409: OpenApiResponse(description="An export of this account is being built."),
+        429: OpenApiResponse(description="EXPORTS_PER_DAY reached."),
+    })  # fmt: skip
     def post(self, request: Request) -> Response:
         """Start an export of everything the signed-in user has here; poll its URL until it is ready."""
         try:
@@ -52,8 +56,10 @@ class ExportsApi(APIView):
 
 @extend_schema(tags=["me"])
 class ExportApi(APIView):
-    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(description="The zip, once ready"),
-                              200: ExportSerializer})  # fmt: skip
+    @extend_schema(responses={200: OpenApiResponse(response=ExportSerializer,
+                                                   description="The export's state; once ready, the zip itself "
+                                                   "(application/zip)."),
+                              404: OpenApiResponse(description="No such export of yours (or it expired).")})  # fmt: skip
     def get(self, request: Request, export_id: str):
         """The export's state; once it is ready, the zip itself. Only its owner sees it (others: 404)."""
         export = export_for_user(user=request.user, export_id=export_id)
@@ -81,8 +87,12 @@ class MeApi(AccountsMeApi):
         # Only the erasure takes a password, and guesses at it are throttled like logins.
         return super().get_throttles() if self.request.method == "DELETE" else []
 
-    @extend_schema(request=EraseSerializer, responses={204: None, 400: OpenApiResponse(), 409: OpenApiResponse(),
-                                                        502: OpenApiResponse()})  # fmt: skip
+    @extend_schema(request=EraseSerializer, responses={
+        204: None,
+        400: OpenApiResponse(description="Wrong or missing confirmation."),
+        409: OpenApiResponse(description="The account is under legal hold."),
+        502: OpenApiResponse(description="Claire could not delete the user's sessions; nothing was erased."),
+    })  # fmt: skip
     def delete(self, request: Request) -> Response:
         """Erase the signed-in account and everything of it (docs/data-lifecycle.md). Confirmed with the
         current password; accounts that sign in only through a provider (no password) type their email."""
