@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from auditlog.models import LogEntry
 from django.conf import settings
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -109,9 +110,22 @@ def purge_claim(*, now=None) -> bool:
 def purge_if_due() -> dict[str, int] | None:
     if not purge_claim():
         return None
+    return _purge_logged()
+
+
+def _purge_logged() -> dict[str, int]:
     counts = purge_expired()
     logger.info("Daily purge: %s", counts)
     return counts
+
+
+def _purge_off_the_lanes() -> dict[str, int]:
+    # A purge may take minutes: not on the lanes that serve turns and sockets (config/threads.py), and
+    # its connection is closed after it, so a process holds one more only while it purges.
+    try:
+        return _purge_logged()
+    finally:
+        connection.close()
 
 
 async def daily_purger() -> None:
@@ -120,7 +134,8 @@ async def daily_purger() -> None:
     await asyncio.sleep(FIRST_LOOK_AFTER)
     while True:
         try:
-            await run_sync(purge_if_due)
+            if await run_sync(purge_claim):
+                await asyncio.to_thread(_purge_off_the_lanes)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a database hiccup must not end the purges for good
