@@ -96,9 +96,10 @@ def export_start(*, user: User, requested_by: User | None = None) -> Export:
 
 
 def export_delete(export: Export) -> None:
-    if export.file_name:
-        export_file(export).unlink(missing_ok=True)
-        _part(export).unlink(missing_ok=True)
+    """The export's row and files (the zip, or what a build that died left half-written)."""
+    root = Path(settings.EXPORTS_DIR)
+    for name in {export.file_name, f"{export.pk}.zip", f"{export.pk}.zip.part"} - {""}:
+        (root / name).unlink(missing_ok=True)
     Export.objects.filter(pk=export.pk).delete()
 
 
@@ -170,9 +171,12 @@ def export_build(export_id) -> Export | None:
             state=Export.State.FAILED, error="The export could not be built.", finished_at=timezone.now()
         )
         raise
-    Export.objects.filter(pk=export.pk).update(
+    finished = Export.objects.filter(pk=export.pk).update(
         state=Export.State.READY, file_name=final.name, size=final.stat().st_size, finished_at=timezone.now()
     )
+    if not finished:  # deleted meanwhile (the user erased, the export deleted by staff): no file left behind
+        final.unlink(missing_ok=True)
+        return None
     export.refresh_from_db()
     return export
 

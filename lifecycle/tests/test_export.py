@@ -123,3 +123,27 @@ def test_staff_export_any_user_from_the_admin_and_download_it(seed, staff_client
     zipped = staff_client.get(f"/admin/lifecycle/export/{export.pk}/download/")
     assert zipped.status_code == 200
     assert "profile.json" in zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content))).namelist()
+
+
+def test_an_export_deleted_while_it_was_built_leaves_no_file(user, exports_dir, monkeypatch):
+    from lifecycle import export as export_module
+
+    export = Export.objects.create(user=user, expires_at=timezone.now() + timedelta(hours=1))
+    real = export_module._write_all
+
+    def erased_meanwhile(archive, owner):
+        real(archive, owner)
+        Export.objects.filter(pk=export.pk).delete()
+
+    monkeypatch.setattr(export_module, "_write_all", erased_meanwhile)
+    assert export_module.export_build(export.pk) is None
+    assert os.listdir(exports_dir) == []
+
+
+def test_a_half_written_export_is_removed_with_its_row(user, exports_dir):
+    from lifecycle.export import export_delete
+
+    export = Export.objects.create(user=user, state="running", expires_at=timezone.now() + timedelta(hours=1))
+    (exports_dir / f"{export.pk}.zip.part").write_bytes(b"PK")
+    export_delete(export)
+    assert os.listdir(exports_dir) == [] and not Export.objects.exists()
