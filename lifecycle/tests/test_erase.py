@@ -20,6 +20,7 @@ from lifecycle.tests.conftest import SECRET_ACCESS_TOKEN, SECRET_API_KEY
 from orgproxy.models import ClientSession
 from orgproxy.tests.fake_claire import FakeClaire
 from usage.models import UsageCounter
+from usage.services import usage_add
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +81,9 @@ def test_erasure_leaves_nothing_that_names_the_user_in_any_table_or_directory(se
     counter = UsageCounter.objects.get(erased_as=marker)
     assert (counter.input_tokens, counter.output_tokens) == (10, 5)
     assert UsageCounter.objects.get(user__isnull=True, erased_as="").input_tokens == 10  # the organization's
+    usage_add(user_id=bystander.pk, usage={"input_tokens": 3}, cost=None)  # the organization's row still counts alone
+    assert UsageCounter.objects.get(user__isnull=True, erased_as="").input_tokens == 13
+    assert UsageCounter.objects.get(erased_as=marker).input_tokens == 10
     assert AuditEvent.objects.filter(actor_email=marker, kind=AuditEvent.Kind.TOOL_CALL).count() == 1
     assert AuditEvent.objects.filter(actor_email=marker, kind=AuditEvent.Kind.LOGIN_FAILED).count() == 1
     erased = AuditEvent.objects.get(kind=AuditEvent.Kind.USER_ERASED)
