@@ -199,3 +199,18 @@ def test_the_admin_refuses_to_erase_a_user_on_hold(seed, staff_client):
     answer = staff_client.post("/admin/accounts/user/", form, follow=True)
     assert b"legal hold" in answer.content
     assert User.objects.filter(pk=seeded.user.pk, is_active=True).exists()
+
+
+def test_guesses_at_the_password_to_erase_are_throttled_like_logins(make_user, client_for):
+    # Attack: a stolen access token guessing the password to erase the account (and its evidence).
+    user = make_user()
+    client = client_for(user)
+    guesses = [
+        client.delete("/api/v1/auth/me", {"current_password": f"guess {n}"}, format="json", REMOTE_ADDR=f"10.0.5.{n}")
+        for n in range(5)
+    ]
+    assert [g.status_code for g in guesses] == [400] * 5
+    blocked = client.delete("/api/v1/auth/me", {"current_password": TEST_PASSWORD}, format="json", REMOTE_ADDR="10.0.6.1")
+    assert blocked.status_code == 429 and blocked.json()["detail"]["code"] == "throttled"
+    assert User.objects.filter(pk=user.pk, is_active=True).exists()
+    assert client.get("/api/v1/auth/me").status_code == 200  # reading the account is not throttled with it
