@@ -90,7 +90,7 @@ class MeApi(AccountsMeApi):
     @extend_schema(request=EraseSerializer, responses={
         204: None,
         400: OpenApiResponse(description="Wrong or missing confirmation."),
-        409: OpenApiResponse(description="The account is under legal hold."),
+        409: OpenApiResponse(description="The account is under legal hold, or others' sessions use its agents."),
         502: OpenApiResponse(description="Claire could not delete the user's sessions; nothing was erased."),
     })  # fmt: skip
     def delete(self, request: Request) -> Response:
@@ -107,6 +107,5 @@ class MeApi(AccountsMeApi):
         try:
             user_erase(user=user, source="api")
         except ErasureRefused as refused:
-            code = "legal_hold" if refused.status == 409 else "upstream_error"
-            return error_response(str(refused), code, refused.status)
+            return error_response(str(refused), refused.code, refused.status)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -55,23 +55,30 @@ SCRUB_CHUNK = 500
 
 
 class ErasureRefused(Exception):
-    """The erasure can't be done now; nothing was changed. `status`: 409 (legal hold) or 502 (Claire)."""
+    """The erasure can't be done now; nothing was changed. `status`/`code`: 409 `legal_hold`, 409
+    `agent_in_use` (others' sessions use an agent of theirs), 502 `upstream_error` (Claire)."""
 
-    def __init__(self, message: str, *, status: int):
+    def __init__(self, message: str, *, status: int, code: str):
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def user_erase(*, user: User, by: User | None = None, source: str = "api") -> str:
     """Erase `user` (see the module's docstring); `by`: the staff member who did it (None: the user
     themselves). Returns the anonymous marker that replaces them in audit rows and usage counters."""
     if User.objects.filter(pk=user.pk, legal_hold=True).exists():
-        raise ErasureRefused(HELD, status=409)
+        raise ErasureRefused(HELD, status=409, code="legal_hold")
+    # Sessions keep their agent (RESTRICT): another user's session with an agent of theirs (only staff
+    # can make one) would stop the erasure half-way, so it is refused before anything changes.
+    if UserAgentSession.objects.filter(agent__owner=user).exclude(owner=user).exists():
+        raise ErasureRefused("Other users have sessions with this user's agents; staff must delete those sessions "
+                             "or the agents first.", status=409, code="agent_in_use")  # fmt: skip
     _claire_sessions_delete(user)
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.legal_hold:  # put on hold meanwhile
-            raise ErasureRefused(HELD, status=409)
+            raise ErasureRefused(HELD, status=409, code="legal_hold")
         if locked.is_active:
             locked.is_active = False
             locked.save(update_fields=["is_active", "updated_at"])  # ends their sessions (accounts.models)
@@ -120,7 +127,7 @@ def _claire_sessions_delete(user: User) -> None:
     if not settings.CLAIRE_API_KEY:
         if records.exists():
             raise ErasureRefused("The user has Claire sessions, and Claire is not configured (CLAIRE__API_KEY): "
-                                 "they can't be deleted there.", status=502)  # fmt: skip
+                                 "they can't be deleted there.", status=502, code="upstream_error")  # fmt: skip
         return
     try:
         bot_ids = [bot["bot_id"] for bot in bots_list()]
@@ -148,7 +155,7 @@ def _claire_sessions_delete(user: User) -> None:
     except claire_client.ClaireError as exc:
         logger.warning("Erasure of user %s stopped: Claire sessions not deleted (%s)", user.pk, exc)
         raise ErasureRefused("Claire could not delete the user's sessions; nothing was erased. Try again later.",
-                             status=502) from exc  # fmt: skip
+                             status=502, code="upstream_error") from exc  # fmt: skip
 
 
 # --- 4. what the user owns ----------------------------------------------------------------------

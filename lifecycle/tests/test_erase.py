@@ -214,3 +214,13 @@ def test_guesses_at_the_password_to_erase_are_throttled_like_logins(make_user, c
     assert blocked.status_code == 429 and blocked.json()["detail"]["code"] == "throttled"
     assert User.objects.filter(pk=user.pk, is_active=True).exists()
     assert client.get("/api/v1/auth/me").status_code == 200  # reading the account is not throttled with it
+
+
+def test_an_agent_of_theirs_in_another_users_session_refuses_the_erasure_before_anything_changes(seed, make_user, claire):
+    seeded = seed()
+    other = make_user()
+    UserAgentSession.objects.create(owner=other, agent=seeded.agent, title="made by staff")
+    with pytest.raises(ErasureRefused) as refused:
+        user_erase(user=seeded.user)
+    assert (refused.value.status, refused.value.code) == (409, "agent_in_use")
+    assert User.objects.filter(pk=seeded.user.pk, is_active=True).exists() and claire.calls("DELETE") == []
