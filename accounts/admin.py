@@ -35,7 +35,7 @@ class UserAdmin(DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
     list_display = ("email", "name", "provider", "is_active", "is_staff", "created_at", "last_login")
-    list_filter = ("provider", "is_active", "is_staff", "is_superuser")
+    list_filter = ("provider", "is_active", "is_staff", "is_superuser", "legal_hold")
     search_fields = ("email", "name", "external_id")
     ordering = ("email",)
     readonly_fields = ("created_at", "updated_at", "last_login")
@@ -43,6 +43,7 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"fields": ("email", "name", "password")}),
         ("Sign-in", {"fields": ("provider", "external_id")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Data lifecycle", {"fields": ("legal_hold",)}),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at")}),
     )
     add_fieldsets = (

@@ -49,6 +49,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     external_id = models.CharField(max_length=255, null=True, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can log in to the admin site.")
+    legal_hold = models.BooleanField(
+        default=False,
+        help_text="Under legal hold: nothing of this user is purged by retention or erased (their own request "
+        "included) until released.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -525,7 +525,7 @@ class AIAgentAdmin(admin.ModelAdmin):
         ("Prompt and model", {"fields": ("system_prompt", "system_prompt_text", "llm_config", "max_turns")}),
         ("Tools", {"fields": ("allowed_tools", "allowed_tools_other", "approval_required", "integrations",
                               "workspace_tools")}),  # fmt: skip
-        ("Sessions", {"fields": ("custom_properties_schema",)}),
+        ("Sessions", {"fields": ("custom_properties_schema", "retention_days")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
 

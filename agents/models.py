@@ -430,6 +430,13 @@ class AIAgent(models.Model):
         validators=[validate_json_schema],
         help_text="JSON Schema the custom properties given at session start must satisfy.",
     )
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Staff: sessions with this agent are deleted this many days after their last activity, when "
+        "that is sooner than RETENTION_DAYS. Empty: RETENTION_DAYS alone.",
+    )
     owner = _owner_field("agents")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -226,11 +226,13 @@ class AIAgentSerializer(serializers.ModelSerializer):
             "workspace_tools",
             "is_active",
             "custom_properties_schema",
+            "retention_days",
             "owner",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["system_prompt_lost", "owner", "created_at", "updated_at"]
+        # retention_days: set by staff (admin); users see how long their sessions with it are kept.
+        read_only_fields = ["system_prompt_lost", "retention_days", "owner", "created_at", "updated_at"]
 
     def validate_tags(self, value: list[str]) -> list[str]:
         return _normalized_tags(value)

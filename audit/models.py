@@ -22,6 +22,7 @@ class AuditEvent(models.Model):
     class Kind(models.TextChoices):
         LOGIN_FAILED = "login_failed", "Failed login"
         TOOL_CALL = "tool_call", "Tool call"
+        USER_ERASED = "user_erased", "User erased"
 
     class Outcome(models.TextChoices):
         OK = "ok", "OK"

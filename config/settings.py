@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "usage",
     "auditlog",
     "audit",
+    "lifecycle",
 ]
 
 MIDDLEWARE = [
@@ -469,6 +470,24 @@ if not 0 < SANDBOX_TMP_BYTES < SANDBOX_MEMORY_BYTES:
 # When the server runs as root, commands run as this uid/gid (one that owns no other process:
 # the process limit counts per user), and the workspace is handed to it.
 SANDBOX_UID = env.int("SANDBOX_UID", default=64123)
+
+# --- lifecycle: retention, export and erasure (lifecycle/, docs/data-lifecycle.md) ---------------
+# Sessions whose last activity is older than this many days are deleted with their messages, events
+# and workspace files (0: kept forever); an agent's `retention_days` may keep its sessions less.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=0)
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=0)  # audit rows (both logs); 0: kept
+TURN_EVENTS_RETENTION_DAYS = env.int("TURN_EVENTS_RETENTION_DAYS", default=0)  # replay events; 0: kept
+# Exports (zips of a user's data) live in EXPORTS_DIR and are deleted this many hours after they are made.
+EXPORTS_DIR = Path(env.str("EXPORTS_DIR", default=str(BASE_DIR / "data" / "exports")))
+EXPORT_TTL_HOURS = env.int("EXPORT_TTL_HOURS", default=72)
+EXPORTS_PER_DAY = env.int("EXPORTS_PER_DAY", default=5)  # exports one user may start in 24 hours
+# Serving processes purge once a day (one of all replicas, by a database claim); False: only cron's purge_expired.
+PURGE_ON_SERVE = env.bool("PURGE_ON_SERVE", default=True)
+if min(RETENTION_DAYS, AUDIT_RETENTION_DAYS, TURN_EVENTS_RETENTION_DAYS, EXPORTS_PER_DAY) < 0 or EXPORT_TTL_HOURS < 1:
+    raise ImproperlyConfigured(
+        "RETENTION_DAYS, AUDIT_RETENTION_DAYS, TURN_EVENTS_RETENTION_DAYS and EXPORTS_PER_DAY must be 0 or more, "
+        "EXPORT_TTL_HOURS 1 or more."
+    )
 
 # --- assistant: orchestrator CLI (manage.py run_orchestrator) ----------------------------------
 AGENTS_DIR = env.str("AGENTS_DIR", default="")  # default workspace; "" = the current directory

@@ -10,6 +10,7 @@ from assistant.surfaces.openai import api as openai_api
 from assistant.surfaces.chat_page import chat
 from config import views
 from connections import api as connections_api
+from lifecycle import api as lifecycle_api
 
 urlpatterns = [
     path("", views.health, name="root"),
@@ -30,6 +31,8 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api_docs/swagger_ui.html"),
         name="swagger-ui",
     ),
+    # GET as accounts answers it; DELETE erases the account (lifecycle/, issue 32).
+    path("api/v1/auth/me", lifecycle_api.MeApi.as_view(), name="auth-me-erase"),
     path("api/v1/auth/", include("accounts.urls")),
     # Browser login through the OpenID provider (404 unless configured, see accounts/oidc.py).
     path("oidc/", include("mozilla_django_oidc.urls")),
@@ -38,6 +41,7 @@ urlpatterns = [
     path("connections/oauth/callback", connections_api.oauth_callback, name="connections-oauth-callback"),
     path("api/v1/", include("assistant.urls")),
     path("api/v1/", include("usage.urls")),
+    path("api/v1/", include("lifecycle.urls")),
     # The OpenAI-compatible API, where OpenAI clients expect it (base URL `<site>/v1`).
     path("v1/models", openai_api.models_list, name="openai-models"),
     path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),

@@ -20,8 +20,11 @@ from django.db.models import Q
 class UsageCounter(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="usage_counters",
-        help_text="Empty: the whole organization.",
+        help_text="Empty: the whole organization (or an erased user's, see erased_as).",
     )  # fmt: skip
+    # An erased user's counters keep their numbers under an anonymous marker (lifecycle.erase); the
+    # organization's row is the one with neither a user nor a marker.
+    erased_as = models.CharField(max_length=64, blank=True, default="")
     month = models.DateField(help_text="The first day of the calendar month (UTC).")
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -36,11 +39,13 @@ class UsageCounter(models.Model):
             models.UniqueConstraint(
                 fields=["user", "month"], condition=Q(user__isnull=False), name="usage_counter_user_month_unique"
             ),
-            models.UniqueConstraint(fields=["month"], condition=Q(user__isnull=True), name="usage_counter_org_month_unique"),
+            models.UniqueConstraint(
+                fields=["month"], condition=Q(user__isnull=True, erased_as=""), name="usage_counter_org_month_unique"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user or 'Organization'} {self.month:%Y-%m}"
+        return f"{self.user or self.erased_as or 'Organization'} {self.month:%Y-%m}"
 
     @property
     def total_tokens(self) -> int:

@@ -173,7 +173,7 @@ def _increment(owner_id: int | None, month: date, increments: list[int], cost: D
         added = "CAST({0} + CAST(%s AS NUMERIC) AS NUMERIC)" if connection.vendor == "sqlite" else "{0} + %s"
         assignments = [f"{column[name]} = {column[name]} + %s" for name in USAGE_FIELDS]
         assignments += [f"{column['cost']} = " + added.format(column["cost"]), f"{column['updated_at']} = %s"]
-        owner = f"{column['user']} IS NULL" if owner_id is None else f"{column['user']} = %s"
+        owner = f"{column['user']} IS NULL AND {column['erased_as']} = ''" if owner_id is None else f"{column['user']} = %s"
         sql = _increments[key] = (
             f"UPDATE {quote(UsageCounter._meta.db_table)} SET {', '.join(assignments)} "
             f"WHERE {column['month']} = %s AND {owner}"
@@ -280,7 +280,7 @@ class Spent:
 def counters_of(user_id: int, month: date) -> tuple[Spent, Spent]:
     """The user's and the organization's spending in `month`: one query."""
     user, org = Spent(0, Decimal(0)), Spent(0, Decimal(0))
-    for counter in UsageCounter.objects.filter(Q(user_id=user_id) | Q(user__isnull=True), month=month):
+    for counter in UsageCounter.objects.filter(Q(user_id=user_id) | Q(user__isnull=True, erased_as=""), month=month):
         spent = Spent(counter.total_tokens, counter.cost, counter.input_tokens, counter.output_tokens)
         if counter.user_id is None:
             org = spent
