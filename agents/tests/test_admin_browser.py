@@ -12,7 +12,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from config.testing.processes import database_url_for_children, require, running_server
+from config.testing.processes import collected_static_root, database_url_for_children, require, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,9 +50,8 @@ for n in range(6):
 @pytest.fixture
 def admin_site(tmp_path):
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
-    env = {"DATABASE_URL": database_url_for_children(tmp_path), "STATIC_ROOT": str(tmp_path / "static")}
+    env = {"DATABASE_URL": database_url_for_children(tmp_path), "STATIC_ROOT": str(collected_static_root())}
     run = {"cwd": settings.BASE_DIR, "env": {**os.environ, **env}, "check": True, "timeout": 120}
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], **run)
     subprocess.run([sys.executable, "manage.py", "shell", "-c", SEED], **run)
     with running_server(env) as base:
         yield base

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from django.conf import settings
 
-from config.testing.processes import database_url_for_children, require, running_server
+from config.testing.processes import collected_static_root, database_url_for_children, require, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,9 +33,8 @@ document.addEventListener("securitypolicyviolation", (event) => window.__violati
 
 @pytest.fixture
 def site(tmp_path):
-    env = {"DATABASE_URL": database_url_for_children(tmp_path), "STATIC_ROOT": str(tmp_path / "static")}
+    env = {"DATABASE_URL": database_url_for_children(tmp_path), "STATIC_ROOT": str(collected_static_root())}
     run = {"cwd": settings.BASE_DIR, "env": {**os.environ, **env}, "check": True, "timeout": 120}
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], **run)
     staff = (
         "from accounts.models import User; "
         f"User.objects.create_superuser(email={EMAIL!r}, name='Staff', password={PASSWORD!r})"

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 from config.testing.listener import recording_listener
-from config.testing.processes import database_url_for_children, http_json, require, running_server
+from config.testing.processes import collected_static_root, database_url_for_children, http_json, require, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,10 +43,8 @@ def serving(tmp_path, application: str | None = None, *, seed: str | None = None
     with fake_anthropic_server() as fake:
         # The user configures the fake model on 127.0.0.1: staff allow that host (the egress policy).
         env = {"DATABASE_URL": database_url_for_children(tmp_path), "ANTHROPIC_MAX_RETRIES": "0",
-               "STATIC_ROOT": str(tmp_path / "static"), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
+               "STATIC_ROOT": str(collected_static_root()), "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
                "WORKSPACES_DIR": str(settings.WORKSPACES_DIR), **extra}  # fmt: skip
-        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-                       cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
         if seed is not None:
             subprocess.run([sys.executable, "manage.py", "shell", "-c", seed.replace("{fake}", fake.base_url)],
                            cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
