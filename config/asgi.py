@@ -32,7 +32,7 @@ from accounts.websocket import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
-STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions"})
+STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions", "/v1/responses"})
 # …and those with an id in them: the run API and a session's event stream, its stop and its approvals'
 # decisions (which must reach the turn runners of this process's event loop, or start one there:
 # assistant/surfaces/run_api).

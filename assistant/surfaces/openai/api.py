@@ -240,6 +240,14 @@ async def _denied_over_api(call: ToolCall) -> ToolOutcome:
 
 def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
+    chat = wire.parse_chat_request(wire.parse_body(read_body(request)))
+    session_id = _session_header(request, chat.model)
+    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The request's body, at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (else a 413 OpenAIError)."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
@@ -249,10 +257,7 @@ def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, ru
         raw = None
     if raw is None or (limit is not None and len(raw) > limit):
         raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
-    chat = wire.parse_chat_request(wire.parse_body(raw))
-    session_id = _session_header(request, chat.model)
-    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
-    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
+    return raw
 
 
 class _Relay:
