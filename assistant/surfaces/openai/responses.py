@@ -212,3 +212,12 @@ def response_detail(request: HttpRequest, response_id: str) -> JsonResponse:
     answer = JsonResponse(stored["body"])
     answer["X-Session-ID"] = str(stored["session_id"])
     return answer
+
+
+@csrf_exempt
+def legacy_completions(request: HttpRequest) -> JsonResponse:
+    """`/v1/completions`, OpenAI's legacy text completions: not served; the 404 says what to use."""
+    return api._error_response(OpenAIError(
+        404, "The legacy Completions API (/v1/completions) is not served here: use POST /v1/chat/completions "
+        "(or POST /v1/responses) with an agent's slug as `model`.", code="unsupported_endpoint", param=None,
+    ))  # fmt: skip

@@ -54,8 +54,8 @@ def stored(session_id: int) -> list[tuple[str, str]]:
     [
         ("GET", "/v1/nope"),
         ("GET", "/v1/responses/resp_123/input_items"),
-        ("POST", "/v1/embeddings"),
-        ("POST", "/v1/completions"),
+        ("GET", "/v1/embeddings/x"),
+        ("POST", "/v1/completions/x"),
         ("GET", "/v1"),
         ("GET", "/v1/"),
         ("DELETE", "/v1/models/helper/extra"),
