@@ -4,7 +4,9 @@ A response is a turn of a session, planned and relayed exactly as a chat complet
 `chat_turn_begin`, `_Relay`); only the wire format differs (responses_format.py). `model` is an
 agent's slug; `instructions` are added after the agent's system prompt. Which session:
 - `previous_response_id`: the session of that response (one of the caller's, stored; else a 404);
-  `input` then holds only the new message, the session's stored messages being the history;
+  `input` then holds only the new message, the session's stored messages being the history. A
+  response that was continued since (not its session's last answer) branches, as on OpenAI: a new
+  session starts from a copy of the messages up to that response's answer;
 - else, as on chat completions: the session whose `/v1` conversation the input's earlier items
   continue, or the one the `X-Session-ID` header names, else a new one.
 The answer is stored (`StoredResponse`) for `GET /v1/responses/{id}` and `previous_response_id`,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -30,6 +33,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from agents.models import Message
 from assistant import runs, services
 from assistant.models import StoredResponse
 from assistant.surfaces.openai import api
@@ -54,7 +58,7 @@ def _responses_prepare(request: HttpRequest):
     if wanted.previous_response_id:
         previous = (
             StoredResponse.objects.filter(pk=wanted.previous_response_id, owner=user)
-            .values("session_id", "body__model").first()
+            .values("session_id", "message_id", "body__model").first()
         )  # fmt: skip
         if previous is None:
             raise _previous_not_found(wanted.previous_response_id)
@@ -67,11 +71,29 @@ def _responses_prepare(request: HttpRequest):
             raise wire.bad_request(
                 "With `previous_response_id`, `input` holds only the new message: the earlier ones are stored.", "input"
             )  # fmt: skip
-        session_id = previous["session_id"]
+        history = _branch_history(previous["session_id"], previous["message_id"])
+        if history is None:
+            session_id = previous["session_id"]
+        else:  # an earlier response of its session: a new session goes on from there, as OpenAI branches
+            chat = wanted.chat = replace(chat, history=history)
     else:
         session_id = api._session_header(request, chat.model)
     plan, continued = api.chat_turn_begin(user=user, chat=chat, session_id=session_id)
     return user, wanted, continued, plan  # the plan last: see runs.turn_start_when_planned
+
+
+def _branch_history(session_id: int, message_id: int | None) -> list[tuple[str, list[dict[str, Any]]]] | None:
+    """None when the response's answer is still its session's last message (the session goes on);
+    else the session's messages up to that answer, for a new session branching off there."""
+    messages = Message.objects.filter(session_id=session_id).order_by("-seq")
+    last = messages.values_list("pk", flat=True).first()
+    if message_id is None or last == message_id:
+        return None
+    answer = messages.filter(pk=message_id).values_list("seq", flat=True).first()
+    if answer is None:
+        return None
+    kept = messages.filter(seq__lte=answer).order_by("seq").values_list("role", "content")
+    return [(role, list(content or [])) for role, content in kept]
 
 
 class _ResponseRelay(api._Relay):

@@ -195,3 +195,21 @@ async def test_bad_input_is_a_400_naming_the_field(user, agent, fake, body, para
 async def test_an_unknown_agent_is_model_not_found(user, agent, fake):
     answer = await v1(user, "POST", "/v1/responses", {"model": "nobody", "input": "Hi"})
     assert answer.status == 404 and error_of(answer)["code"] == "model_not_found"
+
+
+async def test_continuing_an_earlier_response_again_branches_into_a_new_session(user, agent, fake):
+    fake.script(Reply(text=["Hello, Alice."]), Reply(text=["Blue."]), Reply(text=["Red, then."]))
+    first = json.loads((await create(user, input="Hi, I'm Alice")).body)
+    later = await create(user, input="Favourite colour?", previous_response_id=first["id"])
+
+    branch = await create(user, input="Pick another colour", previous_response_id=first["id"])
+
+    assert branch.status == 200, branch.body
+    assert branch.headers["x-session-id"] != later.headers["x-session-id"]
+    assert await sync_to_async(stored)(int(branch.headers["x-session-id"])) == [
+        ("user", "Hi, I'm Alice"), ("assistant", "Hello, Alice."), ("user", "Pick another colour"), ("assistant", "Red, then."),
+    ]  # fmt: skip
+    assert await sync_to_async(stored)(int(later.headers["x-session-id"])) == [
+        ("user", "Hi, I'm Alice"), ("assistant", "Hello, Alice."), ("user", "Favourite colour?"), ("assistant", "Blue."),
+    ]  # fmt: skip
+    assert [m["role"] for m in fake.requests[-1].body["messages"]] == ["user", "assistant", "user"]
