@@ -1,5 +1,6 @@
-"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`; any
-other `/v1` path answers OpenAI's 404 in OpenAI's shape.
+"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`
+(`/v1/responses` and `/v1/embeddings` are responses.py and embeddings.py); any other `/v1` path
+answers OpenAI's 404 in OpenAI's shape.
 
 For the tools people already use with the OpenAI API (Open WebUI, LibreChat, Continue, the `openai`
 SDK), with a personal API key (`cdk_…`) or an access token as the bearer token.
@@ -139,7 +140,7 @@ def _only(request: HttpRequest, method: str) -> None:
 
 @csrf_exempt
 def unknown_path(request: HttpRequest) -> JsonResponse:
-    """Any other path under `/v1` (`/v1/responses`, `/v1/embeddings`, a typo): OpenAI's 404, in its
+    """Any other path under `/v1` (`/v1/assistants`, a typo): OpenAI's 404, in its
     shape, so that an OpenAI client says what went wrong instead of only "404"."""
     return _error_response(wire.unknown_url(request.method, request.path))
 
