@@ -213,3 +213,22 @@ async def test_continuing_an_earlier_response_again_branches_into_a_new_session(
         ("user", "Hi, I'm Alice"), ("assistant", "Hello, Alice."), ("user", "Favourite colour?"), ("assistant", "Blue."),
     ]  # fmt: skip
     assert [m["role"] for m in fake.requests[-1].body["messages"]] == ["user", "assistant", "user"]
+
+
+async def test_function_call_items_of_the_history_reach_the_model_as_tool_calls_and_results(user, agent, fake):
+    items = [
+        {"role": "user", "content": "What's in notes.txt?"},
+        {"type": "function_call", "call_id": "call_1", "name": "read_file", "arguments": '{"path": "notes.txt"}'},
+        {"type": "function_call_output", "call_id": "call_1", "output": "milk, eggs"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Milk and eggs."}]},
+        {"role": "user", "content": "And now?"},
+    ]
+
+    answer = await create(user, input=items)
+
+    assert answer.status == 200, answer.body
+    assert fake.requests[-1].body["messages"][:3] == [
+        {"role": "user", "content": [{"type": "text", "text": "What's in notes.txt?"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "read_file", "input": {"path": "notes.txt"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "milk, eggs", "is_error": False}]},
+    ]  # fmt: skip
