@@ -220,17 +220,21 @@ async def responses_create(request: HttpRequest):
 
 @csrf_exempt
 def response_detail(request: HttpRequest, response_id: str) -> JsonResponse:
-    """`GET /v1/responses/{id}`: a stored response of the caller's (anyone else's is a 404)."""
+    """`GET /v1/responses/{id}`: a stored response of the caller's (anyone else's is a 404).
+    `DELETE`: forget it (it can't be retrieved or continued any more; its turn stays in its session)."""
     try:
-        api._only(request, "GET")
+        if request.method not in ("GET", "DELETE"):
+            raise wire.method_not_allowed(request.method, request.path, "GET, DELETE")
         user = api.authenticated_user(request)
-        stored = None
-        if len(response_id) <= 64:
-            stored = StoredResponse.objects.filter(pk=response_id, owner=user).values("body", "session_id").first()
+        mine = StoredResponse.objects.filter(pk=response_id, owner=user) if len(response_id) <= 64 else None
+        stored = mine.values("body", "session_id").first() if mine is not None else None
         if stored is None:
             raise OpenAIError(404, f"Response with id '{response_id[:80]}' not found.", code=None, param=None)
     except OpenAIError as error:
         return api._error_response(error)
+    if request.method == "DELETE":
+        mine.delete()
+        return JsonResponse({"id": response_id, "object": "response", "deleted": True})
     answer = JsonResponse(stored["body"])
     answer["X-Session-ID"] = str(stored["session_id"])
     return answer

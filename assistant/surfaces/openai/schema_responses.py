@@ -124,6 +124,14 @@ def add_responses_paths(result: dict[str, Any], *, security: list, error, auth_e
         "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "", "content": json_of("OpenAIResponse")}, **auth_errors,
                       "404": error("No such response of yours (or it was made with `store: false`).")},
+    }, "delete": {
+        "operationId": "openai_responses_delete",
+        "summary": "Forget a stored response of yours (its turn stays in its session).",
+        "tags": [tag], "security": security,
+        "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                          "id": {"type": "string"}, "object": {"type": "string"}, "deleted": {"type": "boolean"}}}}}},
+                      **auth_errors, "404": error("No such response of yours.")},
     }}
     paths["/v1/embeddings"] = {"post": {
         "operationId": "openai_embeddings_create",

@@ -232,3 +232,17 @@ async def test_function_call_items_of_the_history_reach_the_model_as_tool_calls_
         {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "read_file", "input": {"path": "notes.txt"}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "milk, eggs", "is_error": False}]},
     ]  # fmt: skip
+
+
+async def test_delete_forgets_a_response_of_its_owner_only(user, other_user, agent, fake):
+    created = json.loads((await create(user, input="Hi")).body)
+
+    theirs = await v1(other_user, "DELETE", f"/v1/responses/{created['id']}")
+    mine = await v1(user, "DELETE", f"/v1/responses/{created['id']}")
+
+    assert theirs.status == 404
+    assert mine.status == 200 and json.loads(mine.body) == {"id": created["id"], "object": "response", "deleted": True}
+    assert (await v1(user, "GET", f"/v1/responses/{created['id']}")).status == 404
+    assert await UserAgentSession.objects.filter(owner=user).acount() == 1  # the turn stays in its session
+    wrong = await v1(user, "PUT", f"/v1/responses/{created['id']}")
+    assert wrong.status == 405 and wrong.headers["allow"] == "GET, DELETE"

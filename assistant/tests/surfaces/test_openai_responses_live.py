@@ -66,6 +66,9 @@ def test_responses_create_answers_text_usage_and_continues_by_previous_response_
     stored = account.stored_messages(second.headers["x-session-id"])
     assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
     assert client.responses.retrieve(first.id).output_text == "Hello, Alice."
+    client.responses.delete(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
     with pytest.raises(openai.NotFoundError) as missing:
         client.responses.create(model=account.slug, input="More", previous_response_id="resp_nope")
     assert missing.value.body["code"] == "previous_response_not_found"
