@@ -35,7 +35,9 @@ def sh(*args: str | Path, **kwargs) -> None:
         sys.exit(result.returncode)
 
 
-def ensure_venv(requirements: str) -> None:
+def ensure_venv(requirements: str, *, no_deps: str | None = None) -> None:
+    """The venv with `requirements` installed, and `no_deps` (a file of packages whose declared
+    dependencies conflict with ours, see requirements-clients.txt) without their dependencies."""
     if sys.version_info < (3, 11):
         sys.exit(f"Conduit needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not PYTHON.exists():
@@ -50,6 +52,8 @@ def ensure_venv(requirements: str) -> None:
     print(f"Installing {requirements} ...", flush=True)
     sh(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "pip")
     sh(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements)
+    if no_deps:
+        sh(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-r", no_deps)
     stamp.write_text(digest)
 
 
@@ -88,7 +92,7 @@ def ensure_node_packages() -> None:
 
 
 def test(args: list[str]) -> None:
-    ensure_venv("requirements-dev.txt")
+    ensure_venv("requirements-dev.txt", no_deps="requirements-clients.txt")
     ensure_node_packages()
     result = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
     sys.exit(result.returncode)

@@ -149,8 +149,8 @@ class LLMProviderConfigForm(forms.ModelForm):
 @admin.register(LLMProviderConfig)
 class LLMProviderConfigAdmin(admin.ModelAdmin):
     form = LLMProviderConfigForm
-    list_display = ("name", "provider", "model", "api_key_display", "is_default", "owner", "updated_at")
-    list_filter = ("provider", "is_default", _OwnerScopeFilter)
+    list_display = ("name", "provider", "model", "api_key_display", "is_default", "for_embeddings", "owner", "updated_at")
+    list_filter = ("provider", "is_default", "for_embeddings", _OwnerScopeFilter)
     search_fields = ("name", "model", "owner__email")
     autocomplete_fields = ("owner",)
     readonly_fields = ("created_at", "updated_at")
@@ -164,6 +164,8 @@ class LLMProviderConfigAdmin(admin.ModelAdmin):
         "max_tokens",
         "temperature",
         "is_default",
+        "for_embeddings",
+        "embeddings_model",
         "owner",
         "price_input_per_mtok",
         "price_output_per_mtok",

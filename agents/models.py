@@ -133,6 +133,18 @@ class LLMProviderConfig(models.Model):
                                                     validators=[MinValueValidator(0)])
     price_cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True,
                                                      validators=[MinValueValidator(0)])
+    # `POST /v1/embeddings` (assistant/surfaces/openai/embeddings.py) goes through configs marked so.
+    for_embeddings = models.BooleanField(
+        default=False,
+        help_text="Serves POST /v1/embeddings for its embeddings model (provider “openai” only): the organization's "
+        "configs for everyone, a user's own for that user.",
+    )
+    embeddings_model = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The provider's embeddings model (text-embedding-3-small …): the `model` clients of "
+        "/v1/embeddings ask for. Required when the config serves embeddings.",
+    )
 
     class Meta:
         verbose_name = "LLM provider config"
@@ -157,6 +169,10 @@ class LLMProviderConfig(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if self.for_embeddings and self.provider != self.Provider.OPENAI:
+            raise ValidationError({"for_embeddings": ["Only a config with provider “openai” can serve embeddings."]})
+        if self.for_embeddings and not self.embeddings_model.strip():
+            raise ValidationError({"embeddings_model": ["A config that serves embeddings needs its embeddings model."]})
         # Trust rule: the organization's key (ANTHROPIC_API_KEY, OPENAI_API_KEY) goes only to the organization's
         # endpoint, so a user's config that names its own endpoint must bring its own key.
         if self.owner_id is None or not self.base_url:

@@ -75,6 +75,8 @@ class LLMProviderConfigSerializer(serializers.ModelSerializer):
             "max_tokens",
             "temperature",
             "is_default",
+            "for_embeddings",
+            "embeddings_model",
             "owner",
             "created_at",
             "updated_at",

@@ -59,6 +59,23 @@ class ClientSessionAlias(models.Model):
         return f"{self.kind}: {self.key}"
 
 
+class StoredResponse(models.Model):
+    """A `/v1/responses` answer (assistant/surfaces/openai/responses.py), kept for
+    `GET /v1/responses/{id}` and for a later request's `previous_response_id`, which continues its
+    session. Not kept for a request with `store: false` (its turn is still stored in the session)."""
+
+    id = models.CharField(primary_key=True, max_length=64)  # resp_…
+    owner = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey("agents.UserAgentSession", on_delete=models.CASCADE, related_name="+")
+    # The turn's answer: a response whose message is no longer the session's last was continued since.
+    message = models.ForeignKey("agents.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    body = models.JSONField(default=dict)  # the Response object as answered
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class Approval(models.Model):
     """A tool call that waits for its user's decision before it runs (issue 28).
 

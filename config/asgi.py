@@ -31,8 +31,11 @@ from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from accounts.websocket import WebsocketAuthMiddleware  # noqa: E402
 from config.websocket_origin import OriginValidator  # noqa: E402
 
-# Paths that stream and so need the ASGI handler (also with a trailing slash: see RequestEdgeMiddleware).
-STREAMING_HTTP_PATHS = frozenset({"/api/v1/claude-code/code-assistance", "/v1/chat/completions"})
+# Paths that stream, or wait on a provider with the pooled async clients, and so need the ASGI handler
+# (also with a trailing slash: see RequestEdgeMiddleware).
+STREAMING_HTTP_PATHS = frozenset(
+    {"/api/v1/claude-code/code-assistance", "/v1/chat/completions", "/v1/responses", "/v1/embeddings"}
+)
 # …and those with an id in them: the run API and a session's event stream, its stop and its approvals'
 # decisions (which must reach the turn runners of this process's event loop, or start one there:
 # assistant/surfaces/run_api).

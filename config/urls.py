@@ -7,6 +7,8 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from assistant.surfaces.openai import api as openai_api
+from assistant.surfaces.openai import embeddings as openai_embeddings
+from assistant.surfaces.openai import responses as openai_responses
 from assistant.surfaces.chat_page import chat
 from config import views
 from connections import api as connections_api
@@ -46,6 +48,10 @@ urlpatterns = [
     path("v1/models", openai_api.models_list, name="openai-models"),
     path("v1/models/<str:model>", openai_api.model_detail, name="openai-model"),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
+    path("v1/responses", openai_responses.responses_create, name="openai-responses"),
+    path("v1/responses/<str:response_id>", openai_responses.response_detail, name="openai-response"),
+    path("v1/embeddings", openai_embeddings.embeddings, name="openai-embeddings"),
+    path("v1/completions", openai_responses.legacy_completions, name="openai-legacy-completions"),
     # Every other path under it answers OpenAI's 404 in OpenAI's shape (what its clients can read).
     re_path(r"^v1(?:/.*)?$", openai_api.unknown_path, name="openai-unknown"),
 ]

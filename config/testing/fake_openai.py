@@ -14,11 +14,19 @@ scripted as `Raw(body, content_type)`, any answer at all, sent as it is (a malfo
         fake.script(Chunks(tool_calls=[FunctionCall("read_file", {"path": "a.txt"})]))
         fake.script(HttpError(429, "rate_limit_exceeded", "Slow down", retry_after=1))
         fake.requests[0].body["messages"]   # what the SDK sent
+
+`POST /v1/embeddings` answers as OpenAI does: one vector per input (`fake.dimensions` floats, or
+`dimensions`, derived from the input's text, so equal inputs embed equally), as floats or base64
+(`encoding_format`), with `usage.prompt_tokens` one per word; a scripted HttpError at the head of
+the queue answers it instead (other scripts are left for chat completions).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import struct
 import threading
 import time
 import uuid
@@ -92,6 +100,7 @@ class FakeOpenAI:
         self.gate = threading.Event()
         self.paused = threading.Event()
         self.base_url = ""
+        self.dimensions = 8
 
     def script(self, *replies: Chunks | HttpError | Raw) -> None:
         with self._lock:
@@ -103,6 +112,12 @@ class FakeOpenAI:
     def wait_until_paused(self, timeout: float = 10) -> None:
         if not self.paused.wait(timeout):
             raise AssertionError("the fake model never reached its pause point")
+
+    def next_embeddings_error(self) -> HttpError | None:
+        with self._lock:
+            if self._scripts and isinstance(self._scripts[0], HttpError):
+                return self._scripts.popleft()
+        return None
 
     def next_script(self) -> Chunks | HttpError | Raw:
         with self._lock:
@@ -155,6 +170,27 @@ def stream_chunks(reply: Chunks, completion_id: str, include_usage: bool) -> Ite
         }  # fmt: skip
 
 
+def _vector(text: str, dimensions: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[n % len(digest)] - 128) / 128, 6) for n in range(dimensions)]
+
+
+def embeddings_answer(body: dict[str, Any], dimensions: int) -> dict[str, Any]:
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)) else inputs
+    size = body.get("dimensions") or dimensions
+    data, tokens = [], 0
+    for index, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += len(item) if isinstance(item, list) else max(1, len(text.split()))
+        vector = _vector(text, size)
+        if body.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    return {"object": "list", "data": data, "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}  # fmt: skip
+
+
 def full_completion(reply: Chunks, completion_id: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(reply.text) or None, "refusal": None}
     if reply.tool_calls:
@@ -177,6 +213,14 @@ class _Handler(JsonApiHandler):
         fake: FakeOpenAI = self.server.fake
         body, record = self._record()
         try:
+            if self.path.split("?")[0] == "/v1/embeddings":
+                error = fake.next_embeddings_error()
+                if error is None:
+                    self._send_json(200, embeddings_answer(body, fake.dimensions))
+                else:
+                    self._send_json(error.status, {"error": {"message": error.message, "type": error.type,
+                                                             "param": None, "code": error.code}})  # fmt: skip
+                return
             if self.path.split("?")[0] != "/v1/chat/completions":
                 self._send_json(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error",
                                                 "param": None, "code": "unknown_url"}})  # fmt: skip

@@ -134,5 +134,7 @@ def test_it_documents_the_openai_compatible_api_with_its_error_shape(document):
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert {"apiKey": []} in chat["security"]
     assert "/v1/models" in document["paths"] and "/v1/models/{model}" in document["paths"]
+    assert {"/v1/responses", "/v1/responses/{response_id}", "/v1/embeddings"} <= set(document["paths"])
+    assert "404" in document["paths"]["/v1/embeddings"]["post"]["responses"]
     assert document["components"]["securitySchemes"]["apiKey"]["bearerFormat"] == "cdk_…"
     assert "/api/v1/auth/api-keys" in document["paths"] and "/api/v1/auth/api-keys/{key_id}" in document["paths"]

@@ -1,5 +1,6 @@
-"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`; any
-other `/v1` path answers OpenAI's 404 in OpenAI's shape.
+"""Conduit's agents as OpenAI-compatible models: `GET /v1/models`, `POST /v1/chat/completions`
+(`/v1/responses` and `/v1/embeddings` are responses.py and embeddings.py); any other `/v1` path
+answers OpenAI's 404 in OpenAI's shape.
 
 For the tools people already use with the OpenAI API (Open WebUI, LibreChat, Continue, the `openai`
 SDK), with a personal API key (`cdk_…`) or an access token as the bearer token.
@@ -139,7 +140,7 @@ def _only(request: HttpRequest, method: str) -> None:
 
 @csrf_exempt
 def unknown_path(request: HttpRequest) -> JsonResponse:
-    """Any other path under `/v1` (`/v1/responses`, `/v1/embeddings`, a typo): OpenAI's 404, in its
+    """Any other path under `/v1` (`/v1/assistants`, a typo): OpenAI's 404, in its
     shape, so that an OpenAI client says what went wrong instead of only "404"."""
     return _error_response(wire.unknown_url(request.method, request.path))
 
@@ -240,6 +241,14 @@ async def _denied_over_api(call: ToolCall) -> ToolOutcome:
 
 def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
+    chat = wire.parse_chat_request(wire.parse_body(read_body(request)))
+    session_id = _session_header(request, chat.model)
+    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """The request's body, at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (else a 413 OpenAIError)."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
@@ -249,10 +258,7 @@ def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, ru
         raw = None
     if raw is None or (limit is not None and len(raw) > limit):
         raise OpenAIError(413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large")
-    chat = wire.parse_chat_request(wire.parse_body(raw))
-    session_id = _session_header(request, chat.model)
-    plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
-    return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
+    return raw
 
 
 class _Relay:

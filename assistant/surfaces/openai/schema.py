@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistant.surfaces.openai.format import MAX_MESSAGES, MAX_STOP_SEQUENCES
+from assistant.surfaces.openai.schema_responses import add_responses_paths
 
 TAG = "openai-compatible"
 REF = "#/components/schemas/"
@@ -229,4 +230,5 @@ def add_openai_paths(result: dict[str, Any], generator, request, public) -> dict
             },
         }
     }  # fmt: skip
+    add_responses_paths(result, security=security, error=_error, auth_errors=_AUTH_ERRORS, tag=TAG)
     return result

@@ -3,8 +3,9 @@
 // state; here over plain state) sends each message with the transport's default request body
 // ({id, messages, trigger, messageId}) and reads the UI-message stream. Prints the chat's messages,
 // the X-Session-ID of each answer and any errors, as JSON.
-//   node use_chat.mjs BASE_URL ACCESS_TOKEN AGENT_SLUG MESSAGE…
-import { AbstractChat, DefaultChatTransport } from "ai";
+// AI_PACKAGE names the `ai` version to drive (package.json: "ai" is 5, "ai-v6" is 6); default "ai".
+//   [AI_PACKAGE=ai-v6] node use_chat.mjs BASE_URL ACCESS_TOKEN AGENT_SLUG MESSAGE…
+const { AbstractChat, DefaultChatTransport } = await import(process.env.AI_PACKAGE ?? "ai");
 
 const [base, token, slug, ...texts] = process.argv.slice(2);
 

@@ -53,10 +53,9 @@ def stored(session_id: int) -> list[tuple[str, str]]:
     ("method", "path"),
     [
         ("GET", "/v1/nope"),
-        ("POST", "/v1/responses"),
-        ("GET", "/v1/responses/resp_123"),
-        ("POST", "/v1/embeddings"),
-        ("POST", "/v1/completions"),
+        ("GET", "/v1/responses/resp_123/input_items"),
+        ("GET", "/v1/embeddings/x"),
+        ("POST", "/v1/completions/x"),
         ("GET", "/v1"),
         ("GET", "/v1/"),
         ("DELETE", "/v1/models/helper/extra"),
@@ -73,8 +72,8 @@ async def test_an_unknown_path_is_openais_404_in_its_shape(user, method, path):
 
 
 async def test_an_unknown_path_answers_the_same_without_a_key(db):
-    answer = await asgi_request(application, "POST", "/v1/responses", body=b"{}")
-    assert answer.status == 404 and error_of(answer)["message"] == "Invalid URL (POST /v1/responses)"
+    answer = await asgi_request(application, "POST", "/v1/assistants", body=b"{}")
+    assert answer.status == 404 and error_of(answer)["message"] == "Invalid URL (POST /v1/assistants)"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """The run API's v5 and v4 streams read by the Vercel AI SDK's own clients, and useChat's chat with its
-default transport, multi-turn (Node, the `ai` npm package pinned in assistant/tests/js/package-lock.json;
-`.ci/run` installs it with `npm ci`), from a real daphne process."""
+default transport, multi-turn, with AI SDK 5 and 6 (Node, the `ai` npm packages pinned in
+assistant/tests/js/package-lock.json; `.ci/run` installs them with `npm ci`), from a real daphne process."""
 
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ def served(tmp_path_factory, django_db_setup, django_db_blocker):
             yield base, fake
 
 
-def node(script: str, *args: str) -> dict:
+def node(script: str, *args: str, **env: str) -> dict:
     result = subprocess.run(
         [NODE, script, *args], cwd=JS_DIR, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", **env},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -112,14 +112,16 @@ def test_the_ai_sdks_own_readers_read_the_v5_and_v4_streams(served):
     assert parts[8]["value"] == {"finishReason": "stop", "usage": {"promptTokens": 55, "completionTokens": 14}}
 
 
-def test_use_chat_works_unchanged_with_its_default_transport_multi_turn_included(served):
+@pytest.mark.parametrize("package", ["ai", "ai-v6"])  # AI SDK 5 and 6 (package.json)
+def test_use_chat_works_unchanged_with_its_default_transport_multi_turn_included(served, package):
     """The `ai` package's chat (what useChat runs) with `DefaultChatTransport({api, headers})` and
-    nothing else: its default request body and the v5 stream, two turns in one session."""
+    nothing else: its default request body and the v5 stream (AI SDK 6 reads the same UI-message
+    stream), two turns in one session."""
     base, fake = served
     token, slug = seed_over_api(base, fake.base_url)
     fake.script(Reply(text=["Hello, ", "Alice."]), Reply(text=["You are ", "Alice."]))
 
-    out = node("use_chat.mjs", base, token, slug, "Hi, I'm Alice", "Who am I?")
+    out = node("use_chat.mjs", base, token, slug, "Hi, I'm Alice", "Who am I?", AI_PACKAGE=package)
 
     assert out["errors"] == [] and out["status"] == "ready"
     messages = out["messages"]
