@@ -24,7 +24,7 @@ from agents.models import AIAgent, Integration, LLMProviderConfig, Message, User
 from agents.services import agent_create, message_append, prompt_create, session_create
 from agents.versions import agent_version_record
 from agents.workspaces import workspace_ensure
-from assistant.models import Approval, ClientSessionAlias, TurnEvent
+from assistant.models import Approval, ClientSessionAlias, StoredResponse, TurnEvent
 from audit.models import AuditEvent
 from connections.models import Connection, OAuthClient, OAuthState
 from lifecycle.models import Export
@@ -109,6 +109,8 @@ def seed(org_agent, make_user, exports_dir):
         ]
         TurnEvent.objects.create(session=session, seq=1, type="text_delta", data={"text": "Let me look."})
         ClientSessionAlias.objects.create(owner=user, key="claude-session-abc", session=session)
+        StoredResponse.objects.create(id="resp_seeded", owner=user, session=session, message=messages[-1],
+                                      body={"output_text": f"an answer for {user.name}"})  # fmt: skip
         Approval.objects.create(session=session, message=messages[1], tool_use_id="t1", name="read_file",
                                 decided_by=user, status="allowed", expires_at=timezone.now())  # fmt: skip
         workspace = workspace_ensure(session.pk)
