@@ -43,7 +43,7 @@ def test_a_json_line_carries_the_request_user_and_session_where_known():
             logger.exception("It failed")
 
     contextvars.copy_context().run(inside_a_turn)
-    logger.info("Outside any request")
+    contextvars.Context().run(logger.info, "Outside any request")  # a context where nothing was bound
     first, second, third = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert first["level"] == "WARNING" and first["logger"] == "observability.tests.json"
     assert first["message"] == 'Turn of session 42: a "quoted" problem'

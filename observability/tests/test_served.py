@@ -194,9 +194,11 @@ def test_a_websocket_turn_with_a_tool_is_traced_and_counted(server, fake_model, 
     session_id = frames[-1]["session_id"]
 
     def spans_of_the_turn(spans):
-        [agent] = [s for s in spans if s.attributes.get("gen_ai.conversation.id") == str(session_id)] or [None]
-        if agent is None:
+        agents = [s for s in spans if s.name == f"invoke_agent {slug}"]
+        if not agents:
             return None
+        [agent] = agents
+        assert agent.attributes["gen_ai.conversation.id"] == str(session_id)
         mine = [s for s in spans if s.trace_id == agent.trace_id]
         return mine if len([s for s in mine if s.name.startswith("chat ")]) == 2 else None
 

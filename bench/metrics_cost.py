@@ -1,0 +1,108 @@
+"""Benchmark (issue 30): what the Prometheus metrics cost, Conduit with METRICS_ENABLED on against off.
+
+Two `manage.py run` servers of this checkout (one daphne worker each, tracing off: no OTEL_* endpoint),
+the same database, differing only in METRICS_ENABLED. Rows: the organization server's two busiest
+requests (`GET /bots`, `POST /session`, provider token, fake Claire API in its own process: its fast path)
+and a whole `/v1/chat/completions` turn (non-streamed; an organization agent on the fake OpenAI-compatible
+upstream, a personal API key). Load: wrk `-t1`, 1 and 16 connections; rounds alternate off, on, off, on…
+for each cell so both see the same machine load. Per run: req/s and the worker's CPU per request
+(/proc/<pid>/stat). The summary gives each side's range, the on/off ratio of the medians and its range
+round by round. The machine is shared and noisy: read the ranges, not one figure.
+
+    .venv/bin/python bench/metrics_cost.py [--rounds 3] [--duration 5] [--connections 1,16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common, turn_path  # noqa: E402
+from bench.orgproxy_wrk import lua_script  # noqa: E402
+from config.testing.fake_oidc import FakeOIDCProvider  # noqa: E402
+from orgproxy.tests.fake_claire import API_KEY, BOT_A  # noqa: E402
+
+EMAIL = "bench-metrics@example.com"
+SIDES = ("off", "on")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--connections", default="1,16")
+    args = parser.parse_args()
+    levels = [int(c) for c in args.connections.split(",")]
+    common.print_machine()
+    load_before = common.load_average()
+
+    with common.workdir() as tmp, common.fake("claire") as claire, common.fake("openai", "5") as upstream, \
+            FakeOIDCProvider() as provider:  # fmt: skip
+        token = provider.mint(sub="auth0|bench-metrics", exp=int(time.time()) + 4 * 3600)
+        env = turn_path.turn_env(
+            tmp, AUTH0__ISSUER=provider.issuer, AUTH0__AUDIENCE=provider.audience, AUTH0__JWKS_URL=provider.jwks_url,
+            CLAIRE__BASE_URL=claire, CLAIRE__API_KEY=API_KEY,
+        )  # fmt: skip
+        env = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+        common.prepare_database(env)
+        key = turn_path.seed(env, model_url=upstream, emails=[EMAIL])[EMAIL]
+        rows = [
+            ("POST /v1/chat/completions", "/v1/chat/completions", common.wrk_post_script(
+                tmp / "v1.lua", body=turn_path.chat_body(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})),
+            ("GET /bots", "/bots", lua_script(tmp, "get", method="GET", token=token)),
+            ("POST /session", f"/session?bot_id={BOT_A}", lua_script(tmp, "post", method="POST", token=token)),
+        ]  # fmt: skip
+        results: dict[tuple[str, int, str], list[dict]] = {}
+        with common.conduit({**env, "METRICS_ENABLED": "0"}, log=tmp / "off.log") as (off_base, off_process), \
+                common.conduit({**env, "METRICS_ENABLED": "1"}, log=tmp / "on.log") as (on_base, on_process):  # fmt: skip
+            bases = {"off": off_base, "on": on_base}
+            pids = {"off": common.worker_pids(off_process)[0], "on": common.worker_pids(on_process)[0]}
+            for side in SIDES:
+                for _name, path, script in rows:
+                    common.warm(bases[side] + path, script, duration=2)
+            for round_index in range(args.rounds):
+                for name, path, script in rows:
+                    for connections in levels:
+                        for side in SIDES:
+                            cpu_before = common.cpu_seconds(pids[side])
+                            figures = common.wrk(bases[side] + path, connections=connections, duration=args.duration,
+                                                 script=script)  # fmt: skip
+                            time.sleep(0.3)  # what the server still does for the last answers
+                            figures["cpu_ms"] = 1000 * (common.cpu_seconds(pids[side]) - cpu_before) / max(
+                                figures["requests"], 1
+                            )
+                            results.setdefault((name, connections, side), []).append(figures)
+                            print(f"  round {round_index + 1} {name} c={connections} metrics {side}: "
+                                  f"{figures['rps']:.0f} req/s, CPU {figures['cpu_ms']:.2f} ms/request, "
+                                  f"errors {figures['errors']}, loadavg {common.load_average()}",
+                                  file=sys.stderr, flush=True)  # fmt: skip
+    load_after = common.load_average()
+
+    median = statistics.median
+    table = []
+    for name, _path, _script in rows:
+        for connections in levels:
+            off, on = results[(name, connections, "off")], results[(name, connections, "on")]
+            ratios = [b["rps"] / a["rps"] for a, b in zip(off, on)]
+            cpu_ratios = [b["cpu_ms"] / a["cpu_ms"] for a, b in zip(off, on) if a["cpu_ms"]]
+            table.append([
+                name, connections, common.value_range(r["rps"] for r in off), common.value_range(r["rps"] for r in on),
+                f"{median(r['rps'] for r in on) / median(r['rps'] for r in off):.3f}", common.value_range(ratios, digits=3),
+                f"{median(r['cpu_ms'] for r in off):.2f}", f"{median(r['cpu_ms'] for r in on):.2f}",
+                common.value_range(cpu_ratios, digits=3), sum(r["errors"] for r in off + on),
+            ])  # fmt: skip
+    print()
+    print(f"loadavg before {load_before}, after {load_after}; {args.rounds} rounds of {args.duration:g} s per cell")
+    print(common.table(
+        ["request", "conns", "off req/s", "on req/s", "on/off (medians)", "on/off per round", "off CPU ms/req",
+         "on CPU ms/req", "CPU on/off per round", "errors"], table))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
