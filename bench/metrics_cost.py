@@ -10,12 +10,18 @@ for each cell so both see the same machine load. Per run: req/s and the worker's
 round by round. The machine is shared and noisy: read the ranges, not one figure.
 
     .venv/bin/python bench/metrics_cost.py [--rounds 3] [--duration 5] [--connections 1,16]
+    .venv/bin/python bench/metrics_cost.py --calls   # instead: the instrumentation's own cost per call
+
+`--calls` times, in one process, the calls a request and a turn make into `observability` (multiprocess
+mode, as `manage.py run` serves, and in memory): the part of the cost that the noise of a shared machine
+doesn't hide.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +35,26 @@ from orgproxy.tests.fake_claire import API_KEY, BOT_A  # noqa: E402
 
 EMAIL = "bench-metrics@example.com"
 SIDES = ("off", "on")
+CALLS = """
+import os, timeit, django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+import observability as o
+from assistant.llm.types import Usage
+usage = Usage(input_tokens=12, output_tokens=5)
+calls = {
+    "per HTTP request: http_request_finished": lambda: o.http_request_finished("GET", "/bots", 200, 0.001),
+    "per turn: turn_started + turn_finished": lambda: (o.turn_started(), o.turn_finished("openai", "complete", 0.1)),
+    "per turn: turn_first_token": lambda: o.turn_first_token("openai", 0.05),
+    "per model call: model_call_finished": lambda: o.model_call_finished("anthropic", "m", "ok", usage),
+    "per model call: model_cost_added": lambda: o.model_cost_added("anthropic", "m", 0.001),
+    "per tool call: tool_call_finished": lambda: o.tool_call_finished(False, 0.01),
+    "tracing off: span()": lambda: o.span("x"),
+}
+for name, call in calls.items():
+    seconds = min(timeit.repeat(call, number=20000, repeat=5)) / 20000
+    print(f"  {name}: {seconds * 1e6:.2f} us")
+"""
 
 
 def main() -> None:
@@ -36,7 +62,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16")
+    parser.add_argument("--calls", action="store_true", help="instead: time the instrumentation's calls")
     args = parser.parse_args()
+    if args.calls:
+        for multiprocess in (True, False):
+            with common.workdir() as tmp:
+                env = {**common.base_env(tmp), "DEBUG": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp) if multiprocess else ""}
+                print(f"{'multiprocess mode' if multiprocess else 'in memory'}:", flush=True)
+                subprocess.run([common.PYTHON, "-c", CALLS], cwd=common.ROOT, env=env, check=True)
+        return
     levels = [int(c) for c in args.connections.split(",")]
     common.print_machine()
     load_before = common.load_average()
@@ -65,6 +99,8 @@ def main() -> None:
             pids = {"off": common.worker_pids(off_process)[0], "on": common.worker_pids(on_process)[0]}
             for side in SIDES:
                 for _name, path, script in rows:
+                    # The first turn of a process imports the openai SDK (seconds on a loaded machine).
+                    common.wrk(bases[side] + path, connections=1, duration=5, script=script, timeout=20)
                     common.warm(bases[side] + path, script, duration=2)
             for round_index in range(args.rounds):
                 for name, path, script in rows:
