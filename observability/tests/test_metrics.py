@@ -194,3 +194,27 @@ def test_claire_requests_are_counted_by_route_and_status(web, auth_client, clair
 
     assert moved(route="/m2m/organizations/bots", status="200") == 1
     assert moved(route="/m2m/organizations/bots", status="unreachable") >= 1
+
+
+# --- the run API: its turns and the overhead header ---------------------------------------------
+
+
+async def test_a_run_api_turn_is_counted_and_answered_with_the_servers_overhead(web, user, agent, fake):
+    from assistant.tests.surfaces.test_run_api import body_of, client_for
+
+    before = await sync_to_async(scrape)(web)
+    client = await client_for(user)
+    response = await client.run({"message": "hi"})
+    assert response.status_code == 200
+    await body_of(response)  # the whole stream: the turn ends
+    overhead = response["X-Conduit-Overhead-Ms"]
+    assert overhead.isdecimal() and int(overhead) < 30_000
+    after = await sync_to_async(scrape)(web)
+    counted = after.value("conduit_turns_total", transport="run", status="complete")
+    assert counted - before.value("conduit_turns_total", transport="run", status="complete") == 1
+    route = {"method": "POST", "route": "/api/v1/agents/<str:slug>/run", "status": "200"}
+    assert after.value("conduit_http_requests_total", **route) - before.value("conduit_http_requests_total", **route) == 1
+
+
+def test_other_answers_carry_no_overhead_header(web):
+    assert "X-Conduit-Overhead-Ms" not in web.get("/health")
