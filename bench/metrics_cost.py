@@ -67,7 +67,10 @@ def main() -> None:
     if args.calls:
         for multiprocess in (True, False):
             with common.workdir() as tmp:
-                env = {**common.base_env(tmp), "DEBUG": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp) if multiprocess else ""}
+                env = {k: v for k, v in common.base_env(tmp).items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+                env["DEBUG"] = "1"
+                if multiprocess:  # (prometheus-client takes even an empty value as multiprocess mode)
+                    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp)
                 print(f"{'multiprocess mode' if multiprocess else 'in memory'}:", flush=True)
                 subprocess.run([common.PYTHON, "-c", CALLS], cwd=common.ROOT, env=env, check=True)
         return

@@ -108,6 +108,9 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Where worker processes write their series for each other (prometheus-client's multiprocess mode); set by
 # `manage.py run` for its workers (a fresh directory per start), or by the operator for another server.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not PROMETHEUS_MULTIPROC_DIR:
+    # prometheus-client takes the variable's presence, even empty, as multiprocess mode (files in the cwd).
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR is set but empty: unset it, or name a directory.")
 if METRICS_ENABLED:
     # Outermost: counts and times what every other middleware does, answers included.
     MIDDLEWARE.insert(0, "observability.middleware.ObservabilityMiddleware")
