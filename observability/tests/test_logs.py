@@ -97,3 +97,8 @@ def test_with_tracing_on_a_json_line_names_the_current_trace_and_span():
     trace_id, span_id = child.stdout.strip().splitlines()[-1].split()
     [line] = [json.loads(text) for text in child.stderr.splitlines() if '"inside"' in text]
     assert (line["trace_id"], line["span_id"]) == (trace_id, span_id)
+
+
+def test_an_empty_multiprocess_directory_is_refused_at_start_up():
+    refused = _child("", PROMETHEUS_MULTIPROC_DIR="")
+    assert refused.returncode != 0 and "PROMETHEUS_MULTIPROC_DIR is set but empty" in refused.stderr
