@@ -31,3 +31,16 @@ def scrape(client, **headers) -> Scrape:
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"].startswith("text/plain")
     return Scrape(response.content.decode())
+
+
+def scraped_when(read, ready, timeout: float = 10) -> Scrape:
+    """`read()` again until `ready(scrape)`, or the last one after `timeout` seconds. A turn's series move as
+    its runner ends, just after its last event reached the client that the test is."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        page = read()
+        if ready(page) or time.monotonic() > deadline:
+            return page
+        time.sleep(0.05)

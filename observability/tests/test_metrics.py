@@ -14,7 +14,7 @@ from agents.models import AIAgent, LLMProviderConfig
 from assistant.tests.conftest import connect, frames_until
 from config.testing.fake_anthropic import Reply, ToolUse
 from observability import metrics
-from observability.tests.scrape import scrape
+from observability.tests.scrape import scrape, scraped_when
 from usage.services import usage_add
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,7 +108,10 @@ async def test_a_websocket_turn_with_a_tool_moves_turns_models_tokens_tools_and_
     frames = await frames_until(ws, "result", "error")
     assert frames[-1]["type"] == "result", frames[-1]
     await ws.disconnect()
-    after = await sync_to_async(scrape)(web)
+    ended = before.value("conduit_turns_total", transport="websocket") + 1
+    after = await sync_to_async(scraped_when)(
+        lambda: scrape(web), lambda page: page.value("conduit_turns_total", transport="websocket") >= ended
+    )
 
     def moved(name: str, **labels) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
@@ -140,7 +143,10 @@ async def test_a_failing_tool_and_a_failing_model_call_are_counted_as_errors(web
     frames = await frames_until(ws, "result", "error")
     await ws.disconnect()
     assert frames[-1]["type"] == "error"
-    after = await sync_to_async(scrape)(web)
+    ended = before.value("conduit_turns_total", transport="websocket") + 1
+    after = await sync_to_async(scraped_when)(
+        lambda: scrape(web), lambda page: page.value("conduit_turns_total", transport="websocket") >= ended
+    )
 
     def moved(name: str, **labels) -> float:
         return after.value(name, **labels) - before.value(name, **labels)
@@ -209,9 +215,11 @@ async def test_a_run_api_turn_is_counted_and_answered_with_the_servers_overhead(
     await body_of(response)  # the whole stream: the turn ends
     overhead = response["X-Conduit-Overhead-Ms"]
     assert overhead.isdecimal() and int(overhead) < 30_000
-    after = await sync_to_async(scrape)(web)
-    counted = after.value("conduit_turns_total", transport="run", status="complete")
-    assert counted - before.value("conduit_turns_total", transport="run", status="complete") == 1
+    done = before.value("conduit_turns_total", transport="run", status="complete") + 1
+    after = await sync_to_async(scraped_when)(
+        lambda: scrape(web), lambda page: page.value("conduit_turns_total", transport="run", status="complete") >= done
+    )
+    assert after.value("conduit_turns_total", transport="run", status="complete") == done
     route = {"method": "POST", "route": "/api/v1/agents/<str:slug>/run", "status": "200"}
     assert after.value("conduit_http_requests_total", **route) - before.value("conduit_http_requests_total", **route) == 1
 

@@ -20,7 +20,7 @@ from assistant.tests.surfaces.test_openai_api_live import child_database, manage
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 from config.testing.processes import http_json, running_server, serving_pids
 from observability.tests.otlp_receiver import otlp_receiver
-from observability.tests.scrape import Scrape
+from observability.tests.scrape import Scrape, scraped_when
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -110,6 +110,9 @@ def test_a_scrape_from_either_worker_returns_the_totals_of_both(server, fake_mod
             break
     counted = completions_counted_by_pid(metrics_dir)
     assert set(counted) >= workers and all(counted[pid] > 0 for pid in workers)
+    done = before.value("conduit_turns_total", transport="openai", status="complete") + turns
+    # The last turn's runner ends just after its answer went out.
+    scraped_when(lambda: scrape(server), lambda page: page.value("conduit_turns_total", transport="openai") >= done)
     for _ in range(6):  # each scrape on a new connection, answered by either worker: always the sum
         page = scrape(server)
 
@@ -214,7 +217,12 @@ def test_a_websocket_turn_with_a_tool_is_traced_and_counted(server, fake_model, 
     assert tool.attributes["gen_ai.operation.name"] == "execute_tool"
     assert all(span.parent_span_id == agent.span_id for span in spans if span.name.startswith("chat "))
 
-    after = scrape(server)
+    ended = before.value("conduit_turns_total", transport="websocket") + 1
+    after = scraped_when(
+        lambda: scrape(server),
+        lambda page: page.value("conduit_turns_total", transport="websocket") >= ended
+        and page.value("conduit_websocket_connections") == 0,  # the closed socket's disconnect handled
+    )
     assert after.value("conduit_turns_total", transport="websocket", status="complete") - before.value(
         "conduit_turns_total", transport="websocket", status="complete"
     ) == 1
