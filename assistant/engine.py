@@ -19,6 +19,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
+import observability
 from assistant.llm import LLMError, ModelCall, ModelSettings, check_configured, stream_call
 from assistant.llm.types import (
     ModelCallFinished,
@@ -134,22 +135,44 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
         yield ModelCallStarted(turn)
         if request.before_model_call is not None:
             await request.before_model_call(turn)
+        model = request.model
+        span = observability.model_call_span(model.provider, model.model, history, request.system)
         call = ModelCall(
             messages=history,
             system=request.system,
             tools=tool_definitions,
             stop_sequences=request.stop_sequences,
-            extra=request.extra,
+            extra=_with_headers(request.extra, span.headers()),
         )
         final: ModelCallFinished | None = None
-        # aclosing: a cancelled loop closes the adapter's stream, and with it the upstream request.
-        async with aclosing(stream_call(request.model, call)) as events:
-            async for event in events:
-                if isinstance(event, ModelCallFinished):
-                    final = event
-                else:
-                    yield event
+        usage: Usage | None = None  # the call's usage so far (kept up to date in place by the adapter)
+        outcome = "cancelled"
+        call_started = time.monotonic()
+        try:
+            # aclosing: a cancelled loop closes the adapter's stream, and with it the upstream request.
+            async with aclosing(stream_call(model, call)) as events:
+                async for event in events:
+                    if isinstance(event, ModelCallFinished):
+                        final = event
+                    else:
+                        if isinstance(event, UsageReported):
+                            usage = event.usage
+                        yield event
+            outcome = "ok"
+        except LLMError as exc:
+            outcome = "error"
+            span.fail(exc)
+            raise
+        except BaseException as exc:
+            span.fail(exc)
+            raise
+        finally:
+            observability.model_time_add(time.monotonic() - call_started)
+            observability.model_call_finished(
+                model.provider, model.model, outcome, final.usage if final is not None else usage
+            )
         assert final is not None  # every adapter ends with ModelCallFinished or raises
+        span.finish(final)
         total.add(final.usage)
         yield final
         history.append({"role": "assistant", "content": final.content})
@@ -196,10 +219,21 @@ async def run_tool_calls(tools: ToolRunner, calls: list[ToolCall]) -> list[ToolO
 
     async def timed(call: ToolCall) -> ToolOutcome:
         began = time.monotonic()
-        outcome = await tools.run(call)
+        with observability.tool_call_span(call.name, call.id) as span:
+            outcome = await tools.run(call)
+            if outcome.is_error:
+                span.set("error.type", "tool_error")
+        observability.tool_call_finished(outcome.is_error, time.monotonic() - began)
         return dataclasses.replace(outcome, duration_ms=_ms_since(began))
 
     return list(await asyncio.gather(*(timed(call) for call in calls)))
+
+
+def _with_headers(extra: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The call's extra parameters with `headers` (the trace context, when tracing is on) sent along."""
+    if not headers:
+        return extra
+    return {**extra, "extra_headers": {**extra.get("extra_headers", {}), **headers}}
 
 
 def _ms_since(started: float) -> int:

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "auditlog",
     "audit",
     "lifecycle",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -98,6 +99,30 @@ MIDDLEWARE = [
     "config.loop_middleware.MessageMiddleware",
     "config.loop_middleware.XFrameOptionsMiddleware",
 ]
+
+# --- Observability (observability/, docs/observability.md) -------------------------------------
+# Prometheus series and `GET /metrics`; off: no series, no middleware, /metrics answers 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# With a token, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; without, only clients on
+# this machine that reach it directly (no X-Forwarded-For).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where worker processes write their series for each other (prometheus-client's multiprocess mode); set by
+# `manage.py run` for its workers (a fresh directory per start), or by the operator for another server.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not PROMETHEUS_MULTIPROC_DIR:
+    # prometheus-client takes the variable's presence, even empty, as multiprocess mode (files in the cwd).
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR is set but empty: unset it, or name a directory.")
+if METRICS_ENABLED:
+    # Outermost: counts and times what every other middleware does, answers included.
+    MIDDLEWARE.insert(0, "observability.middleware.ObservabilityMiddleware")
+# OpenTelemetry traces over OTLP/HTTP when an endpoint is set; the SDK reads the other OTEL_* variables
+# (headers, timeout, OTEL_BSP_* batching, OTEL_RESOURCE_ATTRIBUTES…) itself.
+OTEL_TRACES_ENABLED = bool(
+    env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="") or env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+) and env.str("OTEL_TRACES_EXPORTER", default="otlp").lower() != "none" and not env.bool("OTEL_SDK_DISABLED", default=False)
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="conduit")
+# Prompts, answers and system prompts in `chat` spans: off unless asked for (they are users' data).
+OTEL_CAPTURE_MESSAGE_CONTENT = env.bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", default=False)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -631,15 +656,24 @@ if ARGON2_MEMORY_COST_KIB < 19 * 1024 or ARGON2_TIME_COST < 2 or ARGON2_PARALLEL
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# `text` (readable lines) or `json` (one JSON object a line: observability/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be `text` or `json`.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "config.request_ids.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "observability.logs.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

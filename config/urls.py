@@ -13,10 +13,12 @@ from assistant.surfaces.chat_page import chat
 from config import views
 from connections import api as connections_api
 from lifecycle import api as lifecycle_api
+from observability import views as observability_views
 
 urlpatterns = [
     path("", views.health, name="root"),
     path("health", views.health, name="health"),
+    path("metrics", observability_views.metrics, name="metrics"),
     # Where browsers look for a page's icon when it names none (the admin's pages, JSON answers).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True), name="favicon"),
     # The organization server answers at the site root, where existing Claire clients call it. Early

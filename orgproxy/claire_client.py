@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
+import observability
 from orgproxy.upstream_http import KeepAliveClient, TransportError
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,12 @@ def _request(
     params: Any = None,
     json_body: Any = None,
     accept_statuses: frozenset[int] = frozenset(),
+    route: str | None = None,
 ) -> tuple[int, Any]:
     """Send one request; answer (status, parsed JSON or None for an empty body).
 
-    2xx and `accept_statuses` come back; anything else raises a ClaireError."""
+    2xx and `accept_statuses` come back; anything else raises a ClaireError. `route`: the path's pattern
+    (ids as `{name}`), for the metrics; default the path itself."""
     if bearer is None:
         bearer = settings.CLAIRE_API_KEY
         if not bearer:
@@ -120,7 +123,9 @@ def _request(
         )
     except (TransportError, ValueError) as exc:  # ValueError: a URL or header value http.client refuses
         elapsed = time.monotonic() - started
-        if isinstance(exc, TransportError) and exc.timed_out:
+        timed_out = isinstance(exc, TransportError) and exc.timed_out
+        observability.orgproxy_upstream_answered(route or path, "timeout" if timed_out else "unreachable")
+        if timed_out:
             logger.warning("Claire %s %s timed out after %.2fs", method, path, elapsed)
             raise UpstreamTimeout(f"Claire {method} {path} timed out.") from None
         logger.warning("Claire %s %s unreachable: %s", method, path, type(exc).__name__)
@@ -128,6 +133,7 @@ def _request(
 
     upstream_request_id = response.headers.get("X-Request-ID", "-")
     status = response.status
+    observability.orgproxy_upstream_answered(route or path, status)
     if not (200 <= status < 300) and status not in accept_statuses:
         logger.warning(
             "Claire %s %s answered %s (upstream request id %s)", method, path, status, upstream_request_id
@@ -257,7 +263,9 @@ def sessions_list(*, user_id: str, bot_ids: list[str], cursor: str | None = None
 
 def session_renew(*, session_id: str, user_id: str) -> dict[str, Any]:
     path = f"/m2m/client_sessions/{session_id}/renew"
-    _, body = _request("POST", path, json_body={"external_user_id": user_id})
+    _, body = _request(
+        "POST", path, json_body={"external_user_id": user_id}, route="/m2m/client_sessions/{session_id}/renew"
+    )
     shaped = _client_session_response(body)
     if shaped is None:
         raise _bad_shape("POST", path, "not a client session response")
@@ -265,7 +273,7 @@ def session_renew(*, session_id: str, user_id: str) -> dict[str, Any]:
 
 
 def session_delete(*, session_id: str) -> None:
-    _request("DELETE", f"/m2m/client_sessions/{session_id}")
+    _request("DELETE", f"/m2m/client_sessions/{session_id}", route="/m2m/client_sessions/{session_id}")
 
 
 def api_key_create(
@@ -279,6 +287,7 @@ def api_key_create(
         bearer=token,
         base_url=base_url,
         json_body={"label": label, "scopes": ["session"], "expires_at": expires_at},
+        route="/organizations/{org_id}/api_keys",
     )
     if not isinstance(body, dict) or not isinstance(body.get("secret"), str) or not body["secret"]:
         raise _bad_shape("POST", path, "no secret in the answer")

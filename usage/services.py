@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from assistant.llm import LLMError
 from usage.models import Budget, UsageCounter
+import observability
 from config.threads import run_sync
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
@@ -307,6 +308,7 @@ def budget_check(user_id: int, *, limits: Limits | None = None, at: datetime | N
     for limit, used, name, unit in checks:
         if limit and used >= limit:
             figures = f"{used:,} of {limit:,} tokens" if unit == "tokens" else f"{used:.4f} of {limit:.4f}"
+            observability.budget_refused()
             raise BudgetExceeded(f"{name} is used up ({figures} used); it resets on {resets}.")
 
 

@@ -57,6 +57,9 @@ def _new_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
         base_url=model_settings.base_url or None,
         max_retries=settings.ANTHROPIC_MAX_RETRIES,
         timeout=timeout,
+        # The SDK's own OpenTelemetry spans off, and its trace headers: the engine's `chat` span is the model
+        # call's (observability/), and its trace context is what the request carries (in extra_headers).
+        open_telemetry={"traces": False, "propagation": False},
         **guarded,
     )
 

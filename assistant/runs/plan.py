@@ -79,6 +79,9 @@ class TurnPlan:
     # the frames stored with its plan (the decisions), published first instead of `session`.
     resume: Any = None
     opening_frames: list[dict[str, Any]] | None = None
+    # The surface that started it (a label of the turn metrics): websocket, sse, run, openai; a turn resumed
+    # after approvals counts as `run` unless its surface says otherwise.
+    transport: str = "run"
 
     def session_event(self) -> dict[str, Any]:
         return {

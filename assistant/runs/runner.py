@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+import observability
 from agents.models import Message
 from assistant.engine import (
     LoopFinished,
@@ -117,6 +118,8 @@ class TurnRunner(ApprovalSteps):
         # The fields that finish the turn's last model call, written with its `result` (one write
         # for the last text, the final message and the result).
         self.final_fields: dict[str, Any] | None = None
+        self.outcome = "error"  # how it ended, for conduit_turns_total: complete, stopped, awaiting_approval
+        self.first_token_at: float | None = None
 
     @property
     def message_id(self) -> int | None:
@@ -148,6 +151,17 @@ class TurnRunner(ApprovalSteps):
             self.loop_task.cancel()
 
     async def _run(self) -> None:
+        plan = self.plan
+        observability.bind_log_context(user_id=plan.budget.user_id if plan.budget else None, session_id=self.session_id)
+        self.started_at = time.monotonic()
+        observability.turn_started()
+        try:
+            with observability.turn_span(plan.agent_slug, self.session_id):
+                await self._run_turn()
+        finally:
+            observability.turn_finished(plan.transport, self.outcome, time.monotonic() - self.started_at)
+
+    async def _run_turn(self) -> None:
         await stop_listener(self.layer, _running).watch(self.session_id)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -203,6 +217,9 @@ class TurnRunner(ApprovalSteps):
         async for event in agent_loop(request):
             match event:
                 case TextDelta(text=text):
+                    if self.first_token_at is None:
+                        self.first_token_at = time.monotonic()
+                        observability.turn_first_token(self.plan.transport, self.first_token_at - self.started_at)
                     self.pending.text += text
                     await self._schedule_flush()
                 case ThinkingDelta(text=text):
@@ -223,6 +240,11 @@ class TurnRunner(ApprovalSteps):
                         )  # fmt: skip
                         self.text = self.thinking = ""
                 case ModelCallFinished():
+                    if self.plan.budget is not None:
+                        model = self.plan.request.model
+                        observability.model_cost_added(
+                            model.provider, model.model, self.plan.budget.prices.cost(event.usage.as_dict())
+                        )
                     calls = [b for b in event.content if b.get("type") == "tool_use"]
                     if not (event.stop_reason == "tool_use" and calls and request.tools is not None):
                         # The loop ends with this call: written with the result (LoopFinished, next).
@@ -258,6 +280,7 @@ class TurnRunner(ApprovalSteps):
                     await self._hold(results, held)
                 case LoopFinished(stop_reason="approval_required"):
                     self.finished = self.paused = True
+                    self.outcome = "awaiting_approval"
                     await self._emit(
                         "result",
                         {"status": "awaiting_approval", "stop_reason": event.stop_reason, "usage": event.usage.as_dict(),
@@ -266,6 +289,7 @@ class TurnRunner(ApprovalSteps):
                     )  # fmt: skip
                 case LoopFinished():
                     self.finished = True
+                    self.outcome = "complete"
                     final, self.final_fields = self.final_fields, None
                     await self._emit(
                         "result",
@@ -314,6 +338,7 @@ class TurnRunner(ApprovalSteps):
             await self._persist_now([], final)
 
     async def _finish_stopped(self) -> None:
+        self.outcome = "stopped"
         await self._write_final_fields()
         await self._flush()
         if not await self._answer_pending_calls("The user stopped the turn before this tool finished."):
@@ -333,6 +358,7 @@ class TurnRunner(ApprovalSteps):
         )
 
     async def _finish_error(self, code: str, message: str) -> None:
+        self.outcome = "error"
         await self._write_final_fields()
         await self._flush()
         answered = await self._answer_pending_calls(f"The turn ended before this tool finished: {message}")

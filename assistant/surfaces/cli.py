@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 from django.utils import timezone
 
+import observability
 from assistant.engine import (
     LoopFinished,
     ApprovalGate,
@@ -557,7 +559,7 @@ async def _run(prepared: Prepared, workspace: Workspace, options: OrchestratorOp
                 before_model_call=functools.partial(_budget_before_call, session),
                 approval=_approval_gate(prepared, options, sink, decisions),
             )
-            return await _loop(request, sink, store, decisions)
+            return await _observed_loop(request, sink, store, decisions, prepared.agent.slug, session.pk)
     except McpStartError as exc:
         raise OrchestratorError("mcp_start_failed", str(exc)) from None
 
@@ -591,6 +593,25 @@ def _approval_gate(
         return ToolOutcome(call.id, f"This tool call was not run: {why}.", is_error=True)
 
     return ApprovalGate(required, decide)
+
+
+async def _observed_loop(request: LoopRequest, sink: EventSink, store, decisions: dict[str, Any], agent_slug: str,
+                         session_id: int) -> LoopFinished:  # fmt: skip
+    """`_loop`, counted and traced as a turn (transport `cli`)."""
+    observability.bind_log_context(session_id=session_id)
+    started = time.monotonic()
+    status = "error"
+    observability.turn_started()
+    try:
+        with observability.turn_span(agent_slug, session_id):
+            finished = await _loop(request, sink, store, decisions)
+        status = "awaiting_approval" if finished.stop_reason == "approval_required" else "complete"
+        return finished
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "stopped"
+        raise
+    finally:
+        observability.turn_finished("cli", status, time.monotonic() - started)
 
 
 async def _loop(request: LoopRequest, sink: EventSink, store, decisions: dict[str, Any]) -> LoopFinished:

@@ -188,6 +188,7 @@ class CodeAssistanceApi(APIView):
             if refused.details:  # connection_required: the integration and its connect URL
                 response.data["detail"].update(refused.details)
             return response
+        plan.transport = "sse"
         runner, queue = runs.turn_start_from_sync(plan)
         response = StreamingHttpResponse(
             _Body(runner, queue, client_session_id), content_type="text/event-stream; charset=utf-8"

@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+import observability
 from assistant import runs
 from config import untrusted
 from accounts.sockets import JWT_SUBPROTOCOL, socket_groups
@@ -71,6 +72,9 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             return
         # Its user's group, and its browser session's for a cookie socket: ending those sessions
         # (password change, deactivation, logout) closes this socket, from any process.
+        observability.websocket_opened()
+        self.counted = True  # in conduit_websocket_connections until disconnect
+        observability.bind_log_context(user_id=self.user.pk)
         self.auth_groups = socket_groups(self.scope)
         for group in self.auth_groups:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -79,6 +83,9 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
         self.gap_watch = asyncio.create_task(self._watch_for_gaps())
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            observability.websocket_closed()
         for task in (getattr(self, "expiry", None), getattr(self, "gap_watch", None)):
             if task:
                 task.cancel()
@@ -155,16 +162,19 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             raise runs.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
         if custom_properties is not None and not isinstance(custom_properties, dict):
             raise runs.TurnRefused("invalid", "`custom_properties` must be an object.")
-        plan = await runs.turn_begin_async(
-            user=self.user, text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties
-        )
-        await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
-        self.open_turns[plan.session_id] = time.monotonic()
-        # Besides the session's group, the socket that started the turn reads the runner's queue: it
-        # gets the answer's deltas before they are written (its first token ~1 ms sooner), and the
-        # seq filter of turn_event drops whichever copy of an event comes second.
-        queue: asyncio.Queue = asyncio.Queue()
-        runner = await runs.turn_start(plan, listeners=[queue])
+        with observability.span("websocket turn", {"network.protocol.name": "websocket"}):  # the turn's parent
+            plan = await runs.turn_begin_async(
+                user=self.user, text=message, agent_slug=agent, session_id=session_id,
+                custom_properties=custom_properties,
+            )  # fmt: skip
+            plan.transport = "websocket"
+            await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
+            self.open_turns[plan.session_id] = time.monotonic()
+            # Besides the session's group, the socket that started the turn reads the runner's queue: it
+            # gets the answer's deltas before they are written (its first token ~1 ms sooner), and the
+            # seq filter of turn_event drops whichever copy of an event comes second.
+            queue: asyncio.Queue = asyncio.Queue()
+            runner = await runs.turn_start(plan, listeners=[queue])
         self._forget_own_turn(plan.session_id)
         self.own_turns[plan.session_id] = (runner, queue, asyncio.create_task(self._read_own_turn(queue)))
 

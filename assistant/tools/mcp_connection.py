@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import observability
 from assistant.tools.mcp_config import McpServerSpec, McpStartError, safe_url
 from config.egress import egress_refusal, guarded_http_client
 
@@ -148,11 +149,11 @@ class McpConnection:
                 yield _EndWatch(read, self._stream_ended), write
         elif spec.transport == "sse":
             async with sse_client(
-                spec.url, headers=dict(spec.headers) or None, httpx_client_factory=http_client_factory
+                spec.url, headers=_headers(spec), httpx_client_factory=http_client_factory
             ) as (read, write):
                 yield _EndWatch(read, self._stream_ended), write
         else:
-            http = http_client_factory(headers=dict(spec.headers) or None)
+            http = http_client_factory(headers=_headers(spec))
             async with http, streamable_http_client(spec.url, http_client=http) as (read, write):
                 yield _EndWatch(read, self._stream_ended), write
 
@@ -201,6 +202,12 @@ class McpConnection:
         self.errlog.seek(0)
         lines = [line.strip() for line in self.errlog.read()[-4000:].splitlines() if line.strip()]
         return lines[-1][:300] if lines else ""
+
+
+def _headers(spec) -> dict[str, str] | None:
+    """The server's headers, and the trace context (`traceparent`) of the turn that opens the connection when
+    tracing is on (a pooled connection keeps it: its requests are sent by the connection's own task)."""
+    return {**dict(spec.headers), **observability.trace_headers()} or None
 
 
 def _guarded_mcp_http_client(

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("accounts", "agents", "assistant", "audit", "config", "connections", "lifecycle", "orgproxy", "usage")
+PACKAGES = ("accounts", "agents", "assistant", "audit", "config", "connections", "lifecycle", "observability", "orgproxy", "usage")
 # config's entry points assemble the apps; every other config module is the ground floor.
 CONFIG_ENTRY_POINTS = {"config.settings", "config.urls", "config.asgi", "config.wsgi", "config.admin_site"}
 # assistant's floors, lowest first; a module may import its own floor and those below.

@@ -244,6 +244,7 @@ def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, ru
     chat = wire.parse_chat_request(wire.parse_body(read_body(request)))
     session_id = _session_header(request, chat.model)
     plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    plan.transport = "openai"
     return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 

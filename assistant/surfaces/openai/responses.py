@@ -79,6 +79,7 @@ def _responses_prepare(request: HttpRequest):
     else:
         session_id = api._session_header(request, chat.model)
     plan, continued = api.chat_turn_begin(user=user, chat=chat, session_id=session_id)
+    plan.transport = "openai"
     return user, wanted, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -83,7 +86,31 @@ class Command(BaseCommand):
             env_note += f", pinned to CPU {', '.join(str(cpus[i % len(cpus)]) for i in range(workers))}"
         self.stdout.write(f"Conduit {settings.VERSION} listening on http://{host}:{port} ({env_note})")
         self.stdout.flush()
-        Supervisor(command, workers, listener.fileno(), self.stderr, cpus=cpus).run()
+        with metrics_directory() as env:
+            Supervisor(command, workers, listener.fileno(), self.stderr, cpus=cpus, env=env).run()
+
+
+class metrics_directory:
+    """The workers' shared metrics directory (prometheus-client's multiprocess mode: a scrape of any worker
+    sums them all), empty at each start: PROMETHEUS_MULTIPROC_DIR if the operator set one (emptied), else a
+    new temporary one (removed at the end). Yields the workers' environment; None with metrics off."""
+
+    def __enter__(self) -> dict[str, str] | None:
+        self.made = None
+        if not settings.METRICS_ENABLED:
+            return None
+        if settings.PROMETHEUS_MULTIPROC_DIR:
+            directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("*.db"):  # an earlier run's values: counters start from zero
+                stale.unlink()
+        else:
+            directory = self.made = Path(tempfile.mkdtemp(prefix="conduit-metrics-"))
+        return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+    def __exit__(self, *exc_info) -> None:
+        if self.made is not None:
+            shutil.rmtree(self.made, ignore_errors=True)
 
 
 def _usable_cpus() -> list[int]:
@@ -99,8 +126,12 @@ def _family(host: str) -> socket.AddressFamily:
 class Supervisor:
     """Keeps `count` copies of `command` running until told to stop."""
 
-    def __init__(self, command: list[str], count: int, inherited_fd: int, stderr, cpus: list[int] | None = None):
+    def __init__(
+        self, command: list[str], count: int, inherited_fd: int, stderr, cpus: list[int] | None = None,
+        env: dict[str, str] | None = None,
+    ):  # fmt: skip
         self.command = command
+        self.env = env
         self.cpus = cpus
         self.count = count
         self.inherited_fd = inherited_fd
@@ -119,17 +150,25 @@ class Supervisor:
             for index, child in enumerate(self.children):
                 if child.poll() is not None and not self.stopping:
                     self.stderr.write(f"Worker {child.pid} exited with {child.returncode}; restarting.")
+                    self._forget_metrics_of(child.pid)
                     time.sleep(RESTART_BACKOFF_SECONDS)
                     self.children[index] = self._spawn(index)
         self.stop()
 
     def _spawn(self, index: int) -> subprocess.Popen:
-        child = subprocess.Popen(self.command, pass_fds=(self.inherited_fd,))
+        child = subprocess.Popen(self.command, pass_fds=(self.inherited_fd,), env=self.env)
         if self.cpus:
             # Before the worker has started any thread (its interpreter is still starting): every
             # thread it makes inherits the affinity.
             os.sched_setaffinity(child.pid, {self.cpus[index % len(self.cpus)]})
         return child
+
+    def _forget_metrics_of(self, pid: int) -> None:
+        """A dead worker's gauges (turns running, websockets open) no longer count; its counters do."""
+        if self.env is not None and "PROMETHEUS_MULTIPROC_DIR" in self.env:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid, self.env["PROMETHEUS_MULTIPROC_DIR"])
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
