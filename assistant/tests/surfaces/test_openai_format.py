@@ -89,10 +89,15 @@ def test_json_that_is_too_deep_or_carries_nul_is_a_400():
 @pytest.mark.parametrize(
     ("stop_reason", "finish"),
     [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length"), ("max_turns", "length"),
-     ("tool_use", "tool_calls"), ("refusal", "content_filter"), (None, "stop"), ("stopped", "stop")],
+     ("tool_use", "stop"), ("refusal", "content_filter"), (None, "stop"), ("stopped", "stop")],
 )  # fmt: skip
 def test_stop_reasons_map_to_finish_reasons(stop_reason, finish):
     assert wire.finish_reason(stop_reason) == finish
+
+
+def test_the_finish_reason_is_tool_calls_only_when_client_tools_are_called():
+    # A server tool call the turn ran isn't the client's to run: only handed-over calls are tool_calls.
+    assert wire.finish_reason("tool_use", [wire.ToolCall("call_1", "lookup", {})]) == "tool_calls"
 
 
 def test_usage_counts_cached_input_as_prompt_tokens():
