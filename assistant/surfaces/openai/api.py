@@ -245,7 +245,7 @@ async def _denied_over_api(call: ToolCall) -> ToolOutcome:
 
 def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = settings.V1_CHAT_MAX_BODY_BYTES
     try:
         # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
         # checked by Django's `request.body`, which would read it whole.
