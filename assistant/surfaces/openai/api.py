@@ -169,7 +169,7 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
       leaves no session behind).
     Returns the plan and whether it continues a session. Raises OpenAIError."""
     prompt, content = chat.prompt, chat.prompt_blocks
-    title = (f"[{chat.user}] " if chat.user else "") + (prompt.strip().replace("\n", " ")[:80] or "(tool results)")
+    title = (f"[{chat.user}] " if chat.user else "") + (prompt.strip().replace("\n", " ")[:80] or _untitled(content))
     try:
         plan = None
         if session_id is not None:
@@ -210,6 +210,10 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
         response_format=chat.response_format,
     )  # fmt: skip
     return plan, continued
+
+
+def _untitled(content: list[dict[str, Any]]) -> str:
+    return "(tool results)" if any(b["type"] == "tool_result" for b in content) else "(image)"
 
 
 def _continued(user, prompt: str, content: list, session_id: int, model: str) -> runs.TurnPlan:

@@ -117,3 +117,53 @@ def test_our_error_codes_map_to_statuses(code, status):
     error = wire.OpenAIError.from_code(code, "message")
     assert error.status == status
     assert set(error.body()["error"]) == {"message", "type", "code", "param"}
+
+
+# --- client tools ----------------------------------------------------------------------------------
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+def test_the_results_of_the_clients_tools_are_what_the_turn_answers_and_continue_the_conversations_digest():
+    opening = parse([{"role": "user", "content": "Weather in Paris and Oslo?"}], tools=[WEATHER])
+    calls = [wire.ToolCall("call_1", "get_weather", {"city": "Paris"}), wire.ToolCall("call_2", "get_weather", {"city": "Oslo"})]
+    after_first = wire.conversation_digest("helper", opening.conversation("Checking.", calls))
+
+    # The client echoes the answer (as the SDK gives it) and sends both results.
+    answer = wire.completion(completion_id="c", created=0, model="helper", text="Checking.", stop_reason="tool_use",
+                             usage={}, calls=calls)["choices"][0]["message"]  # fmt: skip
+    follow_up = parse([
+        {"role": "user", "content": "Weather in Paris and Oslo?"}, answer,
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "Snow"}]},
+    ], tools=[WEATHER])  # fmt: skip
+
+    assert wire.conversation_digest("helper", follow_up.history) == after_first
+    assert follow_up.prompt == ""
+    assert follow_up.prompt_blocks == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "Sunny", "is_error": False},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": "Snow", "is_error": False},
+    ]
+
+
+def test_tool_choice_response_format_and_parallel_calls_are_read_in_neutral_form():
+    chat = parse([{"role": "user", "content": "Hi"}], tools=[WEATHER], parallel_tool_calls=False,
+                 tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                 response_format={"type": "json_schema", "json_schema": {"name": "w", "strict": True,
+                                                                         "schema": {"type": "object"}}})  # fmt: skip
+    assert chat.tools == [{"name": "get_weather", "description": "", "input_schema": {"type": "object"}}]
+    assert chat.tool_choice == wire.ToolChoice("tool", "get_weather")
+    assert chat.parallel_tool_calls is False
+    assert chat.response_format == wire.ResponseFormat("json_schema", name="w", schema={"type": "object"}, strict=True)
+    assert parse([{"role": "user", "content": "Hi"}], response_format={"type": "text"}).response_format is None
+
+
+def test_an_image_only_user_message_is_a_prompt_and_images_keep_their_place_among_the_text():
+    png = "data:image/png;base64,iVBORw0KGgoAAAAA"
+    chat = parse([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": png}}, {"type": "text", "text": "this?"},
+    ]}])  # fmt: skip
+    assert chat.prompt == "this?"
+    assert [b["type"] for b in chat.prompt_blocks] == ["image", "text"]
+    only_image = parse([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}])
+    assert only_image.prompt == "" and only_image.prompt_blocks[0]["source"]["media_type"] == "image/png"
