@@ -168,6 +168,15 @@ def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, 
     return param
 
 
+def output_tool_name(call: ModelCall) -> str:
+    """OUTPUT_TOOL, or a variant of it no other tool of the call has (a client may name one so)."""
+    names = {tool.get("name") for tool in call.tools}
+    name = OUTPUT_TOOL
+    while name in names:
+        name += "_"
+    return name
+
+
 def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": model.model,
@@ -183,9 +192,10 @@ def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
     if wanted is not None:
         schema = wanted.schema if wanted.kind == "json_schema" and wanted.schema else _ANY_OBJECT
         description = wanted.description or "Give your final answer: its input is the answer, as the schema says."
-        tools.append({"name": OUTPUT_TOOL, "description": description, "input_schema": schema})
+        output = output_tool_name(call)
+        tools.append({"name": output, "description": description, "input_schema": schema})
         # The answer must come through the output tool; other tools (the agent's) may be called first.
-        choice = {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": OUTPUT_TOOL}
+        choice = {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": output}
         choice["disable_parallel_tool_use"] = True
     if tools:
         params["tools"] = tools
@@ -196,11 +206,11 @@ def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
     return params
 
 
-def _as_answer(content: list[dict[str, Any]], output_json: str) -> list[dict[str, Any]]:
+def _as_answer(content: list[dict[str, Any]], output: str, output_json: str) -> list[dict[str, Any]]:
     """The final content with the output tool's call replaced by its input as text (the answer)."""
     out = []
     for block in content:
-        if block.get("type") == "tool_use" and block.get("name") == OUTPUT_TOOL:
+        if block.get("type") == "tool_use" and block.get("name") == output:
             block = {"type": "text", "text": output_json or "{}"}
         out.append(block)
     return out
@@ -213,6 +223,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     client = async_client(model)
     params = request_params(model, call)
     structured = call.response_format is not None
+    output = output_tool_name(call) if structured else ""
     output_index: int | None = None  # the content block of the output tool's call
     output_json: list[str] = []
     meter = CallMeter(call)
@@ -247,7 +258,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                                 yield TextDelta(delta.partial_json)
                     elif kind == "content_block_start" and structured:
                         block = event.content_block
-                        if block.type == "tool_use" and block.name == OUTPUT_TOOL:
+                        if block.type == "tool_use" and block.name == output:
                             output_index = event.index
                     elif kind == "message_start" or kind == "message_delta":
                         # Input counts come at message_start, the output count at message_delta; the
@@ -258,7 +269,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                         yield UsageReported(meter.usage)
                     elif kind == "content_block_stop" and event.content_block.type == "tool_use":
                         block = event.content_block
-                        if structured and block.name == OUTPUT_TOOL:
+                        if structured and block.name == output:
                             continue
                         if not isinstance(block.id, str) or not isinstance(block.name, str):
                             raise malformed("a tool call's id or name is not text")
@@ -273,7 +284,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                 content = [content_block_param(block) for block in final.content]
                 stop_reason = bounded_stop_reason(final.stop_reason)
                 if output_index is not None:
-                    content = _as_answer(content, "".join(output_json))
+                    content = _as_answer(content, output, "".join(output_json))
                     if stop_reason == "tool_use" and not any(b.get("type") == "tool_use" for b in content):
                         stop_reason = "end_turn"
                 finished = ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(final.model, model.model))

@@ -156,6 +156,10 @@ def test_server_tools_called_beside_client_tools_run_first_and_their_results_go_
     assert call.function.name == "get_weather" and first.choices[0].message.content is None
     assert first.choices[0].finish_reason == "tool_calls"
     assert len(claude.received()) == 1  # the model isn't asked again until the client's result comes
+    stored = claude.stored(session_id)  # the answer asking for both, then the server's result
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "complete"), ("user", "complete")]
+    assert [b["type"] for b in stored[1]["content"]] == ["tool_use", "tool_use"]
+    assert [b["tool_use_id"] for b in stored[2]["content"]] == [stored[1]["content"][0]["id"]]
 
     messages += [first.choices[0].message, {"role": "tool", "tool_call_id": call.id, "content": "-3°C"}]
     second, second_session = claude.create(messages=messages, tools=[WEATHER])
@@ -223,6 +227,18 @@ def test_a_streamed_json_object_answer_on_anthropic_is_content_deltas(claude):
     assert not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
     [sent] = claude.received()
     assert sent["tools"][-1]["input_schema"]["type"] == "object"
+
+
+def test_a_client_tool_named_like_the_output_tool_doesnt_take_its_place(claude):
+    claude.fake.script(Reply(tool_uses=[ToolUse("structured_answer_", {"city": "Rome", "celsius": 30})], stop_reason="tool_use"))
+    answer, _ = claude.create(
+        messages=[{"role": "user", "content": "Weather in Rome"}], response_format={"type": "json_object"},
+        tools=[bad("structured_answer")],
+    )  # fmt: skip
+    assert json.loads(answer.choices[0].message.content) == {"city": "Rome", "celsius": 30}
+    assert answer.choices[0].message.tool_calls is None
+    [sent] = claude.received()
+    assert [tool["name"] for tool in sent["tools"]] == ["lookup", "structured_answer", "structured_answer_"]
 
 
 def test_parse_on_an_openai_compatible_model_passes_the_response_format_on(gpt):
