@@ -151,7 +151,8 @@ def chat_messages(messages: list[dict[str, Any]], system: str = "") -> list[dict
                 )
         text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
         if any(b.get("type") == "image" for b in blocks):
-            parts = [_content_part(b) for b in blocks if b.get("type") in ("text", "image") and (b.get("text") or b.get("source"))]
+            shown = [b for b in blocks if b.get("type") in ("text", "image") and (b.get("text") or b.get("source"))]
+            parts = [_content_part(b) for b in shown]
             out.append({"role": "user", "content": parts})
         elif text:
             out.append({"role": "user", "content": text})

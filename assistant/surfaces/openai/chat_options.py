@@ -40,7 +40,8 @@ def function_definition(function: Any, param: str) -> dict[str, Any]:
         raise bad_request("A function's `name` must be 1 to 64 letters, digits, `_` or `-`.", f"{param}.name")
     description = function.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > MAX_TOOL_DESCRIPTION):
-        raise bad_request(f"`description` must be a string of at most {MAX_TOOL_DESCRIPTION} characters.", f"{param}.description")
+        message = f"`description` must be a string of at most {MAX_TOOL_DESCRIPTION} characters."
+        raise bad_request(message, f"{param}.description")
     parameters = function.get("parameters")
     schema = NO_PARAMETERS if parameters is None else _schema(parameters, f"{param}.parameters", "`parameters`")
     strict = function.get("strict")
@@ -85,7 +86,8 @@ def parse_tool_choice(data: dict[str, Any], tools: list[dict[str, Any]]) -> Tool
             "tool_choice",
         )
     if function["name"] not in {tool["name"] for tool in tools}:
-        raise bad_request(f"`tool_choice` names `{function['name'][:64]}`, which is not in `tools`.", "tool_choice.function.name")
+        message = f"`tool_choice` names `{function['name'][:64]}`, which is not in `tools`."
+        raise bad_request(message, "tool_choice.function.name")
     return ToolChoice("tool", function["name"])
 
 
@@ -112,7 +114,8 @@ def parse_response_format(data: dict[str, Any]) -> ResponseFormat | None:
         raise bad_request("`json_schema` must be an object with `name` and `schema`.", "response_format.json_schema")
     name = spec.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise bad_request("The schema's `name` must be 1 to 64 letters, digits, `_` or `-`.", "response_format.json_schema.name")
+        message = "The schema's `name` must be 1 to 64 letters, digits, `_` or `-`."
+        raise bad_request(message, "response_format.json_schema.name")
     description = spec.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > MAX_TOOL_DESCRIPTION):
         raise bad_request("`description` must be a string.", "response_format.json_schema.description")

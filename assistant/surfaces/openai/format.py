@@ -144,7 +144,8 @@ def _user_blocks(content: Any, param: str, images: ImageCounter) -> list[dict[st
                 blocks.append({"type": "text", "text": part["text"]})
         else:
             kind = part.get("type") if isinstance(part, dict) else None
-            raise bad_request(f"Content part of type {kind!r} is not supported: only text and image_url parts are.", f"{where}.type")
+            message = f"Content part of type {kind!r} is not supported: only text and image_url parts are."
+            raise bad_request(message, f"{where}.type")
     return blocks
 
 
@@ -347,11 +348,12 @@ def tool_call_deltas(calls: list[ToolCall]) -> list[dict[str, Any]]:
     type and name, then its arguments in pieces."""
     deltas = []
     for index, call in enumerate(message_tool_calls(calls)):
-        opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
         deltas.append({"tool_calls": [opening]})
-        arguments = call["function"]["arguments"]
         for start in range(0, len(arguments), ARGUMENT_PIECE):
-            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": arguments[start : start + ARGUMENT_PIECE]}}]})
+            piece = arguments[start : start + ARGUMENT_PIECE]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
     return deltas
 
 
