@@ -74,6 +74,8 @@ def _data_image(url: str, param: str) -> dict[str, Any]:
         raise bad_request("The image's data is not valid base64.", param) from None
     if not raw:
         raise bad_request("The image is empty.", param)
+    if len(raw) > MAX_IMAGE_BYTES:
+        raise bad_request(f"An image is larger than {MAX_IMAGE_BYTES} bytes.", param)
     if not raw.startswith(MEDIA_TYPES[media_type]) or (media_type == "image/webp" and raw[8:12] != b"WEBP"):
         raise bad_request(f"The image's data is not {media_type}.", param)
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}

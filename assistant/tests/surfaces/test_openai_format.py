@@ -3,9 +3,12 @@ usage, and our error codes to OpenAI's statuses."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from assistant.surfaces.openai import format as wire
+from assistant.surfaces.openai.images import MAX_IMAGE_BYTES
 
 
 def parse(messages, **options) -> wire.ChatRequest:
@@ -167,3 +170,14 @@ def test_an_image_only_user_message_is_a_prompt_and_images_keep_their_place_amon
     assert [b["type"] for b in chat.prompt_blocks] == ["image", "text"]
     only_image = parse([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png}}]}])
     assert only_image.prompt == "" and only_image.prompt_blocks[0]["source"]["media_type"] == "image/png"
+
+
+def test_an_image_of_just_over_the_limit_is_refused_and_one_at_the_limit_taken():
+    def with_image(size: int):
+        data = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * (size - 8)).decode()
+        return parse([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]}])
+
+    assert with_image(MAX_IMAGE_BYTES).prompt_blocks[0]["type"] == "image"
+    with pytest.raises(wire.OpenAIError) as refused:
+        with_image(MAX_IMAGE_BYTES + 1)
+    assert refused.value.param == "messages[0].content[0].image_url.url"
