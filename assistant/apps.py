@@ -7,13 +7,17 @@ class AssistantConfig(AppConfig):
 
     def ready(self) -> None:
         from assistant.surfaces.openai.format import edge_error_body
-        from config.edge_paths import answer_errors_as
+        from django.conf import settings
+
+        from config.edge_paths import allow_larger_bodies, answer_errors_as
         from config.startup import serving_duty, stopping_duty
 
         serving_duty(_start_serving_duties)
         stopping_duty(_close_mcp_connections)
         # The server's edge answers OpenAI clients (a body over the limit…) in OpenAI's error shape.
         answer_errors_as(r"/v1/.*", edge_error_body)
+        # Conversations with images (base64 data URLs) are larger than other requests.
+        allow_larger_bodies(r"/v1/chat/completions", settings.V1_CHAT_MAX_BODY_BYTES)
 
 
 def _start_serving_duties(loop) -> None:

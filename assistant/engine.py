@@ -23,9 +23,11 @@ import observability
 from assistant.llm import LLMError, ModelCall, ModelSettings, check_configured, stream_call
 from assistant.llm.types import (
     ModelCallFinished,
+    ResponseFormat,
     TextDelta,
     ThinkingDelta,
     ToolCall,
+    ToolChoice,
     ToolUseRequested,
     Usage,
     UsageReported,
@@ -86,6 +88,14 @@ class ToolsHeld:
 
 
 @dataclass
+class ClientToolsRequested:
+    """The model called tools of the client's (`LoopRequest.client_tools`): the loop ends
+    (stop reason `tool_use`) for the client to run them and send their results in a next turn."""
+
+    calls: list[ToolCall]
+
+
+@dataclass
 class LoopFinished:
     stop_reason: str
     usage: Usage
@@ -102,6 +112,7 @@ LoopEvent = (
     | ModelCallFinished
     | ToolResults
     | ToolsHeld
+    | ClientToolsRequested
     | LoopFinished
 )
 
@@ -123,6 +134,33 @@ class LoopRequest:
     # LLMError (e.g. usage's BudgetExceeded) ends the loop before the model is reached.
     before_model_call: Callable[[int], Awaitable[None]] | None = None
     approval: ApprovalGate | None = None
+    # Tools of the client (an API caller), offered beside the agent's own (`tools`) in the Messages
+    # API's format; the loop doesn't run them: their calls end it (ClientToolsRequested).
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+    def client_tool_names(self) -> set[str]:
+        return {definition["name"] for definition in self.client_tools}
+
+
+class ClientToolConflict(LLMError):
+    """A client tool named like one of the agent's own: which one the model meant couldn't be told."""
+
+    def __init__(self, name: str):
+        super().__init__("tool_name_conflict", f"The client tool `{name}` has the name of one of the agent's own tools.")
+        self.name = name
+
+
+def server_calls_of(request: LoopRequest, content: list[dict[str, Any]]) -> list[ToolCall]:
+    """The calls of a model answer's content that the server runs (all but the client's tools')."""
+    client = request.client_tool_names()
+    return [
+        ToolCall(b["id"], b["name"], b.get("input") or {})
+        for b in content
+        if b["type"] == "tool_use" and b["name"] not in client
+    ]
 
 
 async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
@@ -131,6 +169,12 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
     history = list(request.messages)
     total = Usage()
     tool_definitions = request.tools.definitions() if request.tools else []
+    own = {definition["name"] for definition in tool_definitions}
+    for definition in request.client_tools:
+        if definition["name"] in own:
+            raise ClientToolConflict(definition["name"])
+    tool_definitions = [*tool_definitions, *request.client_tools]
+    client_names = request.client_tool_names()
     for turn in range(1, request.max_turns + 1):
         yield ModelCallStarted(turn)
         if request.before_model_call is not None:
@@ -143,6 +187,11 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
             tools=tool_definitions,
             stop_sequences=request.stop_sequences,
             extra=_with_headers(request.extra, span.headers()),
+            # A forced choice (required, a named tool) holds for the first answer only, as it holds
+            # for one answer of OpenAI's: after the server's tools ran, the model may end.
+            tool_choice=request.tool_choice if tool_definitions and turn == 1 else None,
+            parallel_tool_calls=request.parallel_tool_calls if tool_definitions else None,
+            response_format=request.response_format,
         )
         final: ModelCallFinished | None = None
         usage: Usage | None = None  # the call's usage so far (kept up to date in place by the adapter)
@@ -177,17 +226,30 @@ async def agent_loop(request: LoopRequest) -> AsyncIterator[LoopEvent]:
         yield final
         history.append({"role": "assistant", "content": final.content})
 
-        calls = [ToolCall(b["id"], b["name"], b.get("input") or {}) for b in final.content if b["type"] == "tool_use"]
-        if final.stop_reason != "tool_use" or not calls or request.tools is None:
+        asking = final.stop_reason == "tool_use"
+        calls = server_calls_of(request, final.content) if asking and request.tools is not None else []
+        client_calls = [
+            ToolCall(b["id"], b["name"], b.get("input") or {})
+            for b in final.content
+            if asking and b["type"] == "tool_use" and b["name"] in client_names
+        ]
+        if not calls and not client_calls:
             yield LoopFinished(final.stop_reason or "end_turn", total, turn, _ms_since(started))
             return
-        results, held = await _run_calls(request.tools, calls, request.approval)
-        if held:
-            yield ToolsHeld(results, held)
-            yield LoopFinished("approval_required", total, turn, _ms_since(started))
+        if calls:
+            # The server's calls run first, even beside the client's: their results are stored,
+            # and the client's next turn (with its own results) goes on after them.
+            results, held = await _run_calls(request.tools, calls, request.approval)
+            if held:
+                yield ToolsHeld(results, held)
+                yield LoopFinished("approval_required", total, turn, _ms_since(started))
+                return
+            yield ToolResults(results)
+            history.append({"role": "user", "content": [result.as_block() for result in results]})
+        if client_calls:
+            yield ClientToolsRequested(client_calls)
+            yield LoopFinished("tool_use", total, turn, _ms_since(started))
             return
-        yield ToolResults(results)
-        history.append({"role": "user", "content": [result.as_block() for result in results]})
 
     yield LoopFinished("max_turns", total, request.max_turns, _ms_since(started))
 
@@ -242,6 +304,8 @@ def _ms_since(started: float) -> int:
 
 __all__ = [
     "ApprovalGate",
+    "ClientToolConflict",
+    "ClientToolsRequested",
     "LLMError",
     "LoopEvent",
     "LoopRequest",

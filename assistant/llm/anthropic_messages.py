@@ -34,11 +34,17 @@ from assistant.llm.types import (
     TextDelta,
     ThinkingDelta,
     ToolCall,
+    ToolChoice,
     ToolUseRequested,
     Usage,
     UsageReported,
 )
 from config.egress import egress_refusal
+
+# Structured output on the Messages API: one tool whose input schema is the requested schema, which
+# the model must call; its input, streamed as text, is the answer.
+OUTPUT_TOOL = "structured_answer"
+_ANY_OBJECT = {"type": "object", "additionalProperties": True}
 
 
 def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
@@ -150,10 +156,31 @@ def content_block_param(block: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in fields} if fields else data
 
 
-async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
-    """Stream one Messages API call. The stored block format is this API's own, sent as it is.
-    No `temperature`: this API version refuses it (see ModelSettings). Usage: see UsageReported."""
-    client = async_client(model)
+def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
+    """The Messages API's tool_choice: auto | any (required) | tool (one named) | none."""
+    if choice is None and parallel is not False:
+        return None
+    mode = choice.mode if choice is not None else "auto"
+    if mode == "none":
+        return {"type": "none"}
+    param: dict[str, Any] = {"type": {"required": "any", "tool": "tool"}.get(mode, "auto")}
+    if mode == "tool":
+        param["name"] = choice.name
+    if parallel is False:
+        param["disable_parallel_tool_use"] = True
+    return param
+
+
+def output_tool_name(call: ModelCall) -> str:
+    """OUTPUT_TOOL, or a variant of it no other tool of the call has (a client may name one so)."""
+    names = {tool.get("name") for tool in call.tools}
+    name = OUTPUT_TOOL
+    while name in names:
+        name += "_"
+    return name
+
+
+def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": model.model,
         "max_tokens": model.max_tokens,
@@ -162,10 +189,46 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     }
     if call.system:
         params["system"] = call.system
-    if call.tools:
-        params["tools"] = call.tools
+    tools = list(call.tools)
+    choice = _tool_choice(call.tool_choice, call.parallel_tool_calls) if tools else None
+    wanted = call.response_format
+    if wanted is not None:
+        schema = wanted.schema if wanted.kind == "json_schema" and wanted.schema else _ANY_OBJECT
+        description = wanted.description or "Give your final answer: its input is the answer, as the schema says."
+        output = output_tool_name(call)
+        tools.append({"name": output, "description": description, "input_schema": schema})
+        # The answer must come through the output tool; other tools (the agent's) may be called first.
+        choice = {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": output}
+        choice["disable_parallel_tool_use"] = True
+    if tools:
+        params["tools"] = tools
+    if choice is not None:
+        params["tool_choice"] = choice
     if call.stop_sequences:
         params["stop_sequences"] = list(call.stop_sequences)
+    return params
+
+
+def _as_answer(content: list[dict[str, Any]], output: str, output_json: str) -> list[dict[str, Any]]:
+    """The final content with the output tool's call replaced by its input as text (the answer)."""
+    out = []
+    for block in content:
+        if block.get("type") == "tool_use" and block.get("name") == output:
+            block = {"type": "text", "text": output_json or "{}"}
+        out.append(block)
+    return out
+
+
+async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
+    """Stream one Messages API call. The stored block format is this API's own, sent as it is.
+    No `temperature`: this API version refuses it (see ModelSettings). Usage: see UsageReported.
+    With a response format, the output tool's input arrives as text deltas (see OUTPUT_TOOL)."""
+    client = async_client(model)
+    params = request_params(model, call)
+    structured = call.response_format is not None
+    output = output_tool_name(call) if structured else ""
+    output_index: int | None = None  # the content block of the output tool's call
+    output_json: list[str] = []
     meter = CallMeter(call)
     started = False  # message_start came: the answer is a message
     try:
@@ -191,6 +254,15 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                             yield ThinkingDelta(text)
                         elif delta.type == "input_json_delta":
                             meter.received(delta.partial_json)
+                            if output_index is not None and event.index == output_index and delta.partial_json:
+                                if type(delta.partial_json) is not str:
+                                    raise not_text()
+                                output_json.append(delta.partial_json)
+                                yield TextDelta(delta.partial_json)
+                    elif kind == "content_block_start" and structured:
+                        block = event.content_block
+                        if block.type == "tool_use" and block.name == output:
+                            output_index = event.index
                     elif kind == "message_start" or kind == "message_delta":
                         # Input counts come at message_start, the output count at message_delta; the
                         # SDK's snapshot has merged this event's usage the way the API means it.
@@ -200,6 +272,8 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                         yield UsageReported(meter.usage)
                     elif kind == "content_block_stop" and event.content_block.type == "tool_use":
                         block = event.content_block
+                        if structured and block.name == output:
+                            continue
                         if not isinstance(block.id, str) or not isinstance(block.name, str):
                             raise malformed("a tool call's id or name is not text")
                         yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
@@ -211,10 +285,12 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                     # connection would pass for a complete answer.
                     raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
                 content = [content_block_param(block) for block in final.content]
-                finished = ModelCallFinished(
-                    content, bounded_stop_reason(final.stop_reason), meter.finished(),
-                    bounded_name(final.model, model.model),
-                )
+                stop_reason = bounded_stop_reason(final.stop_reason)
+                if output_index is not None:
+                    content = _as_answer(content, output, "".join(output_json))
+                    if stop_reason == "tool_use" and not any(b.get("type") == "tool_use" for b in content):
+                        stop_reason = "end_turn"
+                finished = ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(final.model, model.model))
             except READING_ERRORS as exc:
                 error = reading_error(exc)
                 if error is None:

@@ -29,10 +29,28 @@ def tokens_for_bytes(size: int) -> int:
     return -(-size // BYTES_PER_TOKEN)
 
 
+# An image counts as about this many tokens (Anthropic: width × height / 750, a 1.15-megapixel
+# image ~1,600), not as the bytes of its base64 data.
+IMAGE_TOKENS = 1_600
+
+
+def _without_image_data(messages: list) -> tuple[list, int]:
+    images = 0
+    out = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "image" for b in content):
+            images += sum(1 for b in content if isinstance(b, dict) and b.get("type") == "image")
+            message = {**message, "content": [b for b in content if not (isinstance(b, dict) and b.get("type") == "image")]}
+        out.append(message)
+    return out, images
+
+
 def input_estimate(call: ModelCall) -> int:
     """The input tokens of `call`, estimated from what it sends."""
-    sent = json.dumps([call.system, call.messages, call.tools], ensure_ascii=False, separators=(",", ":"), default=str)
-    return tokens_for_bytes(len(sent.encode()))
+    messages, images = _without_image_data(call.messages)
+    sent = json.dumps([call.system, messages, call.tools], ensure_ascii=False, separators=(",", ":"), default=str)
+    return tokens_for_bytes(len(sent.encode())) + images * IMAGE_TOKENS
 
 
 class CallMeter:

@@ -150,9 +150,25 @@ def chat_messages(messages: list[dict[str, Any]], system: str = "") -> list[dict
                     }
                 )
         text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-        if text:
+        if any(b.get("type") == "image" for b in blocks):
+            shown = [b for b in blocks if b.get("type") in ("text", "image") and (b.get("text") or b.get("source"))]
+            parts = [_content_part(b) for b in shown]
+            out.append({"role": "user", "content": parts})
+        elif text:
             out.append({"role": "user", "content": text})
     return _without_unanswered_calls(out)
+
+
+def _content_part(block: dict[str, Any]) -> dict[str, Any]:
+    """A text or image block as a Chat Completions content part (an image: its URL, or a data: URL)."""
+    if block.get("type") == "text":
+        return {"type": "text", "text": block.get("text", "")}
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', '')};base64,{source.get('data', '')}"
+    else:
+        url = source.get("url", "")
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _without_unanswered_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -249,6 +265,24 @@ def request_params(model: ModelSettings, call: ModelCall) -> dict[str, Any]:
         params["temperature"] = model.temperature
     if call.tools:
         params["tools"] = chat_tools(call.tools)
+        choice = call.tool_choice
+        if choice is not None:
+            params["tool_choice"] = (
+                {"type": "function", "function": {"name": choice.name}} if choice.mode == "tool" else choice.mode
+            )
+        if call.parallel_tool_calls is not None:
+            params["parallel_tool_calls"] = call.parallel_tool_calls
+    wanted = call.response_format
+    if wanted is not None:
+        if wanted.kind == "json_schema":
+            spec: dict[str, Any] = {"name": wanted.name, "schema": wanted.schema or {}}
+            if wanted.description:
+                spec["description"] = wanted.description
+            if wanted.strict is not None:
+                spec["strict"] = wanted.strict
+            params["response_format"] = {"type": "json_schema", "json_schema": spec}
+        else:
+            params["response_format"] = {"type": "json_object"}
     if call.stop_sequences:
         params["stop"] = list(call.stop_sequences)
     return params

@@ -102,6 +102,28 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ToolChoice:
+    """Which tools the model must or may call: `auto`, `none`, `required` (some tool), or `tool`
+    (the one named `name`). Each adapter says it in its provider's terms."""
+
+    mode: str = "auto"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """The answer must be JSON: `json_object` (any object) or `json_schema` (valid against `schema`,
+    which `strict` asks the provider to enforce). The answer's text is the JSON, whatever the
+    provider's mechanism (Chat Completions' response_format; a forced tool on the Messages API)."""
+
+    kind: str  # json_object | json_schema
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class ModelCall:
     """One request to the model, provider-neutral."""
 
@@ -111,6 +133,9 @@ class ModelCall:
     tools: list[dict[str, Any]] = field(default_factory=list)
     stop_sequences: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    tool_choice: ToolChoice | None = None  # None: the provider's default (auto)
+    parallel_tool_calls: bool | None = None  # False: at most one call per answer
+    response_format: ResponseFormat | None = None
 
 
 # --- events of one model call -------------------------------------------------------------------

@@ -196,14 +196,17 @@ def _turn_begin(
     custom_properties: dict[str, Any] | None = None,
     title: str | None = None,
     history: Iterable[tuple[str, list[dict[str, Any]]]] = (),
+    content: list[dict[str, Any]] | None = None,
     refresh_connections: bool = True,
 ) -> TurnPlan:
     """Plan the next turn of the user's session `session_id`, or of a new session with the agent
     `agent_slug` (the organization's, else the user's own) or `agent_id` (a built-in lookup's), with
     `custom_properties`, a `title` (default: the message's start) and the earlier messages a client
-    sent, `history`: (role, blocks) pairs. Raises TurnRefused."""
+    sent, `history`: (role, blocks) pairs. `content`: the user message's blocks when it is more than
+    `text` (an API client's images, or the results of its own tools, which then are the whole message
+    and `text` may be empty). Raises TurnRefused."""
     text = (text or "").strip()
-    if not text:
+    if not text and not content:
         raise TurnRefused("invalid", "The message is empty.")
     if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
         raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
@@ -264,7 +267,8 @@ def _turn_begin(
         new = [Message(session_id=session.id, seq=(seq := seq + 1), role=role, content=blocks, created_at=now,
                        updated_at=now) for role, blocks in history if blocks]  # fmt: skip
         user_message = Message(session_id=session.id, seq=seq + 1, role=Message.Role.USER,
-                               content=[{"type": "text", "text": text}], created_at=now, updated_at=now)  # fmt: skip
+                               content=content or [{"type": "text", "text": text}], created_at=now,
+                               updated_at=now)  # fmt: skip
         answer = Message(session_id=session.id, seq=seq + 2, role=Message.Role.ASSISTANT, content=[],
                          status=STREAMING, model=agent.model.model, created_at=now, updated_at=now)  # fmt: skip
         messages_insert([*new, user_message, answer])

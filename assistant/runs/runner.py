@@ -16,6 +16,7 @@ from django.conf import settings
 import observability
 from agents.models import Message
 from assistant.engine import (
+    ClientToolsRequested,
     LoopFinished,
     LoopRequest,
     ModelCallFinished,
@@ -30,6 +31,7 @@ from assistant.engine import (
     Usage,
     UsageReported,
     agent_loop,
+    server_calls_of,
 )
 from assistant.llm import LLMError
 from assistant.runs.groups import session_group
@@ -120,6 +122,8 @@ class TurnRunner(ApprovalSteps):
         self.final_fields: dict[str, Any] | None = None
         self.outcome = "error"  # how it ended, for conduit_turns_total: complete, stopped, awaiting_approval
         self.first_token_at: float | None = None
+        # The client's tools the last answer called (an API caller runs them): sent with the result.
+        self.client_calls: list[ToolCall] = []
 
     @property
     def message_id(self) -> int | None:
@@ -245,8 +249,8 @@ class TurnRunner(ApprovalSteps):
                         observability.model_cost_added(
                             model.provider, model.model, self.plan.budget.prices.cost(event.usage.as_dict())
                         )
-                    calls = [b for b in event.content if b.get("type") == "tool_use"]
-                    if not (event.stop_reason == "tool_use" and calls and request.tools is not None):
+                    calls = server_calls_of(request, event.content) if request.tools is not None else []
+                    if not (event.stop_reason == "tool_use" and calls):
                         # The loop ends with this call: written with the result (LoopFinished, next).
                         self.final_fields = self._finished_message_fields(event)
                         self.finished_usage.add(event.usage)
@@ -261,7 +265,7 @@ class TurnRunner(ApprovalSteps):
                     # running (one turn per session, the user's limit, the heartbeat), and a stop
                     # or failure answers each unfinished call here, so the next turn's history
                     # has a result for every tool_use.
-                    self.pending_calls = {b["id"]: ToolCall(b["id"], b["name"], b.get("input") or {}) for b in calls}
+                    self.pending_calls = {call.id: call for call in calls}
                     self.message_id = await run_sync(
                         message_append,
                         self.session_id, role=Message.Role.USER, content=[], status=Message.Status.STREAMING
@@ -276,6 +280,8 @@ class TurnRunner(ApprovalSteps):
                     self.message_id = None  # until the next model call opens its message
                     for result in results:
                         await self._emit("tool_result", self._tool_result_data(result, names.get(result.tool_use_id, "")))
+                case ClientToolsRequested(calls=client_calls):
+                    self.client_calls = client_calls
                 case ToolsHeld(results=results, held=held):
                     await self._hold(results, held)
                 case LoopFinished(stop_reason="approval_required"):
@@ -299,6 +305,7 @@ class TurnRunner(ApprovalSteps):
                             "usage": event.usage.as_dict(),
                             "turns": event.turns,
                             "duration_ms": event.duration_ms,
+                            **self._client_calls_data(),
                         },
                         message_fields=final,
                     )
@@ -312,6 +319,11 @@ class TurnRunner(ApprovalSteps):
             "model": event.model,
             **event.usage.as_dict(),
         }
+
+    def _client_calls_data(self) -> dict[str, Any]:
+        if not self.client_calls:
+            return {}
+        return {"client_tool_calls": [{"id": c.id, "name": c.name, "input": c.input} for c in self.client_calls]}
 
     @staticmethod
     def _tool_result_data(result: ToolOutcome, name: str) -> dict[str, Any]:

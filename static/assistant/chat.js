@@ -331,7 +331,11 @@
       return;
     }
     if (message.role === "user") {
-      bubble("user", message.seq).firstChild.textContent = blocks.filter((b) => b.type === "text").map((b) => b.text).join("");
+      // Images (sent through /v1) aren't shown here: a placeholder says they were there.
+      const images = blocks.filter((b) => b.type === "image").length;
+      const text = blocks.filter((b) => b.type === "text").map((b) => b.text).join("");
+      const placeholder = images ? `[${images} image${images > 1 ? "s" : ""}]` : "";
+      bubble("user", message.seq).firstChild.textContent = [text, placeholder].filter(Boolean).join("\n");
       return;
     }
     let el = last;

@@ -49,6 +49,7 @@ from agents.models import AIAgent
 from assistant import runs, services
 from assistant.engine import ApprovalGate, ToolCall, ToolOutcome
 from assistant.surfaces.openai import format as wire
+from assistant.surfaces.openai.chat_options import conflict_param
 from assistant.surfaces.openai.format import OpenAIError
 from config import untrusted
 from config.threads import run_sync
@@ -168,26 +169,28 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
     - else a new session holding the client's earlier messages (one transaction: a refused turn
       leaves no session behind).
     Returns the plan and whether it continues a session. Raises OpenAIError."""
-    prompt = chat.prompt
-    title = (f"[{chat.user}] " if chat.user else "") + prompt.strip().replace("\n", " ")[:80]
+    prompt, content = chat.prompt, chat.prompt_blocks
+    title = (f"[{chat.user}] " if chat.user else "") + (prompt.strip().replace("\n", " ")[:80] or _untitled(content))
     try:
         plan = None
         if session_id is not None:
             if not services.v1_session_exists(user=user, agent_slug=chat.model, session_id=session_id):
                 raise _session_not_found(session_id, chat.model)
-            plan = _continued(user, prompt, session_id, chat.model)
+            plan = _continued(user, prompt, content, session_id, chat.model)
         elif chat.history:
             digest = wire.conversation_digest(chat.model, chat.history)
             found = services.v1_conversation_session(user=user, agent_slug=chat.model, digest=digest)
             if found is not None:
                 try:
-                    plan = runs.turn_begin(user=user, text=prompt, session_id=found)
+                    plan = runs.turn_begin(user=user, text=prompt, content=content, session_id=found)
                 except runs.TurnRefused as refused:
                     if refused.code not in _CONTINUATION_REFUSALS:
                         raise
         continued = plan is not None
         if plan is None:
-            plan = runs.turn_begin(user=user, text=prompt, agent_slug=chat.model, title=title, history=chat.history)
+            plan = runs.turn_begin(
+                user=user, text=prompt, content=content, agent_slug=chat.model, title=title, history=chat.history
+            )
     except runs.TurnRefused as refused:
         if refused.code == "not_found":
             raise _model_not_found(chat.model) from None
@@ -203,14 +206,20 @@ def chat_turn_begin(*, user, chat: wire.ChatRequest, session_id: int | None = No
     # with a result telling the model why (docs/approvals.md).
     approval = request.approval and ApprovalGate(request.approval.required, _denied_over_api)
     plan.request = replace(
-        request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval
-    )
+        request, model=model, system=system, stop_sequences=chat.stop or request.stop_sequences, approval=approval,
+        client_tools=chat.tools, tool_choice=chat.tool_choice, parallel_tool_calls=chat.parallel_tool_calls,
+        response_format=chat.response_format,
+    )  # fmt: skip
     return plan, continued
 
 
-def _continued(user, prompt: str, session_id: int, model: str) -> runs.TurnPlan:
+def _untitled(content: list[dict[str, Any]]) -> str:
+    return "(tool results)" if any(b["type"] == "tool_result" for b in content) else "(image)"
+
+
+def _continued(user, prompt: str, content: list, session_id: int, model: str) -> runs.TurnPlan:
     try:
-        return runs.turn_begin(user=user, text=prompt, session_id=session_id)
+        return runs.turn_begin(user=user, text=prompt, content=content, session_id=session_id)
     except runs.TurnRefused as refused:
         if refused.code == "not_found":  # deleted meanwhile
             raise _session_not_found(session_id, model) from None
@@ -241,16 +250,17 @@ async def _denied_over_api(call: ToolCall) -> ToolOutcome:
 
 def _chat_prepare(request: HttpRequest) -> tuple[Any, wire.ChatRequest, bool, runs.TurnPlan]:
     user = authenticated_user(request)
-    chat = wire.parse_chat_request(wire.parse_body(read_body(request)))
+    chat = wire.parse_chat_request(wire.parse_body(read_body(request, limit=settings.V1_CHAT_MAX_BODY_BYTES)))
     session_id = _session_header(request, chat.model)
     plan, continued = chat_turn_begin(user=user, chat=chat, session_id=session_id)
     plan.transport = "openai"
     return user, chat, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 
-def read_body(request: HttpRequest) -> bytes:
-    """The request's body, at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (else a 413 OpenAIError)."""
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+def read_body(request: HttpRequest, *, limit: int | None = None) -> bytes:
+    """The request's body, at most `limit` bytes (default DATA_UPLOAD_MAX_MEMORY_SIZE; else a 413 OpenAIError)."""
+    if limit is None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
         # Read at most one byte past the limit: a body without Content-Length (chunked) isn't
         # checked by Django's `request.body`, which would read it whole.
@@ -301,10 +311,11 @@ class _Relay:
         self.answer.append(text)
         return text
 
-    async def conversation_moved_on(self) -> None:
-        """The answer is whole: the session now holds the conversation as the client will have it.
-        Recorded before the client reads the end of the answer, so its next request finds it."""
-        digest = wire.conversation_digest(self.chat.model, self.chat.conversation("".join(self.answer)))
+    async def conversation_moved_on(self, calls: list[ToolCall]) -> None:
+        """The answer is whole: the session now holds the conversation as the client will have it
+        (the answer's text and the calls of its tools). Recorded before the client reads the end of
+        the answer, so its next request finds it."""
+        digest = wire.conversation_digest(self.chat.model, self.chat.conversation("".join(self.answer), calls))
         try:
             await run_sync(
                 services.v1_conversation_moved_on, user=self.user, session_id=self.plan.session_id, digest=digest,
@@ -323,7 +334,9 @@ class _Relay:
         )  # fmt: skip
 
 
-def _error_of(frame: dict[str, Any]) -> OpenAIError:
+def _error_of(frame: dict[str, Any], chat: wire.ChatRequest) -> OpenAIError:
+    if frame["code"] == "tool_name_conflict":  # found once the agent's tools were opened
+        return OpenAIError(400, frame["message"], code="invalid_value", param=conflict_param(chat.tools, frame["message"]))
     return OpenAIError.from_code(frame["code"], frame["message"])
 
 
@@ -340,12 +353,15 @@ async def _stream(relay: _Relay, first: dict[str, Any]) -> AsyncIterator[bytes]:
         frame = first
         while True:
             if frame["type"] == "error":
-                yield _sse(_error_of(frame).body())
+                yield _sse(_error_of(frame, relay.chat).body())
                 yield _sse("[DONE]")
                 return
             if frame["type"] == "result":
-                await relay.conversation_moved_on()
-                yield _sse(relay.chunk(finish=wire.finish_reason(frame.get("stop_reason"))))
+                calls = wire.client_calls_of(frame)
+                await relay.conversation_moved_on(calls)
+                for delta in wire.tool_call_deltas(calls):
+                    yield _sse(relay.chunk(delta=delta))
+                yield _sse(relay.chunk(finish=wire.finish_reason(frame.get("stop_reason"), calls)))
                 if relay.chat.include_usage:
                     yield _sse(relay.chunk(usage=wire.openai_usage(frame.get("usage") or {})))
                 yield _sse("[DONE]")
@@ -374,12 +390,13 @@ async def _whole_answer(relay: _Relay) -> JsonResponse:
     while True:
         frame = await relay.next_frame()
         if frame["type"] == "error":
-            return _error_response(_error_of(frame))
+            return _error_response(_error_of(frame, relay.chat))
         if frame["type"] == "result":
-            await relay.conversation_moved_on()
+            calls = wire.client_calls_of(frame)
+            await relay.conversation_moved_on(calls)
             body = wire.completion(
                 completion_id=relay.completion_id, created=relay.created, model=relay.chat.model, text="".join(text),
-                stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {},
+                stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {}, calls=calls,
             )  # fmt: skip
             return JsonResponse(body)
         text.append(relay.text_of(frame))
@@ -410,7 +427,7 @@ async def chat_completions(request: HttpRequest):
         else:
             first = await _first_answer_frame(relay)
             if first["type"] == "error":
-                response = _error_response(_error_of(first))
+                response = _error_response(_error_of(first, chat))
             else:
                 response = StreamingHttpResponse(_stream(relay, first), content_type="text/event-stream; charset=utf-8")
                 response["Cache-Control"] = "no-cache"

@@ -1,9 +1,11 @@
 """The OpenAI Chat Completions wire format, mapped to and from ours (no database, no transport).
 
 In: a request body → `ChatRequest` (the client's messages as stored messages in the neutral block
-format: text / tool_use / tool_result; its `system` messages; the last user message, which the
-agent answers). Out: turn events → `chat.completion` / `chat.completion.chunk` objects, and every
-error as `{"error": {"message", "type", "code", "param"}}` with its HTTP status.
+format: text / image / tool_use / tool_result; its `system` messages; what the agent answers: the
+last user message, or the results of the client's own tools the last answer called; the client's
+tools and options, chat_options.py). Out: turn events → `chat.completion` /
+`chat.completion.chunk` objects (with `tool_calls` when the model called the client's tools).
+Errors (errors.py): `{"error": {"message", "type", "code", "param"}}` with their HTTP status.
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.llm.types import ResponseFormat, ToolCall, ToolChoice
+from assistant.surfaces.openai import chat_options
+from assistant.surfaces.openai.errors import (  # noqa: F401 - the API's errors, re-exported
+    ERROR_STATUSES,
+    OpenAIError,
+    bad_request,
+    edge_error_body,
+    method_not_allowed,
+    unknown_url,
+)
+from assistant.surfaces.openai.images import ImageCounter, image_block
 from config import untrusted
 
 MAX_MESSAGES = 2_000
@@ -33,88 +46,10 @@ FINISH_REASONS = {
     "refusal": "content_filter",
 }
 
-# Our error codes (turn refusals, LLMError) → (HTTP status, OpenAI error type).
-ERROR_STATUSES = {
-    "invalid": (400, "invalid_request_error"),
-    "not_found": (404, "invalid_request_error"),
-    "connection_required": (409, "invalid_request_error"),  # the user must connect an integration first
-    "account_inactive": (401, "invalid_request_error"),  # deactivated since the request was authenticated
-    "too_many_turns": (429, "rate_limit_error"),
-    "turn_in_progress": (429, "rate_limit_error"),
-    "approval_pending": (409, "invalid_request_error"),  # a session continued with X-Session-ID waits for a decision
-    "rate_limited": (429, "rate_limit_error"),
-    "budget_exceeded": (429, "insufficient_quota"),  # the user's or the organization's budget is used up
-    "overloaded": (503, "server_error"),
-    "upstream_timeout": (504, "server_error"),
-    "upstream_unavailable": (502, "server_error"),
-    "upstream_error": (502, "server_error"),
-    "upstream_auth": (502, "server_error"),
-    "invalid_request": (502, "server_error"),  # the provider refused what we sent
-    "egress_refused": (502, "server_error"),
-    "tool_unavailable": (502, "server_error"),  # an MCP server of the agent could not be started
-    "not_configured": (503, "server_error"),
-    "agent_unavailable": (503, "server_error"),
-    "interrupted": (503, "server_error"),
-}
-
-
-class OpenAIError(Exception):
-    """An answer in OpenAI's error shape."""
-
-    def __init__(
-        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
-        param: str | None = None, headers: dict[str, str] | None = None,
-    ):  # fmt: skip
-        super().__init__(message)
-        self.headers = headers or {}
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
-
-    @classmethod
-    def from_code(cls, code: str, message: str, *, param: str | None = None) -> OpenAIError:
-        """Our error code (a turn refusal, a model error) in OpenAI's terms."""
-        status, kind = ERROR_STATUSES.get(code, (500, "server_error"))
-        if code == "not_found":
-            return cls(404, message, code="model_not_found", param="model")
-        if code == "budget_exceeded":  # what OpenAI clients know a spent quota by
-            return cls(status, message, type=kind, code="insufficient_quota")
-        if code == "invalid" and param is None:
-            param = "messages"
-        return cls(status, message, type=kind, code=code, param=param)
-
-
-def edge_error_body(status: int, message: str, code: str) -> dict[str, Any]:
-    """An error of the server's edge (config/edge.py: a body over the limit, a stalled one, too many
-    connections) in OpenAI's shape; a body over the limit has the code this API gives it itself."""
-    code = {"too_large": "request_too_large"}.get(code, code)
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return OpenAIError(status, message, type=kind, code=code).body()
-
-
-def unknown_url(method: str, path: str) -> OpenAIError:
-    """What OpenAI answers for a path it doesn't serve (`/v1/nope`, or one of its APIs Conduit lacks)."""
-    return OpenAIError(404, f"Invalid URL ({method} {path})", code=None)
-
-
-def method_not_allowed(method: str, path: str, allowed: str) -> OpenAIError:
-    """What OpenAI answers for a method a path doesn't take."""
-    return OpenAIError(405, f"Invalid method for URL ({method} {path})", code=None, headers={"Allow": allowed})
-
-
-def bad_request(message: str, param: str | None) -> OpenAIError:
-    return OpenAIError(400, message, code="invalid_value" if param else "invalid_request", param=param)
-
-
 @dataclass
 class ChatRequest:
     model: str
-    prompt: str  # the last user message: what the agent answers
+    prompt: str  # the text of the last user message ("" when the client sends its tools' results)
     history: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)  # (role, blocks) before it
     system: str = ""  # the client's system/developer messages, in order
     stream: bool = False
@@ -122,15 +57,29 @@ class ChatRequest:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     user: str = ""
+    # What the agent answers, as parsed: the last user message, or the `tool` messages after the
+    # answer that called the client's tools.
+    prompt_messages: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the client's, as Messages API definitions
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
 
-    def conversation(self, answer: str) -> list[tuple[str, list[dict[str, Any]]]]:
-        """The conversation as the client has it once it has read `answer` (what its next request
-        sends as the earlier messages): the history, the prompt, the answer's text."""
-        return [
-            *self.history,
-            ("user", [{"type": "text", "text": self.prompt}]),
-            ("assistant", [{"type": "text", "text": answer}] if answer else []),
-        ]
+    @property
+    def prompt_blocks(self) -> list[dict[str, Any]]:
+        """The blocks of the user message the turn stores: the prompt's messages as one."""
+        if not self.prompt_messages:
+            return [{"type": "text", "text": self.prompt}]
+        return [block for _, blocks in self.prompt_messages for block in blocks]
+
+    def conversation(self, answer: str, calls: list[ToolCall] = ()) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The conversation as the client has it once it has read `answer` and the client tool
+        `calls` (what its next request sends as the earlier messages): the history, the prompt,
+        the answer as parsed back from the assistant message the client echoes."""
+        prompt = self.prompt_messages or [("user", [{"type": "text", "text": self.prompt}])]
+        blocks = [{"type": "text", "text": answer}] if answer else []
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.input} for c in calls]
+        return [*self.history, *prompt, ("assistant", blocks)]
 
 
 def conversation_digest(model: str, messages: list[tuple[str, list[dict[str, Any]]]]) -> str:
@@ -178,6 +127,28 @@ def _text_of(content: Any, param: str, *, allow_refusal: bool = False) -> str:
     return "\n\n".join(texts)
 
 
+def _user_blocks(content: Any, param: str, images: ImageCounter) -> list[dict[str, Any]]:
+    """A user message's `content` as blocks: its text as one text block (as _text_of reads it) or,
+    with `image_url` parts, text and image blocks in the parts' order."""
+    if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
+        text = _text_of(content, param)
+        return [{"type": "text", "text": text}] if text else []
+    blocks: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            images.add(where)
+            blocks.append(image_block(part, where))
+        elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            if part["text"]:
+                blocks.append({"type": "text", "text": part["text"]})
+        else:
+            kind = part.get("type") if isinstance(part, dict) else None
+            message = f"Content part of type {kind!r} is not supported: only text and image_url parts are."
+            raise bad_request(message, f"{where}.type")
+    return blocks
+
+
 def _tool_uses(tool_calls: Any, param: str) -> list[dict[str, Any]]:
     if tool_calls is None:
         return []
@@ -206,6 +177,7 @@ def _converted_messages(messages: list[Any]) -> tuple[list[tuple[str, list[dict[
     """Stored messages (role, blocks) and the system texts, in order."""
     stored: list[tuple[str, list[dict[str, Any]]]] = []
     system: list[str] = []
+    images = ImageCounter()
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -218,8 +190,7 @@ def _converted_messages(messages: list[Any]) -> tuple[list[tuple[str, list[dict[
             if text.strip():
                 system.append(text)
         elif role == "user":
-            text = _text_of(message.get("content"), f"{param}.content")
-            stored.append(("user", [{"type": "text", "text": text}] if text else []))
+            stored.append(("user", _user_blocks(message.get("content"), f"{param}.content", images)))
         elif role == "assistant":
             text = _text_of(message.get("content"), f"{param}.content", allow_refusal=True)
             blocks = [{"type": "text", "text": text}] if text else []
@@ -262,8 +233,7 @@ def parse_chat_request(data: Any) -> ChatRequest:
     """Validate a Chat Completions body. Raises OpenAIError (400 naming the `param`).
 
     Accepted and ignored: sampling parameters (temperature, top_p, …; the agent's config decides),
-    the client's `tools`/`tool_choice` (the agent's own tools apply, run by the server),
-    `response_format`, `seed`, `logprobs`, `metadata`."""
+    `seed`, `logprobs`, `metadata`."""
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.", None)
     model = data.get("model")
@@ -275,13 +245,32 @@ def parse_chat_request(data: Any) -> ChatRequest:
     if len(messages) > MAX_MESSAGES:
         raise bad_request(f"At most {MAX_MESSAGES} messages.", "messages")
     stored, system = _converted_messages(messages)
-    if not stored or stored[-1][0] != "user" or any(b["type"] != "text" for b in stored[-1][1]):
-        raise bad_request("The last message (after any system messages) must be a `user` message: the agent answers it.", "messages")
-    prompt = "".join(b["text"] for b in stored[-1][1])
-    if not prompt.strip():
-        raise bad_request("The last user message is empty.", f"messages[{len(messages) - 1}].content")
-    history = stored[:-1]
-    _drop_unanswered_tool_uses(history)
+    _drop_unanswered_tool_uses(stored)
+    results = 0  # trailing `tool` messages: the results of the client's tools, which the agent goes on from
+    while results < len(stored) and stored[-1 - results][1][:1] and stored[-1 - results][1][0]["type"] == "tool_result":
+        results += 1
+    last = stored[-1] if stored else None
+    if results:
+        prompt_messages = stored[-results:]
+        if len(stored) == results or stored[-results - 1][0] != "assistant":
+            raise bad_request("`tool` messages must follow the assistant message whose `tool_calls` they answer.", "messages")
+        prompt = ""
+    else:
+        if last is None or last[0] != "user" or any(b["type"] not in ("text", "image") for b in last[1]):
+            raise bad_request(
+                "The last message (after any system messages) must be a `user` message, or `tool` messages "
+                "answering the last assistant message's `tool_calls`: the agent answers it.", "messages",
+            )  # fmt: skip
+        prompt_messages = [last]
+        prompt = "\n\n".join(b["text"] for b in last[1] if b["type"] == "text")
+        if not prompt.strip() and not any(b["type"] == "image" for b in last[1]):
+            raise bad_request("The last user message is empty.", f"messages[{len(messages) - 1}].content")
+    history = stored[: len(stored) - len(prompt_messages)]
+
+    tools = chat_options.parse_tools(data)
+    tool_choice = chat_options.parse_tool_choice(data, tools)
+    parallel_tool_calls = chat_options.parse_parallel_tool_calls(data)
+    response_format = chat_options.parse_response_format(data)
 
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -319,14 +308,53 @@ def parse_chat_request(data: Any) -> ChatRequest:
         max_tokens=max_tokens,
         stop=tuple(stop),
         user=user or "",
+        prompt_messages=prompt_messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        response_format=response_format,
     )
 
 
 # --- out ------------------------------------------------------------------------------------------
 
 
-def finish_reason(stop_reason: str | None) -> str:
-    return FINISH_REASONS.get(stop_reason or "", "stop")
+def finish_reason(stop_reason: str | None, calls: list[ToolCall] | tuple = ()) -> str:
+    """`tool_calls` only when the answer hands the client calls of its tools (the server's own calls
+    were run, not handed over)."""
+    if calls:
+        return "tool_calls"
+    reason = FINISH_REASONS.get(stop_reason or "", "stop")
+    return "stop" if reason == "tool_calls" else reason
+
+
+def client_calls_of(result: dict[str, Any]) -> list[ToolCall]:
+    """The client tool calls a turn's `result` event hands over."""
+    return [ToolCall(c["id"], c["name"], c.get("input") or {}) for c in result.get("client_tool_calls") or ()]
+
+
+def message_tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.input, ensure_ascii=False)}}
+        for c in calls
+    ]
+
+
+ARGUMENT_PIECE = 256  # characters of a call's arguments per streamed delta
+
+
+def tool_call_deltas(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """The streamed deltas of the calls, as OpenAI sends them: per call (its `index`), one with its id,
+    type and name, then its arguments in pieces."""
+    deltas = []
+    for index, call in enumerate(message_tool_calls(calls)):
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+        deltas.append({"tool_calls": [opening]})
+        for start in range(0, len(arguments), ARGUMENT_PIECE):
+            piece = arguments[start : start + ARGUMENT_PIECE]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+    return deltas
 
 
 def openai_usage(usage: dict[str, int]) -> dict[str, Any]:
@@ -343,7 +371,13 @@ def openai_usage(usage: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def completion(*, completion_id: str, created: int, model: str, text: str, stop_reason: str | None, usage: dict[str, int]) -> dict[str, Any]:
+def completion(
+    *, completion_id: str, created: int, model: str, text: str, stop_reason: str | None, usage: dict[str, int],
+    calls: list[ToolCall] | tuple = (),
+) -> dict[str, Any]:  # fmt: skip
+    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else ""), "refusal": None}
+    if calls:
+        message["tool_calls"] = message_tool_calls(calls)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -353,9 +387,9 @@ def completion(*, completion_id: str, created: int, model: str, text: str, stop_
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": finish_reason(stop_reason),
+                "finish_reason": finish_reason(stop_reason, calls),
             }
         ],
         "usage": openai_usage(usage),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from assistant.surfaces.openai.chat_options import MAX_TOOLS
 from assistant.surfaces.openai.format import MAX_MESSAGES, MAX_STOP_SEQUENCES
 from assistant.surfaces.openai.schema_responses import add_responses_paths
+from assistant.surfaces.openai.images import MAX_IMAGE_BYTES, MAX_IMAGES
 
 TAG = "openai-compatible"
 REF = "#/components/schemas/"
@@ -49,9 +51,14 @@ _MESSAGE = {
             "nullable": True,
             "oneOf": [
                 {"type": "string"},
-                {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}}}},
+                {"type": "array", "items": {"type": "object", "properties": {
+                    "type": {"type": "string", "enum": ["text", "image_url"]}, "text": {"type": "string"},
+                    "image_url": {"type": "object", "properties": {"url": {"type": "string"}}},
+                }}},
             ],
-            "description": "Text, or a list of text parts (images and audio are refused with a 400).",
+            "description": "Text, or a list of parts: text, and in user messages `image_url` (an https URL, passed to "
+            f"the provider unfetched, or a base64 data: URL of png/jpeg/gif/webp up to {MAX_IMAGE_BYTES} bytes; at most "
+            f"{MAX_IMAGES} images per request). Audio is refused with a 400.",
         },
         "tool_calls": {"type": "array", "items": {"type": "object"}, "description": "Assistant messages: earlier tool calls."},
         "tool_call_id": {"type": "string", "description": "Tool messages: the call answered."},
@@ -75,10 +82,27 @@ _REQUEST = {
         "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": MAX_STOP_SEQUENCES}]},
         "user": {"type": "string", "maxLength": 256, "description": "Your end user's id: kept in the session's title."},
         "n": {"type": "integer", "enum": [1]},
+        "tools": {
+            "type": "array", "maxItems": MAX_TOOLS,
+            "items": {"type": "object", "properties": {"type": {"type": "string", "enum": ["function"]}, "function": {
+                "type": "object", "properties": {
+                    "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}, "description": {"type": "string"},
+                    "parameters": {"type": "object", "description": "A JSON schema of an object."},
+                    "strict": {"type": "boolean"},
+                }, "required": ["name"]}}, "required": ["type", "function"]},
+            "description": "Your own tools, offered beside the agent's (which the server runs). When the model calls "
+            "yours the answer ends with `tool_calls` (finish_reason `tool_calls`); send their results as `tool` "
+            "messages to go on. A name of one of the agent's tools is a 400.",
+        },
+        "tool_choice": {"oneOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
+        "parallel_tool_calls": {"type": "boolean"},
+        "response_format": {
+            "type": "object", "description": "`text`, `json_object` or `json_schema` (with `strict`): the answer's "
+            "content is JSON text (Anthropic configs: through a forced tool).",
+        },
     },
     "required": ["model", "messages"],
-    "description": "Other OpenAI parameters (temperature, tools, response_format, …) are accepted and ignored: "
-    "the agent's config and tools apply.",
+    "description": "Other OpenAI parameters (temperature, seed, …) are accepted and ignored: the agent's config applies.",
 }  # fmt: skip
 
 _USAGE = {
@@ -106,7 +130,10 @@ _COMPLETION = {
                 "type": "object",
                 "properties": {
                     "index": {"type": "integer"},
-                    "message": {"type": "object", "properties": {"role": {"type": "string"}, "content": {"type": "string"}}},
+                    "message": {"type": "object", "properties": {
+                        "role": {"type": "string"}, "content": {"type": "string", "nullable": True},
+                        "tool_calls": {"type": "array", "items": {"type": "object"}, "description": "Calls of your tools."},
+                    }},
                     "finish_reason": _FINISH,
                 },
             },

@@ -6,6 +6,7 @@ the page doesn't run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -300,3 +301,21 @@ def test_a_script_that_got_past_the_sanitizer_still_does_not_run(site, page):
 
     assert page.evaluate("window.__xss") is None
     assert len(refused) >= 3, refused  # the handler, the script and the javascript: URL, each refused
+
+
+def test_a_v1_message_with_an_image_shows_a_placeholder_for_it(site, page):
+    base, email, fake, token = site
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+    content = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": png}}]
+    status, answer = http_json(
+        "POST", f"{base}/v1/chat/completions",
+        {"model": "browser-agent", "messages": [{"role": "user", "content": content}]}, token,
+    )  # fmt: skip
+    assert status == 200, answer
+    session_id = http_json("GET", f"{base}/api/v1/sessions", None, token)[1]["results"][0]["id"]
+
+    sign_in(page, base, email)
+    page.goto(f"{base}/chat/#session-{session_id}")
+    page.reload()
+    wait_until(page, "document.querySelector('.msg.user')?.textContent === 'What is this?\\n[1 image]'")
+    wait_until(page, f"{ANSWER} === 'Hello from the fake model.'")

@@ -51,6 +51,7 @@ def server(child_database):
         "DATABASE_URL": child_database, "ANTHROPIC_MAX_RETRIES": "0", "ANTHROPIC_READ_TIMEOUT": str(READ_TIMEOUT),
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",  # the users' configs name the fake model on 127.0.0.1
         "ASSISTANT_MAX_CONCURRENT_TURNS_PER_USER": "1",  # each test has users of its own
+        "V1_CHAT_MAX_BODY_BYTES": "2621440",  # a small limit, for a quick test of it
     }  # fmt: skip
     with running_server(env) as base:
         yield base
@@ -323,7 +324,10 @@ def test_an_unknown_model_is_a_404_model_not_found(account, server, fake_model):
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "Hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}, "messages"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]}]},
+         "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+         "messages[0].content[0].image_url.url"),
         ({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 0}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "Hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"messages": [{"role": "user", "content": "Hi"}], "n": 2}, "n"),
@@ -368,6 +372,7 @@ def test_a_body_that_is_not_json_is_a_400(account):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_over_the_limit_is_a_413(account, chunked):
+    # Over V1_CHAT_MAX_BODY_BYTES (2.5 MiB on this server).
     big = json.dumps({"model": account.slug, "messages": [{"role": "user", "content": "x" * 3_000_000}]}).encode()
     host = urlparse(account.base)
     connection = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
