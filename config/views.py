@@ -1,4 +1,4 @@
-"""Site-wide views: the health answer (`/` and `/health`) and JSON 400/404/500 pages (in the error
+"""Site-wide views: the health answer (`/` and `/health`; `/` sends browsers to the chat) and JSON 400/404/500 pages (in the error
 shape of the request's path: config/edge_paths.py)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from django.http import JsonResponse
+from django.shortcuts import redirect
 
 from config.edge_paths import error_shape_for
 from config.errors import json_error, too_many_parts
@@ -51,7 +52,10 @@ HealthSerializer = inline_serializer(
 @permission_classes([AllowAny])
 @throttle_classes([])
 def health(request: Request) -> Response:
-    """Public liveness and readiness probe: the server's name, version and database state."""
+    """Public liveness and readiness probe: the server's name, version and database state. A browser
+    opening the site's root (it asks for HTML) is sent to the chat instead; API clients get the JSON."""
+    if request.path_info == "/" and "text/html" in request.META.get("HTTP_ACCEPT", ""):
+        return redirect("chat")
     database_ok = database_is_reachable()
     body = {
         "name": settings.APP_NAME,
