@@ -35,10 +35,14 @@ def _chart(per_day: list[dict]) -> dict:
         bars.append({
             "x": round(index * slot + 1, 1), "y": round(CHART_TOP + usable - height, 1), "width": round(slot - 2, 1),
             "height": height, "label": day["day"].day, "label_x": round(index * slot + slot / 2, 1),
-            "title": f"{day['day']:%Y-%m-%d}: {total:,} tokens, cost {day['cost']}",
+            "title": f"{day['day']:%Y-%m-%d}: {total:,} tokens, cost {_money(day['cost'])}",
         })  # fmt: skip
     return {"width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "peak": max(totals, default=0),
             "label_y": CHART_HEIGHT - 5}  # fmt: skip
+
+
+def _money(cost) -> str:
+    return "unknown" if cost is None else f"{cost:.4f}"
 
 
 def usage_report(request, admin_site):

@@ -71,3 +71,30 @@ def test_budgets_are_edited_in_admin_and_the_counters_only_read(client, make_use
     assert {(b.scope, b.monthly_tokens) for b in Budget.objects.all()} == {("organization", 5000), ("user", 10)}
     assert client.get("/admin/usage/usagecounter/").status_code == 200
     assert client.get("/admin/usage/usagecounter/add/").status_code == 403
+
+
+def test_unknown_cost_is_null_in_the_api_and_unknown_in_the_admin_never_zero(client, make_user, user):
+    """Answers without a known price (cost null) add up to null, not "0.00000000"; once one has a price, the
+    known costs are summed."""
+    from rest_framework.test import APIClient
+
+    from usage.services import usage_add
+
+    agent = AIAgent.objects.create(name="Helper", slug="helper", system_prompt_text="x")
+    session = UserAgentSession.objects.create(owner=user, agent=agent, title="t")
+    services.message_append(session=session, role="assistant", content="a", input_tokens=7, output_tokens=3, cost=None)
+    usage_add(user_id=user.pk, usage={"input_tokens": 7, "output_tokens": 3}, cost=None)
+    api = APIClient()
+    api.force_authenticate(user)
+    body = api.get("/api/v1/usage").json()
+    assert body["input_tokens"] == 7 and body["cost"] is None
+    assert body["agents"][0]["cost"] is None
+    staff = make_user(is_staff=True)
+    client.force_login(staff)
+    page = client.get("/admin/usage/").content.decode()
+    assert "cost unknown" in page and "0.0000" not in page
+    # One priced answer: the known part is summed.
+    services.message_append(session=session, role="assistant", content="b", cost=Decimal("0.25"))
+    usage_add(user_id=user.pk, usage={"input_tokens": 1}, cost=Decimal("0.25"))
+    body = api.get("/api/v1/usage").json()
+    assert Decimal(body["cost"]) == Decimal("0.25") and Decimal(body["agents"][0]["cost"]) == Decimal("0.25")
