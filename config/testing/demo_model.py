@@ -99,19 +99,24 @@ def answer(body: dict[str, Any]) -> Reply:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0: any free port.")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 in a container).")
     parser.add_argument("--quiet", action="store_true", help="Print only the base URL (for dev.py run --demo).")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        server = fake_anthropic_server(port=args.port)
+        server = fake_anthropic_server(port=args.port, host=args.host)
         fake = server.__enter__()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             sys.exit(f"Port {args.port} is busy: start the demo model on another one (--port N, or 0 for any).")
         raise
     try:
-        fake.responder = answer
+        def respond(body: dict[str, Any]) -> Reply:
+            fake.requests.clear()  # a test's record of what was sent: kept, it would grow for as long as the demo runs
+            return answer(body)
+
+        fake.responder = respond
         if args.quiet:
             print(fake.base_url, flush=True)
         else:
