@@ -10,7 +10,15 @@ from django.core.exceptions import DisallowedHost, TooManyFieldsSent, TooManyFil
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    content_negotiation_class,
+    permission_classes,
+    throttle_classes,
+)
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -46,8 +54,20 @@ HealthSerializer = inline_serializer(
 )
 
 
+class _BrowserFriendlyNegotiation(DefaultContentNegotiation):
+    """An `Accept` no renderer matches (a browser's bare `text/html`) gets the first renderer instead of a
+    406: the root then redirects browsers to the chat, and a probe gets its JSON whatever it asks for."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
 @extend_schema(tags=["health"], responses={200: HealthSerializer, 503: HealthSerializer}, auth=[])
 @api_view(["GET"])
+@content_negotiation_class(_BrowserFriendlyNegotiation)
 @authentication_classes([])
 @permission_classes([AllowAny])
 @throttle_classes([])

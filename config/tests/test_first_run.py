@@ -13,14 +13,16 @@ BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/av
 
 
 def test_a_browser_opening_the_root_is_sent_to_the_chat_and_api_clients_keep_the_json(client):
-    response = client.get("/", HTTP_ACCEPT=BROWSER_ACCEPT)
-    assert response.status_code == 302 and response["Location"] == "/chat/"
+    for accept in (BROWSER_ACCEPT, "text/html"):
+        response = client.get("/", HTTP_ACCEPT=accept)
+        assert response.status_code == 302 and response["Location"] == "/chat/", accept
     for accept in ("application/json", "*/*", None):
         headers = {"HTTP_ACCEPT": accept} if accept else {}
         response = client.get("/", **headers)
         assert response.status_code == 200 and response.json()["name"] == "Conduit", accept
     # The probe's own path answers JSON whoever asks.
-    assert client.get("/health", HTTP_ACCEPT=BROWSER_ACCEPT).json()["status"] == "ok"
+    for accept in (BROWSER_ACCEPT, "text/html", "text/plain"):
+        assert client.get("/health", HTTP_ACCEPT=accept).json()["status"] == "ok", accept
 
 
 def test_the_admins_view_site_link_leads_to_the_chat(client, make_user):
