@@ -1,5 +1,5 @@
-"""Site-wide views: the health answer (`/` and `/health`; `/` sends browsers to the chat) and JSON 400/404/500 pages (in the error
-shape of the request's path: config/edge_paths.py)."""
+"""Site-wide views: the health answer (`/` and `/health`; `/` sends browsers to the chat) and JSON
+400/404/500 pages (in the error shape of the request's path: config/edge_paths.py)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,9 @@ def _chart(per_day: list[dict]) -> dict:
             "label_x": round(x + slot / 2, 1),
             "title": f"{day['day']:%Y-%m-%d}: {total:,} tokens, cost {_money(day['cost'])}",
         })  # fmt: skip
-    ticks = [{"y": round(PLOT_BOTTOM - n / TICKS * height, 1), "label": f"{top * n // TICKS:,}"} for n in range(TICKS + 1)]
+    ticks = [
+        {"y": round(PLOT_BOTTOM - n / TICKS * height, 1), "label": f"{top * n // TICKS:,}"} for n in range(TICKS + 1)
+    ]
     legend = [{"x": PLOT_LEFT + i * 120, "label": label, "fill": colour} for i, (_, label, colour) in enumerate(SERIES)]
     return {
         "width": CHART_WIDTH, "height": CHART_HEIGHT, "bars": bars, "peak": peak, "ticks": ticks, "legend": legend,

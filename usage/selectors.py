@@ -34,6 +34,13 @@ def _remaining(limit, used):
     return max(limit - used, 0)
 
 
+def _known_cost(counted, user, month: date):
+    """The counters hold 0 for unpriced answers: the cost is unknown (None) when no answer this month had a price."""
+    if counted or _answers_in(month).filter(session__owner=user, cost__isnull=False).exists():
+        return counted
+    return None
+
+
 def user_usage_period(user, *, at: datetime | None = None) -> dict[str, Any]:
     """The user's spending this calendar month (UTC), their budgets and what remains, per agent too."""
     month = month_start(at)
@@ -54,8 +61,7 @@ def user_usage_period(user, *, at: datetime | None = None) -> dict[str, Any]:
         "cache_read_input_tokens": counter.cache_read_input_tokens if counter else 0,
         "cache_creation_input_tokens": counter.cache_creation_input_tokens if counter else 0,
         "total_tokens": spent.tokens,
-        # The counters hold 0 for unpriced answers: unknown when no answer this month had a price.
-        "cost": spent.cost if spent.cost or _answers_in(month).filter(session__owner=user, cost__isnull=False).exists() else None,
+        "cost": _known_cost(spent.cost, user, month),
         "budget": {
             "tokens": limits.user_tokens or None,
             "cost": limits.user_cost or None,

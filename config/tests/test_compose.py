@@ -84,7 +84,8 @@ def test_the_demo_profile_runs_the_demo_model_that_the_apps_can_be_pointed_at():
     assert demo["command"] == ["python", "-m", "config.testing.demo_model", "--host", "0.0.0.0", "--port", "8765"]
     assert all(demo.get("profiles") or name != "demo-model" for name in services)
     env = services["app1"]["environment"]
-    assert env["ANTHROPIC_BASE_URL"] == "${ANTHROPIC_BASE_URL:-}" and env["CONDUIT_DEMO_MODEL"] == "${CONDUIT_DEMO_MODEL:-}"
+    assert env["ANTHROPIC_BASE_URL"] == "${ANTHROPIC_BASE_URL:-}"
+    assert env["CONDUIT_DEMO_MODEL"] == "${CONDUIT_DEMO_MODEL:-}"
     header = COMPOSE.read_text().split("services:")[0]
     assert "ANTHROPIC_BASE_URL=http://demo-model:8765 ANTHROPIC_API_KEY=demo" in header
     assert "--profile demo up" in header

@@ -40,7 +40,8 @@ def test_the_demo_model_runs_on_its_port_and_streams_clean_markdown(unused_tcp_p
     try:
         base_url = f"http://127.0.0.1:{unused_tcp_port}"
         assert process.stdout.readline().strip() == f"Demo model listening on {base_url}. Start Conduit against it with:"
-        with _client(base_url).messages.stream(model="any", max_tokens=100, messages=[_user("Hi **there**\nbye")]) as stream:
+        messages = [_user("Hi **there**\nbye")]
+        with _client(base_url).messages.stream(model="any", max_tokens=100, messages=messages) as stream:
             deltas = list(stream.text_stream)
             final = stream.get_final_message()
         assert len(deltas) > 5  # streamed word by word
@@ -63,7 +64,9 @@ def test_a_busy_port_gives_one_clear_line_and_no_traceback():
             cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.strip() == f"Port {port} is busy: start the demo model on another one (--port N, or 0 for any)."
+    assert result.stderr.strip() == (
+        f"Port {port} is busy: start the demo model on another one (--port N, or 0 for any)."
+    )
 
 
 def test_asked_for_files_it_calls_the_workspace_tool_then_answers_from_the_result():
@@ -78,7 +81,8 @@ def test_asked_for_files_it_calls_the_workspace_tool_then_answers_from_the_resul
         result = {"type": "tool_result", "tool_use_id": call.id, "content": "notes.txt\nsrc/"}
         history = [*asked, {"role": "assistant", "content": [b.model_dump() for b in first.content]}]
         second = client.messages.create(
-            model="any", max_tokens=100, tools=[LIST_DIRECTORY], messages=[*history, {"role": "user", "content": [result]}]
+            model="any", max_tokens=100, tools=[LIST_DIRECTORY],
+            messages=[*history, {"role": "user", "content": [result]}],
         )
         assert second.stop_reason == "end_turn"
         assert "```text\nnotes.txt\nsrc/\n```" in second.content[0].text
