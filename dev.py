@@ -29,7 +29,6 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 ENV_LOCAL = ROOT / ".env.local"
 DEMO_STATE = ROOT / ".demo-model"  # "<pid> <base URL>" while `run --demo` runs (git-ignored)
-DEMO_START_TIMEOUT = 60  # seconds for the demo model to say where it listens
 
 
 def sh(*args: str | Path, **kwargs) -> None:
@@ -120,7 +119,8 @@ def running_demo_model() -> str | None:
     """The base URL of the demo model a `run --demo` still running started, if any."""
     try:
         pid, base_url = DEMO_STATE.read_text().split()
-        os.kill(int(pid), 0)
+        if os.name != "nt":  # signal 0 only asks whether it lives (on Windows os.kill would stop it)
+            os.kill(int(pid), 0)
     except (OSError, ValueError):
         return None
     return base_url
