@@ -14,14 +14,17 @@ RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+# Every package, dependencies too, pinned with its hashes (requirements.lock, made from requirements.txt
+# by pip-compile --generate-hashes): a changed or substituted file fails the build.
+COPY requirements.lock .
+RUN pip install --no-deps --require-hashes -r requirements.lock
 
 COPY . .
 # Static files are collected at build time and served by WhiteNoise; no secret is baked in.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
 
-RUN useradd --create-home --uid 10001 conduit && chown -R conduit /app
+# data/workspaces exists owned by the app's user: a named volume mounted there starts with that owner.
+RUN useradd --create-home --uid 10001 conduit && mkdir -p /app/data/workspaces && chown -R conduit /app
 USER conduit
 
 EXPOSE 8000

@@ -2,12 +2,14 @@
 """Set-up and everyday commands for a checkout, needing nothing but Python 3.11+.
 
     python3 dev.py run [manage.py run options]   install, prepare the database, start the server
+    python3 dev.py run --demo [options]           the same with a stand-in model (no key needed) started alongside
     python3 dev.py test [pytest options]          install with test tools, run the whole suite
     python3 dev.py manage COMMAND [options]       any manage.py command, with the project's interpreter
-    python3 dev.py demo-model [--port 8765]       a stand-in model (echoes you) to try the chat without a key
+    python3 dev.py demo-model [--port 8765]       only the stand-in model, to start the server against yourself
     python3 dev.py docs [mkdocs serve options]    install the docs tools, serve the documentation (docs/)
 
-Each creates `.venv/` on first use and reinstall only when a requirements file changes.
+They create `.venv/` on first use and reinstall only when a requirements file changes. While `run --demo`
+runs, `dev.py manage ...` (e.g. the CLI, `manage run_orchestrator`) uses its demo model too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -26,6 +29,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 ENV_LOCAL = ROOT / ".env.local"
+DEMO_STATE = ROOT / ".demo-model"  # "<pid> <base URL>" while `run --demo` runs (git-ignored)
 
 
 def sh(*args: str | Path, **kwargs) -> None:
@@ -69,11 +73,63 @@ def ensure_local_secret_key() -> None:
 
 
 def run(args: list[str]) -> None:
+    demo = "--demo" in args
+    args = [arg for arg in args if arg != "--demo"]
     ensure_venv("requirements.txt")
     ensure_local_secret_key()
     sh(PYTHON, "manage.py", "init")
     sh(PYTHON, "manage.py", "collectstatic", "--noinput", "--verbosity", "0")
-    os.execv(PYTHON, [str(PYTHON), "manage.py", "run", *args])
+    if not demo:
+        os.execv(PYTHON, [str(PYTHON), "manage.py", "run", *args])
+    run_with_demo_model(args)
+
+
+def run_with_demo_model(args: list[str]) -> None:
+    """The demo model in a child process on a free port, the server against it; both end together."""
+    model = subprocess.Popen(
+        [str(PYTHON), "-m", "config.testing.demo_model", "--port", "0", "--quiet"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base_url = model.stdout.readline().strip()  # its first line, once it listens
+    if not base_url.startswith("http://"):
+        model.kill()
+        sys.exit("The demo model did not start (see above).")
+    DEMO_STATE.write_text(f"{os.getpid()} {base_url}\n")
+    env = {**os.environ, **demo_env(base_url), "CONDUIT_DEMO_MODEL": base_url}
+    server = subprocess.Popen([str(PYTHON), "manage.py", "run", *args], cwd=ROOT, env=env)
+    # SIGTERM to us stops the server (Ctrl-C reaches both children through the terminal's process group).
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+    try:
+        while True:
+            try:
+                code = server.wait()
+                break
+            except KeyboardInterrupt:
+                continue  # the server got it too and is stopping: wait for it
+    finally:
+        DEMO_STATE.unlink(missing_ok=True)
+        if model.poll() is None:
+            model.terminate()
+        try:
+            model.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            model.kill()
+    sys.exit(code)
+
+
+def demo_env(base_url: str) -> dict[str, str]:
+    return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "demo"}
+
+
+def running_demo_model() -> str | None:
+    """The base URL of the demo model a `run --demo` still running started, if any."""
+    try:
+        pid, base_url = DEMO_STATE.read_text().split()
+        if os.name != "nt":  # signal 0 only asks whether it lives (on Windows os.kill would stop it)
+            os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return None
+    return base_url
 
 
 def ensure_node_packages() -> None:
@@ -102,6 +158,10 @@ def manage(args: list[str]) -> None:
     ensure_venv("requirements.txt")
     ensure_local_secret_key()
     os.chdir(ROOT)
+    base_url = running_demo_model()
+    if base_url and not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_BASE_URL")):
+        print(f"Using the demo model at {base_url} (`dev.py run --demo` is running).", file=sys.stderr, flush=True)
+        os.environ.update(demo_env(base_url))
     os.execv(PYTHON, [str(PYTHON), "manage.py", *args])
 
 

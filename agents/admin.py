@@ -56,6 +56,16 @@ class _NestingSafeJSONField(forms.JSONField):
             return "(nested too deeply to show)"
 
 
+class _OptionalSchemaField(_NestingSafeJSONField):
+    """A JSON object where empty means {} (none): shown as an empty box, not `null` or `{}`."""
+
+    def prepare_value(self, value):
+        return "" if value in (None, {}) else super().prepare_value(value)
+
+    def has_changed(self, initial, data):
+        return super().has_changed(initial or {}, data if data not in (None, "") else "{}")
+
+
 _NESTING_SAFE_JSON = {models.JSONField: {"form_class": _NestingSafeJSONField}}
 
 
@@ -460,7 +470,7 @@ class AIAgentForm(AllowedToolsMixin, forms.ModelForm):
         help_text="Tools whose calls wait for the user to allow them, comma-separated: names or patterns as in "
         'allowed tools (write_file, github__create_*); "*" for all. Integrations that require approval add theirs.',
     )
-    custom_properties_schema = _NestingSafeJSONField(
+    custom_properties_schema = _OptionalSchemaField(
         label="Custom properties schema",
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "placeholder": SCHEMA_EXAMPLE}),

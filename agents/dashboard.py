@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, Sum
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import AIAgent, Integration, LLMProviderConfig, Message, PromptTemplate
@@ -16,11 +18,16 @@ RECENT = 10
 
 @dataclass
 class Dashboard:
-    counts: list[tuple[str, int, str]]  # (label, number, admin changelist URL name)
+    counts: list[tuple[str, int, str]]  # (label, number, the admin list of what it counts)
     last_day: dict[str, int]
     recent_turns: list[Message]
     recent_failures: list[Message]
     failures_by_code: list[dict]
+
+
+def _list(model: str, **filters) -> str:
+    url = reverse(f"admin:{model}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
 
 
 def admin_dashboard(now=None) -> Dashboard:
@@ -43,13 +50,15 @@ def admin_dashboard(now=None) -> Dashboard:
     last_day["users"] = answers.filter(created_at__gte=since).values("session__owner_id").distinct().count()
     failed = answers.filter(status=Message.Status.ERROR)
     return Dashboard(
+        # Each card opens the list of what it counts (the same filters).
         counts=[
-            ("Active users", User.objects.filter(is_active=True).count(), "admin:accounts_user_changelist"),
-            ("Organization agents", agents["organization"], "admin:agents_aiagent_changelist"),
-            ("Users' agents", agents["personal"], "admin:agents_aiagent_changelist"),
-            ("LLM configs", LLMProviderConfig.objects.count(), "admin:agents_llmproviderconfig_changelist"),
-            ("Integrations", Integration.objects.filter(is_active=True).count(), "admin:agents_integration_changelist"),
-            ("Prompts", PromptTemplate.objects.count(), "admin:agents_prompttemplate_changelist"),
+            ("Active users", User.objects.filter(is_active=True).count(), _list("accounts_user", is_active__exact=1)),
+            ("Organization agents", agents["organization"], _list("agents_aiagent", is_active__exact=1, scope="org")),
+            ("Users' agents", agents["personal"], _list("agents_aiagent", is_active__exact=1, scope="user")),
+            ("LLM configs", LLMProviderConfig.objects.count(), _list("agents_llmproviderconfig")),
+            ("Integrations", Integration.objects.filter(is_active=True).count(),
+             _list("agents_integration", is_active__exact=1)),  # fmt: skip
+            ("Prompts", PromptTemplate.objects.count(), _list("agents_prompttemplate")),
         ],
         last_day=last_day,
         recent_turns=list(answers.select_related("session__agent", "session__owner").order_by("-created_at")[:RECENT]),

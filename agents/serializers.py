@@ -3,6 +3,7 @@ Secrets are write-only: responses carry `has_api_key` / `api_key_masked` (`crede
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -36,6 +37,41 @@ class _VisiblePrimaryKeyField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return self.selector(user=self.context["request"].user)
+
+
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,100}$")
+_MAX_ID = 2**63 - 1  # past it the database driver overflows
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "pattern": _SLUG.pattern}]})
+class _VisibleAgentField(_VisiblePrimaryKeyField):
+    """An agent the requesting user may use, by id or by slug (as in the run API's URLs); answered as its id.
+    A slug names the organization's agent first, else the user's own."""
+
+    default_error_messages = {
+        "does_not_exist": 'No agent with id {pk_value} that you can use.',
+        "no_slug": 'No agent with slug "{slug}" that you can use.',
+        "incorrect_type": "Give the agent's id (a number) or its slug (letters, digits, - and _).",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(selectors.agent_visible, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("incorrect_type")
+        if isinstance(data, str) and data.isdecimal():
+            data = int(data)
+        if isinstance(data, int):
+            if not 0 < data <= _MAX_ID:
+                self.fail("does_not_exist", pk_value=data)
+            return super().to_internal_value(data)
+        if not isinstance(data, str) or not _SLUG.match(data):
+            self.fail("incorrect_type")
+        agent = selectors.agent_get_by_slug(user=self.context["request"].user, slug=data)
+        if agent is None:
+            self.fail("no_slug", slug=data)
+        return agent
 
 
 class LLMProviderConfigSerializer(serializers.ModelSerializer):
@@ -248,7 +284,7 @@ class _AgentSummarySerializer(serializers.ModelSerializer):
 
 
 class UserAgentSessionSerializer(serializers.ModelSerializer):
-    agent = _VisiblePrimaryKeyField(selectors.agent_visible)
+    agent = _VisibleAgentField(help_text="The agent's id or slug (answered as its id).")
     agent_detail = _AgentSummarySerializer(source="agent", read_only=True)
 
     class Meta:

@@ -107,7 +107,9 @@ AGENTS = [
         "category": "engineering",
         "tags": ["code", "review"],
         "prompt": "code-review",
-        "allowed_tools": ["list_files", "read_file", "search_files"],
+        # File tools in the session's workspace, so uploads can be tried (and the demo model's tool call).
+        "workspace_tools": "files",
+        "allowed_tools": ["list_directory", "glob", "grep", "read_file"],
         "max_turns": 30,
     },
     {
@@ -117,7 +119,8 @@ AGENTS = [
         "category": "planning",
         "tags": ["planning", "tickets"],
         "prompt": "requirements-to-tickets",
-        "allowed_tools": ["read_file"],
+        "workspace_tools": "files",
+        "allowed_tools": ["list_directory", "read_file"],
         "max_turns": 10,
         "custom_properties_schema": {
             "type": "object",
@@ -139,7 +142,9 @@ AGENTS = [
         "category": "operations",
         "tags": ["debugging", "incident"],
         "prompt": "root-cause-analysis",
-        "allowed_tools": ["list_files", "read_file", "search_files", "run_command"],
+        # The shell only where the bubblewrap sandbox runs (else the file tools alone).
+        "workspace_tools": "files_and_shell",
+        "allowed_tools": ["list_directory", "glob", "grep", "read_file", "run_shell"],
         "max_turns": 40,
     },
     {
@@ -149,7 +154,8 @@ AGENTS = [
         "category": "quality",
         "tags": ["testing", "qa"],
         "prompt": "test-case-generation",
-        "allowed_tools": ["list_files", "read_file", "search_files", "write_file", "edit_file", "run_command"],
+        "workspace_tools": "files_and_shell",
+        "allowed_tools": ["list_directory", "glob", "grep", "read_file", "write_file", "edit_file", "run_shell"],
         "max_turns": 40,
     },
 ]

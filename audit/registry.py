@@ -13,6 +13,16 @@ def hide_secret(value) -> str:
     return SECRET
 
 
+def _concrete(model, *, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The model's own columns: auditlog otherwise diffs a created or deleted object over every field
+    `_meta.get_fields()` lists, reverse relations too ("18 changes: claire_sessions, prompt_templates, …")."""
+    return [field.name for field in model._meta.concrete_fields if field.name not in exclude]
+
+
+def _register(model, *, exclude: tuple[str, ...] = (), **options) -> None:
+    auditlog.register(model, include_fields=_concrete(model, exclude=exclude), **options)
+
+
 def register_models() -> None:
     from django.contrib.auth import get_user_model
 
@@ -21,11 +31,11 @@ def register_models() -> None:
     from usage.models import Budget
 
     secret = "audit.registry.hide_secret"
-    auditlog.register(LLMProviderConfig, mask_fields=["api_key"], mask_callable=secret)
-    auditlog.register(Integration, mask_fields=["credentials", "oauth_client_secret"], mask_callable=secret)
-    auditlog.register(PromptTemplate)
-    auditlog.register(AIAgent, m2m_fields={"integrations"})
-    auditlog.register(get_user_model(), exclude_fields=["password", "last_login"])
-    auditlog.register(Budget)
+    _register(LLMProviderConfig, mask_fields=["api_key"], mask_callable=secret)
+    _register(Integration, mask_fields=["credentials", "oauth_client_secret"], mask_callable=secret)
+    _register(PromptTemplate)
+    _register(AIAgent, m2m_fields={"integrations"})
+    _register(get_user_model(), exclude=("password", "last_login"))
+    _register(Budget)
     # Created and revoked, by whom; never the key's hash, nor the (rate-limited) last use.
-    auditlog.register(ApiKey, exclude_fields=["key_hash", "last_used_at"])
+    _register(ApiKey, exclude=("key_hash", "last_used_at"))

@@ -11,6 +11,7 @@ class ConduitAdminSite(admin.AdminSite):
     site_title = "Conduit admin"
     index_title = "Dashboard"
     index_template = "admin/conduit_index.html"
+    site_url = "/chat/"  # "View site": the chat page (the root answers browsers the same way)
 
     def index(self, request, extra_context=None):
         from agents.dashboard import admin_dashboard  # models load after the admin app

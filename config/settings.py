@@ -394,6 +394,9 @@ ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=4096)
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4.1-mini")
+# Set by `python3 dev.py run --demo` (the demo model's base URL, also in ANTHROPIC_BASE_URL): the startup
+# banner and the chat's no-key error mention it. Nothing else depends on it.
+DEMO_MODEL_URL = env.str("CONDUIT_DEMO_MODEL", default="")
 # Hosts (`name` or `name:port`, as written in URLs) that URLs chosen by ordinary users (their LLM configs'
 # base URLs, their MCP integrations' urls) may reach although they resolve to loopback, private, link-local
 # or metadata addresses: see config/egress.py.

@@ -1,5 +1,5 @@
-"""Site-wide views: the health answer (`/` and `/health`) and JSON 400/404/500 pages (in the error
-shape of the request's path: config/edge_paths.py)."""
+"""Site-wide views: the health answer (`/` and `/health`; `/` sends browsers to the chat) and JSON
+400/404/500 pages (in the error shape of the request's path: config/edge_paths.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,21 @@ from django.core.exceptions import DisallowedHost, TooManyFieldsSent, TooManyFil
 from django.db import DatabaseError, connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    content_negotiation_class,
+    permission_classes,
+    throttle_classes,
+)
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from django.http import JsonResponse
+from django.shortcuts import redirect
 
 from config.edge_paths import error_shape_for
 from config.errors import json_error, too_many_parts
@@ -45,13 +54,28 @@ HealthSerializer = inline_serializer(
 )
 
 
+class _BrowserFriendlyNegotiation(DefaultContentNegotiation):
+    """An `Accept` no renderer matches (a browser's bare `text/html`) gets the first renderer instead of a
+    406: the root then redirects browsers to the chat, and a probe gets its JSON whatever it asks for."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type
+
+
 @extend_schema(tags=["health"], responses={200: HealthSerializer, 503: HealthSerializer}, auth=[])
 @api_view(["GET"])
+@content_negotiation_class(_BrowserFriendlyNegotiation)
 @authentication_classes([])
 @permission_classes([AllowAny])
 @throttle_classes([])
 def health(request: Request) -> Response:
-    """Public liveness and readiness probe: the server's name, version and database state."""
+    """Public liveness and readiness probe: the server's name, version and database state. A browser
+    opening the site's root (it asks for HTML) is sent to the chat instead; API clients get the JSON."""
+    if request.path_info == "/" and "text/html" in request.META.get("HTTP_ACCEPT", ""):
+        return redirect("chat")
     database_ok = database_is_reachable()
     body = {
         "name": settings.APP_NAME,

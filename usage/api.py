@@ -34,7 +34,7 @@ class _AgentUsage(serializers.Serializer):
     output_tokens = serializers.IntegerField()
     cache_read_input_tokens = serializers.IntegerField()
     cache_creation_input_tokens = serializers.IntegerField()
-    cost = serializers.DecimalField(**_MONEY)
+    cost = serializers.DecimalField(allow_null=True, **_MONEY, help_text="Null: no price known for its answers.")
 
 
 class UsagePeriodSerializer(serializers.Serializer):
@@ -44,7 +44,10 @@ class UsagePeriodSerializer(serializers.Serializer):
     cache_read_input_tokens = serializers.IntegerField()
     cache_creation_input_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField(help_text="What token budgets count: all four kinds.")
-    cost = serializers.DecimalField(**_MONEY, help_text="In the currency of the LLM configs' prices.")
+    cost = serializers.DecimalField(
+        allow_null=True, **_MONEY,
+        help_text="In the currency of the LLM configs' prices; null: no price known for any answer this month.",
+    )
     budget = _Budget()
     organization_budget = _Budget()
     agents = _AgentUsage(many=True)

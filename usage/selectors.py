@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone as dt_timezone
-from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, DecimalField, Sum
+from django.db.models.functions import TruncDate
 
 from agents.models import Message
 from usage.models import UsageCounter
@@ -17,7 +16,9 @@ from usage.services import USAGE_FIELDS, budget_limits, counters_of, month_start
 
 def _sums() -> dict[str, Any]:
     sums: dict[str, Any] = {name: Sum(name, default=0) for name in USAGE_FIELDS}
-    sums["cost"] = Coalesce(Sum("cost"), Value(Decimal(0)), output_field=DecimalField(max_digits=20, decimal_places=8))
+    # SQL's SUM skips nulls and is null when all are: a group none of whose answers had a known price
+    # costs null (unknown), not 0; otherwise the sum of the known costs.
+    sums["cost"] = Sum("cost", output_field=DecimalField(max_digits=20, decimal_places=8))
     sums["messages"] = Count("pk")
     return sums
 
@@ -31,6 +32,13 @@ def _remaining(limit, used):
     if not limit:
         return None
     return max(limit - used, 0)
+
+
+def _known_cost(counted, user, month: date):
+    """The counters hold 0 for unpriced answers: the cost is unknown (None) when no answer this month had a price."""
+    if counted or _answers_in(month).filter(session__owner=user, cost__isnull=False).exists():
+        return counted
+    return None
 
 
 def user_usage_period(user, *, at: datetime | None = None) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def user_usage_period(user, *, at: datetime | None = None) -> dict[str, Any]:
         "cache_read_input_tokens": counter.cache_read_input_tokens if counter else 0,
         "cache_creation_input_tokens": counter.cache_creation_input_tokens if counter else 0,
         "total_tokens": spent.tokens,
-        "cost": spent.cost,
+        "cost": _known_cost(spent.cost, user, month),
         "budget": {
             "tokens": limits.user_tokens or None,
             "cost": limits.user_cost or None,
@@ -104,7 +112,7 @@ def month_report(month: date) -> MonthReport:
     per_day = []
     day = month
     while day <= end:
-        row = by_day.get(day) or {name: 0 for name in USAGE_FIELDS} | {"cost": Decimal(0), "messages": 0}
+        row = by_day.get(day) or {name: 0 for name in USAGE_FIELDS} | {"cost": None, "messages": 0}
         per_day.append({"day": day, **{k: row[k] for k in (*USAGE_FIELDS, "cost", "messages")}})
         day += timedelta(days=1)
     totals = answers.aggregate(**_sums())

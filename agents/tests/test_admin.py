@@ -233,3 +233,23 @@ def test_admin_checks_session_custom_properties_against_the_agents_schema(staff_
 
     assert response.status_code == 200
     assert "&quot;project_key&quot; is a required property" in response.content.decode()
+
+
+def test_the_agent_forms_schema_box_is_empty_not_null_and_an_untouched_one_is_no_change(staff_client, make_agent):
+    import re
+
+    def schema_box(html: str) -> str:
+        return re.search(r'<textarea name="custom_properties_schema"[^>]*>(.*?)</textarea>', html, re.S).group(1)
+
+    assert schema_box(staff_client.get("/admin/agents/aiagent/add/").content.decode()).strip() == ""
+    agent = make_agent(None, custom_properties_schema={"type": "object"})
+    assert schema_box(staff_client.get(f"/admin/agents/aiagent/{agent.pk}/change/").content.decode()).strip() == (
+        "{&quot;type&quot;: &quot;object&quot;}"
+    )
+    plain = make_agent(None)
+    from agents.admin import AIAgentForm
+
+    form = AIAgentForm(instance=plain, data={"custom_properties_schema": ""})
+    assert "custom_properties_schema" not in form.changed_data
+    form.is_valid()
+    assert form.cleaned_data["custom_properties_schema"] == {}

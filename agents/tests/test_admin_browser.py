@@ -132,3 +132,18 @@ def test_staff_build_an_agent_and_the_admin_fits_a_1280px_screen(admin_site, pag
     assert page.text_content("label[for=id_clear_api_key]") == "Clear API key"
     assert page.locator("text=(settings)").count() == 0  # no second, read-only "API key" display
     page.screenshot(path=f"{SHOTS}/admin-llm-config-form.png", full_page=True)
+
+    # The "Test connection" button looks like its neighbour among the object tools, the History link.
+    page.goto(f"{base}/admin/agents/llmproviderconfig/")
+    page.click("#result_list tbody tr th a")
+    page.wait_for_selector("button.conduit-object-tool")
+    looks = """element => { const s = getComputedStyle(element);
+        return [s.backgroundColor, s.color, s.borderRadius, s.textTransform, s.fontSize, s.borderTopWidth]; }"""
+    button = page.eval_on_selector("button.conduit-object-tool", looks)
+    history = page.eval_on_selector(".object-tools a.historylink", looks)
+    assert button == history, (button, history)
+    assert abs(
+        page.eval_on_selector("button.conduit-object-tool", "b => b.getBoundingClientRect().height")
+        - page.eval_on_selector(".object-tools a.historylink", "a => a.getBoundingClientRect().height")
+    ) <= 2
+    page.screenshot(path=f"{SHOTS}/admin-llm-config-change.png")

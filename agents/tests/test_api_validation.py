@@ -236,3 +236,29 @@ def test_an_agent_lists_its_prompt_variables_with_their_defaults(auth_client):
         {"name": "project", "default": None, "required": True},
         {"name": "team", "default": "Platform", "required": False},
     ]
+
+
+def test_a_session_can_name_its_agent_by_slug(client_for, user, other_user, make_agent):
+    org = make_agent(None, slug="helper")
+    mine = make_agent(user, slug="mine")
+    theirs = make_agent(other_user, slug="theirs")
+    client = client_for(user)
+
+    by_slug = client.post("/api/v1/sessions", {"agent": "helper"}, format="json")
+    assert by_slug.status_code == 201 and by_slug.json()["agent"] == org.pk
+    assert client.post("/api/v1/sessions", {"agent": "mine"}, format="json").json()["agent"] == mine.pk
+    assert client.post("/api/v1/sessions", {"agent": str(mine.pk)}, format="json").json()["agent"] == mine.pk
+
+    assert _fields(client.post("/api/v1/sessions", {"agent": "theirs"}, format="json")) == {
+        "agent": ['No agent with slug "theirs" that you can use.']
+    }
+    assert _fields(client.post("/api/v1/sessions", {"agent": theirs.pk}, format="json")) == {
+        "agent": [f"No agent with id {theirs.pk} that you can use."]
+    }
+    wrong_type = ["Give the agent's id (a number) or its slug (letters, digits, - and _)."]
+    assert list(_fields(client.post("/api/v1/sessions", {"agent": "x\x00y"}, format="json"))) == ["agent"]
+    for bad in ("bad slug!", "a" * 101, True, [1], {"id": 1}, 1.5):
+        assert _fields(client.post("/api/v1/sessions", {"agent": bad}, format="json")) == {"agent": wrong_type}, bad
+    assert _fields(client.post("/api/v1/sessions", {"agent": 2**70}, format="json")) == {
+        "agent": [f"No agent with id {2**70} that you can use."]
+    }

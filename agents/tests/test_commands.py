@@ -151,3 +151,35 @@ def test_init_is_safe_when_several_containers_run_it_at_once(tmp_path):
     assert [process.returncode for process in processes] == [0, 0, 0], outputs
     assert sum("Seeded:" in output for output in outputs) == 1
     assert sum("Starter data already present." in output for output in outputs) == 2
+
+
+@pytest.mark.django_db
+def test_starter_agents_allow_only_tools_they_are_given_and_one_has_a_workspace_for_uploads():
+    from assistant.tools.toolset import AgentTools, workspace_tools_for
+    from assistant.tools.mcp import McpServers
+    from assistant.tools.workspace import FILE_TOOLS, TOOLS
+
+    _init()
+    for agent in AIAgent.objects.filter(owner=None):
+        files, _ = workspace_tools_for(agent)
+        offered = set(TOOLS) if agent.workspace_tools == AIAgent.WorkspaceTools.FILES_AND_SHELL else set(FILE_TOOLS)
+        if not files:
+            assert agent.allowed_tools == [], agent.slug  # names without tools would silently match nothing
+            continue
+        names = {name for name in agent.allowed_tools}
+        assert names <= offered, (agent.slug, names - offered)
+        # The toolset's own strict check agrees (it refuses patterns that match no tool).
+        definitions = [TOOLS[name].definition() for name in offered]
+        tools = AgentTools(_Definitions(definitions), McpServers([]), agent.allowed_tools, strict=True)
+        assert tools.names == names
+    reviewer = AIAgent.objects.get(slug="code-reviewer")
+    assert reviewer.workspace_tools == AIAgent.WorkspaceTools.FILES
+    assert "list_directory" in reviewer.allowed_tools  # what the demo model calls when asked to "list files"
+
+
+class _Definitions:
+    def __init__(self, definitions):
+        self._definitions = definitions
+
+    def definitions(self):
+        return self._definitions

@@ -26,6 +26,7 @@ from assistant.llm.answers import (
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
 from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
+    NO_KEY_HINT,
     CallEvent,
     LLMError,
     ModelCall,
@@ -49,7 +50,10 @@ _ANY_OBJECT = {"type": "object", "additionalProperties": True}
 
 def async_client(model_settings: ModelSettings) -> anthropic.AsyncAnthropic:
     if not model_settings.api_key:
-        raise LLMError("not_configured", "No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config).")
+        raise LLMError(
+            "not_configured",
+            f"No API key is configured for the model (ANTHROPIC_API_KEY or the LLM config). {NO_KEY_HINT}",
+        )
     return _clients.get(model_settings)
 
 

@@ -32,6 +32,7 @@ from assistant.llm.answers import (
 from assistant.llm.clients import ClientPool, guarded_sdk_http_client
 from assistant.llm.estimates import CallMeter
 from assistant.llm.types import (
+    NO_KEY_HINT,
     CallEvent,
     LLMError,
     ModelCall,
@@ -68,7 +69,7 @@ def async_client(model_settings: ModelSettings) -> openai.AsyncOpenAI:
         raise LLMError(
             "not_configured",
             "No API key is configured for the model (OPENAI_API_KEY or the LLM config; an endpoint "
-            "without keys takes any placeholder).",
+            f"without keys takes any placeholder). {NO_KEY_HINT}",
         )
     return _clients.get(model_settings)
 

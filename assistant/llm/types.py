@@ -36,6 +36,10 @@ class ModelSettings:
     temperature: float | None = None
 
 
+# Appended to "no API key" errors: a first-time user can try Conduit without one.
+NO_KEY_HINT = "To try Conduit without a key, start it with `python3 dev.py run --demo` (a stand-in model)."
+
+
 class LLMError(CodedError):
     """A failure of the model call, with a stable code for clients and a message for people."""
 

@@ -25,6 +25,7 @@ from agents.models import AIAgent, prompt_variables
 from agents.validators import custom_properties_errors
 from agents.versions import agent_version_current
 from assistant.llm import ModelSettings
+from assistant.llm.types import NO_KEY_HINT
 from assistant.tools.mcp import McpConfigError, McpServerSpec
 from assistant.tools.toolset import integration_specs, workspace_tools_for
 from connections.turns import PersonalServer, personal_servers
@@ -118,7 +119,7 @@ def _runtime(agent: AIAgent) -> AgentRuntime:
         refusal = (
             "not_configured",
             "No API key is configured for the model (ANTHROPIC_API_KEY or OPENAI_API_KEY, by provider, "
-            "or the LLM config).",
+            f"or the LLM config). {NO_KEY_HINT}",
         )
     tools, tools_problem = None, None
     try:

@@ -43,6 +43,7 @@ from assistant.engine import (
     agent_loop,
 )
 from assistant.llm import LLMError
+from assistant.llm.types import NO_KEY_HINT
 from assistant.tools.mcp import (
     McpConfigError,
     McpServers,
@@ -272,7 +273,7 @@ def _prepare(options: OrchestratorOptions, workspace: Workspace, file_specs: lis
         raise OrchestratorError(
             "not_configured",
             f"no API key for the model: set {_PROVIDER_SETTINGS[model.provider]}_API_KEY or give the agent an LLM "
-            "config with a key",
+            "config with a key. " + NO_KEY_HINT,
         )
     if not model.model:
         raise OrchestratorError(

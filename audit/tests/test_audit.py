@@ -113,3 +113,22 @@ def test_a_request_gives_its_actor_and_address_without_reconnecting_signal_recei
     LLMProviderConfig.objects.filter(pk=created.json()["id"]).get().delete()
     deleted = LogEntry.objects.filter(action=LogEntry.Action.DELETE).get()
     assert (deleted.actor, deleted.remote_addr) == (None, None)
+
+
+@pytest.mark.django_db
+def test_a_new_users_entry_lists_their_own_fields_not_reverse_relations_nor_secrets(make_user):
+    from accounts.models import User
+
+    user = make_user(email="claire@example.com", name="Claire")
+    entry = LogEntry.objects.get_for_object(user).get(action=LogEntry.Action.CREATE)
+    concrete = {field.name for field in User._meta.concrete_fields}
+    assert set(entry.changes_dict) <= concrete - {"password", "last_login"}
+    assert {"email", "name"} <= set(entry.changes_dict)
+    reverse = {field.name for field in User._meta.get_fields() if field.auto_created and not field.concrete}
+    assert reverse and not reverse & set(entry.changes_dict)  # sessions, prompts, agents … are not "changes"
+    # Every audited model: a created object's entry names only its own columns.
+    from auditlog.registry import auditlog as registry
+
+    for model in registry.get_models():
+        include = registry.get_model_fields(model)["include_fields"]
+        assert set(include) <= {field.name for field in model._meta.concrete_fields}, model

@@ -239,8 +239,8 @@ class _Handler(JsonApiHandler):
 
 
 @contextmanager
-def fake_anthropic_server(port: int = 0) -> Iterator[FakeAnthropic]:
+def fake_anthropic_server(port: int = 0, host: str = "127.0.0.1") -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic()
-    with serve_http(_Handler, port=port, fake=fake) as server:
+    with serve_http(_Handler, port=port, host=host, fake=fake) as server:
         fake.base_url = server.base_url
         yield fake

@@ -20,16 +20,16 @@ class _QuietThreadingHTTPServer(ThreadingHTTPServer):
 
 @contextmanager
 def serve_http(
-    handler_class: type[BaseHTTPRequestHandler], *, port: int = 0, **server_attrs
+    handler_class: type[BaseHTTPRequestHandler], *, port: int = 0, host: str = "127.0.0.1", **server_attrs
 ) -> Iterator[ThreadingHTTPServer]:
-    """Run `handler_class` on 127.0.0.1 (`port`, else a free one) in a thread, for the `with` block.
+    """Run `handler_class` on `host` (127.0.0.1; `port`, else a free one) in a thread, for the `with` block.
 
     `server_attrs` are set on the server object, where handlers reach them as `self.server.<name>`.
     The server's base URL is `server.base_url`."""
-    server = _QuietThreadingHTTPServer(("127.0.0.1", port), handler_class)
+    server = _QuietThreadingHTTPServer((host, port), handler_class)
     for name, value in server_attrs.items():
         setattr(server, name, value)
-    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    server.base_url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

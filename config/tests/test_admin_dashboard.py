@@ -50,3 +50,22 @@ def test_the_dashboard_shows_counts_recent_answers_and_failures(client, make_use
 def test_a_non_staff_user_is_sent_to_the_login(client, make_user):
     client.force_login(make_user())
     assert client.get("/admin/").status_code == 302
+
+
+def test_the_agent_cards_open_lists_of_what_they_count(client, make_user):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    owner = make_user()
+    AIAgent.objects.create(name="Org one", slug="org-one")
+    AIAgent.objects.create(name="Org retired", slug="org-retired", is_active=False)
+    AIAgent.objects.create(name="Mine one", slug="mine-one", owner=owner)
+    cards = {label: (n, url) for label, n, url in client.get("/admin/").context["dashboard"].counts}
+    expected = {"Organization agents": ["Org one"], "Users' agents": ["Mine one"]}
+    assert cards["Organization agents"][1] != cards["Users' agents"][1]
+    for label, names in expected.items():
+        number, url = cards[label]
+        listed = client.get(url)
+        assert listed.status_code == 200, url
+        shown = [agent.name for agent in listed.context["cl"].result_list]
+        assert shown == names and number == len(names), label
+    users = client.get(cards["Active users"][1])
+    assert users.status_code == 200 and len(users.context["cl"].result_list) == cards["Active users"][0]

@@ -62,3 +62,58 @@ def test_docker_compose_accepts_the_file_where_it_is_installed():
         env={"PATH": "/usr/bin:/bin", "SECRET_KEY": "compose-config-check"},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_replicas_share_one_workspaces_volume():
+    document = yaml.safe_load(COMPOSE.read_text())
+    services = document["services"]
+    workspaces = services["app1"]["environment"]["WORKSPACES_DIR"]
+    for name in ("migrate", "app1", "app2"):
+        assert f"workspaces:{workspaces}" in services[name]["volumes"], name
+    assert "workspaces" in document["volumes"]
+    # The image makes the mount point, owned by the user the server runs as (a new volume takes its owner).
+    dockerfile = (settings.BASE_DIR / "Dockerfile").read_text()
+    assert f"mkdir -p {workspaces}" in dockerfile and "chown -R conduit /app" in dockerfile
+
+
+def test_the_demo_profile_runs_the_demo_model_that_the_apps_can_be_pointed_at():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    demo = services["demo-model"]
+    assert demo["profiles"] == ["demo"]  # not started by a plain `docker compose up`
+    assert demo["image"] == services["app1"]["image"]
+    assert demo["command"] == ["python", "-m", "config.testing.demo_model", "--host", "0.0.0.0", "--port", "8765"]
+    assert all(demo.get("profiles") or name != "demo-model" for name in services)
+    env = services["app1"]["environment"]
+    assert env["ANTHROPIC_BASE_URL"] == "${ANTHROPIC_BASE_URL:-}"
+    assert env["CONDUIT_DEMO_MODEL"] == "${CONDUIT_DEMO_MODEL:-}"
+    header = COMPOSE.read_text().split("services:")[0]
+    assert "ANTHROPIC_BASE_URL=http://demo-model:8765 ANTHROPIC_API_KEY=demo" in header
+    assert "--profile demo up" in header
+
+
+def _pins(text: str) -> dict[str, str]:
+    pins = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;\\]+)", line)
+        if match:
+            pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return pins
+
+
+def test_the_image_installs_every_package_from_a_lock_with_hashes_that_matches_the_requirements():
+    lock = (settings.BASE_DIR / "requirements.lock").read_text()
+    locked, wanted = _pins(lock), _pins((settings.BASE_DIR / "requirements.txt").read_text())
+    assert wanted and all(locked.get(name) == version for name, version in wanted.items()), {
+        name: (version, locked.get(name)) for name, version in wanted.items() if locked.get(name) != version
+    }
+    assert len(locked) > len(wanted)  # the dependencies' dependencies too
+    # Every locked package carries at least one sha256 hash.
+    body = "\n".join(line for line in lock.splitlines() if not line.startswith("#"))  # pip-compile's header
+    entries = re.split(r"\n(?=[A-Za-z0-9])", body)
+    for entry in entries:
+        if entry.strip() and not entry.startswith("#"):
+            assert "--hash=sha256:" in entry, entry.splitlines()[0]
+    dockerfile = (settings.BASE_DIR / "Dockerfile").read_text()
+    assert "COPY requirements.lock ." in dockerfile
+    assert "pip install --no-deps --require-hashes -r requirements.lock" in dockerfile
+    assert "-r requirements.txt" not in dockerfile

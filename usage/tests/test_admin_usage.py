@@ -31,11 +31,11 @@ def test_the_page_shows_a_month_per_user_agent_and_day_with_a_chart(client, make
     assert 'href="/admin/usage/"' in client.get("/admin/").content.decode()
     page = client.get("/admin/usage/", {"month": "2026-10"}).content.decode()
     assert "Usage in October 2026" in page
-    assert '<svg id="usage-chart"' in page and page.count("<rect ") == 31  # one bar per day
+    assert '<svg id="usage-chart"' in page and page.count('<g class="conduit-day">') == 31  # one bar per day
     assert "2026-10-03: 200 tokens" in page and "2026-10-05: 120 tokens" in page
     assert user.email in page and "Helper (helper)" in page
     empty = client.get("/admin/usage/", {"month": "2026-09"}).content.decode()
-    assert "No usage." in empty and empty.count("<rect ") == 30
+    assert "No usage." in empty and empty.count('<g class="conduit-day">') == 30
 
 
 def test_csv_has_one_row_per_day_user_and_agent(client, make_user, user, other_user, month_of_usage):
@@ -71,3 +71,50 @@ def test_budgets_are_edited_in_admin_and_the_counters_only_read(client, make_use
     assert {(b.scope, b.monthly_tokens) for b in Budget.objects.all()} == {("organization", 5000), ("user", 10)}
     assert client.get("/admin/usage/usagecounter/").status_code == 200
     assert client.get("/admin/usage/usagecounter/add/").status_code == 403
+
+
+def test_unknown_cost_is_null_in_the_api_and_unknown_in_the_admin_never_zero(client, make_user, user):
+    """Answers without a known price (cost null) add up to null, not "0.00000000"; once one has a price, the
+    known costs are summed."""
+    from rest_framework.test import APIClient
+
+    from usage.services import usage_add
+
+    agent = AIAgent.objects.create(name="Helper", slug="helper", system_prompt_text="x")
+    session = UserAgentSession.objects.create(owner=user, agent=agent, title="t")
+    services.message_append(session=session, role="assistant", content="a", input_tokens=7, output_tokens=3, cost=None)
+    usage_add(user_id=user.pk, usage={"input_tokens": 7, "output_tokens": 3}, cost=None)
+    api = APIClient()
+    api.force_authenticate(user)
+    body = api.get("/api/v1/usage").json()
+    assert body["input_tokens"] == 7 and body["cost"] is None
+    assert body["agents"][0]["cost"] is None
+    staff = make_user(is_staff=True)
+    client.force_login(staff)
+    page = client.get("/admin/usage/").content.decode()
+    assert "cost unknown" in page and "0.0000" not in page
+    # One priced answer: the known part is summed.
+    services.message_append(session=session, role="assistant", content="b", cost=Decimal("0.25"))
+    usage_add(user_id=user.pk, usage={"input_tokens": 1}, cost=Decimal("0.25"))
+    body = api.get("/api/v1/usage").json()
+    assert Decimal(body["cost"]) == Decimal("0.25") and Decimal(body["agents"][0]["cost"]) == Decimal("0.25")
+
+
+def test_the_chart_has_a_token_axis_a_day_axis_and_a_legend_of_stacked_kinds(client, make_user, month_of_usage):
+    from usage.admin_views import _round_up
+
+    client.force_login(make_user(is_staff=True))
+    response = client.get("/admin/usage/", {"month": "2026-10"})
+    chart = response.context["chart"]
+    # Day 3: 100 in + 100 out = 200 tokens, the peak; the axis tops at a round 200 in four steps.
+    assert [tick["label"] for tick in chart["ticks"]] == ["0", "50", "100", "150", "200"]
+    day3 = chart["bars"][2]
+    assert [part["fill"] for part in day3["segments"]] == ["#417690", "#79aec8"]  # input below output
+    assert sum(part["height"] for part in day3["segments"]) == chart["bottom"] - chart["top"]
+    assert chart["bars"][0]["segments"] == []  # no usage, no bar
+    page = response.content.decode()
+    assert 'id="usage-chart-token-axis"' in page and ">Tokens</text>" in page
+    assert "Day of the month (UTC)</text>" in page
+    legend = page.split('id="usage-chart-legend"')[1].split("</g>")[0]
+    assert [label in legend for label in ("Input", "Output", "Cache read", "Cache write")] == [True] * 4
+    assert [_round_up(n) for n in (0, 0.5, 3, 7, 11, 24, 130, 2600)] == [1, 1, 5, 10, 20, 25, 200, 5000]

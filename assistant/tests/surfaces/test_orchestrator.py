@@ -525,7 +525,8 @@ def test_it_runs_as_a_real_process_with_exit_codes_and_one_line_reasons(fake, wo
 
     no_key = manage({**env, "ANTHROPIC_API_KEY": ""}, "run_orchestrator", "-m", "x", "--workspace-dir", str(workspace))
     assert no_key.returncode == 1 and no_key.stderr.strip().splitlines() == [
-        "error: no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key"
+        "error: no API key for the model: set ANTHROPIC_API_KEY or give the agent an LLM config with a key. "
+        "To try Conduit without a key, start it with `python3 dev.py run --demo` (a stand-in model)."
     ]
     assert len(fake.requests) == 3
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import os
 import shutil
 import signal
@@ -64,6 +65,11 @@ class Command(BaseCommand):
         try:
             listener = socket.create_server((host, port), family=_family(host), backlog=2048)
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CommandError(
+                    f"Cannot listen on {host}:{port}: the port is busy. Stop what uses it or choose another "
+                    "port (--port N, or env PORT)."
+                ) from exc
             raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
         listener.set_inheritable(True)
         # Accepted connections inherit TCP_NODELAY from the listener (Linux). Without it, a
@@ -85,6 +91,7 @@ class Command(BaseCommand):
         if cpus:
             env_note += f", pinned to CPU {', '.join(str(cpus[i % len(cpus)]) for i in range(workers))}"
         self.stdout.write(f"Conduit {settings.VERSION} listening on http://{host}:{port} ({env_note})")
+        self.stdout.write(startup_banner(host, port))
         self.stdout.flush()
         with metrics_directory() as env:
             Supervisor(command, workers, listener.fileno(), self.stderr, cpus=cpus, env=env).run()
@@ -111,6 +118,41 @@ class metrics_directory:
     def __exit__(self, *exc_info) -> None:
         if self.made is not None:
             shutil.rmtree(self.made, ignore_errors=True)
+
+
+def startup_banner(host: str, port: int) -> str:
+    """Where to go next: the pages' URLs, the model the chat will use, how to make the first user."""
+    shown = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else (f"[{host}]" if ":" in host else host)
+    site = f"http://{shown}:{port}"
+    lines = [f"  Chat:      {site}/chat/", f"  Admin:     {site}/admin/", f"  API docs:  {site}/api/docs/"]
+    if settings.DEMO_MODEL_URL:
+        lines.append(
+            f"  Model:     the demo model at {settings.DEMO_MODEL_URL} (no key needed; it quotes you; ask it to "
+            '"list files" in a chat with the Code reviewer agent to see a tool call). The CLI uses it too: '
+            "python3 dev.py manage run_orchestrator -m 'list files'"
+        )
+    elif not (settings.ANTHROPIC_API_KEY or settings.OPENAI_API_KEY):
+        lines.append(
+            "  Model:     no model key configured (ANTHROPIC_API_KEY or OPENAI_API_KEY; an LLM config in the "
+            "admin may carry its own). To try Conduit without one: python3 dev.py run --demo"
+        )
+    if not _any_user():
+        lines.append(
+            "  Users:     none yet. Create an admin: python3 dev.py manage createsuperuser (manage.py createsuperuser "
+            "in a container); without prompts, set DJANGO_SUPERUSER_EMAIL, DJANGO_SUPERUSER_NAME and "
+            "DJANGO_SUPERUSER_PASSWORD and add --noinput"
+        )
+    return "\n".join(lines)
+
+
+def _any_user() -> bool:
+    from django.contrib.auth import get_user_model
+    from django.db import DatabaseError
+
+    try:
+        return get_user_model().objects.exists()
+    except DatabaseError:  # not migrated yet: the server says so on its first request
+        return True
 
 
 def _usable_cpus() -> list[int]:
