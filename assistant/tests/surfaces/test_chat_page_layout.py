@@ -46,6 +46,11 @@ def site(tmp_path_factory, django_db_setup, django_db_blocker):
     env = {"WORKSPACES_DIR": str(workspaces), "WORKSPACE_MAX_FILE_BYTES": str(MAX_FILE_BYTES)}
     served = tmp_path_factory.mktemp("chat-layout")
     with serving(served, env=env) as (base, _email, fake, _token):
+        if connection.vendor == "postgresql":
+            # The rows serving() made (its user, agent) go: each test resets the sequences, and new rows
+            # would collide with them.
+            with django_db_blocker.unblock():
+                call_command("flush", interactive=False, reset_sequences=True, verbosity=0)
         yield base, fake, f"sqlite:///{served / 'children.sqlite3'}"  # the server's database on SQLite
 
 
@@ -89,8 +94,10 @@ AIAgent.objects.create(name="Files agent {tag}", slug="files-{tag}", system_prom
 """
 
 
-def organization_files_agent(site) -> str:
-    """Staff's organization agent with file tools (only staff give those), in the server's database; its slug."""
+@pytest.fixture
+def files_agent(site, account) -> str:
+    """Staff's organization agent with file tools (only staff give those), in the server's database; its
+    slug. Ask for it before `browser` (sync Playwright's event loop, once running, keeps the ORM out)."""
     tag = uuid.uuid4().hex[:8]
     code = ORGANIZATION_FILES_AGENT.format(tag=tag, fake=site[1].base_url)
     if connection.vendor == "postgresql":  # the server shares this test's database
@@ -203,9 +210,8 @@ def test_a_long_session_code_tables_search_regenerate_and_edit_at_1280_px(accoun
     assert not page.problems
 
 
-def test_files_upload_by_button_and_drop_and_refusals_are_shown(site, account, browser):
+def test_files_upload_by_button_and_drop_and_refusals_are_shown(account, files_agent, browser):
     base, fake, email, token = account
-    files_agent = organization_files_agent(site)
     page = open_page(browser, 1280)
     sign_in(page, base, email)
     page.wait_for_selector(f"#agent-picker option[value={files_agent}]", state="attached")
