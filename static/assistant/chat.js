@@ -653,12 +653,14 @@
     if (!state.sessionId || !canUpload()) { showFiles([]); return; }
     const sessionId = state.sessionId;
     const files = await getJSON(`/api/v1/sessions/${sessionId}/files`).catch(() => null);
-    if (sessionId === state.sessionId) showFiles(results(files));
+    if (sessionId === state.sessionId) showFiles(results(files), { keep: true });
   }
 
-  function showFiles(files) {
-    els.fileList.replaceChildren(...files.map((file) => fileChip(file.name, file.size != null ? `${file.size} bytes` : "")));
-    els.files.hidden = !files.length;
+  // The stored files, and (`keep`) the uploads still going or refused, which stay listed until the chat changes.
+  function showFiles(files, { keep = false } = {}) {
+    const kept = keep ? [...els.fileList.querySelectorAll("li.uploading, li.failed")] : [];
+    els.fileList.replaceChildren(...files.map((file) => fileChip(file.name, file.size != null ? `${file.size} bytes` : "")), ...kept);
+    els.files.hidden = !els.fileList.children.length;
   }
 
   function fileChip(name, title, kind) {
@@ -696,7 +698,7 @@
       }).catch(() => null);
       const data = response ? await response.json().catch(() => null) : null;
       chip.classList.remove("uploading");
-      if (response && response.ok) { chip.textContent = data.name; chip.title = `${data.size} bytes`; continue; }
+      if (response && response.ok) { chip.remove(); continue; } // listed with the stored files below
       failed += 1;
       const why = response ? problem(data) || `HTTP ${response.status}` : "the server could not be reached";
       chip.classList.add("failed");
@@ -704,12 +706,7 @@
       setStatus(`Couldn't upload ${file.name}: ${why}`);
     }
     if (!failed) setStatus(files.length === 1 ? `Uploaded ${files[0].name}.` : `Uploaded ${files.length} files.`);
-    if (sessionId === state.sessionId) {
-      const failures = [...els.fileList.querySelectorAll("li.failed")];
-      await loadFiles();
-      els.fileList.append(...failures); // the refused ones stay listed, with why, until the chat changes
-      els.files.hidden = !els.fileList.children.length;
-    }
+    if (sessionId === state.sessionId) await loadFiles();
   }
 
   els.attach.addEventListener("click", () => els.fileInput.click());

@@ -222,7 +222,7 @@ def test_files_upload_by_button_and_drop_and_refusals_are_shown(account, files_a
 
     # A new chat: uploading creates its session; the file's name is listed.
     page.set_input_files("#file-input", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk"}])
-    page.wait_for_selector("#file-list li >> text=notes.txt")
+    page.wait_for_selector("#file-list li:not(.uploading) >> text=notes.txt")
     session_id = page.evaluate(OPEN_SESSION)
     assert session_id > 0
     wait_until(page, "document.getElementById('status').textContent === 'Uploaded notes.txt.'")
@@ -237,7 +237,7 @@ def test_files_upload_by_button_and_drop_and_refusals_are_shown(account, files_a
         chat.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
     })()""")
     assert page.evaluate("window.__zone") is True
-    page.wait_for_selector("#file-list li >> text=table.csv")
+    page.wait_for_selector("#file-list li:not(.uploading) >> text=table.csv")
     assert page.is_hidden("#drop-zone")
 
     # Too big: the API's refusal is shown, and nothing is stored.
