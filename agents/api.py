@@ -271,7 +271,11 @@ class AIAgentViewSet(_OwnedViewSet):
 
 @_docs(
     "sessions",
-    [SEARCH, _query("agent", "Only sessions with this agent (id or slug)."), IS_ACTIVE],
+    [
+        _query("search", "Case-insensitive substring of the title or of the messages' text (at most 100 characters)."),
+        _query("agent", "Only sessions with this agent (id or slug)."),
+        IS_ACTIVE,
+    ],
     "sessions",
 )
 class UserAgentSessionViewSet(_OwnedViewSet):
@@ -288,6 +292,8 @@ class UserAgentSessionViewSet(_OwnedViewSet):
     owned = visible
 
     def listed(self, filters):
+        if len(filters.get("search", "")) > selectors.SESSION_SEARCH_MAX_CHARS:
+            raise ValidationError({"search": [f"At most {selectors.SESSION_SEARCH_MAX_CHARS} characters."]})
         if untrusted.is_ascii_digits(filters.get("agent", "")):  # an id; else a slug
             filters = {**filters, "agent": _int_param(self.request, "agent")}
         return selectors.session_list(user=self.request.user, filters=filters)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from agents.models import (
@@ -291,8 +292,24 @@ def session_owned(*, user: User) -> QuerySet[UserAgentSession]:
     return UserAgentSession.objects.filter(owner=user).select_related("agent")
 
 
+SESSION_SEARCH_MAX_CHARS = 100  # a search reads every message of the user's: a bounded pattern at least
+
+
+def _message_text_needle(search: str) -> str:
+    """The search as it reads inside the stored JSON text of a message's content: quotes and backslashes
+    escaped; on SQLite (Django stores JSON there with json.dumps' ASCII escapes) non-ASCII as `\\uXXXX`,
+    while PostgreSQL's jsonb text keeps it as is."""
+    return json.dumps(search, ensure_ascii=connection.vendor != "postgresql")[1:-1]
+
+
 def session_list(*, user: User, filters: dict[str, str]) -> QuerySet[UserAgentSession]:
-    queryset = _filter_search(session_owned(user=user), filters.get("search"), ("title",))
+    """`search`: in titles, and in the text of the sessions' messages (their stored JSON, so a word that
+    is also a content key, `text`, matches every session)."""
+    queryset = session_owned(user=user)
+    search = (filters.get("search") or "").strip()
+    if search:
+        in_messages = Message.objects.filter(session=OuterRef("pk"), content__icontains=_message_text_needle(search))
+        queryset = queryset.filter(Q(title__icontains=search) | Q(Exists(in_messages)))
     agent = filters.get("agent")  # an id (int) or a slug
     if isinstance(agent, int):
         queryset = queryset.filter(agent_id=agent)

@@ -13,6 +13,7 @@ assistant/tests/runs/test_turn_statements.py counts them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -71,6 +72,8 @@ class TurnPlan:
     # from the next seq.
     first_event_seq: int
     request: LoopRequest
+    # A turn run again (regenerate / edit): the seq from which the session's messages were removed.
+    replaced_from_seq: int | None = None
     # The agent's tools, opened by the runner in its own task (MCP servers can't be shared across
     # tasks) and closed when the turn ends. None or empty: `request.tools` as given (tests set it).
     tools: ToolSetup | None = None
@@ -84,11 +87,14 @@ class TurnPlan:
     transport: str = "run"
 
     def session_event(self) -> dict[str, Any]:
-        return {
+        event = {
             "agent": self.agent_slug,
             "title": self.title,
             "user_message": {"seq": self.user_message_seq, "text": self.user_text},
         }
+        if self.replaced_from_seq is not None:  # clients drop what they show from this seq on
+            event["replaced_from_seq"] = self.replaced_from_seq
+        return event
 
     def opening(self) -> list[dict[str, Any]]:
         """The frames the runner publishes first, stored with the plan from `first_event_seq` on."""
@@ -198,18 +204,24 @@ def _turn_begin(
     history: Iterable[tuple[str, list[dict[str, Any]]]] = (),
     content: list[dict[str, Any]] | None = None,
     refresh_connections: bool = True,
+    replace_last: bool = False,
 ) -> TurnPlan:
     """Plan the next turn of the user's session `session_id`, or of a new session with the agent
     `agent_slug` (the organization's, else the user's own) or `agent_id` (a built-in lookup's), with
     `custom_properties`, a `title` (default: the message's start) and the earlier messages a client
     sent, `history`: (role, blocks) pairs. `content`: the user message's blocks when it is more than
     `text` (an API client's images, or the results of its own tools, which then are the whole message
-    and `text` may be empty). Raises TurnRefused."""
-    text = (text or "").strip()
-    if not text and not content:
-        raise TurnRefused("invalid", "The message is empty.")
-    if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
-        raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
+    and `text` may be empty). `replace_last`: the session's last exchange (its last message of the
+    user's and everything after it) is removed and the turn runs again, with `text` (an edit) or, None,
+    the removed message's text (regenerate). Raises TurnRefused."""
+    if text is not None or not replace_last:
+        text = (text or "").strip()
+        if not text and not content:
+            raise TurnRefused("invalid", "The message is empty.")
+        if len(text) > settings.ASSISTANT_MAX_MESSAGE_CHARS:
+            raise TurnRefused("invalid", f"The message is longer than {settings.ASSISTANT_MAX_MESSAGE_CHARS} characters.")
+    if replace_last and session_id is None:
+        raise TurnRefused("invalid", "Give `session_id`: only a session's last exchange can be run again.")
     with transaction.atomic():
         version = _user_may_start(user.pk)
         _check_concurrent_turns(user.pk)
@@ -252,6 +264,7 @@ def _turn_begin(
         except ValidationError as exc:  # the agent's prompt needs variables this session lacks
             raise TurnRefused("invalid", "; ".join(exc.messages)) from exc
         now = timezone.now()
+        replaced_from_seq = None
         if session is None:
             title = (title if title is not None else text[:80])[:255]
             session_id = session_insert(
@@ -261,8 +274,16 @@ def _turn_begin(
             session = _LockedSession(session_id, agent.id, title, variables, agent.version_id, 0, 0, False)
             stored: list[Message] = []
         else:
-            UserAgentSession.objects.filter(pk=session.id).update(updated_at=now, agent_version_id=agent.version_id)
-            stored = list(Message.objects.filter(session_id=session.id).order_by("seq").only("role", "status", "content"))
+            stored = list(
+                Message.objects.filter(session_id=session.id).order_by("seq").only("seq", "role", "status", "content")
+            )
+            if replace_last:
+                text, replaced_from_seq, stored = _last_exchange_removed(session.id, stored, text)
+            changes = {"updated_at": now, "agent_version_id": agent.version_id}
+            if not session.title:  # a session made empty (REST, or for an upload) takes its first message's start
+                changes["title"] = title = text[:80]
+                session = dataclasses.replace(session, title=title)
+            UserAgentSession.objects.filter(pk=session.id).update(**changes)
         seq = session.last_message_seq
         new = [Message(session_id=session.id, seq=(seq := seq + 1), role=role, content=blocks, created_at=now,
                        updated_at=now) for role, blocks in history if blocks]  # fmt: skip
@@ -291,9 +312,23 @@ def _turn_begin(
             ),
             tools=tools,
             budget=budget,
+            replaced_from_seq=replaced_from_seq,
         )
         events_insert([(session.id, plan.first_event_seq, "session", plan.session_event())], now)
     return plan
+
+
+def _last_exchange_removed(
+    session_id: int, stored: list[Message], text: str | None
+) -> tuple[str, int, list[Message]]:
+    """Remove the session's last message of the user's (one with text, not tool results) and all after
+    it; its text unless `text` replaces it, its seq, and the messages kept."""
+    prompts = [m for m in stored if m.role == Message.Role.USER and m.text.strip()]
+    if not prompts:
+        raise TurnRefused("not_found", "This session has no message of yours to answer again.")
+    prompt = prompts[-1]
+    Message.objects.filter(session_id=session_id, seq__gte=prompt.seq).delete()  # its approvals go with it
+    return (text if text is not None else prompt.text.strip()), prompt.seq, [m for m in stored if m.seq < prompt.seq]
 
 
 def approval_gate(agent: AgentRuntime, decide=None) -> ApprovalGate | None:

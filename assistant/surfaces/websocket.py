@@ -7,9 +7,14 @@ Client → server (JSON):
     {"type": "resume", "session_id": 12, "after_seq": 40}               events after seq 40, then live
     {"type": "resume", "session_id": 12}                                the latest turn from its start, then live
     {"type": "approve", "session_id": 12, "approval_id": "…", "decision": "allow"|"deny", "reason": "…"}
+    {"type": "regenerate", "session_id": 12}                            the last answer again: the session's
+                                                                        last message of yours and all after it
+                                                                        are removed, and it runs again
+    {"type": "edit", "session_id": 12, "message": "..."}                the same with that message's new text
     {"type": "ping"}
 Server → client: the turn events (`session`, `text_delta`, `thinking_delta`, `tool_use`, `tool_result`,
-`approval_request`, `approval_decision`, `result`, `error`), each with `session_id` and `seq`; plus
+`approval_request`, `approval_decision`, `result`, `error`), each with `session_id` and `seq` (a regenerated
+or edited turn's `session` event carries `replaced_from_seq`: the messages from that seq on are gone); plus
 `resumed` (after a replay: the last seq sent, whether a turn is running, the tool calls waiting for a
 decision), `pong`, and `error` frames with `seq: null` for refused requests. A turn whose tool calls
 wait for approval ends with a `result` of status `awaiting_approval`; the decision (from this socket,
@@ -138,10 +143,12 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             return
         kind = content.get("type")
         handlers = {"start": self._start, "stop": self._stop, "resume": self._resume, "approve": self._approve,
-                    "ping": self._ping}  # fmt: skip
+                    "regenerate": self._regenerate, "edit": self._edit, "ping": self._ping}  # fmt: skip
         handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self.send_json(_error_frame("invalid", "`type` must be one of: start, stop, resume, approve, ping."))
+            await self.send_json(_error_frame(
+                "invalid", "`type` must be one of: start, stop, resume, approve, regenerate, edit, ping."
+            ))  # fmt: skip
             return
         try:
             await handler(content)
@@ -162,11 +169,23 @@ class AssistantConsumer(AsyncJsonWebsocketConsumer):
             raise runs.TurnRefused("invalid", "Give `agent` (a slug) to start a new session, or `session_id`.")
         if custom_properties is not None and not isinstance(custom_properties, dict):
             raise runs.TurnRefused("invalid", "`custom_properties` must be an object.")
+        await self._run(text=message, agent_slug=agent, session_id=session_id, custom_properties=custom_properties)
+
+    async def _regenerate(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=True)
+        await self._run(text=None, session_id=session_id, replace_last=True)
+
+    async def _edit(self, content: dict[str, Any]) -> None:
+        session_id = _int_field(content, "session_id", required=True)
+        message = content.get("message")
+        if not isinstance(message, str):
+            raise runs.TurnRefused("invalid", "`message` must be a string.")
+        await self._run(text=message, session_id=session_id, replace_last=True)
+
+    async def _run(self, **turn: Any) -> None:
+        """Plan the turn, watch it from its first event, and start it."""
         with observability.span("websocket turn", {"network.protocol.name": "websocket"}):  # the turn's parent
-            plan = await runs.turn_begin_async(
-                user=self.user, text=message, agent_slug=agent, session_id=session_id,
-                custom_properties=custom_properties,
-            )  # fmt: skip
+            plan = await runs.turn_begin_async(user=self.user, **turn)
             plan.transport = "websocket"
             await self._subscribe(plan.session_id, last_seq=plan.first_event_seq - 1)
             self.open_turns[plan.session_id] = time.monotonic()

@@ -9,11 +9,14 @@
     agent: $("agent-picker"), sessions: $("session-list"), messages: $("messages"), status: $("status"),
     composer: $("composer"), prompt: $("prompt"), send: $("send"), stop: $("stop"), newSession: $("new-session"),
     variables: $("variables"), variableFields: $("variable-fields"),
+    app: $("app"), chat: $("chat"), sidebarToggle: $("sidebar-toggle"), search: $("session-search"),
+    sessionEmpty: $("session-empty"), attach: $("attach"), fileInput: $("file-input"), files: $("files"),
+    fileList: $("file-list"), dropZone: $("drop-zone"),
   };
   const state = {
     ws: null, sessionId: null, lastSeq: 0, running: false, reconnectDelay: 500,
     current: null, // the assistant bubble being streamed
-    starting: false, // a `start` was sent and neither its turn nor a refusal has come back yet
+    starting: false, // the frame type (`start`, `edit`, `regenerate`) sent whose turn or refusal hasn't come back yet
     agents: new Map(), // slug -> agent (with its prompt_variables)
     sessions: new Map(), // id -> session (its agent, custom_properties)
     outbox: [], // `start` frames sent while the socket was still connecting
@@ -43,10 +46,15 @@
     if (!response.ok) throw new Error(problem(data) || `HTTP ${response.status}`);
     return data;
   }
-  // The first message of a DRF error body ({"detail": …} or {"field": ["…"]}).
+  // The message of an error body: the API's ({"detail": {"message": …, "fields": …}}), or DRF's
+  // ({"detail": …} or {"field": ["…"]}).
   function problem(data) {
     if (!data || typeof data !== "object") return "";
     if (typeof data.detail === "string") return data.detail;
+    if (data.detail && typeof data.detail.message === "string") {
+      const fields = Object.values(data.detail.fields || {}).flat().filter((text) => typeof text === "string");
+      return fields.length ? fields.join(" ") : data.detail.message;
+    }
     const first = Object.values(data)[0];
     return Array.isArray(first) ? String(first[0]) : typeof first === "string" ? first : "";
   }
@@ -60,10 +68,29 @@
     if (!agents.length) setStatus("No agents yet: ask an administrator to create one.");
   }
 
+  // The latest 50 sessions, or those whose title or messages hold the search box's text (GET
+  // /api/v1/sessions?search=…); a reply that comes after a newer search's is dropped.
+  let sessionsAsked = 0;
   async function loadSessions() {
-    const sessions = results(await getJSON("/api/v1/sessions?page_size=50"));
-    state.sessions = new Map(sessions.map((session) => [session.id, session]));
+    const search = els.search.value.trim();
+    const asked = ++sessionsAsked;
+    const query = new URLSearchParams({ page_size: "50" });
+    if (search) query.set("search", search);
+    const sessions = results(await getJSON(`/api/v1/sessions?${query}`));
+    if (asked !== sessionsAsked) return;
+    for (const session of sessions) state.sessions.set(session.id, session);
     els.sessions.replaceChildren(...sessions.map(sessionItem));
+    els.sessionEmpty.textContent = search ? "No chat matches." : "No chats yet.";
+    els.sessionEmpty.hidden = sessions.length > 0;
+  }
+
+  // "Today 14:05" style dates: the time for today's, the day for older ones.
+  function shortDate(text) {
+    const date = new Date(text);
+    if (Number.isNaN(date.getTime())) return "";
+    const today = new Date().toDateString() === date.toDateString();
+    return today ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : date.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
   }
 
   function sessionItem(session) {
@@ -71,14 +98,19 @@
     item.dataset.sessionId = session.id;
     const link = document.createElement("a");
     link.href = `#session-${session.id}`;
-    link.textContent = session.title || `Session ${session.id}`;
-    link.title = link.textContent;
+    const title = session.title || `Session ${session.id}`;
+    const agentName = (session.agent_detail && session.agent_detail.name) || "";
+    const when = shortDate(session.updated_at);
+    link.append(Object.assign(document.createElement("span"), { className: "session-title", textContent: title }),
+      Object.assign(document.createElement("span"), { className: "session-meta", textContent: [agentName, when].filter(Boolean).join(" · ") }));
+    link.title = `${title}\n${agentName}, ${new Date(session.updated_at).toLocaleString()}`;
     link.dataset.sessionId = session.id;
     link.classList.toggle("active", session.id === state.sessionId);
+    if (session.id === state.sessionId) link.setAttribute("aria-current", "page");
     const rename = Object.assign(document.createElement("button"), { type: "button", className: "icon rename", textContent: "✎", title: "Rename" });
     const remove = Object.assign(document.createElement("button"), { type: "button", className: "icon delete", textContent: "✕", title: "Delete" });
-    rename.setAttribute("aria-label", `Rename ${link.textContent}`);
-    remove.setAttribute("aria-label", `Delete ${link.textContent}`);
+    rename.setAttribute("aria-label", `Rename ${title}`);
+    remove.setAttribute("aria-label", `Delete ${title}`);
     rename.addEventListener("click", () => startRename(item, session));
     remove.addEventListener("click", () => deleteSession(session));
     item.append(link, rename, remove);
@@ -175,11 +207,19 @@
     const page = await getJSON(`/api/v1/sessions/${sessionId}/messages?page_size=200`);
     els.messages.replaceChildren();
     for (const message of results(page)) renderStored(message);
+    scrollToEnd(); // a session opens at its latest message
   }
+  const scrollToEnd = () => { els.messages.scrollTop = els.messages.scrollHeight; };
 
   // --- rendering -------------------------------------------------------------------------------
   // An answer's markdown: markdown-it with raw HTML off, then DOMPurify (static/vendor/README.md).
-  const markdown = window.markdownit({ html: false, linkify: true, breaks: false });
+  // Fenced code with a language highlight.js knows is highlighted (its spans and classes only; DOMPurify
+  // still goes over the result); other code is escaped by markdown-it as usual.
+  const highlight = (code, language) => {
+    if (!language || !window.hljs || !window.hljs.getLanguage(language)) return "";
+    try { return window.hljs.highlight(code, { language, ignoreIllegals: true }).value; } catch { return ""; }
+  };
+  const markdown = window.markdownit({ html: false, linkify: true, breaks: false, highlight });
   // An image in an answer is shown as a link (its text and address), never fetched: a prompt-injected
   // model could otherwise leak the chat by writing it into an image's URL, fetched as the page renders.
   // The page's Content-Security-Policy (img-src 'self' data:) blocks such a fetch too.
@@ -194,6 +234,22 @@
     if (node.tagName === "A") { node.setAttribute("target", "_blank"); node.setAttribute("rel", "noopener noreferrer nofollow"); }
   });
   const renderMarkdown = (source) => window.DOMPurify.sanitize(markdown.render(source), { USE_PROFILES: { html: true } });
+  // A rendered segment: its markdown, then a copy button (and the language) on each code block.
+  function renderSegment(segment) {
+    segment.innerHTML = renderMarkdown(segment.source);
+    for (const pre of segment.querySelectorAll("pre")) {
+      const code = pre.querySelector("code");
+      if (!code) continue;
+      const block = Object.assign(document.createElement("div"), { className: "code-block" });
+      pre.replaceWith(block);
+      const language = /(?:^|\s)language-([\w+#.-]+)/.exec(code.className);
+      if (language) block.append(Object.assign(document.createElement("span"), { className: "code-lang", textContent: language[1] }));
+      const copy = Object.assign(document.createElement("button"), { type: "button", className: "code-copy", textContent: "Copy" });
+      copy.setAttribute("aria-label", "Copy this code");
+      copy.addEventListener("click", () => copyText(code.textContent, copy));
+      block.append(pre, copy);
+    }
+  }
   const TOOL_PREVIEW = 500; // characters of a tool's result shown (the live events carry as many)
 
   function bubble(role, seq) {
@@ -223,11 +279,11 @@
     if (!text) return;
     const segment = textSegment(el);
     segment.source += text;
-    if (now) { segment.innerHTML = renderMarkdown(segment.source); return; }
+    if (now) { renderSegment(segment); return; }
     if (segment.pending) return;
     segment.pending = requestAnimationFrame(() => {
       segment.pending = 0;
-      segment.innerHTML = renderMarkdown(segment.source);
+      renderSegment(segment);
       els.messages.scrollTop = els.messages.scrollHeight;
     });
   }
@@ -297,8 +353,9 @@
 
   const answerText = (el) => [...el.querySelectorAll(":scope > .md")].map((segment) => segment.source.trim()).filter(Boolean).join("\n\n");
 
-  async function copyAnswer(el, button) {
-    const text = answerText(el);
+  const copyAnswer = (el, button) => copyText(answerText(el), button);
+
+  async function copyText(text, button) {
     try {
       await navigator.clipboard.writeText(text);
     } catch { // no clipboard API (a page served over plain HTTP from another host): the old way
@@ -513,10 +570,169 @@
   const pendingCards = () => [...els.messages.querySelectorAll(".approval.pending")];
   function updateComposer() {
     const waiting = pendingCards().length > 0;
-    els.send.disabled = state.running || state.starting || waiting;
+    els.send.disabled = Boolean(state.running || state.starting || waiting);
     els.prompt.placeholder = waiting ? "Allow or deny the tool call above to go on…" : "Ask something…";
     els.send.title = waiting ? "A tool call waits for your decision" : "";
+    showTurnActions(!state.running && !state.starting && !waiting);
+    showAttach();
   }
+
+  // --- regenerate the last answer, edit the last message (websocket `regenerate` / `edit`) ------------
+  // Offered on the last exchange of an open session when nothing runs or waits: the server removes
+  // that exchange and runs the turn again; its `session` event says from which seq the page drops.
+  function showTurnActions(idle) {
+    for (const old of els.messages.querySelectorAll(".turn-actions, .regenerate")) old.remove();
+    if (!idle || !state.sessionId || els.messages.querySelector(".msg.user.editing")) return;
+    const shown = [...els.messages.querySelectorAll(":scope > .msg")];
+    const lastUser = shown.filter((el) => el.classList.contains("user")).at(-1);
+    if (!lastUser) return;
+    const actions = Object.assign(document.createElement("div"), { className: "turn-actions" });
+    const edit = Object.assign(document.createElement("button"), { type: "button", className: "link edit", textContent: "Edit" });
+    edit.setAttribute("aria-label", "Edit your last message and answer it again");
+    edit.addEventListener("click", () => startEdit(lastUser));
+    actions.append(edit);
+    lastUser.append(actions);
+    const answer = shown.at(-1);
+    const meta = answer && answer !== lastUser && answer.classList.contains("assistant") && answer.querySelector(":scope > .meta");
+    if (meta) {
+      const again = Object.assign(document.createElement("button"), { type: "button", className: "link regenerate", textContent: "Regenerate" });
+      again.setAttribute("aria-label", "Answer the last message again");
+      again.addEventListener("click", () => runAgain({ type: "regenerate", session_id: state.sessionId }));
+      meta.insertBefore(again, meta.querySelector(".copy"));
+    }
+  }
+
+  function runAgain(frame) {
+    if (state.running || state.starting || !send(frame)) return false;
+    state.starting = frame.type;
+    setStatus("");
+    updateComposer();
+    return true;
+  }
+
+  function startEdit(el) {
+    const text = el.firstChild.textContent;
+    const box = Object.assign(document.createElement("textarea"), { className: "edit-box", value: text, rows: 3 });
+    box.setAttribute("aria-label", "Edit your message");
+    const save = Object.assign(document.createElement("button"), { type: "button", className: "save", textContent: "Send again" });
+    const cancel = Object.assign(document.createElement("button"), { type: "button", className: "cancel", textContent: "Cancel" });
+    const buttons = Object.assign(document.createElement("div"), { className: "edit-actions" });
+    buttons.append(cancel, save);
+    const finish = () => { box.remove(); buttons.remove(); el.firstChild.hidden = false; el.classList.remove("editing"); updateComposer(); };
+    const submit = () => {
+      const edited = box.value.trim();
+      if (!edited) { box.focus(); return; }
+      if (runAgain({ type: "edit", session_id: state.sessionId, message: edited })) finish();
+    };
+    save.addEventListener("click", submit);
+    cancel.addEventListener("click", () => { finish(); els.prompt.focus(); });
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); submit(); }
+      if (event.key === "Escape") { event.preventDefault(); finish(); }
+    });
+    el.classList.add("editing");
+    el.firstChild.hidden = true;
+    el.querySelector(".turn-actions")?.remove();
+    el.append(box, buttons);
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  // --- files: upload into the session's workspace (REST /api/v1/sessions/<id>/files) ----------------
+  // Offered when the chat's agent has workspace tools; a new chat is created first (it has no
+  // workspace yet). The API's refusals (size, quota, too many files) are shown on the file's chip.
+  function chatAgent() {
+    const session = state.sessionId ? state.sessions.get(state.sessionId) : null;
+    const slug = session ? session.agent_detail && session.agent_detail.slug : els.agent.value;
+    return state.agents.get(slug);
+  }
+  // Only staff's organization agents (no owner) get workspace tools, whatever a user's own agent says.
+  const canUpload = () => {
+    const agent = chatAgent();
+    return Boolean(agent && agent.owner == null && agent.workspace_tools && agent.workspace_tools !== "none");
+  };
+  function showAttach() { els.attach.hidden = !canUpload(); }
+
+  async function loadFiles() {
+    if (!state.sessionId || !canUpload()) { showFiles([]); return; }
+    const sessionId = state.sessionId;
+    const files = await getJSON(`/api/v1/sessions/${sessionId}/files`).catch(() => null);
+    if (sessionId === state.sessionId) showFiles(results(files), { keep: true });
+  }
+
+  // The stored files, and (`keep`) the uploads still going or refused, which stay listed until the chat changes.
+  function showFiles(files, { keep = false } = {}) {
+    const kept = keep ? [...els.fileList.querySelectorAll("li.uploading, li.failed")] : [];
+    els.fileList.replaceChildren(...files.map((file) => fileChip(file.name, file.size != null ? `${file.size} bytes` : "")), ...kept);
+    els.files.hidden = !els.fileList.children.length;
+  }
+
+  function fileChip(name, title, kind) {
+    const chip = Object.assign(document.createElement("li"), { textContent: name, title: title || "" });
+    if (kind) chip.classList.add(kind);
+    return chip;
+  }
+
+  async function ensureSession() {
+    if (state.sessionId) return state.sessionId;
+    const agent = chatAgent();
+    const values = els.variables.hidden ? {} : variableValues();
+    const session = await sendJSON("POST", "/api/v1/sessions", { agent: agent.id, title: "", custom_properties: values });
+    state.sessions.set(session.id, session);
+    await openSession(session.id, { load: false });
+    loadSessions().catch(() => {});
+    return session.id;
+  }
+
+  async function uploadFiles(files) {
+    if (!files.length) return;
+    if (!canUpload()) { setStatus("This chat's agent has no workspace: it can't read files."); return; }
+    let sessionId;
+    try { sessionId = await ensureSession(); } catch (error) { setStatus(`Couldn't start a chat for the files: ${error.message}`); return; }
+    els.files.hidden = false;
+    const token = document.querySelector("[name=csrfmiddlewaretoken]").value;
+    let failed = 0;
+    for (const file of files) {
+      const chip = fileChip(file.name, "uploading…", "uploading");
+      els.fileList.append(chip);
+      const body = new FormData();
+      body.append("file", file, file.name);
+      const response = await fetch(`/api/v1/sessions/${sessionId}/files`, {
+        method: "POST", credentials: "same-origin", headers: { Accept: "application/json", "X-CSRFToken": token }, body,
+      }).catch(() => null);
+      const data = response ? await response.json().catch(() => null) : null;
+      chip.classList.remove("uploading");
+      if (response && response.ok) { chip.remove(); continue; } // listed with the stored files below
+      failed += 1;
+      const why = response ? problem(data) || `HTTP ${response.status}` : "the server could not be reached";
+      chip.classList.add("failed");
+      chip.title = why;
+      setStatus(`Couldn't upload ${file.name}: ${why}`);
+    }
+    if (!failed) setStatus(files.length === 1 ? `Uploaded ${files[0].name}.` : `Uploaded ${files.length} files.`);
+    if (sessionId === state.sessionId) await loadFiles();
+  }
+
+  els.attach.addEventListener("click", () => els.fileInput.click());
+  els.fileInput.addEventListener("change", () => { uploadFiles([...els.fileInput.files]); els.fileInput.value = ""; });
+  // Drag and drop onto the chat column: only files, only where the agent has a workspace.
+  let dragDepth = 0;
+  const dragsFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files") && canUpload();
+  els.chat.addEventListener("dragenter", (event) => {
+    if (!dragsFiles(event)) return;
+    event.preventDefault();
+    dragDepth += 1;
+    els.dropZone.hidden = false;
+  });
+  els.chat.addEventListener("dragover", (event) => { if (dragsFiles(event)) { event.preventDefault(); event.dataTransfer.dropEffect = "copy"; } });
+  els.chat.addEventListener("dragleave", () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) els.dropZone.hidden = true; });
+  els.chat.addEventListener("drop", (event) => {
+    dragDepth = 0;
+    els.dropZone.hidden = true;
+    if (!dragsFiles(event)) return;
+    event.preventDefault();
+    uploadFiles([...event.dataTransfer.files]);
+  });
 
   // --- websocket ---------------------------------------------------------------------------------
   function connect() {
@@ -542,7 +758,7 @@
 
   function send(frame) {
     if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(frame)); return true; }
-    if (frame.type === "start" && state.ws && state.ws.readyState === WebSocket.CONNECTING) {
+    if (["start", "edit", "regenerate"].includes(frame.type) && state.ws && state.ws.readyState === WebSocket.CONNECTING) {
       state.outbox.push(frame); // sent as soon as the socket opens
       setStatus("Connecting…");
       return true;
@@ -578,12 +794,15 @@
     }
     switch (frame.type) {
       case "session": {
-        // A turn starts (or is replayed from its start): what follows replaces any stored copy.
-        for (const el of [...els.messages.children]) if (Number(el.dataset.seq) >= frame.user_message.seq) el.remove();
+        // A turn starts (or is replayed from its start): what follows replaces any stored copy, and a
+        // regenerated or edited turn replaces the last exchange (`replaced_from_seq`).
+        const from = Math.min(frame.user_message.seq, frame.replaced_from_seq ?? Infinity);
+        for (const el of [...els.messages.children]) if (Number(el.dataset.seq) >= from) el.remove();
         bubble("user", frame.user_message.seq).firstChild.textContent = frame.user_message.text;
         if (state.starting) { // our message was taken: now it may leave the box
+          const sent = state.starting;
           state.starting = false;
-          if (els.prompt.value.trim() === frame.user_message.text) els.prompt.value = "";
+          if (sent === "start" && els.prompt.value.trim() === frame.user_message.text) els.prompt.value = "";
           els.variableFields.replaceChildren();
           els.variables.hidden = true;
         }
@@ -695,7 +914,8 @@
     setRunning(false);
     if (location.hash !== `#session-${sessionId}`) history.replaceState(null, "", `#session-${sessionId}`);
     for (const link of els.sessions.querySelectorAll("a")) link.classList.toggle("active", Number(link.dataset.sessionId) === sessionId);
-    showSessionAgent().then(showVariables).catch((error) => setStatus(String(error)));
+    showFiles([]);
+    showSessionAgent().then(() => { showVariables(); updateComposer(); return loadFiles(); }).catch((error) => setStatus(String(error)));
     if (load) {
       await loadMessages(sessionId);
       resume(null);
@@ -732,18 +952,38 @@
       frame = { type: "start", agent: els.agent.value, message: text };
       if (Object.keys(values).length) frame.custom_properties = values;
     }
-    if (send(frame)) { state.starting = true; els.send.disabled = true; setStatus(""); }
+    if (send(frame)) { state.starting = "start"; updateComposer(); setStatus(""); }
   });
   els.variables.addEventListener("submit", (event) => { event.preventDefault(); els.composer.requestSubmit(); });
-  els.agent.addEventListener("change", showVariables);
+  els.agent.addEventListener("change", () => { showVariables(); updateComposer(); });
+  let searchTimer = 0;
+  els.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadSessions().catch((error) => setStatus(String(error))), 250);
+  });
+
+  // --- the sidebar on a narrow screen: folded behind the toggle -----------------------------------------
+  function setSidebar(open) {
+    els.app.classList.toggle("sidebar-open", open);
+    els.sidebarToggle.setAttribute("aria-expanded", String(open));
+    if (open) els.search.focus();
+  }
+  els.sidebarToggle.addEventListener("click", () => setSidebar(!els.app.classList.contains("sidebar-open")));
+  els.sessions.addEventListener("click", (event) => { if (event.target.closest("a")) setSidebar(false); });
+  els.newSession.addEventListener("click", () => setSidebar(false));
+  els.messages.addEventListener("click", () => setSidebar(false));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && els.app.classList.contains("sidebar-open")) { setSidebar(false); els.sidebarToggle.focus(); }
+  });
   els.prompt.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); els.composer.requestSubmit(); }
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); els.composer.requestSubmit(); }
   });
   els.stop.addEventListener("click", () => send({ type: "stop", session_id: state.sessionId }));
   function newChat() {
     state.sessionId = null; state.lastSeq = 0; state.current = null; state.deciding = [];
     history.replaceState(null, "", location.pathname);
     els.messages.replaceChildren();
+    showFiles([]);
     setRunning(false);
     els.agent.disabled = false;
     showVariables();
@@ -770,5 +1010,7 @@
     await Promise.all([loadAgents(), loadSessions()]);
     await showSessionAgent();
     showVariables();
+    updateComposer();
+    await loadFiles();
   })().catch((error) => setStatus(String(error)));
 })();
