@@ -29,12 +29,14 @@ from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from agents.models import Message
 from assistant import runs, services
+from assistant.engine import ToolCall
 from assistant.models import StoredResponse
 from assistant.surfaces.openai import api
 from assistant.surfaces.openai import format as wire
@@ -52,16 +54,17 @@ def _previous_not_found(response_id: str) -> OpenAIError:
 
 def _responses_prepare(request: HttpRequest):
     user = api.authenticated_user(request)
-    wanted = rwire.parse_responses_request(wire.parse_body(api.read_body(request)))
+    wanted = rwire.parse_responses_request(wire.parse_body(api.read_body(request, limit=settings.V1_CHAT_MAX_BODY_BYTES)))
     chat = wanted.chat
     session_id = None
     if wanted.previous_response_id:
         previous = (
             StoredResponse.objects.filter(pk=wanted.previous_response_id, owner=user)
-            .values("session_id", "message_id", "body__model").first()
+            .values("session_id", "message_id", "body__model", "body__output").first()
         )  # fmt: skip
         if previous is None:
             raise _previous_not_found(wanted.previous_response_id)
+        _check_answered_calls(wanted.previous_call_ids, previous["body__output"] or [])
         if previous["body__model"] != chat.model:
             raise wire.bad_request(
                 f"The previous response was answered by the model `{previous['body__model']}`: continue it with the same model.",
@@ -81,6 +84,16 @@ def _responses_prepare(request: HttpRequest):
     plan, continued = api.chat_turn_begin(user=user, chat=chat, session_id=session_id)
     plan.transport = "openai"
     return user, wanted, continued, plan  # the plan last: see runs.turn_start_when_planned
+
+
+def _check_answered_calls(call_ids: list[str], output: list[dict[str, Any]]) -> None:
+    """`function_call_output` items going on from a response answer calls it made."""
+    made = {item.get("call_id") for item in output if isinstance(item, dict) and item.get("type") == "function_call"}
+    for index, call_id in enumerate(call_ids):
+        if call_id not in made:
+            raise wire.bad_request(
+                f"No function call with call_id '{call_id[:64]}' in the previous response.", f"input[{index}].call_id"
+            )  # fmt: skip
 
 
 def _branch_history(session_id: int, message_id: int | None) -> list[tuple[str, list[dict[str, Any]]]] | None:
@@ -103,9 +116,9 @@ class _ResponseRelay(api._Relay):
         self.wanted = wanted
         self.state = rwire.ResponseState(wanted)
 
-    async def conversation_moved_on(self) -> None:
+    async def conversation_moved_on(self, calls: list[ToolCall]) -> None:
         if self.wanted.previous_response_id is None:
-            await super().conversation_moved_on()
+            await super().conversation_moved_on(calls)
             return
         # The client holds a response id, not the conversation: no request's messages will digest to
         # this session's now, and the conversation it had before this turn must not continue it.
@@ -143,21 +156,23 @@ async def _stream(relay: _ResponseRelay, first: dict[str, Any]) -> AsyncIterator
         frame = first
         while True:
             if frame["type"] == "error":
-                state.fail(api._error_of(frame))
+                state.fail(api._error_of(frame, relay.chat))
                 await relay.keep()
                 for name, data in state.failed_events():
                     yield _sse(name, data)
                 return
             if frame["type"] == "result":
-                await relay.conversation_moved_on()
-                state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {})
+                calls = wire.client_calls_of(frame)
+                await relay.conversation_moved_on(calls)
+                state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {}, calls=calls)
                 await relay.keep()
                 for name, data in state.closing_events():
                     yield _sse(name, data)
                 return
             text = relay.text_of(frame)
             if text:
-                yield _sse(*state.delta_event(text))
+                for name, data in state.delta_events(text):
+                    yield _sse(name, data)
             try:
                 frame = await relay.next_frame(api.KEEPALIVE_SECONDS)
             except TimeoutError:
@@ -172,13 +187,14 @@ async def _whole_answer(relay: _ResponseRelay) -> JsonResponse:
     while True:
         frame = await relay.next_frame()
         if frame["type"] == "error":
-            error = api._error_of(frame)
+            error = api._error_of(frame, relay.chat)
             state.fail(error)
             await relay.keep()
             return api._error_response(error)
         if frame["type"] == "result":
-            await relay.conversation_moved_on()
-            state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {})
+            calls = wire.client_calls_of(frame)
+            await relay.conversation_moved_on(calls)
+            state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {}, calls=calls)
             await relay.keep()
             return JsonResponse(state.body())
         state.text += relay.text_of(frame)
@@ -206,7 +222,7 @@ async def responses_create(request: HttpRequest):
         else:
             first = await api._first_answer_frame(relay)
             if first["type"] == "error":
-                response = api._error_response(api._error_of(first))
+                response = api._error_response(api._error_of(first, relay.chat))
             else:
                 response = StreamingHttpResponse(_stream(relay, first), content_type="text/event-stream; charset=utf-8")
                 response["Cache-Control"] = "no-cache"
