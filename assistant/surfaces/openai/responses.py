@@ -42,6 +42,7 @@ from assistant.surfaces.openai import api
 from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai import responses_format as rwire
 from assistant.surfaces.openai.format import OpenAIError
+from assistant.surfaces.openai.responses_options import responses_param
 from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,13 @@ class _ResponseRelay(api._Relay):
             logger.warning("Response %s could not be stored", self.state.response_id, exc_info=True)
 
 
+def _error_of(frame: dict[str, Any], chat: wire.ChatRequest) -> OpenAIError:
+    error = api._error_of(frame, chat)
+    if error.param:  # a client tool named like one of the agent's: `tools[i].function.name` there
+        error.param = responses_param(error.param)
+    return error
+
+
 def _sse(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
@@ -156,7 +164,7 @@ async def _stream(relay: _ResponseRelay, first: dict[str, Any]) -> AsyncIterator
         frame = first
         while True:
             if frame["type"] == "error":
-                state.fail(api._error_of(frame, relay.chat))
+                state.fail(_error_of(frame, relay.chat))
                 await relay.keep()
                 for name, data in state.failed_events():
                     yield _sse(name, data)
@@ -187,7 +195,7 @@ async def _whole_answer(relay: _ResponseRelay) -> JsonResponse:
     while True:
         frame = await relay.next_frame()
         if frame["type"] == "error":
-            error = api._error_of(frame, relay.chat)
+            error = _error_of(frame, relay.chat)
             state.fail(error)
             await relay.keep()
             return api._error_response(error)
@@ -222,7 +230,7 @@ async def responses_create(request: HttpRequest):
         else:
             first = await api._first_answer_frame(relay)
             if first["type"] == "error":
-                response = api._error_response(api._error_of(first, relay.chat))
+                response = api._error_response(_error_of(first, relay.chat))
             else:
                 response = StreamingHttpResponse(_stream(relay, first), content_type="text/event-stream; charset=utf-8")
                 response["Cache-Control"] = "no-cache"
