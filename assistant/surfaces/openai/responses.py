@@ -15,7 +15,9 @@ unless `store` is false (the turn is still kept in its session, as every turn is
 `stream: true` sends the documented events (`response.created`, `response.in_progress`,
 `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`…,
 `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
-`response.completed` or `response.incomplete`), each with its `sequence_number`. As on chat
+`response.completed` or `response.incomplete`), each with its `sequence_number`. Calls of the
+client's function tools end the answer as `function_call` output items (their own events after the
+message's); the next request's `function_call_output` items continue the session. As on chat
 completions, the 200 waits for the model's first output: an upstream failure at the start is a
 502/504; later, an `error` event and `response.failed`. A client that disconnects stops the turn.
 """

@@ -10,6 +10,8 @@ relay. The Responses `input` is translated item by item into Chat Completions me
   (so both become the neutral tool_use / tool_result blocks of the history);
 - `reasoning` items: dropped (the model's earlier thinking isn't replayed).
 `instructions` go first among the client's system texts (after the agent's own system prompt).
+Function `tools`, `tool_choice`, `text.format` and `input_image` parts become the Chat Completions
+options (responses_options.py), so both APIs check and honour them alike.
 
 Out: the Response object (`response_object`) and the streamed events (`ResponseEvents`).
 """
