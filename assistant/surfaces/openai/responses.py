@@ -100,14 +100,15 @@ def _check_answered_calls(call_ids: list[str], output: list[dict[str, Any]]) -> 
 
 
 def _branch_history(session_id: int, message_id: int | None) -> list[tuple[str, list[dict[str, Any]]]] | None:
-    """None when the response's answer is still its session's last message (the session goes on);
-    else the session's messages up to that answer, for a new session branching off there."""
+    """None when the response's answer is still its session's last answer (the session goes on: after
+    it may come only the results of the agent's own tools it called beside the client's); else the
+    session's messages up to that answer, for a new session branching off there."""
     messages = Message.objects.filter(session_id=session_id).order_by("-seq")
     last = messages.values_list("pk", flat=True).first()
     if message_id is None or last == message_id:
         return None
     answer = messages.filter(pk=message_id).values_list("seq", flat=True).first()
-    if answer is None:
+    if answer is None or not messages.filter(seq__gt=answer, role="assistant").exists():
         return None
     kept = messages.filter(seq__lte=answer).order_by("seq").values_list("role", "content")
     return [(role, list(content or [])) for role, content in kept]

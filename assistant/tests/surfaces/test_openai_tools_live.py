@@ -380,6 +380,25 @@ def test_responses_function_calls_are_output_items_and_their_outputs_continue_th
     assert refused.value.param == "input[0].call_id"
 
 
+def test_responses_server_and_client_calls_of_one_answer_continue_by_previous_response_id(claude):
+    claude.fake.script(
+        Reply(tool_uses=[ToolUse("lookup", {"word": "hej"}), ToolUse("get_weather", {"city": "Oslo"})], stop_reason="tool_use"),
+        Reply(text=["Hej means hello; it is cold in Oslo."]),
+    )  # fmt: skip
+    first, session_id = respond(claude, input="What is hej, and the weather in Oslo?", tools=[RESPONSES_WEATHER])
+    [call] = first.output  # only the client's: the server ran its own, whose result is stored after the answer
+    claude.received()
+
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "-3°C"}
+    second, second_session = respond(claude, input=[output], previous_response_id=first.id, tools=[RESPONSES_WEATHER])
+
+    assert second_session == session_id and second.output_text == "Hej means hello; it is cold in Oslo."
+    [sent] = claude.received()
+    assert [(r["type"], r["content"]) for r in sent["messages"][-1]["content"]] == [
+        ("tool_result", "hej means hello"), ("tool_result", "-3°C"),
+    ]  # fmt: skip
+
+
 def test_responses_function_round_trip_by_resending_the_output_items_lands_in_one_session(gpt):
     gpt.fake.script(Chunks(tool_calls=[FunctionCall("get_weather", {"city": "Oslo"})]), Chunks(text=["Cold."]))
     items: list = [{"role": "user", "content": "Weather in Oslo?"}]
