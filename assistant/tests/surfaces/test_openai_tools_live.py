@@ -470,6 +470,15 @@ def test_responses_input_images_reach_the_model_as_image_blocks(claude):
     assert [b["type"] for b in claude.stored(session_id)[0]["content"]] == ["text", "image", "image"]
 
 
+def test_responses_bodies_with_images_may_be_larger_than_other_requests(claude):
+    # Over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB), under V1_CHAT_MAX_BODY_BYTES (20 MiB), as on chat completions.
+    large = "data:image/png;base64," + base64.b64encode(PNG + b"\x00" * 3_500_000).decode()
+    answer, _ = respond(claude, input=[{"role": "user", "content": [{"type": "input_image", "image_url": large}]}])
+    assert answer.output_text == "Hello from the fake model."
+    [sent] = claude.received()
+    assert sent["messages"][-1]["content"][0]["source"]["data"] == large.split(",", 1)[1]
+
+
 def test_responses_tools_of_other_types_and_conflicting_names_are_400s(claude):
     with pytest.raises(openai.BadRequestError) as other:
         claude.sdk.responses.create(model=claude.slug, input="Hi", tools=[{"type": "web_search_preview"}])
