@@ -13,7 +13,7 @@ relay. The Responses `input` is translated item by item into Chat Completions me
 Function `tools`, `tool_choice`, `text.format` and `input_image` parts become the Chat Completions
 options (responses_options.py), so both APIs check and honour them alike.
 
-Out: the Response object (`response_object`) and the streamed events (`ResponseEvents`).
+Out: the Response object and its streamed events (`ResponseState`).
 """
 
 from __future__ import annotations

@@ -152,6 +152,6 @@ def add_responses_paths(result: dict[str, Any], *, security: list, error, auth_e
             "200": {"description": "One embedding per input, in order.", "content": json_of("OpenAIEmbeddings")},
             "400": error("Invalid body; `param` names the field."), **auth_errors,
             "404": error("No embeddings model is configured, or not this one (`model_not_found`)."),
-            "405": error("Not POST."), **upstream,
+            "405": error("Not POST."), "413": error("The body is larger than the server's limit."), **upstream,
         },
     }}  # fmt: skip
