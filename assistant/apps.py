@@ -17,7 +17,7 @@ class AssistantConfig(AppConfig):
         # The server's edge answers OpenAI clients (a body over the limit…) in OpenAI's error shape.
         answer_errors_as(r"/v1/.*", edge_error_body)
         # Conversations with images (base64 data URLs) are larger than other requests.
-        allow_larger_bodies(r"/v1/chat/completions", settings.V1_CHAT_MAX_BODY_BYTES)
+        allow_larger_bodies(r"/v1/(chat/completions|responses)", settings.V1_CHAT_MAX_BODY_BYTES)
 
 
 def _start_serving_duties(loop) -> None:

@@ -366,8 +366,9 @@ HTTP_MAX_CONNECTIONS_PER_CLIENT = env.int("HTTP_MAX_CONNECTIONS_PER_CLIENT", def
 # Request bodies: larger ones are refused (413) by their declared length before they are read, at the edge
 # and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/edge_paths.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # Django's default
-# `POST /v1/chat/completions` bodies (OpenAI clients send the whole conversation, images as base64 data
-# URLs of up to 5 MB each, again with every request): larger than other paths'.
+# `POST /v1/chat/completions` and `POST /v1/responses` bodies (OpenAI clients send the whole
+# conversation, images as base64 data URLs of up to 5 MB each, again with every request): larger
+# than other paths'.
 V1_CHAT_MAX_BODY_BYTES = env.int("V1_CHAT_MAX_BODY_BYTES", default=20 * 2**20)
 # Form and multipart bodies: fields and files in one request (Django's defaults); more are a 400.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)

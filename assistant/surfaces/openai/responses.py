@@ -15,7 +15,9 @@ unless `store` is false (the turn is still kept in its session, as every turn is
 `stream: true` sends the documented events (`response.created`, `response.in_progress`,
 `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`…,
 `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
-`response.completed` or `response.incomplete`), each with its `sequence_number`. As on chat
+`response.completed` or `response.incomplete`), each with its `sequence_number`. Calls of the
+client's function tools end the answer as `function_call` output items (their own events after the
+message's); the next request's `function_call_output` items continue the session. As on chat
 completions, the 200 waits for the model's first output: an upstream failure at the start is a
 502/504; later, an `error` event and `response.failed`. A client that disconnects stops the turn.
 """
@@ -29,17 +31,20 @@ from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from agents.models import Message
 from assistant import runs, services
+from assistant.engine import ToolCall
 from assistant.models import StoredResponse
 from assistant.surfaces.openai import api
 from assistant.surfaces.openai import format as wire
 from assistant.surfaces.openai import responses_format as rwire
 from assistant.surfaces.openai.format import OpenAIError
+from assistant.surfaces.openai.responses_options import responses_param
 from config.threads import run_sync
 
 logger = logging.getLogger(__name__)
@@ -52,16 +57,17 @@ def _previous_not_found(response_id: str) -> OpenAIError:
 
 def _responses_prepare(request: HttpRequest):
     user = api.authenticated_user(request)
-    wanted = rwire.parse_responses_request(wire.parse_body(api.read_body(request)))
+    wanted = rwire.parse_responses_request(wire.parse_body(api.read_body(request, limit=settings.V1_CHAT_MAX_BODY_BYTES)))
     chat = wanted.chat
     session_id = None
     if wanted.previous_response_id:
         previous = (
             StoredResponse.objects.filter(pk=wanted.previous_response_id, owner=user)
-            .values("session_id", "message_id", "body__model").first()
+            .values("session_id", "message_id", "body__model", "body__output").first()
         )  # fmt: skip
         if previous is None:
             raise _previous_not_found(wanted.previous_response_id)
+        _check_answered_calls(wanted.previous_call_ids, previous["body__output"] or [])
         if previous["body__model"] != chat.model:
             raise wire.bad_request(
                 f"The previous response was answered by the model `{previous['body__model']}`: continue it with the same model.",
@@ -83,15 +89,26 @@ def _responses_prepare(request: HttpRequest):
     return user, wanted, continued, plan  # the plan last: see runs.turn_start_when_planned
 
 
+def _check_answered_calls(call_ids: list[str], output: list[dict[str, Any]]) -> None:
+    """`function_call_output` items going on from a response answer calls it made."""
+    made = {item.get("call_id") for item in output if isinstance(item, dict) and item.get("type") == "function_call"}
+    for index, call_id in enumerate(call_ids):
+        if call_id not in made:
+            raise wire.bad_request(
+                f"No function call with call_id '{call_id[:64]}' in the previous response.", f"input[{index}].call_id"
+            )  # fmt: skip
+
+
 def _branch_history(session_id: int, message_id: int | None) -> list[tuple[str, list[dict[str, Any]]]] | None:
-    """None when the response's answer is still its session's last message (the session goes on);
-    else the session's messages up to that answer, for a new session branching off there."""
+    """None when the response's answer is still its session's last answer (the session goes on: after
+    it may come only the results of the agent's own tools it called beside the client's); else the
+    session's messages up to that answer, for a new session branching off there."""
     messages = Message.objects.filter(session_id=session_id).order_by("-seq")
     last = messages.values_list("pk", flat=True).first()
     if message_id is None or last == message_id:
         return None
     answer = messages.filter(pk=message_id).values_list("seq", flat=True).first()
-    if answer is None:
+    if answer is None or not messages.filter(seq__gt=answer, role="assistant").exists():
         return None
     kept = messages.filter(seq__lte=answer).order_by("seq").values_list("role", "content")
     return [(role, list(content or [])) for role, content in kept]
@@ -103,9 +120,9 @@ class _ResponseRelay(api._Relay):
         self.wanted = wanted
         self.state = rwire.ResponseState(wanted)
 
-    async def conversation_moved_on(self) -> None:
+    async def conversation_moved_on(self, calls: list[ToolCall]) -> None:
         if self.wanted.previous_response_id is None:
-            await super().conversation_moved_on()
+            await super().conversation_moved_on(calls)
             return
         # The client holds a response id, not the conversation: no request's messages will digest to
         # this session's now, and the conversation it had before this turn must not continue it.
@@ -131,6 +148,13 @@ class _ResponseRelay(api._Relay):
             logger.warning("Response %s could not be stored", self.state.response_id, exc_info=True)
 
 
+def _error_of(frame: dict[str, Any], chat: wire.ChatRequest) -> OpenAIError:
+    error = api._error_of(frame, chat)
+    if error.param:  # a client tool named like one of the agent's: `tools[i].function.name` there
+        error.param = responses_param(error.param)
+    return error
+
+
 def _sse(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
@@ -143,21 +167,23 @@ async def _stream(relay: _ResponseRelay, first: dict[str, Any]) -> AsyncIterator
         frame = first
         while True:
             if frame["type"] == "error":
-                state.fail(api._error_of(frame))
+                state.fail(_error_of(frame, relay.chat))
                 await relay.keep()
                 for name, data in state.failed_events():
                     yield _sse(name, data)
                 return
             if frame["type"] == "result":
-                await relay.conversation_moved_on()
-                state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {})
+                calls = wire.client_calls_of(frame)
+                await relay.conversation_moved_on(calls)
+                state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {}, calls=calls)
                 await relay.keep()
                 for name, data in state.closing_events():
                     yield _sse(name, data)
                 return
             text = relay.text_of(frame)
             if text:
-                yield _sse(*state.delta_event(text))
+                for name, data in state.delta_events(text):
+                    yield _sse(name, data)
             try:
                 frame = await relay.next_frame(api.KEEPALIVE_SECONDS)
             except TimeoutError:
@@ -172,13 +198,14 @@ async def _whole_answer(relay: _ResponseRelay) -> JsonResponse:
     while True:
         frame = await relay.next_frame()
         if frame["type"] == "error":
-            error = api._error_of(frame)
+            error = _error_of(frame, relay.chat)
             state.fail(error)
             await relay.keep()
             return api._error_response(error)
         if frame["type"] == "result":
-            await relay.conversation_moved_on()
-            state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {})
+            calls = wire.client_calls_of(frame)
+            await relay.conversation_moved_on(calls)
+            state.finish(stop_reason=frame.get("stop_reason"), usage=frame.get("usage") or {}, calls=calls)
             await relay.keep()
             return JsonResponse(state.body())
         state.text += relay.text_of(frame)
@@ -206,7 +233,7 @@ async def responses_create(request: HttpRequest):
         else:
             first = await api._first_answer_frame(relay)
             if first["type"] == "error":
-                response = api._error_response(api._error_of(first))
+                response = api._error_response(_error_of(first, relay.chat))
             else:
                 response = StreamingHttpResponse(_stream(relay, first), content_type="text/event-stream; charset=utf-8")
                 response["Cache-Control"] = "no-cache"

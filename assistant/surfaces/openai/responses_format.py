@@ -10,18 +10,23 @@ relay. The Responses `input` is translated item by item into Chat Completions me
   (so both become the neutral tool_use / tool_result blocks of the history);
 - `reasoning` items: dropped (the model's earlier thinking isn't replayed).
 `instructions` go first among the client's system texts (after the agent's own system prompt).
+Function `tools`, `tool_choice`, `text.format` and `input_image` parts become the Chat Completions
+options (responses_options.py), so both APIs check and honour them alike.
 
-Out: the Response object (`response_object`) and the streamed events (`ResponseEvents`).
+Out: the Response object and its streamed events (`ResponseState`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.engine import ToolCall
 from assistant.surfaces.openai import format as wire
+from assistant.surfaces.openai import responses_options as options
 from assistant.surfaces.openai.format import OpenAIError, bad_request
 
 MAX_INPUT_ITEMS = wire.MAX_MESSAGES
@@ -29,7 +34,9 @@ MAX_METADATA_KEYS = 16  # as OpenAI
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 TEXT_PART_TYPES = {"input_text", "output_text", "text"}
-NOT_YET_FUNCTION_TOOLS = "function tools on /v1/responses: not yet (they work on /v1/chat/completions only when served)."
+# The name of the stand-in call a `function_call_output` answers when `input` goes on from the previous
+# response (the session has the real call: only its id links the result to it).
+PREVIOUS_CALL = "previous_response_call"
 
 # Our stop reasons that end a response early: its status is `incomplete`, for this reason.
 INCOMPLETE_REASONS = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
@@ -45,6 +52,7 @@ class ResponsesRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     max_output_tokens: int | None = None
     echo: dict[str, Any] = field(default_factory=dict)  # request fields the Response object repeats
+    previous_call_ids: list[str] = field(default_factory=list)  # the previous response's calls `input` answers
 
 
 def new_response_id() -> str:
@@ -68,9 +76,11 @@ def _content_parts(content: Any, param: str) -> Any:
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "refusal", "refusal": part["refusal"]})
+        elif kind == "input_image":
+            parts.append(options.image_part(part, f"{param}[{index}]"))
         else:
             raise bad_request(
-                f"Content part of type {kind!r} is not supported: only input_text and output_text parts are.",
+                f"Content part of type {kind!r} is not supported: only input_text, input_image and output_text parts are.",
                 f"{param}[{index}].type",
             )  # fmt: skip
     return parts
@@ -105,9 +115,9 @@ def input_messages(value: Any) -> list[dict[str, Any]]:
         elif kind == "function_call":
             call = {"id": _string(item, "call_id", param), "type": "function",
                     "function": {"name": _string(item, "name", param), "arguments": item.get("arguments", "{}")}}  # fmt: skip
-            # Calls of one model answer are one assistant message, as Chat Completions sends them.
+            # An answer's text and calls are one assistant message, as Chat Completions sends them.
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and (last.get("tool_calls") or not last["content"]):
+            if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
@@ -140,26 +150,7 @@ def _bounded_metadata(value: Any) -> dict[str, str]:
 
 
 def _refuse_unserved_options(data: dict[str, Any]) -> None:
-    """Options this layer can't honour yet are refused, not silently dropped."""
-    tools = data.get("tools")
-    if tools not in (None, []):
-        if not isinstance(tools, list):
-            raise bad_request("`tools` must be a list.", "tools")
-        # TODO(issue 27): map function tools onto the client-tool layer of /v1/chat/completions once
-        # merged: `tools` of type function → client tools, `tool_choice`/`parallel_tool_calls` with them;
-        # input_messages already turns function_call / function_call_output items into tool calls/results.
-        raise OpenAIError(400, NOT_YET_FUNCTION_TOOLS, code="unsupported_value", param="tools")
-    choice = data.get("tool_choice")
-    if choice not in (None, "auto", "none"):
-        raise OpenAIError(400, NOT_YET_FUNCTION_TOOLS, code="unsupported_value", param="tool_choice")
-    text = data.get("text")
-    if text is not None and not isinstance(text, dict):
-        raise bad_request("`text` must be an object.", "text")
-    text_format = (text or {}).get("format")
-    if text_format is not None and (not isinstance(text_format, dict) or text_format.get("type") != "text"):
-        # TODO(issue 27): json_object / json_schema through the structured-output layer of chat completions.
-        raise OpenAIError(400, "Structured output (`text.format` other than text) on /v1/responses: not yet.",
-                          code="unsupported_value", param="text.format")  # fmt: skip
+    """Options this layer can't honour are refused, not silently dropped."""
     if data.get("background"):
         raise OpenAIError(400, "`background` responses are not supported.", code="unsupported_value", param="background")
     conversation = data.get("conversation")
@@ -172,7 +163,9 @@ def parse_responses_request(data: Any) -> ResponsesRequest:
     """Validate a Responses body. Raises OpenAIError (400 naming the `param`).
 
     Accepted and ignored: sampling parameters (temperature, top_p, …; the agent's config decides),
-    `reasoning`, `truncation`, `include`, `parallel_tool_calls`, `prompt_cache_key`, `safety_identifier`."""
+    `reasoning`, `truncation`, `include`, `prompt_cache_key`, `safety_identifier`.
+    With `previous_response_id`, `input` may start with `function_call_output` items: the results of
+    the calls the previous response handed over (`previous_call_ids`, checked against it by the view)."""
     if not isinstance(data, dict):
         raise bad_request("The body must be a JSON object.", None)
     _refuse_unserved_options(data)
@@ -181,12 +174,21 @@ def parse_responses_request(data: Any) -> ResponsesRequest:
         raise bad_request("`instructions` must be a string.", "instructions")
     if "input" not in data:
         raise bad_request("`input` is required: a string or a list of input items.", "input")
-    messages = input_messages(data["input"])
-    if instructions and instructions.strip():
-        messages.insert(0, {"role": "developer", "content": instructions})
     previous = data.get("previous_response_id")
     if previous is not None and (not isinstance(previous, str) or not previous.startswith("resp_") or len(previous) > 64):
         raise bad_request("`previous_response_id` must be the id of a response (resp_…).", "previous_response_id")
+    messages = input_messages(data["input"])
+    previous_call_ids = []
+    if previous:  # results of the previous response's calls: after a stand-in of its call message
+        previous_call_ids = [m["tool_call_id"] for m in _leading(messages, "tool")]
+    shift = 0
+    if previous_call_ids:
+        calls = [{"id": i, "type": "function", "function": {"name": PREVIOUS_CALL, "arguments": "{}"}} for i in previous_call_ids]
+        messages.insert(0, {"role": "assistant", "content": "", "tool_calls": calls})
+        shift += 1
+    if instructions and instructions.strip():
+        messages.insert(0, {"role": "developer", "content": instructions})
+        shift += 1
     store = data.get("store", True)
     if store is None:
         store = True
@@ -195,41 +197,63 @@ def parse_responses_request(data: Any) -> ResponsesRequest:
     max_output = data.get("max_output_tokens")
     if max_output is not None and (isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1):
         raise bad_request("`max_output_tokens` must be a positive integer.", "max_output_tokens")
-    chat_body = {"model": data.get("model"), "messages": messages, "stream": data.get("stream"),
-                 "max_tokens": max_output, "user": data.get("user")}  # fmt: skip
+    chat_body = {
+        "model": data.get("model"), "messages": messages, "stream": data.get("stream"), "max_tokens": max_output,
+        "user": data.get("user"), "tools": options.chat_tools(data.get("tools")),
+        "tool_choice": options.chat_tool_choice(data.get("tool_choice")),
+        "parallel_tool_calls": data.get("parallel_tool_calls"),
+        "response_format": options.chat_response_format(data.get("text")),
+    }  # fmt: skip
     try:
         chat = wire.parse_chat_request(chat_body)
     except OpenAIError as error:
-        error.param = _responses_param(error.param, data.get("input"), bool(instructions and instructions.strip()))
+        error.param = _responses_param(error.param, data.get("input"), shift)
         if error.param == "input" and error.message.startswith("The last message"):
-            error.message = "The last input item (after any system messages) must be a `user` message: the agent answers it."
+            error.message = ("The last input item (after any system messages) must be a `user` message, or "
+                             "`function_call_output` items answering the last `function_call` items: the agent answers it.")  # fmt: skip
+        elif error.param == "input" and error.message.startswith("`tool` messages"):
+            error.message = ("`function_call_output` items must follow the `function_call` items they answer "
+                             "(or start `input` going on from `previous_response_id`).")  # fmt: skip
         raise
+    if previous_call_ids:
+        chat.history = chat.history[1:]  # the stand-in: the session holds the previous response's calls
     echo = {
         "temperature": data.get("temperature") if isinstance(data.get("temperature"), (int, float)) else 1.0,
         "top_p": data.get("top_p") if isinstance(data.get("top_p"), (int, float)) else 1.0,
         "user": data.get("user"),
         "parallel_tool_calls": data.get("parallel_tool_calls") if isinstance(data.get("parallel_tool_calls"), bool) else True,
         "truncation": data.get("truncation") if data.get("truncation") in ("auto", "disabled") else "disabled",
+        "tools": data.get("tools") or [],
+        "tool_choice": data.get("tool_choice") or "auto",
+        "text": {"format": (data.get("text") or {}).get("format") or {"type": "text"}},
     }  # fmt: skip
     return ResponsesRequest(
         chat=chat, instructions=instructions, previous_response_id=previous, store=store,
         metadata=_bounded_metadata(data.get("metadata")), max_output_tokens=max_output, echo=echo,
+        previous_call_ids=previous_call_ids,
     )  # fmt: skip
 
 
-def _responses_param(param: str | None, original_input: Any, shifted: bool) -> str | None:
+def _leading(messages: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    count = 0
+    while count < len(messages) and messages[count]["role"] == role:
+        count += 1
+    return messages[:count]
+
+
+def _responses_param(param: str | None, original_input: Any, shift: int) -> str | None:
     """A Chat Completions param (`messages[2].content`) as the Responses request's (`input[1].content`).
     Exact for string input and for lists without function calls merged into one message."""
     if not param or not param.startswith("messages"):
-        return {"max_tokens": "max_output_tokens"}.get(param or "", param)
+        return options.responses_param({"max_tokens": "max_output_tokens"}.get(param or "", param)) if param else param
     if isinstance(original_input, str):
         return "input"
     rest = param[len("messages") :]
     if rest.startswith("[") and "]" in rest:
-        index = int(rest[1 : rest.index("]")]) - (1 if shifted else 0)
+        index = int(rest[1 : rest.index("]")]) - shift
         if index < 0:
             return "instructions"
-        return f"input[{index}]" + rest[rest.index("]") + 1 :]
+        return options.responses_param(f"input[{index}]" + rest[rest.index("]") + 1 :])
     return "input"
 
 
@@ -264,9 +288,16 @@ def status_of(stop_reason: str | None) -> tuple[str, dict[str, str] | None]:
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)
 
 
+def function_call_item(call: ToolCall, item_id: str, *, arguments: str | None = None, status: str = "completed") -> dict[str, Any]:
+    encoded = json.dumps(call.input, ensure_ascii=False) if arguments is None else arguments
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call.id, "name": call.name,
+            "arguments": encoded}  # fmt: skip
+
+
 @dataclass
 class ResponseState:
-    """One response as it goes: what the Response object and its events say."""
+    """One response as it goes: what the Response object and its events say. Its output: the message
+    (when there is text, or nothing else), then a `function_call` item per client tool call."""
 
     request: ResponsesRequest
     response_id: str = field(default_factory=new_response_id)
@@ -274,15 +305,25 @@ class ResponseState:
     created_at: int = field(default_factory=lambda: int(time.time()))
     status: str = "in_progress"
     text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    call_item_ids: list[str] = field(default_factory=list)
     output: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     incomplete_details: dict[str, str] | None = None
     sequence: int = 0
+    message_opened: bool = False  # streamed: its output_item.added was sent
 
-    def finish(self, *, stop_reason: str | None, usage: dict[str, int]) -> None:
-        self.status, self.incomplete_details = status_of(stop_reason)
-        self.output = [output_message(self.message_id, self.text, status=self.status)]
+    @property
+    def has_message(self) -> bool:
+        return bool(self.text) or not self.calls
+
+    def finish(self, *, stop_reason: str | None, usage: dict[str, int], calls: list[ToolCall] = ()) -> None:
+        self.status, self.incomplete_details = status_of(None if calls else stop_reason)
+        self.calls = list(calls)
+        self.call_item_ids = [f"fc_{uuid.uuid4().hex}" for _ in self.calls]
+        message = [output_message(self.message_id, self.text, status=self.status)] if self.has_message else []
+        self.output = message + [function_call_item(c, i) for c, i in zip(self.calls, self.call_item_ids)]
         self.usage = responses_usage(usage)
 
     def fail(self, error: OpenAIError) -> None:
@@ -310,9 +351,9 @@ class ResponseState:
             "reasoning": {"effort": None, "summary": None},
             "store": request.store,
             "temperature": request.echo.get("temperature", 1.0),
-            "text": {"format": {"type": "text"}},
-            "tool_choice": "auto",
-            "tools": [],
+            "text": request.echo.get("text", {"format": {"type": "text"}}),
+            "tool_choice": request.echo.get("tool_choice", "auto"),
+            "tools": request.echo.get("tools", []),
             "top_p": request.echo.get("top_p", 1.0),
             "truncation": request.echo.get("truncation", "disabled"),
             "usage": self.usage,
@@ -326,33 +367,54 @@ class ResponseState:
         self.sequence += 1
         return kind, data
 
-    # The documented sequence of a text answer, piece by piece.
+    # The documented sequence of an answer, piece by piece: the message's events (opened by its first
+    # text), then each function call's.
 
     def opening_events(self) -> list[tuple[str, dict[str, Any]]]:
+        return [self.event("response.created", response=self.body()), self.event("response.in_progress", response=self.body())]
+
+    def _message_opening(self) -> list[tuple[str, dict[str, Any]]]:
+        if self.message_opened:
+            return []
+        self.message_opened = True
         item = {"id": self.message_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
         return [
-            self.event("response.created", response=self.body()),
-            self.event("response.in_progress", response=self.body()),
             self.event("response.output_item.added", output_index=0, item=item),
             self.event("response.content_part.added", item_id=self.message_id, output_index=0, content_index=0,
                        part=output_text_part("")),
         ]  # fmt: skip
 
-    def delta_event(self, text: str) -> tuple[str, dict[str, Any]]:
+    def delta_events(self, text: str) -> list[tuple[str, dict[str, Any]]]:
+        opening = self._message_opening()
         self.text += text
-        return self.event("response.output_text.delta", item_id=self.message_id, output_index=0, content_index=0,
-                          delta=text, logprobs=[])  # fmt: skip
+        return [*opening, self.event("response.output_text.delta", item_id=self.message_id, output_index=0,
+                                     content_index=0, delta=text, logprobs=[])]  # fmt: skip
 
     def closing_events(self) -> list[tuple[str, dict[str, Any]]]:
-        """After `finish`: the text, part and item done, then the response's end."""
-        where = {"item_id": self.message_id, "output_index": 0, "content_index": 0}
+        """After `finish`: the text, part and item done, the function calls, then the response's end."""
+        events = []
+        if self.has_message:
+            where = {"item_id": self.message_id, "output_index": 0, "content_index": 0}
+            events += self._message_opening()
+            events += [
+                self.event("response.output_text.done", **where, text=self.text, logprobs=[]),
+                self.event("response.content_part.done", **where, part=output_text_part(self.text)),
+                self.event("response.output_item.done", output_index=0, item=self.output[0]),
+            ]
+        first = 1 if self.has_message else 0
+        for index, (call, item_id) in enumerate(zip(self.calls, self.call_item_ids), start=first):
+            item = function_call_item(call, item_id)
+            where = {"item_id": item_id, "output_index": index}
+            events.append(self.event("response.output_item.added", output_index=index,
+                                     item=function_call_item(call, item_id, arguments="", status="in_progress")))  # fmt: skip
+            for start in range(0, len(item["arguments"]), wire.ARGUMENT_PIECE):
+                piece = item["arguments"][start : start + wire.ARGUMENT_PIECE]
+                events.append(self.event("response.function_call_arguments.delta", **where, delta=piece))
+            events.append(self.event("response.function_call_arguments.done", **where, name=call.name,
+                                     arguments=item["arguments"]))  # fmt: skip
+            events.append(self.event("response.output_item.done", output_index=index, item=item))
         final = "response.completed" if self.status == "completed" else "response.incomplete"
-        return [
-            self.event("response.output_text.done", **where, text=self.text, logprobs=[]),
-            self.event("response.content_part.done", **where, part=output_text_part(self.text)),
-            self.event("response.output_item.done", output_index=0, item=self.output[0]),
-            self.event(final, response=self.body()),
-        ]
+        return [*events, self.event(final, response=self.body())]
 
     def failed_events(self) -> list[tuple[str, dict[str, Any]]]:
         """After `fail`: the error (what OpenAI sends first) and `response.failed`."""

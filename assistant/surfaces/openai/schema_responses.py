@@ -16,8 +16,9 @@ _RESPONSE_REQUEST = {
         "input": {
             "oneOf": [{"type": "string"}, {"type": "array", "maxItems": MAX_INPUT_ITEMS, "items": {"type": "object"}}],
             "description": "A user message, or input items: `message` (role user/assistant/system/developer, content "
-            "a string or input_text/output_text parts), `function_call`, `function_call_output`, `reasoning` "
-            "(dropped). The last item must be the user's message, which the agent answers.",
+            "a string or input_text/output_text parts, and input_image parts in user messages), `function_call`, "
+            "`function_call_output`, `reasoning` (dropped). The last item must be the user's message, or "
+            "`function_call_output` items answering the function calls before them, which the agent answers.",
         },
         "instructions": {"type": "string", "description": "Added after the agent's own system prompt."},
         "previous_response_id": {"type": "string", "description": "Continue the session of this stored response of yours; "
@@ -28,7 +29,15 @@ _RESPONSE_REQUEST = {
         "max_output_tokens": {"type": "integer", "minimum": 1, "description": "Caps the agent's own maximum."},
         "metadata": {"type": "object", "maxProperties": MAX_METADATA_KEYS, "additionalProperties": {"type": "string", "maxLength": 512}},
         "user": {"type": "string", "maxLength": 256},
-        "tools": {"type": "array", "maxItems": 0, "description": "Function tools: not yet (a 400)."},
+        "tools": {"type": "array", "maxItems": 128, "items": {"type": "object", "properties": {
+            "type": {"type": "string", "enum": ["function"]}, "name": {"type": "string"}, "description": {"type": "string"},
+            "parameters": {"type": "object"}, "strict": {"type": "boolean"}}},
+            "description": "Your function tools, offered beside the agent's (which the server runs). When the model calls "
+            "yours, `output` holds `function_call` items; send `function_call_output` items to go on. Other tool types are a 400."},
+        "tool_choice": {"description": "auto, none, required, or {\"type\": \"function\", \"name\": …}."},
+        "parallel_tool_calls": {"type": "boolean"},
+        "text": {"type": "object", "description": "`format`: {type: text}, {type: json_object} or {type: json_schema, name, "
+                 "schema, strict}: the output text is then the JSON."},
     },
     "required": ["model", "input"],
     "description": "Sampling parameters, reasoning, truncation and include are accepted and ignored.",
@@ -44,7 +53,8 @@ _RESPONSE = {
         "model": {"type": "string"},
         "instructions": {"type": "string", "nullable": True},
         "previous_response_id": {"type": "string", "nullable": True},
-        "output": {"type": "array", "items": {"type": "object", "description": "A `message` item with output_text content."}},
+        "output": {"type": "array", "items": {"type": "object", "description": "A `message` item with output_text content, "
+                   "and `function_call` items (id, call_id, name, arguments) for calls of your tools."}},
         "usage": {
             "type": "object", "nullable": True,
             "properties": {name: {"type": "integer"} for name in ("input_tokens", "output_tokens", "total_tokens")},
@@ -105,13 +115,13 @@ def add_responses_paths(result: dict[str, Any], *, security: list, error, auth_e
         "summary": "Talk to an agent through the OpenAI Responses API.",
         "description": "A turn of a session of yours, as on /v1/chat/completions (`previous_response_id` continues a stored "
         "response's session). `stream: true` answers `text/event-stream` of the documented events (response.created … "
-        "response.output_text.delta … response.completed), each with `sequence_number`; a failure after the start is an "
+        "response.output_text.delta … response.function_call_arguments.delta … response.completed), each with `sequence_number`; a failure after the start is an "
         "`error` event and `response.failed`. Header `X-Session-ID`: the session.",
         "tags": [tag], "security": security,
         "requestBody": {"required": True, "content": json_of("OpenAIResponseRequest")},
         "responses": {
             "200": {"description": "The response.", "content": {**json_of("OpenAIResponse"), "text/event-stream": {"schema": {"type": "string"}}}},
-            "400": error("Invalid body (`param` names the field), function tools or structured output (not yet)."),
+            "400": error("Invalid body (`param` names the field), a tool type other than function."),
             **auth_errors,
             "404": error("No such agent (`model_not_found`), or no stored response of yours with `previous_response_id` (`previous_response_not_found`)."),
             "405": error("Not POST."), "413": error("The body is larger than the server's limit."), **upstream,
@@ -142,6 +152,6 @@ def add_responses_paths(result: dict[str, Any], *, security: list, error, auth_e
             "200": {"description": "One embedding per input, in order.", "content": json_of("OpenAIEmbeddings")},
             "400": error("Invalid body; `param` names the field."), **auth_errors,
             "404": error("No embeddings model is configured, or not this one (`model_not_found`)."),
-            "405": error("Not POST."), **upstream,
+            "405": error("Not POST."), "413": error("The body is larger than the server's limit."), **upstream,
         },
     }}  # fmt: skip

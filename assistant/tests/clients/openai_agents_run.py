@@ -1,6 +1,7 @@
 """openai-agents' default model (OpenAIResponsesModel, the Responses API) against a Conduit server,
-text only: `Runner.run` twice, chained by `previous_response_id`; a conversation carried by the
-client (`to_input_list()` + the next message); one `Runner.run_streamed`. Prints JSON.
+`Runner.run` twice, chained by `previous_response_id`; a conversation carried by the client
+(`to_input_list()` + the next message); one `Runner.run_streamed`; one run of an agent with a
+`function_tool` (called by the model, run here). Prints JSON.
 
 Run as its own process (test_openai_responses_live.py): the package imports as `agents`, the name
 of Conduit's Django app, so it can't be imported in the project's own processes.
@@ -13,7 +14,7 @@ import asyncio
 import json
 import sys
 
-from agents import Agent, OpenAIResponsesModel, Runner, set_tracing_disabled
+from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 from openai import AsyncOpenAI
 
 
@@ -32,6 +33,16 @@ async def main(base: str, key: str, slug: str) -> dict:
         if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
             deltas.append(event.data.delta)
 
+    calls = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return f"Sunny, 24°C in {city}"
+
+    tooled = await Runner.run(agent.clone(tools=[get_weather]), "Weather in Paris?")
+
     def summary(result) -> dict:
         usage = result.context_wrapper.usage
         return {"output": result.final_output, "response_id": result.last_response_id,
@@ -39,7 +50,7 @@ async def main(base: str, key: str, slug: str) -> dict:
 
     return {
         "first": summary(first), "chained": summary(chained), "opening": summary(opening), "carried": summary(carried),
-        "streamed": {**summary(streamed), "deltas": deltas},
+        "streamed": {**summary(streamed), "deltas": deltas}, "tooled": {**summary(tooled), "calls": calls},
     }  # fmt: skip
 
 

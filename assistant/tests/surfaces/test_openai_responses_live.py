@@ -15,9 +15,9 @@ import openai
 import pytest
 
 from assistant.tests.surfaces.test_openai_api_live import Account, child_database, manage_shell  # noqa: F401 - fixture
-from config.testing.fake_anthropic import Reply, fake_anthropic_server
+from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 from config.testing.fake_openai import fake_openai_server
-from config.testing.processes import running_server
+from config.testing.processes import http_json, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
@@ -88,20 +88,11 @@ def test_responses_stream_sends_the_events_the_sdk_assembles(account, fake_model
     assert final.status == "completed" and final.usage.output_tokens == 3
 
 
-def test_function_tools_are_refused_clearly_until_served(account, fake_model):
-    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}
-
-    with pytest.raises(openai.BadRequestError) as refused:
-        account.client().responses.create(model=account.slug, input="Weather?", tools=[tool])
-
-    assert refused.value.body["param"] == "tools" and "not yet" in refused.value.body["message"]
-    assert fake_model.requests == []
-
-
 def test_openai_agents_runner_runs_an_agent_on_conduit(account, fake_model):
     fake_model.script(
         Reply(text=["Hello, Alice."]), Reply(text=["You are Alice."]), Reply(text=["One, two."]),
         Reply(text=["Three."]), Reply(text=["Str", "eamed."]),
+        Reply(tool_uses=[ToolUse("get_weather", {"city": "Paris"})], stop_reason="tool_use"), Reply(text=["Sunny."]),
     )  # fmt: skip
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
@@ -117,6 +108,13 @@ def test_openai_agents_runner_runs_an_agent_on_conduit(account, fake_model):
         "Hello, Alice.", "You are Alice.", "One, two.", "Three.", "Streamed."
     ]  # fmt: skip
     assert out["streamed"]["deltas"] == ["Str", "eamed."]
+    # A function_tool: called by the model, run by openai-agents, its result sent back in one session.
+    assert out["tooled"]["output"] == "Sunny." and out["tooled"]["calls"] == ["Paris"]
+    assert [tool["name"] for tool in fake_model.requests[5].body["tools"]] == ["get_weather"]
+    result = fake_model.requests[6].body["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and result["content"] == "Sunny, 24°C in Paris"
+    status, sessions = http_json("GET", f"{account.base}/api/v1/sessions", None, account.key)
+    assert status == 200 and sessions["count"] == 4  # first + chained, opening + carried, streamed, tooled
     assert out["first"]["output_tokens"] > 0
     # The chained run continued the first one's session; the carried conversation continued its own.
     sent = [request.body for request in fake_model.requests]

@@ -334,3 +334,156 @@ def test_a_client_tool_named_like_an_agents_own_tool_is_a_400_naming_it(claude):
         )
     assert refused.value.param == "tools[1].function.name" and "`lookup`" in refused.value.message
     assert claude.received() == []
+
+
+# --- the same on /v1/responses ------------------------------------------------------------------------
+
+RESPONSES_WEATHER = {"type": "function", "name": "get_weather", "strict": False, **{k: v for k, v in WEATHER["function"].items() if k != "name"}}
+
+
+def respond(client: Client, **kwargs):
+    raw = client.sdk.responses.with_raw_response.create(model=client.slug, **kwargs)
+    return raw.parse(), raw.headers["x-session-id"]
+
+
+def test_responses_function_calls_are_output_items_and_their_outputs_continue_the_session(claude):
+    claude.fake.script(
+        Reply(text=["Let me check."], tool_uses=[ToolUse("get_weather", {"city": "Paris"})], stop_reason="tool_use"),
+        Reply(text=["Sunny in Paris."]),
+    )  # fmt: skip
+    first, session_id = respond(
+        claude, input="Weather in Paris?", tools=[RESPONSES_WEATHER], tool_choice={"type": "function", "name": "get_weather"},
+        parallel_tool_calls=False,
+    )  # fmt: skip
+
+    assert [item.type for item in first.output] == ["message", "function_call"] and first.output_text == "Let me check."
+    call = first.output[1]
+    assert call.id.startswith("fc_") and call.name == "get_weather" and call.status == "completed"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    assert first.tools[0].name == "get_weather" and first.tool_choice.name == "get_weather"
+    [sent] = claude.received()
+    assert [tool["name"] for tool in sent["tools"]] == ["lookup", "get_weather"]
+    assert sent["tool_choice"] == {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}
+
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24°C"}
+    second, second_session = respond(claude, input=[output], previous_response_id=first.id, tools=[RESPONSES_WEATHER])
+
+    assert second_session == session_id and second.output_text == "Sunny in Paris."
+    [sent] = claude.received()
+    assert sent["messages"][-2]["content"][-1]["id"] == call.call_id
+    assert sent["messages"][-1]["content"] == [{"type": "tool_result", "tool_use_id": call.call_id, "content": "Sunny, 24°C", "is_error": False}]
+    assert [(m["role"], m["status"]) for m in claude.stored(session_id)] == [
+        ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "complete"),
+    ]  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as refused:  # a result for a call that response didn't make
+        respond(claude, input=[{**output, "call_id": "call_other"}], previous_response_id=first.id)
+    assert refused.value.param == "input[0].call_id"
+
+
+def test_responses_server_and_client_calls_of_one_answer_continue_by_previous_response_id(claude):
+    claude.fake.script(
+        Reply(tool_uses=[ToolUse("lookup", {"word": "hej"}), ToolUse("get_weather", {"city": "Oslo"})], stop_reason="tool_use"),
+        Reply(text=["Hej means hello; it is cold in Oslo."]),
+    )  # fmt: skip
+    first, session_id = respond(claude, input="What is hej, and the weather in Oslo?", tools=[RESPONSES_WEATHER])
+    [call] = first.output  # only the client's: the server ran its own, whose result is stored after the answer
+    claude.received()
+
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "-3°C"}
+    second, second_session = respond(claude, input=[output], previous_response_id=first.id, tools=[RESPONSES_WEATHER])
+
+    assert second_session == session_id and second.output_text == "Hej means hello; it is cold in Oslo."
+    [sent] = claude.received()
+    assert [(r["type"], r["content"]) for r in sent["messages"][-1]["content"]] == [
+        ("tool_result", "hej means hello"), ("tool_result", "-3°C"),
+    ]  # fmt: skip
+
+
+def test_responses_function_round_trip_by_resending_the_output_items_lands_in_one_session(gpt):
+    gpt.fake.script(Chunks(tool_calls=[FunctionCall("get_weather", {"city": "Oslo"})]), Chunks(text=["Cold."]))
+    items: list = [{"role": "user", "content": "Weather in Oslo?"}]
+    first, session_id = respond(gpt, input=items, tools=[RESPONSES_WEATHER], tool_choice="required")
+    [call] = first.output  # no text: only the call
+    assert call.type == "function_call" and first.status == "completed"
+    assert gpt.received()[0]["tool_choice"] == "required"
+
+    items += [item.model_dump(exclude_none=True) for item in first.output]
+    items.append({"type": "function_call_output", "call_id": call.call_id, "output": "-3°C"})
+    second, second_session = respond(gpt, input=items, tools=[RESPONSES_WEATHER])
+
+    assert second_session == session_id and second.output_text == "Cold."
+    [sent] = gpt.received()
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "-3°C"}
+
+
+def test_responses_stream_sends_the_function_call_events_the_sdk_assembles(gpt):
+    gpt.fake.script(Chunks(text=["On it."], tool_calls=[FunctionCall("get_weather", {"city": "Lisbon" * 60})]))
+    with gpt.sdk.responses.stream(model=gpt.slug, input="Weather?", tools=[RESPONSES_WEATHER]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    calls = kinds[kinds.index("response.output_text.done") :]
+    assert calls[3:5] == ["response.output_item.added", "response.function_call_arguments.delta"]
+    assert calls[-4:-1] == ["response.function_call_arguments.delta", "response.function_call_arguments.done", "response.output_item.done"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    added = next(e for e in events if e.type == "response.output_item.added" and e.item.type == "function_call")
+    assert added.output_index == 1 and added.item.status == "in_progress" and added.item.arguments == ""
+    done = next(e for e in events if e.type == "response.function_call_arguments.done")
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(deltas) == json.loads(done.arguments) == {"city": "Lisbon" * 60}
+    assert done.item_id == added.item.id == final.output[1].id
+    assert final.output_text == "On it." and final.output[1].call_id == added.item.call_id
+
+
+@pytest.mark.parametrize("provider", ["claude", "gpt"])
+def test_responses_parse_with_a_pydantic_model_on_both_providers(provider, request):
+    client: Client = request.getfixturevalue(provider)
+    if provider == "claude":
+        client.fake.script(Reply(tool_uses=[ToolUse("structured_answer", {"city": "Paris", "celsius": 21})], stop_reason="tool_use"))
+    else:
+        client.fake.script(Chunks(text=['{"city": "Paris", ', '"celsius": 21}']))
+
+    parsed = client.sdk.responses.parse(model=client.slug, input="Weather in Paris as JSON", text_format=Weather)
+
+    assert parsed.output_parsed == Weather(city="Paris", celsius=21)
+    assert json.loads(parsed.output_text) == {"city": "Paris", "celsius": 21} and parsed.text.format.type == "json_schema"
+    [sent] = client.received()
+    if provider == "claude":
+        assert sent["tools"][-1]["name"] == "structured_answer" and sent["tools"][-1]["input_schema"]["properties"].keys() == {"city", "celsius"}
+    else:
+        assert sent["response_format"]["json_schema"]["name"] == "Weather" and sent["response_format"]["json_schema"]["strict"] is True
+
+
+def test_responses_input_images_reach_the_model_as_image_blocks(claude):
+    content = [{"type": "input_text", "text": "What is in these?"}, {"type": "input_image", "image_url": PNG_URL},
+               {"type": "input_image", "image_url": "https://example.com/cat.jpg", "detail": "auto"}]  # fmt: skip
+    answer, session_id = respond(claude, input=[{"role": "user", "content": content}])
+
+    assert answer.output_text == "Hello from the fake model."
+    [sent] = claude.received()
+    assert sent["messages"][-1]["content"][1:] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_URL.split(",", 1)[1]}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+    assert [b["type"] for b in claude.stored(session_id)[0]["content"]] == ["text", "image", "image"]
+
+
+def test_responses_bodies_with_images_may_be_larger_than_other_requests(claude):
+    # Over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB), under V1_CHAT_MAX_BODY_BYTES (20 MiB), as on chat completions.
+    large = "data:image/png;base64," + base64.b64encode(PNG + b"\x00" * 3_500_000).decode()
+    answer, _ = respond(claude, input=[{"role": "user", "content": [{"type": "input_image", "image_url": large}]}])
+    assert answer.output_text == "Hello from the fake model."
+    [sent] = claude.received()
+    assert sent["messages"][-1]["content"][0]["source"]["data"] == large.split(",", 1)[1]
+
+
+def test_responses_tools_of_other_types_and_conflicting_names_are_400s(claude):
+    with pytest.raises(openai.BadRequestError) as other:
+        claude.sdk.responses.create(model=claude.slug, input="Hi", tools=[{"type": "web_search_preview"}])
+    with pytest.raises(openai.BadRequestError) as conflict:
+        claude.sdk.responses.create(model=claude.slug, input="Hi", tools=[RESPONSES_WEATHER, {**RESPONSES_WEATHER, "name": "lookup"}])
+    assert other.value.param == "tools[0].type" and "web_search_preview" in other.value.message
+    assert conflict.value.param == "tools[1].name" and "`lookup`" in conflict.value.message
+    assert claude.received() == []
