@@ -19,7 +19,8 @@ cancels the upstream stream and keeps the partial answer as `stopped`.
 
 Modules: `plan` (turn_begin: checks and rows, one transaction), `catalog` (agents as turns need
 them, kept per process while the catalog is unchanged), `runner` (TurnRunner: the model
-loop's events relayed to storage and listeners), `writer` (group commit of every turn's flushes),
+loop's events relayed to storage and listeners; its event steps in `runner_events`, its approval
+steps in `runner_approvals`), `writer` (group commit of every turn's flushes),
 `control` (stop from any process, stored events), `approvals` and `decisions` (tool calls
 that wait for a person's yes, and turns resumed after it), `groups` (channel-layer group names), `history`
 (stored messages → model messages), `sweeps` (turns whose process died; old events).
