@@ -171,3 +171,33 @@ async def test_legacy_completions_is_a_404_saying_to_use_chat_completions(user, 
     answer = await v1(user, method, "/v1/completions", {"model": "helper", "prompt": "Hi"} if method == "POST" else None)
 
     assert answer.status == 404 and "use POST /v1/chat/completions" in error_of(answer)["message"]
+
+
+# --- trust boundary: a user's own embeddings config (platform.md's egress and key rules) -----------
+
+
+async def test_a_users_embeddings_config_cannot_reach_an_address_staff_did_not_allow(user, fake_gpt, settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = []  # 127.0.0.1, where the fake listens, is the server's own network
+    await sync_to_async(LLMProviderConfig.objects.create)(
+        name="Inside", provider="openai", base_url=fake_gpt.base_url, api_key="sk-users-own", owner=user,
+        for_embeddings=True, embeddings_model=MODEL,
+    )  # fmt: skip
+
+    answer = await embed(user, input="hi")
+
+    assert fake_gpt.requests == []  # nothing left the server for the internal address
+    assert answer.status == 502 and error_of(answer)["code"] == "egress_refused", answer.body
+
+
+async def test_the_organizations_key_never_goes_to_a_users_embeddings_endpoint(user, fake_gpt, settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = [fake_gpt.base_url.removeprefix("http://").split("/")[0]]
+    settings.OPENAI_API_KEY = "sk-organization-secret"
+    await sync_to_async(LLMProviderConfig.objects.create)(
+        name="No key", provider="openai", base_url=fake_gpt.base_url, api_key="", owner=user,
+        for_embeddings=True, embeddings_model=MODEL,
+    )  # fmt: skip
+
+    await embed(user, input="hi")
+
+    sent = [request.headers.get("authorization", "") for request in fake_gpt.requests]
+    assert all("sk-organization-secret" not in header for header in sent), sent
