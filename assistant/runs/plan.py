@@ -72,6 +72,9 @@ class TurnPlan:
     # from the next seq.
     first_event_seq: int
     request: LoopRequest
+    # Images the user's message carries (an API client's): the `session` event counts them, for the
+    # pages that show the message from its events.
+    user_images: int = 0
     # A turn run again (regenerate / edit): the seq from which the session's messages were removed.
     replaced_from_seq: int | None = None
     # The agent's tools, opened by the runner in its own task (MCP servers can't be shared across
@@ -87,11 +90,10 @@ class TurnPlan:
     transport: str = "run"
 
     def session_event(self) -> dict[str, Any]:
-        event = {
-            "agent": self.agent_slug,
-            "title": self.title,
-            "user_message": {"seq": self.user_message_seq, "text": self.user_text},
-        }
+        user_message: dict[str, Any] = {"seq": self.user_message_seq, "text": self.user_text}
+        if self.user_images:
+            user_message["images"] = self.user_images
+        event = {"agent": self.agent_slug, "title": self.title, "user_message": user_message}
         if self.replaced_from_seq is not None:  # clients drop what they show from this seq on
             event["replaced_from_seq"] = self.replaced_from_seq
         return event
@@ -300,6 +302,7 @@ def _turn_begin(
             title=session.title,
             user_message_seq=user_message.seq,
             user_text=text,
+            user_images=sum(1 for block in user_message.content if block.get("type") == "image"),
             assistant_message_id=answer.pk,
             first_event_seq=session.last_event_seq + 1,
             request=LoopRequest(

@@ -317,5 +317,5 @@ def test_a_v1_message_with_an_image_shows_a_placeholder_for_it(site, page):
     sign_in(page, base, email)
     page.goto(f"{base}/chat/#session-{session_id}")
     page.reload()
-    wait_until(page, "document.querySelector('.msg.user')?.textContent === 'What is this?\\n[1 image]'")
+    wait_until(page, "document.querySelector('.msg.user > span')?.textContent === 'What is this?\\n[1 image]'")
     wait_until(page, f"{ANSWER} === 'Hello from the fake model.'")

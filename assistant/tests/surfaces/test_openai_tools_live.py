@@ -11,6 +11,7 @@ import uuid
 
 import openai
 import pytest
+import requests
 from django.core.management import call_command
 from django.db import connection
 from pydantic import BaseModel
@@ -272,6 +273,12 @@ def test_image_parts_reach_anthropic_as_image_blocks_and_are_stored(claude):
         {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
     ]
     assert [b["type"] for b in claude.stored(session_id)[0]["content"]] == ["text", "image", "image"]
+    # The turn's `session` event counts them, for pages that show the message from its events.
+    reply = requests.get(f"{claude.base}/api/v1/sessions/{session_id}/events?after=0",
+                         headers={"Authorization": f"Bearer {claude.key}"}, timeout=30)  # fmt: skip
+    events = [json.loads(line[5:]) for line in reply.text.splitlines() if line.startswith("data:")]
+    assert events[0]["type"] == "session"
+    assert events[0]["user_message"]["images"] == 2
 
 
 def test_image_parts_reach_an_openai_compatible_model_as_image_url_parts(gpt):

@@ -54,6 +54,13 @@ export function bubble(role, seq) {
 
 // The answer's text after its last tool call: each text segment keeps its markdown source and
 // is rendered again as it grows (at most once a frame).
+// A message of the user's, from the stored message or a turn's `session` event. Images (sent through
+// /v1) aren't shown here: a placeholder says they were there.
+export function userBubble(seq, text, images = 0) {
+  const placeholder = images ? `[${images} image${images > 1 ? "s" : ""}]` : "";
+  bubble("user", seq).firstChild.textContent = [text, placeholder].filter(Boolean).join("\n");
+}
+
 export const tail = (el) => el.querySelector(":scope > .note, :scope > .meta");
 function textSegment(el) {
   const last = [...el.children].filter((child) => !child.matches(".note, .meta")).at(-1);
@@ -178,11 +185,8 @@ export function renderStored(message) {
     return;
   }
   if (message.role === "user") {
-    // Images (sent through /v1) aren't shown here: a placeholder says they were there.
-    const images = blocks.filter((b) => b.type === "image").length;
     const text = blocks.filter((b) => b.type === "text").map((b) => b.text).join("");
-    const placeholder = images ? `[${images} image${images > 1 ? "s" : ""}]` : "";
-    bubble("user", message.seq).firstChild.textContent = [text, placeholder].filter(Boolean).join("\n");
+    userBubble(message.seq, text, blocks.filter((b) => b.type === "image").length);
     return;
   }
   let el = last;

@@ -1,6 +1,6 @@
 // The websocket: live turn events and refusals.
 import { els, setStatus, state } from "./core.js";
-import { addToolCall, appendText, bubble, finishAnswer, note, setToolResult } from "./render.js";
+import { addToolCall, appendText, bubble, finishAnswer, note, setToolResult, userBubble } from "./render.js";
 import { resume } from "./socket.js";
 import { setRunning, updateComposer } from "./composer.js";
 import { loadAgents, showSessionAgent, showVariables } from "./agents.js";
@@ -55,7 +55,7 @@ function handle(frame) {
       // regenerated or edited turn replaces the last exchange (`replaced_from_seq`).
       const from = Math.min(frame.user_message.seq, frame.replaced_from_seq ?? Infinity);
       for (const el of [...els.messages.children]) if (Number(el.dataset.seq) >= from) el.remove();
-      bubble("user", frame.user_message.seq).firstChild.textContent = frame.user_message.text;
+      userBubble(frame.user_message.seq, frame.user_message.text, frame.user_message.images);
       if (state.starting) { // our message was taken: now it may leave the box
         const sent = state.starting;
         state.starting = false;
