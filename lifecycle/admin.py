@@ -4,7 +4,8 @@ and download exports. The user list's actions are added to accounts' admin by re
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.http import FileResponse, Http404
+from django.contrib.admin.utils import unquote
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -74,7 +75,26 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class LifecycleUserAdmin(UserAdmin):
+    """A user is never deleted plainly here: Django's Delete (the change page's button, the list's
+    "Delete selected") would skip what erasure does (legal hold, Claire sessions, export files, audit
+    rows anonymized). Both lead to the erasure's confirmation instead."""
+
     actions = ["export_data", "erase_users"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # erase_users instead
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        user = self.get_object(request, unquote(object_id))
+        if user is None or not self.has_delete_permission(request, user):
+            return super().delete_view(request, object_id, extra_context)  # Django's 404 / 403
+        queryset = User.objects.filter(pk=user.pk)
+        answer = self.erase_users(request, queryset, action_url=request.path)
+        if answer is not None:
+            return answer
+        return HttpResponseRedirect(reverse("admin:accounts_user_changelist"))
 
     @admin.action(description="Export user data (zip)", permissions=["view"])
     def export_data(self, request, queryset) -> None:
@@ -87,10 +107,13 @@ class LifecycleUserAdmin(UserAdmin):
                 self.message_user(request, f"{user}: export started; it appears under Data lifecycle › Exports.")
 
     @admin.action(description="Erase user (delete everything of theirs)", permissions=["delete"])
-    def erase_users(self, request, queryset):
+    def erase_users(self, request, queryset, *, action_url: str = ""):
+        """The confirmation page (posting back to `action_url`: the list's action, or a user's Delete
+        page), then the erasure of each user."""
         users = list(queryset.order_by("pk")[:100])
-        if request.POST.get(ERASE_CONFIRM) != "yes":
+        if request.method != "POST" or request.POST.get(ERASE_CONFIRM) != "yes":
             context = {
+                "action_url": action_url,
                 **self.admin_site.each_context(request),
                 "title": "Erase users?",
                 "rows": [(user, erasure_preview(user)) for user in users],

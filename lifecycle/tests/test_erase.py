@@ -201,6 +201,39 @@ def test_the_admin_refuses_to_erase_a_user_on_hold(seed, staff_client):
     assert User.objects.filter(pk=seeded.user.pk, is_active=True).exists()
 
 
+def test_the_user_pages_delete_button_erases_after_the_same_confirmation(seed, staff_client):
+    seeded = seed()
+    seeded.user.claire_sessions.all().delete()
+    url = f"/admin/accounts/user/{seeded.user.pk}/delete/"
+    confirm = staff_client.get(url)
+    assert confirm.status_code == 200 and b"Yes, erase them" in confirm.content
+    assert f'action="{url}"'.encode() in confirm.content
+    assert User.objects.filter(pk=seeded.user.pk).exists()
+    done = staff_client.post(url, {"erase_confirmed": "yes"}, follow=True)
+    assert done.status_code == 200 and b"Erased a user" in done.content
+    assert not User.objects.filter(pk=seeded.user.pk).exists()
+    assert not seeded.export_file.exists()  # what a plain delete would have left on disk
+    erased = AuditEvent.objects.get(kind=AuditEvent.Kind.USER_ERASED)
+    assert erased.actor_id == staff_client.staff.pk and erased.source == "admin"
+
+
+def test_django_admins_own_delete_cant_remove_a_user_on_legal_hold(seed, staff_client):
+    # Attack: staff sidestepping erasure's checks with Django's Delete (the user's page, or the list's
+    # "Delete selected" action), which deleted the row and cascaded, legal hold or not.
+    seeded = seed(legal_hold=True)
+    answer = staff_client.post(f"/admin/accounts/user/{seeded.user.pk}/delete/", {"post": "yes"}, follow=True)
+    assert answer.status_code == 200
+    bulk = staff_client.post(
+        "/admin/accounts/user/", {"action": "delete_selected", "_selected_action": [seeded.user.pk], "post": "yes"}, follow=True
+    )  # fmt: skip
+    assert bulk.status_code == 200
+    assert b"delete_selected" not in staff_client.get("/admin/accounts/user/").content
+    confirmed = staff_client.post(f"/admin/accounts/user/{seeded.user.pk}/delete/", {"erase_confirmed": "yes"}, follow=True)
+    assert b"legal hold" in confirmed.content
+    assert User.objects.filter(pk=seeded.user.pk, is_active=True).exists()
+    assert seeded.session.__class__.objects.filter(pk=seeded.session.pk).exists()
+
+
 def test_guesses_at_the_password_to_erase_are_throttled_like_logins(make_user, client_for):
     # Attack: a stolen access token guessing the password to erase the account (and its evidence).
     user = make_user()
