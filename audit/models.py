@@ -23,6 +23,7 @@ class AuditEvent(models.Model):
         LOGIN_FAILED = "login_failed", "Failed login"
         TOOL_CALL = "tool_call", "Tool call"
         USER_ERASED = "user_erased", "User erased"
+        DATA_EXPORT = "data_export", "User data export (by staff)"
 
     class Outcome(models.TextChoices):
         OK = "ok", "OK"
@@ -45,7 +46,7 @@ class AuditEvent(models.Model):
     tool = models.CharField(max_length=200, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
     source = models.CharField(max_length=32, blank=True, help_text="turn (websocket, SSE, API) or cli; api or admin.")
-    # Tool calls only (null or blank on other kinds).
+    # Tool calls: the call's input (null or blank on other kinds but user_erased and data_export: what was done).
     input = models.JSONField(null=True, blank=True, help_text="The call's input, secrets masked, at most 16 KB.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     result_digest = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the whole result (UTF-8), hex.")

@@ -131,6 +131,14 @@ def login_failure_record(*, request, email: str) -> None:
     )  # fmt: skip
 
 
+def data_export_record(*, request, user_id: int, export_id: str, step: str) -> None:
+    """Staff started (`step` "started") or downloaded ("downloaded") an export of another user's data."""
+    AuditEvent.objects.create(
+        kind=AuditEvent.Kind.DATA_EXPORT, actor=request.user, actor_email=request.user.email, ip=client_ip(request),
+        source="admin", input={"user_id": user_id, "export_id": export_id, "step": step}, outcome=AuditEvent.Outcome.OK,
+    )  # fmt: skip
+
+
 def tool_calls_record(*, session_id: int, calls: list[ToolCallRecord], source: str) -> None:
     """One row per call the model made in the session: its input (masked, bounded), outcome, duration,
     the result's digest and preview, and the approval. One query for the session, one insert."""

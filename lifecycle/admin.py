@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from accounts.admin import UserAdmin
 from accounts.models import User
+from audit.services import data_export_record
 from lifecycle.erase import ErasureRefused, erasure_preview, user_erase
 from lifecycle.export import ExportRefused, export_delete, export_file, export_start
 from lifecycle.models import Export
@@ -66,6 +67,7 @@ class ExportAdmin(admin.ModelAdmin):
             handle = export_file(export).open("rb")
         except FileNotFoundError:
             raise Http404 from None
+        data_export_record(request=request, user_id=export.user_id, export_id=str(export.pk), step="downloaded")
         return FileResponse(handle, as_attachment=True, filename=f"conduit-export-{export.user_id}.zip",
                             content_type="application/zip")  # fmt: skip
 
@@ -100,10 +102,11 @@ class LifecycleUserAdmin(UserAdmin):
     def export_data(self, request, queryset) -> None:
         for user in queryset:
             try:
-                export_start(user=user, requested_by=request.user)
+                export = export_start(user=user, requested_by=request.user)
             except ExportRefused as refused:
                 self.message_user(request, f"{user}: {refused}", messages.WARNING)
             else:
+                data_export_record(request=request, user_id=user.pk, export_id=str(export.pk), step="started")
                 self.message_user(request, f"{user}: export started; it appears under Data lifecycle › Exports.")
 
     @admin.action(description="Erase user (delete everything of theirs)", permissions=["delete"])

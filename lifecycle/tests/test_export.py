@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from lifecycle.export import exports_wait
 from lifecycle.models import Export
 from lifecycle.tests.conftest import SECRET_ACCESS_TOKEN, SECRET_API_KEY, SECRET_CREDENTIAL
@@ -123,6 +124,12 @@ def test_staff_export_any_user_from_the_admin_and_download_it(seed, staff_client
     zipped = staff_client.get(f"/admin/lifecycle/export/{export.pk}/download/")
     assert zipped.status_code == 200
     assert "profile.json" in zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content))).namelist()
+    # Staff reading a user's data leaves a trace that outlives the export (it expires, its row goes).
+    trail = AuditEvent.objects.filter(kind=AuditEvent.Kind.DATA_EXPORT).order_by("pk")
+    assert [(e.actor_id, e.source, e.input["step"], e.input["user_id"], e.input["export_id"]) for e in trail] == [
+        (staff_client.staff.pk, "admin", "started", seeded.user.pk, str(export.pk)),
+        (staff_client.staff.pk, "admin", "downloaded", seeded.user.pk, str(export.pk)),
+    ]
 
 
 def test_an_export_deleted_while_it_was_built_leaves_no_file(user, exports_dir, monkeypatch):
