@@ -8,7 +8,7 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         from agents import signals  # noqa: F401  (removes a deleted session's workspace)
         from agents import versions, workspaces
-        from config.edge_paths import allow_larger_bodies
+        from config.http.edge_paths import allow_larger_bodies
 
         versions.connect()  # every saved agent change becomes an AIAgentVersion
         # Uploads into a session's workspace: bodies up to one file and its envelope, on that path only.

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 MAX_NAME_CHARS = 120
 _CHUNK = 64 * 1024
 UPLOAD_BODY_OVERHEAD = 64 * 1024  # headers and boundaries around the file in a multipart body
-# The upload endpoint's path, as the server's edge sees it (config/edge_paths.py).
+# The upload endpoint's path, as the server's edge sees it (config/http/edge_paths.py).
 UPLOAD_PATH_PATTERN = r"/api/v1/sessions/[^/]+/files/?"
 
 

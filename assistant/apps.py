@@ -9,7 +9,7 @@ class AssistantConfig(AppConfig):
         from assistant.surfaces.openai.format import edge_error_body
         from django.conf import settings
 
-        from config.edge_paths import allow_larger_bodies, answer_errors_as
+        from config.http.edge_paths import allow_larger_bodies, answer_errors_as
         from config.startup import serving_duty, stopping_duty
 
         serving_duty(_start_serving_duties)

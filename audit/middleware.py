@@ -6,7 +6,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware as DjangoAut
 from django.utils.functional import SimpleLazyObject
 
 from audit.services import client_ip
-from config.loop_middleware import OnTheLoop
+from config.http.loop_middleware import OnTheLoop
 
 # Marks the auditlog context this middleware sets (auditlog's own contexts carry ("set_actor", time)).
 REQUEST_CONTEXT = "audit.request"
@@ -30,7 +30,7 @@ class AuthenticationMiddleware(OnTheLoop, DjangoAuthenticationMiddleware):
     disconnects a receiver on every request, which takes the signal's lock and empties its cache
     for every model's saves, and keys it by `time.time()`, which two threads can share.
 
-    Its hooks run on the event loop on the ASGI path (config/loop_middleware.py): the user is lazy."""
+    Its hooks run on the event loop on the ASGI path (config/http/loop_middleware.py): the user is lazy."""
 
     def process_request(self, request):
         super().process_request(request)

@@ -4,7 +4,7 @@ organization server's server) costs for the same.
 
 A constant JSON answer, three ways, each in its own process, wrk at 1 and 16 connections, rounds
 alternating: daphne answering on its event loop; daphne through Conduit's WSGI bridge
-(`config.wsgi_bridge`: one hop to a thread and back, as every plain HTTP request takes); uvicorn on
+(`config.http.wsgi_bridge`: one hop to a thread and back, as every plain HTTP request takes); uvicorn on
 its loop. Prints req/s and the serving process's CPU per request (from /proc). Compare with
 `bench/orgproxy_wrk.py`'s figures of the same run's machine: Conduit's `GET /health` minus the
 bridge's floor is Django's share of a request.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
+from config.http.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 
 BODY = b'{"status":"ok"}'
 

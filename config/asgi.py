@@ -24,12 +24,12 @@ from django.conf import settings  # noqa: E402
 
 from assistant.routing import websocket_urlpatterns  # noqa: E402
 from config.wsgi import application as wsgi_application  # noqa: E402
-from config.middleware import api_path_without_slash  # noqa: E402
+from config.http.middleware import api_path_without_slash  # noqa: E402
 from config.startup import freeze_startup_heap, start_serving_duties  # noqa: E402
 from config.threads import async_threads  # noqa: E402
-from config.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
+from config.http.wsgi_bridge import BufferedWSGIMiddleware  # noqa: E402
 from accounts.websocket import WebsocketAuthMiddleware  # noqa: E402
-from config.websocket_origin import OriginValidator  # noqa: E402
+from config.http.websocket_origin import OriginValidator  # noqa: E402
 
 # Paths that stream, or wait on a provider with the pooled async clients, and so need the ASGI handler
 # (also with a trailing slash: see RequestEdgeMiddleware).

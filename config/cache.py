@@ -3,7 +3,7 @@ per pool.
 
 - Pools for the process: Django keeps cache objects per *context* (`caches` is an asgiref `Local`
   that is not thread-critical), and each request served through the WSGI bridge runs in a fresh
-  copy of the event loop's context (config/wsgi_bridge.py). So every request made a new cache
+  copy of the event loop's context (config/http/wsgi_bridge.py). So every request made a new cache
   object, with a new connection pool, and opened a new Redis connection (TCP, HELLO, CLIENT
   SETINFO, whose driver-info lookup reads package metadata from disk): about 1 ms per request
   that touched the cache (`GET /bots` at 1 connection, p50 2.1 → 1.05 ms), and a connection left for

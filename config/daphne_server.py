@@ -1,7 +1,7 @@
 """daphne's command line (`python -m config.daphne_server …`, started by `manage.py run`), with two
 changes:
 
-- the connection's edge of config/edge.py: request bodies refused by their declared size before they
+- the connection's edge of config/http/edge.py: request bodies refused by their declared size before they
   are read, header, body and keep-alive timeouts, a cap on connections per client;
 - a websocket that breaks a limit or the protocol is closed with a close frame carrying the code and
   a reason (1009 "message too big", 1002, 1007), as RFC 6455 (7.1.7) asks, rather than by dropping
@@ -28,7 +28,7 @@ class ConduitServer(Server):
 
     @http_factory.setter
     def http_factory(self, factory) -> None:
-        from config.edge import EdgeLimits, edge_factory  # needs Django set up: the application is loaded by now
+        from config.http.edge import EdgeLimits, edge_factory  # needs Django set up: the application is loaded by now
 
         self._http_factory = edge_factory(self, EdgeLimits.from_settings())  # in place of daphne's plain one
 

@@ -29,7 +29,7 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.request_ids import current_request_id
+from config.http.request_ids import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -83,21 +83,21 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # Outermost: every HTML page, whoever answers it, gets the Content-Security-Policy.
-    "config.middleware.ContentSecurityPolicyMiddleware",
-    "config.middleware.RequestIdMiddleware",
+    "config.http.middleware.ContentSecurityPolicyMiddleware",
+    "config.http.middleware.RequestIdMiddleware",
     # Before anything that can answer early (CommonMiddleware), so every answer carries CORS headers.
     "corsheaders.middleware.CorsMiddleware",
     # Before URL resolution: `/api/v1/…/` routed as `/api/v1/…`; NUL in the query string refused.
-    "config.middleware.RequestEdgeMiddleware",
-    # Django's own, whose hooks run on the event loop on the ASGI path (config/loop_middleware.py).
-    "config.loop_middleware.SecurityMiddleware",
-    "config.loop_middleware.SessionMiddleware",
-    "config.loop_middleware.CommonMiddleware",
-    "config.loop_middleware.CsrfViewMiddleware",
+    "config.http.middleware.RequestEdgeMiddleware",
+    # Django's own, whose hooks run on the event loop on the ASGI path (config/http/loop_middleware.py).
+    "config.http.loop_middleware.SecurityMiddleware",
+    "config.http.loop_middleware.SessionMiddleware",
+    "config.http.loop_middleware.CommonMiddleware",
+    "config.http.loop_middleware.CsrfViewMiddleware",
     # Django's AuthenticationMiddleware, also telling django-auditlog who changes models (audit/).
     "audit.middleware.AuthenticationMiddleware",
-    "config.loop_middleware.MessageMiddleware",
-    "config.loop_middleware.XFrameOptionsMiddleware",
+    "config.http.loop_middleware.MessageMiddleware",
+    "config.http.loop_middleware.XFrameOptionsMiddleware",
 ]
 
 # --- Observability (observability/, docs/observability.md) -------------------------------------
@@ -315,7 +315,7 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-# The Content-Security-Policy header of every HTML page (config/middleware.py): everything from the site
+# The Content-Security-Policy header of every HTML page (config/http/middleware.py): everything from the site
 # only (images also as data: URLs, which some pages' CSS uses), no inline scripts or styles. An empty value
 # sends none; a looser one is the operator's to choose.
 CONTENT_SECURITY_POLICY = env.str(
@@ -354,7 +354,7 @@ WSGI_THREADS = env.int("WSGI_THREADS", default=16)
 ASYNC_THREADS = env.int("ASYNC_THREADS", default=4)
 if ASYNC_THREADS < 1 or WSGI_THREADS < 1:
     raise ImproperlyConfigured("WSGI_THREADS and ASYNC_THREADS must be at least 1.")
-# The connection's edge (config/edge.py, docs/deployment.md). Seconds a request's headers may take
+# The connection's edge (config/http/edge.py, docs/deployment.md). Seconds a request's headers may take
 # to arrive (from its first byte; from the connect for a connection's first request), a body may stall, a
 # kept-alive connection may stay idle (keep a proxy's upstream keep-alive shorter); 0 turns one off.
 HTTP_HEADER_TIMEOUT = env.float("HTTP_HEADER_TIMEOUT", default=10.0)
@@ -364,7 +364,7 @@ HTTP_KEEPALIVE_TIMEOUT = env.float("HTTP_KEEPALIVE_TIMEOUT", default=30.0)
 # and websockets, by the X-Forwarded-For address NUM_PROXIES from the right); 0: no cap.
 HTTP_MAX_CONNECTIONS_PER_CLIENT = env.int("HTTP_MAX_CONNECTIONS_PER_CLIENT", default=100)
 # Request bodies: larger ones are refused (413) by their declared length before they are read, at the edge
-# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/edge_paths.py).
+# and by Django; the workspace upload path takes one file of WORKSPACE_MAX_FILE_BYTES (config/http/edge_paths.py).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)  # Django's default
 # `POST /v1/chat/completions` and `POST /v1/responses` bodies (OpenAI clients send the whole
 # conversation, images as base64 data URLs of up to 5 MB each, again with every request): larger
@@ -670,7 +670,7 @@ if LOG_FORMAT not in {"text", "json"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.request_ids.RequestIdLogFilter"}},
+    "filters": {"request_id": {"()": "config.http.request_ids.RequestIdLogFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "observability.logs.JsonFormatter"},

@@ -1,5 +1,5 @@
 """Site-wide views: the health answer (`/` and `/health`; `/` sends browsers to the chat) and JSON
-400/404/500 pages (in the error shape of the request's path: config/edge_paths.py)."""
+400/404/500 pages (in the error shape of the request's path: config/http/edge_paths.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from django.http import JsonResponse
 from django.shortcuts import redirect
 
-from config.edge_paths import error_shape_for
+from config.http.edge_paths import error_shape_for
 from config.errors import json_error, too_many_parts
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from rest_framework.renderers import JSONRenderer
 import observability
 from accounts.authentication import known_provider_user
 from config.errors import api_exception_handler
-from config.request_ids import request_id_for, request_id_var
+from config.http.request_ids import request_id_for, request_id_var
 from orgproxy import api, selectors, services
 from orgproxy.serializers import UUID_PATTERN
 

@@ -1,4 +1,4 @@
-"""The server's edge (config/edge.py) against a real `manage.py run`, with raw sockets: the attacks of
+"""The server's edge (config/http/edge.py) against a real `manage.py run`, with raw sockets: the attacks of
 issue 33 (items 4 and 5). A body declared 10 GB long, or sent chunked without end, is refused with a 413
 before it is buffered; headers trickled a byte at a time, a stalled body and an idle kept-alive
 connection are closed on time while /health keeps answering; one address can't hold more than its

@@ -16,7 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from agents import services as agent_services
 from config.asgi import STREAMING_HTTP_PATHS, HttpRouter
-from config.middleware import api_path_without_slash
+from config.http.middleware import api_path_without_slash
 from config.untrusted import MAX_DB_INT, MAX_JSON_DEPTH
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""The websocket Origin check (config/websocket_origin.py) compares scheme, host and port: the page's
+"""The websocket Origin check (config/http/websocket_origin.py) compares scheme, host and port: the page's
 own origin (Host one of ALLOWED_HOSTS, https when the request is secure) or one of
 CSRF_TRUSTED_ORIGINS. Channels' AllowedHostsOriginValidator, used before, took any port of an
 allowed host."""
@@ -9,7 +9,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from config.websocket_origin import origin_allowed
+from config.http.websocket_origin import origin_allowed
 
 
 def allowed(origin: str | None, host: str = "localhost:8000", **headers: str) -> bool:

@@ -3,7 +3,7 @@ hand-off, large ones streamed; request bodies reach the application."""
 
 from __future__ import annotations
 
-from config.wsgi_bridge import BUFFER_LIMIT, BufferedWSGIMiddleware
+from config.http.wsgi_bridge import BUFFER_LIMIT, BufferedWSGIMiddleware
 
 
 def echo_app(environ, start_response):

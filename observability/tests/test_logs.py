@@ -13,7 +13,7 @@ import sys
 
 from django.conf import settings
 
-from config.request_ids import RequestIdLogFilter, request_id_var
+from config.http.request_ids import RequestIdLogFilter, request_id_var
 from observability import bind_log_context
 from observability.logs import JsonFormatter
 

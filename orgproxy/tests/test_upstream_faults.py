@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from config.request_ids import RequestIdLogFilter
+from config.http.request_ids import RequestIdLogFilter
 from orgproxy.models import ClientSession
 from orgproxy.tests.fake_claire import API_KEY, BOT_A, new_id
 

@@ -63,7 +63,7 @@ class OpenAIError(Exception):
 
 
 def edge_error_body(status: int, message: str, code: str) -> dict[str, Any]:
-    """An error of the server's edge (config/edge.py: a body over the limit, a stalled one, too many
+    """An error of the server's edge (config/http/edge.py: a body over the limit, a stalled one, too many
     connections) in OpenAI's shape; a body over the limit has the code this API gives it itself."""
     code = {"too_large": "request_too_large"}.get(code, code)
     kind = "invalid_request_error" if status < 500 else "server_error"

@@ -60,7 +60,7 @@ def ws_url(base: str) -> str:
 
 
 async def open_socket(base: str, token: str):
-    # The Origin of a page served by that server: the same scheme, host and port (config/websocket_origin.py).
+    # The Origin of a page served by that server: the same scheme, host and port (config/http/websocket_origin.py).
     return await websockets.connect(ws_url(base), subprotocols=["jwt", token], origin=base, open_timeout=10)
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.http import JsonResponse
 
 from config import errors, untrusted
-from config.request_ids import request_id_for, request_id_var
+from config.http.request_ids import request_id_for, request_id_var
 
 
 def _request_id_from(request) -> str:

@@ -7,7 +7,7 @@ the disk with a body it declared 10 GB long, or hold the process's file descript
 connections each trickling an unfinished header. config/daphne_server.py installs this layer in its
 place:
 
-- **Body limits.** A declared `Content-Length` above the path's limit (config/edge_paths.py) is
+- **Body limits.** A declared `Content-Length` above the path's limit (config/http/edge_paths.py) is
   answered 413 as soon as the headers are in, before a byte of the body is read or buffered; a
   chunked body is counted as it arrives and cut with a 413 at the limit. The answer is JSON in the
   API's error shape (or the path's own: the OpenAI-compatible API's); the connection is then closed
@@ -40,8 +40,8 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import http
 
-from config.edge_paths import body_limit, edge_error_body
-from config.request_ids import request_id_for
+from config.http.edge_paths import body_limit, edge_error_body
+from config.http.request_ids import request_id_for
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What the server's edge (config/edge.py) knows of paths, told by the apps that own them (from
+"""What the server's edge (config/http/edge.py) knows of paths, told by the apps that own them (from
 `AppConfig.ready`: config knows no app).
 
 - How large a request body may be. The edge reads the limit of a request's path when its headers are
