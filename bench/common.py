@@ -159,7 +159,7 @@ def create_user(env: dict[str, str], email: str) -> int:
 
 @contextlib.contextmanager
 def conduit(env: dict[str, str], *, workers: int = 1, cpu_affinity: bool = False, root: Path = ROOT,
-            python: str = PYTHON, log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+            python: str = PYTHON, log: Path | None = None, timeout: float = 40) -> Iterator[tuple[str, subprocess.Popen]]:
     """`manage.py run` on a free port (of this checkout, or of `root` with its `python`); yields
     (base URL, the supervisor process). Its stderr (the log) goes to `log` if given."""
     port = free_port()
@@ -171,7 +171,7 @@ def conduit(env: dict[str, str], *, workers: int = 1, cpu_affinity: bool = False
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_for_http(f"{base}/health", process=process)
+            wait_for_http(f"{base}/health", process=process, timeout=timeout)
             yield base, process
         finally:
             stop(process)
