@@ -100,6 +100,16 @@ class FakeAnthropic:
     def release(self) -> None:
         self.gate.set()
 
+    def reset(self) -> None:
+        """As new, for the next test of a module that shares this fake: no scripts, requests or responder;
+        the gate closed (a release nobody waited for would let the next pause through)."""
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+        self.responder = None
+        self.gate.clear()
+        self.paused.clear()
+
     def wait_until_paused(self, timeout: float = 10) -> None:
         if not self.paused.wait(timeout):
             raise AssertionError("the fake model never reached its pause point")

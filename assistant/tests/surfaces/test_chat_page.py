@@ -19,12 +19,16 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import expect
 from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
 
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
 from config.testing.listener import recording_listener
 from config.testing.processes import collected_static_root, database_url_for_children, http_json, require, running_server
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# On PostgreSQL the server shares the test database, flushed after each test: with the sequences reset,
+# content types keep the ids the (shared) server has cached.
+pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
@@ -35,10 +39,10 @@ PASSWORD = "a browser passphrase"
 
 
 @contextmanager
-def serving(tmp_path, application: str | None = None, *, seed: str | None = None, env: dict[str, str] | None = None):
-    """The server (its workspaces in the test's WORKSPACES_DIR; `env`: settings of its own). `seed`: Python
-    run in a shell on its database before it starts (what staff make, e.g. organization agents), `{fake}`
-    standing for the fake model's URL."""
+def served(tmp_path, application: str | None = None, *, seed: str | None = None, env: dict[str, str] | None = None):
+    """The server (its workspaces in the test's WORKSPACES_DIR; `env`: settings of its own) and the fake
+    model: (base URL, fake). `seed`: Python run in a shell on its database before it starts (what staff
+    make, e.g. organization agents), `{fake}` standing for the fake model's URL."""
     require(CHROMIUM is not None, "Chromium (Debian package `chromium`)")
     extra = env or {}
     with fake_anthropic_server() as fake:
@@ -50,25 +54,51 @@ def serving(tmp_path, application: str | None = None, *, seed: str | None = None
             subprocess.run([sys.executable, "manage.py", "shell", "-c", seed.replace("{fake}", fake.base_url)],
                            cwd=settings.BASE_DIR, env={**os.environ, **env}, check=True, timeout=120)  # fmt: skip
         with running_server(env, application=application) as base:
-            email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
-            assert http_json("POST", f"{base}/api/v1/auth/register", {"name": "Browser", "email": email, "password": PASSWORD})[0] == 201
-            token = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})[1]["access_token"]
-            config = http_json(
-                "POST", f"{base}/api/v1/llm-configs",
-                {"name": "Fake", "provider": "anthropic", "model": "claude-test-1", "base_url": fake.base_url, "api_key": "sk-b"}, token,
-            )[1]  # fmt: skip
-            status, _ = http_json(
-                "POST", f"{base}/api/v1/agents",
-                {"name": "Browser agent", "slug": "browser-agent", "system_prompt_text": "Be brief.", "llm_config": config["id"]}, token,
-            )  # fmt: skip
-            assert status == 201
-            yield base, email, fake, token
+            yield base, fake
+
+
+def account(base: str, fake) -> tuple[str, str]:
+    """A new user with a config for the fake model and the agent `browser-agent`: (email, access token)."""
+    email = f"browser-{uuid.uuid4().hex[:8]}@example.com"
+    assert http_json("POST", f"{base}/api/v1/auth/register", {"name": "Browser", "email": email, "password": PASSWORD})[0] == 201
+    token = http_json("POST", f"{base}/api/v1/auth/login", {"email": email, "password": PASSWORD})[1]["access_token"]
+    config = http_json(
+        "POST", f"{base}/api/v1/llm-configs",
+        {"name": "Fake", "provider": "anthropic", "model": "claude-test-1", "base_url": fake.base_url, "api_key": "sk-b"}, token,
+    )[1]  # fmt: skip
+    status, _ = http_json(
+        "POST", f"{base}/api/v1/agents",
+        {"name": "Browser agent", "slug": "browser-agent", "system_prompt_text": "Be brief.", "llm_config": config["id"]}, token,
+    )  # fmt: skip
+    assert status == 201
+    return email, token
+
+
+@contextmanager
+def serving(tmp_path, application: str | None = None, *, seed: str | None = None, env: dict[str, str] | None = None):
+    """`served` with a user of its own (`account`): (base URL, email, fake, access token)."""
+    with served(tmp_path, application, seed=seed, env=env) as (base, fake):
+        email, token = account(base, fake)
+        yield base, email, fake, token
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory, django_db_setup, django_db_blocker):
+    """One server for the module's tests, each with a user of its own (`site`)."""
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":  # content types numbered 1…N, as after every flush (pytestmark)
+            call_command("flush", interactive=False, reset_sequences=True, verbosity=0)
+    with served(tmp_path_factory.mktemp("chat-page")) as (base, fake):
+        yield base, fake
 
 
 @pytest.fixture
-def site(tmp_path):
-    with serving(tmp_path) as served:
-        yield served
+def site(shared_server):
+    base, fake = shared_server
+    fake.reset()
+    email, token = account(base, fake)
+    yield base, email, fake, token
+    fake.release()  # a reply still waiting at the gate ends
 
 
 @pytest.fixture
