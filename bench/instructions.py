@@ -1,8 +1,9 @@
 """Benchmark: the CPU instructions a request costs the serving worker, two servers compared.
 
 The wrk benchmarks time servers; on a shared 2-core machine their rounds swing by more than the few per cent
-they look for. Instructions don't swing: valgrind's callgrind counts the ones the serving worker executes,
-whatever else runs on the machine. Setup as bench/metrics_cost.py: `manage.py run`, one worker, tracing off,
+they look for. Instructions swing far less: valgrind's callgrind counts the ones the serving worker executes,
+and with one client at a time (the default) the worker takes the same path whatever else runs on the
+machine (with concurrent clients, how their requests interleave, and so the count, depends on the load). Setup as bench/metrics_cost.py: `manage.py run`, one worker, tracing off,
 an organization agent on the fake OpenAI-compatible upstream, a personal API key, SQLite. Each side's server
 runs under callgrind (~50× slower); after a warm-up the worker's counters are zeroed, `--requests`
 non-streamed `POST /v1/chat/completions` (and `GET /bots` of the organization server) are sent from
@@ -10,7 +11,7 @@ non-streamed `POST /v1/chat/completions` (and `GET /bots` of the organization se
 
     .venv/bin/python bench/instructions.py --metrics             # METRICS_ENABLED off against on (issue 30)
     .venv/bin/python bench/instructions.py --baseline ../before  # that checkout against this one
-        [--baseline-python ../before/.venv/bin/python] [--requests 100] [--concurrency 16] [--batches 2]
+        [--baseline-python ../before/.venv/bin/python] [--requests 100] [--concurrency 1] [--batches 3]
 
 Needs valgrind (Debian's package); takes several minutes.
 """
@@ -104,8 +105,8 @@ def measure(side: str, env: dict[str, str], folder: Path, rows, args, *, root: P
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=100, help="requests per batch")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--metrics", action="store_true", help="this checkout, METRICS_ENABLED off against on")
     parser.add_argument("--baseline", type=Path, help="that checkout against this one (both as configured)")
     parser.add_argument("--baseline-python", help="the baseline's Python (default: its .venv's)")
