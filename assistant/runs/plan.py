@@ -280,7 +280,7 @@ def _turn_begin(
                 Message.objects.filter(session_id=session.id).order_by("seq").only("seq", "role", "status", "content")
             )
             if replace_last:
-                text, replaced_from_seq, stored = _last_exchange_removed(session.id, stored, text)
+                text, content, replaced_from_seq, stored = _last_exchange_removed(session.id, stored, text)
             changes = {"updated_at": now, "agent_version_id": agent.version_id}
             if not session.title:  # a session made empty (REST, or for an upload) takes its first message's start
                 changes["title"] = title = text[:80]
@@ -323,15 +323,26 @@ def _turn_begin(
 
 def _last_exchange_removed(
     session_id: int, stored: list[Message], text: str | None
-) -> tuple[str, int, list[Message]]:
-    """Remove the session's last message of the user's (one with text, not tool results) and all after
-    it; its text unless `text` replaces it, its seq, and the messages kept."""
-    prompts = [m for m in stored if m.role == Message.Role.USER and m.text.strip()]
+) -> tuple[str, list[dict[str, Any]] | None, int, list[Message]]:
+    """Remove the session's last message of the user's (one with text or images, not tool results) and all
+    after it. Returns its text unless `text` replaces it; its blocks when it had images (kept, the new text in
+    place of the old: a regenerated or edited question still shows the model its images), else None; its seq;
+    and the messages kept."""
+    prompts = [m for m in stored if m.role == Message.Role.USER and (m.text.strip() or _images(m))]
     if not prompts:
         raise TurnRefused("not_found", "This session has no message of yours to answer again.")
     prompt = prompts[-1]
     Message.objects.filter(session_id=session_id, seq__gte=prompt.seq).delete()  # its approvals go with it
-    return (text if text is not None else prompt.text.strip()), prompt.seq, [m for m in stored if m.seq < prompt.seq]
+    text = text if text is not None else prompt.text.strip()
+    images = _images(prompt)
+    content = None
+    if images:
+        content = ([{"type": "text", "text": text}] if text else []) + images
+    return text, content, prompt.seq, [m for m in stored if m.seq < prompt.seq]
+
+
+def _images(message: Message) -> list[dict[str, Any]]:
+    return [b for b in message.content if isinstance(b, dict) and b.get("type") == "image"]
 
 
 def approval_gate(agent: AgentRuntime, decide=None) -> ApprovalGate | None:

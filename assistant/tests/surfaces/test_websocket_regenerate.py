@@ -105,3 +105,49 @@ async def test_a_session_made_without_a_title_takes_its_first_message(user, agen
     await ws.disconnect()
     assert frames[0]["title"] == "Summarise the uploaded file"
     assert (await UserAgentSession.objects.aget(pk=session.pk)).title == "Summarise the uploaded file"
+
+
+IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+
+
+async def with_an_image(session_id: int, *, text: str | None) -> None:
+    """The session's last message of the user's as a /v1 client sends it: an image, with `text` or none."""
+    last = await Message.objects.filter(session_id=session_id, role="user").order_by("-seq").afirst()
+    last.content = ([{"type": "text", "text": text}] if text else []) + [IMAGE]
+    await last.asave(update_fields=["content"])
+
+
+@pytest.mark.parametrize("frame, text", [({"type": "regenerate"}, "Two"), ({"type": "edit", "message": "Three"}, "Three")])
+async def test_a_message_with_an_image_asked_again_still_shows_the_model_its_image(user, agent, fake, frame, text):
+    # Regenerate used to re-ask with the text alone: the stored image was deleted with the old exchange.
+    ws = await connect(user)
+    session_id = await two_turns(ws, fake)
+    await with_an_image(session_id, text="Two")
+    fake.script(Reply(text=["Again."]))
+
+    await ws.send_json_to({**frame, "session_id": session_id})
+    frames = await frames_until(ws, "result")
+    await ws.disconnect()
+
+    assert frames[0]["user_message"] == {"seq": frames[0]["user_message"]["seq"], "text": text, "images": 1}
+    asked = [{"type": "text", "text": text}, IMAGE]
+    assert fake.requests[-1].body["messages"][-1] == {"role": "user", "content": asked}
+    last_question = await Message.objects.filter(session_id=session_id, role="user").order_by("-seq").afirst()
+    assert last_question.content == asked
+
+
+async def test_an_image_only_message_is_the_one_regenerated_not_the_message_before_it(user, agent, fake):
+    # It has no text: it used to be passed over, and the exchange before it was removed and run again.
+    ws = await connect(user)
+    session_id = await two_turns(ws, fake)
+    await with_an_image(session_id, text=None)
+    fake.script(Reply(text=["A picture."]))
+
+    await ws.send_json_to({"type": "regenerate", "session_id": session_id})
+    frames = await frames_until(ws, "result")
+    await ws.disconnect()
+
+    assert frames[0]["user_message"]["text"] == "" and frames[0]["user_message"]["images"] == 1
+    assert await stored(session_id) == [("user", "One"), ("assistant", "First."), ("user", ""),
+                                        ("assistant", "A picture.")]  # fmt: skip
+    assert fake.requests[-1].body["messages"][-1] == {"role": "user", "content": [IMAGE]}
