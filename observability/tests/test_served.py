@@ -1,13 +1,16 @@
 """Metrics and traces of a real `manage.py run` with two worker processes: a scrape answered by either
 worker returns the totals of both (prometheus-client's multiprocess mode), and the spans of a `/v1` turn
 and of a websocket turn with a tool reach a real OTLP/HTTP receiver (decoded with opentelemetry-proto),
-with the GenAI attributes, the caller's trace continued and the trace context sent on to the model."""
+with the GenAI attributes, the caller's trace continued and the trace context sent on to the model and to
+an HTTP MCP server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from observability.tests.scrape import Scrape, scraped_when
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
 TOKEN = "served-metrics-token-0123456789"
+NOTES_SERVER = str(Path(__file__).parents[2] / "assistant" / "tests" / "mcp_servers" / "notes_server.py")
+NOTES_SECRET = "served-notes-secret-0123456789"
 SERVER_KIND, CLIENT_KIND = 2, 3  # OTLP's SpanKind numbers
 
 
@@ -55,6 +60,22 @@ def server(child_database, receiver, metrics_dir):  # noqa: F811
 def fake_model():
     with fake_anthropic_server() as fake:
         yield fake
+
+
+@pytest.fixture
+def notes(tmp_path):
+    """The notes MCP server over streamable HTTP, writing down the `traceparent` of each request it gets."""
+    record = tmp_path / "traceparents"
+    process = subprocess.Popen(
+        [sys.executable, NOTES_SERVER, "--http", "--header-token", NOTES_SECRET, "--record-headers", str(record)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        port = process.stdout.readline().split()[1]
+        yield f"http://127.0.0.1:{port}/mcp", record
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def scrape(base: str) -> Scrape:
@@ -228,6 +249,47 @@ def test_a_websocket_turn_with_a_tool_is_traced_and_counted(server, fake_model, 
     ) == 1
     assert after.value("conduit_tool_calls_total", outcome="ok") - before.value("conduit_tool_calls_total", outcome="ok") == 1
     assert after.value("conduit_websocket_connections") == 0
+
+
+def test_a_turn_sends_its_trace_context_to_an_http_mcp_server(server, fake_model, receiver, notes):
+    notes_url, record = notes
+    token, slug = seed_over_api(server, fake_model.base_url)
+    status, integration = http_json(
+        "POST", f"{server}/api/v1/integrations",
+        {"provider": "custom", "name": "notes", "mcp_server": {"type": "http", "url": notes_url},
+         "credentials": NOTES_SECRET}, token,
+    )  # fmt: skip
+    assert status == 201, integration
+    status, agents = http_json("GET", f"{server}/api/v1/agents?slug={slug}", None, token)
+    [agent] = [a for a in agents["results"] if a["slug"] == slug]
+    status, agent = http_json(
+        "PATCH", f"{server}/api/v1/agents/{agent['id']}", {"integrations": [integration["id"]], "max_turns": 3}, token
+    )
+    assert status == 200, agent
+    call = ToolUse("notes__add", {"a": 2, "b": 3})
+    fake_model.script(Reply(tool_uses=[call], stop_reason="tool_use"), Reply(text=["Five."]))
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+
+    raw = ask(server, api_key(server, token), slug, "Add 2 and 3.", traceparent=f"00-{trace_id}-{caller_span}-01")
+    assert raw.parse().choices[0].message.content == "Five."
+
+    def spans_of_the_turn(spans):
+        mine = [span for span in spans if span.trace_id == trace_id]
+        return mine if len([span for span in mine if span.name.startswith("chat ")]) == 2 else None
+
+    spans = receiver.wait_for(spans_of_the_turn)
+    assert spans, "the turn's spans did not reach the receiver"
+    [agent_span] = [span for span in spans if span.name == f"invoke_agent {slug}"]
+    [tool_span] = [span for span in spans if span.name == "execute_tool notes__add"]
+    assert tool_span.parent_span_id == agent_span.span_id
+    # The tool ran on the MCP server: its answer went back to the model.
+    [result] = [b for b in fake_model.requests[1].body["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert result["tool_use_id"] == call.id and "5" in json.dumps(result["content"]) and not result.get("is_error")
+    # Every request of the MCP connection (initialize, tools/list, tools/call…) carried the trace context of
+    # the turn that opened it: its `invoke_agent` span.
+    sent = record.read_text().split()
+    assert len(sent) >= 3, sent
+    assert set(sent) == {f"00-{trace_id}-{agent_span.span_id}-01"}
 
 
 def test_the_scrape_needs_the_token(server):

@@ -2,6 +2,7 @@
 
     python notes_server.py                         # stdio
     python notes_server.py --http [--sse] --header-token T   # prints "PORT <n>", serves on 127.0.0.1
+        [--record-headers FILE]   # appends each HTTP request's `traceparent` header ("-" if none) to FILE
 
 Its tools: `add`, `whoami` (what the process was started with: argv, the length of NOTES_TOKEN,
 its working directory, its pid), `write_note` (writes a file in its working directory), `sleep`, `fail`."""
@@ -55,7 +56,7 @@ def fail() -> str:
     raise ValueError("the notes server failed on purpose")
 
 
-def serve_http(*, sse: bool, token: str) -> None:
+def serve_http(*, sse: bool, token: str, record: str = "") -> None:
     import uvicorn
     from starlette.responses import JSONResponse
 
@@ -63,6 +64,9 @@ def serve_http(*, sse: bool, token: str) -> None:
 
     async def app(scope, receive, send):  # checks the bearer token a client was configured with
         headers = dict(scope.get("headers") or [])
+        if scope["type"] == "http" and record:  # what a client sent on, e.g. its trace context
+            with open(record, "a", encoding="utf-8") as handle:
+                handle.write(headers.get(b"traceparent", b"-").decode() + "\n")
         if scope["type"] == "http" and token and headers.get(b"authorization") != f"Bearer {token}".encode():
             await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
             return
@@ -80,8 +84,9 @@ if __name__ == "__main__":
     parser.add_argument("--http", action="store_true")
     parser.add_argument("--sse", action="store_true")
     parser.add_argument("--header-token", default="")
+    parser.add_argument("--record-headers", default="")
     options = parser.parse_args()
     if options.http:
-        serve_http(sse=options.sse, token=options.header_token)
+        serve_http(sse=options.sse, token=options.header_token, record=options.record_headers)
     else:
         server.run()
