@@ -302,7 +302,7 @@ def _turn_begin(
             title=session.title,
             user_message_seq=user_message.seq,
             user_text=text,
-            user_images=sum(1 for block in user_message.content if block.get("type") == "image"),
+            user_images=len(_images(user_message)),
             assistant_message_id=answer.pk,
             first_event_seq=session.last_event_seq + 1,
             request=LoopRequest(

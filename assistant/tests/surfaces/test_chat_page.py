@@ -349,3 +349,5 @@ def test_a_v1_message_with_an_image_shows_a_placeholder_for_it(site, page):
     page.reload()
     wait_until(page, "document.querySelector('.msg.user > span')?.textContent === 'What is this?\\n[1 image]'")
     wait_until(page, f"{ANSWER} === 'Hello from the fake model.'")
+    page.click(".msg.user .turn-actions .edit")  # Edit changes the text; the image stays (and isn't text)
+    assert page.input_value(".msg.user .edit-box") == "What is this?"

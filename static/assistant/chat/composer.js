@@ -55,7 +55,7 @@ function runAgain(frame) {
 }
 
 function startEdit(el) {
-  const text = el.firstChild.textContent;
+  const text = el.dataset.text ?? el.firstChild.textContent; // without an image placeholder
   const box = Object.assign(document.createElement("textarea"), { className: "edit-box", value: text, rows: 3 });
   box.setAttribute("aria-label", "Edit your message");
   const save = Object.assign(document.createElement("button"), { type: "button", className: "save", textContent: "Send again" });

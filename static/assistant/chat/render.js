@@ -52,15 +52,17 @@ export function bubble(role, seq) {
   return el;
 }
 
-// The answer's text after its last tool call: each text segment keeps its markdown source and
-// is rendered again as it grows (at most once a frame).
 // A message of the user's, from the stored message or a turn's `session` event. Images (sent through
-// /v1) aren't shown here: a placeholder says they were there.
+// /v1) aren't shown here: a placeholder says they were there (and Edit changes only the text).
 export function userBubble(seq, text, images = 0) {
   const placeholder = images ? `[${images} image${images > 1 ? "s" : ""}]` : "";
-  bubble("user", seq).firstChild.textContent = [text, placeholder].filter(Boolean).join("\n");
+  const el = bubble("user", seq);
+  el.dataset.text = text;
+  el.firstChild.textContent = [text, placeholder].filter(Boolean).join("\n");
 }
 
+// The answer's text after its last tool call: each text segment keeps its markdown source and
+// is rendered again as it grows (at most once a frame).
 export const tail = (el) => el.querySelector(":scope > .note, :scope > .meta");
 function textSegment(el) {
   const last = [...el.children].filter((child) => !child.matches(".note, .meta")).at(-1);
