@@ -297,6 +297,7 @@ async def test_unauthenticated_sockets_are_closed_with_4401(db, token):
     assert connected
     closed = await ws.receive_output(5)
     assert closed == {"type": "websocket.close", "code": 4401}
+    await ws.disconnect()
 
 
 async def test_the_session_cookie_of_the_chat_page_authenticates(user, agent, client):
@@ -318,6 +319,7 @@ async def test_a_foreign_origin_is_rejected(user):
     )  # fmt: skip
     connected, _ = await ws.connect(5)
     assert not connected
+    await ws.disconnect()
 
 
 async def test_the_socket_closes_when_its_token_expires(user, agent):
