@@ -69,6 +69,17 @@ def dumped_instructions(folder: Path, pid: int, before: set[Path]) -> int:
     raise RuntimeError(f"no callgrind dump of {pid}")
 
 
+def the_worker(supervisor) -> int:
+    """The run command's one worker (its supervisor may still be starting it, ~50× slower under valgrind)."""
+    deadline = time.monotonic() + 120
+    while not (workers := common.worker_pids(supervisor)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server's worker process was not found")
+        time.sleep(0.5)
+    [worker] = workers
+    return worker
+
+
 def send(url: str, count: int, concurrency: int, **kwargs) -> None:
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=concurrency)
@@ -87,7 +98,7 @@ def measure(side: str, env: dict[str, str], folder: Path, rows, args, *, root: P
     counts: dict[str, list[int]] = {}
     wrapped = valgrind_python(folder, python)
     with common.conduit(env, root=root, python=wrapped, log=folder / "server.log", timeout=600) as (base, process):
-        [worker] = common.worker_pids(process)
+        worker = the_worker(process)
         for name, path, kwargs in rows:
             send(base + path, 10, 2, **kwargs)  # warm: imports, caches, the upstream's connection
         for _batch in range(args.batches):
