@@ -349,5 +349,6 @@ def test_a_v1_message_with_an_image_shows_a_placeholder_for_it(site, page):
     page.reload()
     wait_until(page, "document.querySelector('.msg.user > span')?.textContent === 'What is this?\\n[1 image]'")
     wait_until(page, f"{ANSWER} === 'Hello from the fake model.'")
+    page.wait_for_selector("#messages:not([aria-busy])", state="attached")  # the turn's replay drawn
     page.click(".msg.user .turn-actions .edit")  # Edit changes the text; the image stays (and isn't text)
     assert page.input_value(".msg.user .edit-box") == "What is this?"

@@ -244,6 +244,7 @@ def test_an_answer_is_copied_and_shows_its_token_usage_live_and_after_a_reload(s
     check()
     page.reload()  # from the stored message's tokens
     page.wait_for_selector(".msg.assistant .meta")
+    page.wait_for_selector("#messages:not([aria-busy])", state="attached")  # the turn's replay drawn: no redraw after the click
     page.evaluate("document.addEventListener('conduit:copied', (e) => { window.__copied = e.detail; })")
     check()
     page.screenshot(path="/tmp/chat-usage.png")

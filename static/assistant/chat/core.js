@@ -11,6 +11,7 @@ export const els = {
 };
 export const state = {
   ws: null, sessionId: null, lastSeq: 0, running: false, reconnectDelay: 500,
+  resuming: 0, // `resume` frames sent whose `resumed` hasn't come back
   current: null, // the assistant bubble being streamed
   starting: false, // the frame type (`start`, `edit`, `regenerate`) sent whose turn or refusal hasn't come back yet
   agents: new Map(), // slug -> agent (with its prompt_variables)

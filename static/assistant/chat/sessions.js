@@ -101,6 +101,7 @@ const scrollToEnd = () => { els.messages.scrollTop = els.messages.scrollHeight; 
 export async function openSession(sessionId, { load = true } = {}) {
   state.sessionId = sessionId;
   state.lastSeq = 0;
+  state.resuming = 0; // another session's `resumed` doesn't count
   state.current = null;
   state.deciding = [];
   setRunning(false);
@@ -109,6 +110,7 @@ export async function openSession(sessionId, { load = true } = {}) {
   showFiles([]);
   showSessionAgent().then(() => { showVariables(); updateComposer(); return loadFiles(); }).catch((error) => setStatus(String(error)));
   if (load) {
+    els.messages.setAttribute("aria-busy", "true"); // until the socket's `resumed` (socket.js)
     await loadMessages(sessionId);
     resume(null);
   }
@@ -120,7 +122,8 @@ export function sessionFromHash() {
 }
 
 export function newChat() {
-  state.sessionId = null; state.lastSeq = 0; state.current = null; state.deciding = [];
+  state.sessionId = null; state.lastSeq = 0; state.current = null; state.deciding = []; state.resuming = 0;
+  els.messages.removeAttribute("aria-busy");
   history.replaceState(null, "", location.pathname);
   els.messages.replaceChildren();
   showFiles([]);

@@ -1,5 +1,5 @@
 // Frames to the server over the page's websocket (opened by turns.js).
-import { setStatus, state } from "./core.js";
+import { els, setStatus, state } from "./core.js";
 
 export function send(frame) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(frame)); return true; }
@@ -12,8 +12,12 @@ export function send(frame) {
   return false;
 }
 
+// The session's events after `afterSeq` (none: its latest turn from the start), then live. The messages
+// are busy (aria-busy) until every resume sent has its `resumed`: the replay may redraw the latest turn.
 export function resume(afterSeq) {
   const frame = { type: "resume", session_id: state.sessionId };
   if (afterSeq) frame.after_seq = afterSeq;
-  send(frame);
+  if (!send(frame)) return;
+  state.resuming += 1;
+  els.messages.setAttribute("aria-busy", "true");
 }

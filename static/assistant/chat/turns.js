@@ -22,6 +22,7 @@ export function connect() {
   };
   ws.onmessage = (message) => handle(JSON.parse(message.data));
   ws.onclose = (event) => {
+    state.resuming = 0; // unanswered: the next socket resumes again
     if (event.code === 4401) { location.href = "/accounts/login/?next=/chat/"; return; }
     if (state.starting) { state.starting = false; updateComposer(); } // the box still has the message
     setStatus("Connection lost, reconnecting…");
@@ -31,6 +32,10 @@ export function connect() {
 }
 
 function handle(frame) {
+  if (frame.type === "resumed" && frame.session_id === state.sessionId && --state.resuming <= 0) {
+    state.resuming = 0;
+    els.messages.removeAttribute("aria-busy");
+  }
   if (frame.seq == null) { // not a turn event: replies to our own requests
     if (frame.type === "error") refused(frame);
     if (frame.type === "resumed" && frame.session_id === state.sessionId) {
