@@ -274,8 +274,11 @@ def test_a_turn_sends_its_trace_context_to_an_http_mcp_server(server, fake_model
     assert raw.parse().choices[0].message.content == "Five."
 
     def spans_of_the_turn(spans):
+        # All of them: spans are exported as they end, in batches (the agent's span ends after its chats).
         mine = [span for span in spans if span.trace_id == trace_id]
-        return mine if len([span for span in mine if span.name.startswith("chat ")]) == 2 else None
+        names = [span.name for span in mine]
+        whole = f"invoke_agent {slug}" in names and "execute_tool notes__add" in names
+        return mine if whole and len([name for name in names if name.startswith("chat ")]) == 2 else None
 
     spans = receiver.wait_for(spans_of_the_turn)
     assert spans, "the turn's spans did not reach the receiver"
