@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import openai
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from assistant.tests.mcp_servers import notes_over_http
 from assistant.tests.surfaces.test_live_servers import open_socket, receive_until, seed_over_api
 from assistant.tests.surfaces.test_openai_api_live import child_database, manage_shell  # noqa: F401
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
@@ -28,7 +27,6 @@ from observability.tests.scrape import Scrape, scraped_when
 pytestmark = pytest.mark.django_db(transaction=True, reset_sequences=True)
 
 TOKEN = "served-metrics-token-0123456789"
-NOTES_SERVER = str(Path(__file__).parents[2] / "assistant" / "tests" / "mcp_servers" / "notes_server.py")
 NOTES_SECRET = "served-notes-secret-0123456789"
 SERVER_KIND, CLIENT_KIND = 2, 3  # OTLP's SpanKind numbers
 
@@ -66,16 +64,8 @@ def fake_model():
 def notes(tmp_path):
     """The notes MCP server over streamable HTTP, writing down the `traceparent` of each request it gets."""
     record = tmp_path / "traceparents"
-    process = subprocess.Popen(
-        [sys.executable, NOTES_SERVER, "--http", "--header-token", NOTES_SECRET, "--record-headers", str(record)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        port = process.stdout.readline().split()[1]
-        yield f"http://127.0.0.1:{port}/mcp", record
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(NOTES_SECRET, "--record-headers", str(record)) as url:
+        yield url, record
 
 
 def scrape(base: str) -> Scrape:

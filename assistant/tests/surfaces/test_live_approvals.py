@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import requests
 
+from assistant.tests.mcp_servers import notes_over_http
 from assistant.tests.surfaces.test_live_servers import open_socket, receive_until, seed_over_api
 from assistant.tests.surfaces.test_live_session_ends import fake_model, two_servers  # noqa: F401 (fixtures)
 from config.testing.fake_anthropic import Reply, ToolUse
@@ -27,7 +25,6 @@ from config.testing.processes import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-NOTES_SERVER = str(Path(__file__).parents[1] / "mcp_servers" / "notes_server.py")
 SECRET = "notes-secret-approvals-0123"
 
 
@@ -36,16 +33,8 @@ def notes(tmp_path):
     """The notes server over streamable HTTP; it writes its notes in its own directory."""
     directory = tmp_path / "notes"
     directory.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, NOTES_SERVER, "--http", "--header-token", SECRET],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=directory,
-    )  # fmt: skip
-    try:
-        port = process.stdout.readline().split()[1]
-        yield f"http://127.0.0.1:{port}/mcp", directory
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(SECRET, cwd=directory) as url:
+        yield url, directory
 
 
 def agent_with_held_notes(base: str, token: str, slug: str, notes_url: str) -> None:
