@@ -49,6 +49,13 @@ async def pause(user, fake, *, then: str | None = "Done.") -> tuple[object, list
     return socket, frames, write
 
 
+async def runners_ended(session_id: int) -> None:
+    """Until the session's runners have ended: a pausing runner looks for early decisions after its
+    last event (and may resume the turn itself), so a test that plays a decision's race waits for it."""
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == f"turn-{session_id}"]
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+
 def the_note(session_id: int) -> str | None:
     path = workspace_path(session_id) / "note.txt"
     return path.read_text() if path.exists() else None
@@ -190,6 +197,7 @@ async def test_a_decision_made_before_the_pause_is_stored_resumes_the_turn(user,
     paused looks again once it stored it."""
     socket, frames, _ = await pause(user, fake)
     session_id, approval_id = frames[0]["session_id"], frames[5]["approval_id"]
+    await runners_ended(session_id)  # its own look for decisions done: this test plays that look
     message = await Message.objects.aget(session_id=session_id, status="awaiting")
     await Message.objects.filter(pk=message.pk).aupdate(status="streaming")  # as if not yet stored
     decided = await sync_to_async(approval_decide)(user=user, session_id=session_id, approval_id=approval_id,
@@ -203,6 +211,7 @@ async def test_a_decision_made_before_the_pause_is_stored_resumes_the_turn(user,
     last = await Message.objects.filter(session_id=session_id).order_by("-seq").afirst()
     assert (last.role, last.status, last.text) == ("assistant", "complete", "Done.")
     assert await sync_to_async(the_note)(session_id) == "hello"
+    await socket.disconnect()
 
 
 async def test_an_undecided_call_expires_denied_and_the_turn_goes_on(user, writer_agent, fake, settings):
