@@ -4,17 +4,16 @@ user's stdio server never runs, a user's server URL passes the egress policy."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.messages import get_messages
 
 from agents.models import Integration
+from assistant.tests.mcp_servers import NOTES_SERVER, notes_over_http
 from config.testing.listener import recording_listener
 
-NOTES_SERVER = str(Path(__file__).resolve().parents[2] / "assistant" / "tests" / "mcp_servers" / "notes_server.py")
 TOKEN = "admin-check-notes-token-0123456789"
 NOTES_TOOLS = "notes__add, notes__whoami, notes__write_note, notes__sleep, notes__fail"
 LISTED = ("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")
@@ -23,19 +22,8 @@ LISTED = ("success", f"“notes” connected: 5 tools: {NOTES_TOOLS}")
 @pytest.fixture(scope="module", params=["http", "sse"])
 def remote_notes(request):
     """The notes server over streamable HTTP or SSE on 127.0.0.1, wanting TOKEN as a bearer token."""
-    command = [sys.executable, NOTES_SERVER, "--http", "--header-token", TOKEN]
-    process = subprocess.Popen(
-        command + (["--sse"] if request.param == "sse" else []),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        port = process.stdout.readline().split()[1]
-        yield request.param, port, f"http://127.0.0.1:{port}/{'sse' if request.param == 'sse' else 'mcp'}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(TOKEN, *(["--sse"] if request.param == "sse" else [])) as url:
+        yield request.param, str(urlsplit(url).port), url
 
 
 def press_test_connection(client, integration: Integration) -> list[tuple[str, str]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,35 +14,27 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from agents.models import AIAgent, Integration, Message, UserAgentSession
-from assistant import runs
 from agents.workspaces import workspace_path
+from assistant import runs
 from assistant.runs.history import api_messages
-from assistant.tools.sandbox import sandbox_available
 from assistant.tests.conftest import connect, frames_until, wait_for_message_status
+from assistant.tests.mcp_servers import NOTES_SERVER, notes_over_http
 from assistant.tests.surfaces.test_sse import PATH as SSE_PATH
 from assistant.tests.surfaces.test_sse import client_for as sse_client_for
 from assistant.tests.surfaces.test_sse import events_of
+from assistant.tools.sandbox import sandbox_available
 from config.testing.fake_anthropic import Reply, ToolUse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-NOTES_SERVER = str(Path(__file__).parents[1] / "mcp_servers" / "notes_server.py")
 SECRET = "notes-secret-0123456789"
 
 
 @pytest.fixture(scope="module")
 def http_notes():
     """The notes server over streamable HTTP on 127.0.0.1, requiring a bearer token."""
-    process = subprocess.Popen(
-        [sys.executable, NOTES_SERVER, "--http", "--header-token", SECRET],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        port = process.stdout.readline().split()[1]
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(SECRET) as url:
+        yield url
 
 
 def attach(agent: AIAgent, name: str, mcp_server: dict, *, credentials=None, owner=None) -> Integration:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from assistant.engine import ToolCall
+from assistant.tests.mcp_servers import NOTES_SERVER, notes_over_http
 from assistant.tools.mcp import (
     McpConfigError,
     McpServers,
@@ -21,7 +21,6 @@ from assistant.tools.mcp import (
     parse_mcp_config,
 )
 
-NOTES_SERVER = str(Path(__file__).parents[1] / "mcp_servers" / "notes_server.py")
 SECRET = "notes-secret-0123456789"
 
 
@@ -32,17 +31,8 @@ def stdio_notes(**extra) -> dict:
 @pytest.fixture(scope="module", params=["http", "sse"])
 def remote_notes(request):
     """The notes server over streamable HTTP or SSE on 127.0.0.1, requiring a bearer token."""
-    command = [sys.executable, NOTES_SERVER, "--http", "--header-token", SECRET] + (
-        ["--sse"] if request.param == "sse" else []
-    )
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = process.stdout.readline().split()[1]
-        path = "sse" if request.param == "sse" else "mcp"
-        yield request.param, f"http://127.0.0.1:{port}/{path}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(SECRET, *(["--sse"] if request.param == "sse" else [])) as url:
+        yield request.param, url
 
 
 # --- configuration ----------------------------------------------------------------------------

@@ -4,34 +4,23 @@ servers work."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from assistant.engine import ToolCall
+from assistant.tests.mcp_servers import notes_over_http
 from assistant.tools.mcp import McpServers, McpStartError, parse_mcp_config
 from config.testing.listener import recording_listener
 
-NOTES_SERVER = str(Path(__file__).parents[1] / "mcp_servers" / "notes_server.py")
 TOKEN = "egress-notes-token-0123456789"
 
 
 @pytest.fixture(scope="module", params=["http", "sse"])
 def remote_notes(request):
     """The notes server over streamable HTTP or SSE on 127.0.0.1."""
-    command = [sys.executable, NOTES_SERVER, "--http", "--header-token", TOKEN] + (
-        ["--sse"] if request.param == "sse" else []
-    )
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = process.stdout.readline().split()[1]
-        path = "sse" if request.param == "sse" else "mcp"
-        yield request.param, port, f"http://127.0.0.1:{port}/{path}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with notes_over_http(TOKEN, *(["--sse"] if request.param == "sse" else [])) as url:
+        yield request.param, str(urlsplit(url).port), url
 
 
 def config_for(transport: str, url: str) -> dict:
