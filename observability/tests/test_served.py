@@ -1,5 +1,6 @@
 """Metrics and traces of a real `manage.py run` with two worker processes: a scrape answered by either
-worker returns the totals of both (prometheus-client's multiprocess mode), and the spans of a `/v1` turn
+worker returns the totals of both (prometheus-client's multiprocess mode; a killed worker's gauges drop out,
+its counters stay), and the spans of a `/v1` turn
 and of a websocket turn with a tool reach a real OTLP/HTTP receiver (decoded with opentelemetry-proto),
 with the GenAI attributes, the caller's trace continued and the trace context sent on to the model and to
 an HTTP MCP server."""
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from assistant.tests.mcp_servers import notes_over_http
 from assistant.tests.surfaces.test_live_servers import open_socket, receive_until, seed_over_api
 from assistant.tests.surfaces.test_openai_api_live import child_database, manage_shell  # noqa: F401
 from config.testing.fake_anthropic import Reply, ToolUse, fake_anthropic_server
-from config.testing.processes import http_json, running_server, serving_pids
+from config.testing.processes import http_json, running_server, serving_pids, signed_up
 from observability.tests.otlp_receiver import otlp_receiver
 from observability.tests.scrape import Scrape, scraped_when
 
@@ -77,16 +80,22 @@ def scrape(base: str) -> Scrape:
         return Scrape(response.read().decode())
 
 
-def completions_counted_by_pid(metrics_dir: Path) -> dict[int, float]:
-    """Each worker's own count of finished /v1 turns, read from its file in the shared directory."""
-    counted = {}
-    for path in metrics_dir.glob("counter_*.db"):
-        pid = int(path.stem.split("_")[1])
+def values_by_pid(metrics_dir: Path, kind: str, sample: str, **labels: str) -> dict[int, float]:
+    """Each worker's own value of a series (summed over the labels not given), read from its files in the
+    shared directory (`kind`: counter, gauge_livesum…)."""
+    found: dict[int, float] = {}
+    for path in metrics_dir.glob(f"{kind}_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
         for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
-            _, sample, labels, _ = json.loads(key)
-            if sample == "conduit_turns_total" and labels == {"transport": "openai", "status": "complete"}:
-                counted[pid] = counted.get(pid, 0) + value
-    return counted
+            _, name, its_labels, _ = json.loads(key)
+            if name == sample and all(its_labels.get(k) == v for k, v in labels.items()):
+                found[pid] = found.get(pid, 0) + value
+    return found
+
+
+def completions_counted_by_pid(metrics_dir: Path) -> dict[int, float]:
+    """Each worker's own count of finished /v1 turns."""
+    return values_by_pid(metrics_dir, "counter", "conduit_turns_total", transport="openai", status="complete")
 
 
 def ask(base: str, key: str, slug: str, text: str, **headers):
@@ -288,3 +297,38 @@ def test_a_turn_sends_its_trace_context_to_an_http_mcp_server(server, fake_model
 def test_the_scrape_needs_the_token(server):
     status, body = http_json("GET", f"{server}/metrics", None)
     assert status == 401 and body["detail"]["code"] == "not_authenticated"
+
+
+def test_a_dead_workers_gauges_stop_counting_and_its_counters_stay(server, metrics_dir):
+    """A worker killed with a socket open: once the supervisor has restarted it, the scrape no longer
+    counts that socket (livesum gauges of live processes only), while the requests it answered still
+    count. Last in the module: it replaces one of the shared server's workers."""
+    _, token = signed_up(server)
+    me = {"route": "/api/v1/auth/me", "method": "GET", "status": "200"}
+
+    async def killed_holding_a_socket() -> tuple[int, float]:
+        socket = await open_socket(server, token)
+        try:
+            page = scraped_when(lambda: scrape(server), lambda page: page.value("conduit_websocket_connections") == 1)
+            assert page.value("conduit_websocket_connections") == 1
+            open_by_pid = values_by_pid(metrics_dir, "gauge_livesum", "conduit_websocket_connections")
+            [holder] = [pid for pid, sockets in open_by_pid.items() if sockets == 1]
+            for _ in range(40):  # requests only this test makes, until the holder has answered some
+                assert http_json("GET", f"{server}/api/v1/auth/me", None, token)[0] == 200
+                if values_by_pid(metrics_dir, "counter", "conduit_http_requests_total", **me).get(holder):
+                    break
+            assert values_by_pid(metrics_dir, "counter", "conduit_http_requests_total", **me).get(holder)
+            answered = scrape(server).value("conduit_http_requests_total", **me)
+            os.kill(holder, signal.SIGKILL)  # no disconnect handled, no gauge decremented
+            return holder, answered
+        finally:
+            await socket.close()
+
+    holder, answered = asyncio.run(killed_holding_a_socket())
+    deadline = time.monotonic() + 30
+    while not (len(pids := serving_pids(server)) == 2 and holder not in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the supervisor restarts it
+    assert holder not in serving_pids(server) and len(serving_pids(server)) == 2
+    after = scraped_when(lambda: scrape(server), lambda page: page.value("conduit_websocket_connections") == 0)
+    assert after.value("conduit_websocket_connections") == 0
+    assert after.value("conduit_http_requests_total", **me) == answered
