@@ -1,9 +1,8 @@
 """Metrics and traces of a real `manage.py run` with two worker processes: a scrape answered by either
-worker returns the totals of both (prometheus-client's multiprocess mode; a killed worker's gauges drop out,
-its counters stay), and the spans of a `/v1` turn
-and of a websocket turn with a tool reach a real OTLP/HTTP receiver (decoded with opentelemetry-proto),
-with the GenAI attributes, the caller's trace continued and the trace context sent on to the model and to
-an HTTP MCP server."""
+worker returns the totals of both (prometheus-client's multiprocess mode; a killed worker's gauges drop
+out, its counters stay), and the spans of a `/v1` turn and of a websocket turn with a tool reach a real
+OTLP/HTTP receiver (decoded with opentelemetry-proto), with the GenAI attributes, the caller's trace
+continued and the trace context sent on to the model and to an HTTP MCP server."""
 
 from __future__ import annotations
 
