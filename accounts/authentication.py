@@ -23,7 +23,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -31,6 +31,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, ExpiredTok
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import services
+from accounts.compiled import CompiledLookup
 from accounts.models import User, normalize_email
 
 logger = logging.getLogger(__name__)
@@ -262,37 +263,18 @@ def placeholder_email(sub: str) -> str:
     return f"{hashlib.sha256(sub.encode()).hexdigest()[:16]}@{PLACEHOLDER_EMAIL_DOMAIN}"
 
 
-_provider_user_sql: dict[str, tuple[str, tuple]] = {}
-_SUBJECT_MARK = "\x00subject"  # stands for the subject while the query is compiled
+def _by_subject(users):
+    """`users` narrowed to one provider subject (unique by the provider/external_id constraint)."""
+    return lambda sub: users.filter(provider=User.Provider.OIDC, external_id=sub).order_by("pk")[:1]
+
+
+_provider_user = CompiledLookup(_by_subject(User.objects.all()))
 
 
 def provider_user(sub: str) -> User | None:
-    """The user of a provider subject, or None: the ORM's own query (unique by the
-    provider/external_id constraint), compiled once per database vendor and then run as a raw
-    query. Read on every request with a provider token (the row is never cached: deactivation
-    takes effect at once); compiling the query each time cost several times running it
-    (~0.36 ms of CPU against ~0.09 ms, bench/RESULTS.md)."""
-    compiled = _provider_user_sql.get(connection.vendor)
-    if compiled is None:
-        sql, params, _compiler = _compiled_for_subject(User.objects.all())
-        compiled = _provider_user_sql[connection.vendor] = (sql, params)
-    sql, params = compiled
-    return next(iter(User.objects.raw(sql, _with_subject(params, sub))), None)
-
-
-def _compiled_for_subject(users) -> tuple[str, tuple, Any]:
-    """The SQL, parameters and compiler of `users` narrowed to one provider subject (a marker
-    stands for it: see _with_subject)."""
-    query = users.filter(provider=User.Provider.OIDC, external_id=_SUBJECT_MARK).order_by("pk")[:1].query
-    compiler = query.get_compiler(connection=connection)
-    sql, params = compiler.as_sql()
-    if list(params).count(_SUBJECT_MARK) != 1:
-        raise RuntimeError(f"Unexpected parameters for the provider user query: {params!r}")
-    return sql, tuple(params), compiler
-
-
-def _with_subject(params: tuple, sub: str) -> list:
-    return [sub if p == _SUBJECT_MARK else p for p in params]
+    """The user of a provider subject, or None. Read on every request with a provider token (the row
+    is never cached: deactivation takes effect at once), its SQL compiled once (accounts.compiled)."""
+    return _provider_user.first(sub)
 
 
 def provider_user_for_claims(claims: dict[str, Any]) -> User:
@@ -333,34 +315,13 @@ def provider_user_for_claims(claims: dict[str, Any]) -> User:
 
 # The fields a provider user's requests on the organization server's fast path read.
 _IDENTITY_FIELDS = ("id", "is_active", "provider", "external_id")
-_provider_identity_sql: dict[str, tuple[str, tuple, list[str], list]] = {}
-
-
-def _converters(column) -> list:
-    return connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+_provider_user_identity_lookup = CompiledLookup(_by_subject(User.objects.only(*_IDENTITY_FIELDS)))
 
 
 def _provider_user_identity(sub: str) -> User | None:
     """`provider_user(sub)` with only _IDENTITY_FIELDS loaded (the others load when read, as
-    deferred fields do): half its CPU (no date parsing, a smaller model instance, no query setup)."""
-    compiled = _provider_identity_sql.get(connection.vendor)
-    if compiled is None:
-        sql, params, compiler = _compiled_for_subject(User.objects.only(*_IDENTITY_FIELDS))
-        columns = [column for column, _sql, _alias in compiler.select]
-        converted = [(index, column) for index, column in enumerate(columns) if _converters(column)]
-        compiled = (sql, params, [column.target.attname for column in columns], converted)
-        _provider_identity_sql[connection.vendor] = compiled
-    sql, params, names, converted = compiled
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _with_subject(params, sub))
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for index, column in converted:  # as the ORM converts what the database returns (SQLite's booleans)
-        for convert in _converters(column):
-            values[index] = convert(values[index], column, connection)
-    return User.from_db(connection.alias, names, values)
+    deferred fields do): half its CPU (no date parsing, a smaller model instance)."""
+    return _provider_user_identity_lookup.first(sub)
 
 
 def known_provider_user(authorization: str) -> User | None:

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import TypedDict
 
 from django.conf import settings
-
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
@@ -25,6 +24,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.compiled import CompiledLookup
 from accounts.models import ApiKey, RefreshTokenRecord, User, normalize_email
 from accounts.sockets import api_key_socket_group, browser_session_socket_group, sockets_close, user_socket_group
 
@@ -238,15 +238,20 @@ def api_keys_revoke_all(*, user_id: int) -> int:
     return ApiKey.objects.filter(user_id=user_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+# Every request with an API key reads it (never cached: a revoked key stops working at once).
+_api_key_by_hash = CompiledLookup(lambda digest: ApiKey.objects.select_related("user").filter(key_hash=digest)[:1])
+
+
 def api_key_authenticate(*, raw_key: str) -> tuple[User, ApiKey]:
-    """The active user of a usable key, and the key. One indexed query by the key's hash; its
-    `last_used_at` is written only when older than API_KEY_LAST_USED_INTERVAL.
+    """The active user of a usable key, and the key. One indexed query by the key's hash (its SQL
+    compiled once: accounts.compiled); its `last_used_at` is written only when older than
+    API_KEY_LAST_USED_INTERVAL.
 
     Raises ApiKeyInvalid for an unknown, revoked or expired key, or a key of an inactive user."""
     if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) > 200:
         raise ApiKeyInvalid("Invalid API key.")
     digest = api_key_hash(raw_key)
-    api_key = ApiKey.objects.select_related("user").filter(key_hash=digest).first()
+    api_key = _api_key_by_hash.first(digest)
     # The lookup is by the hash (an attacker learns nothing from how its comparison times); the
     # explicit comparison only guards against a database collation that compares loosely.
     if api_key is None or not hmac.compare_digest(api_key.key_hash, digest) or api_key.revoked_at is not None:
