@@ -73,6 +73,29 @@ async def test_the_request_is_a_chat_completions_request(fake):
     assert "temperature" not in body and "tools" not in body
 
 
+async def test_the_body_is_sent_exactly_as_built_with_the_extra_headers_as_headers(fake):
+    """The SDK sends request_params' JSON as it is (given as its extra body: its typed walk of the body
+    cost more than the rest of the call) — nothing added, dropped or reshaped — and the call's extra
+    headers as headers."""
+    from assistant.llm.openai_chat import request_params
+    from assistant.llm.types import ModelCall
+
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_1", "name": "echo", "input": {"text": "x"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "x"}]},
+    ]  # fmt: skip
+    request = request_for(fake, messages=history, tools=EchoTools(), extra={"extra_headers": {"traceparent": "00-ab"}})
+    await collect(request)
+    sent = fake.requests[0]
+    call = ModelCall(messages=history, system="Be brief.", tools=EchoTools().definitions(),
+                     extra={"extra_headers": {"traceparent": "00-ab"}})  # fmt: skip
+    expected = {name: value for name, value in request_params(request.model, call).items() if name != "extra_headers"}
+    assert sent.body == json.loads(json.dumps(expected))
+    assert sent.headers["traceparent"] == "00-ab"
+
+
 async def test_temperature_is_sent_only_when_it_differs_from_the_default(fake):
     await collect(request_for(fake, temperature=0.3))
     await collect(request_for(fake, temperature=1.0))
