@@ -11,6 +11,7 @@ own), and counts or names that don't fit what is stored.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from assistant.llm.types import LLMError
@@ -35,6 +36,23 @@ def check_event_stream(response: Any) -> None:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type.endswith(_NOT_A_STREAM):
         raise malformed(f"it answered with {content_type[:80]} instead of an event stream")
+
+
+async def event_data(response: Any) -> AsyncIterator[str]:
+    """The `data` of each Server-Sent Event of a streamed answer (an SDK's raw streaming response; its
+    lines joined, as the SSE format says), until the stream ends. Both adapters read their answers so,
+    as the JSON they are: the SDKs' typed models of every event cost most of a call's CPU (issue 26;
+    bench/RESULTS.md, session 11)."""
+    data: list[str] = []
+    async for line in response.iter_lines():
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+    if data:
+        yield "\n".join(data)
 
 
 def malformed(why: str) -> LLMError:

@@ -7,6 +7,7 @@ failure to one of a few error codes a client can act on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, AsyncIterator
 
@@ -18,6 +19,7 @@ from assistant.llm.answers import (
     bounded_name,
     bounded_stop_reason,
     check_event_stream,
+    event_data,
     from_http_library,
     malformed,
     not_text,
@@ -153,11 +155,20 @@ _BLOCK_FIELDS = {
 }
 
 
-def content_block_param(block: Any) -> dict[str, Any]:
-    """An SDK content block as the plain dict the API takes back in the next request."""
-    data = block.model_dump(mode="json", exclude_none=True)
+def content_block_param(block: dict[str, Any]) -> dict[str, Any]:
+    """A content block of an answer as the plain dict the API takes back in the next request: the
+    fields the request's block has, none of them null."""
+    data = _without_nulls(block)
     fields = _BLOCK_FIELDS.get(data.get("type"))
     return {k: v for k, v in data.items() if k in fields} if fields else data
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -223,10 +234,84 @@ def _as_answer(content: list[dict[str, Any]], output: str, output_json: str) -> 
     return out
 
 
+class _Answer:
+    """A streamed message put together from its events' JSON, as the SDK's snapshot would be: the
+    content blocks as they started, their deltas added (text, thinking and its signature, citations, a
+    tool call's input JSON), the usage merged (counts at message_start, final ones at message_delta)."""
+
+    def __init__(self) -> None:
+        self.started = False  # message_start came: the answer is a message
+        self.model: Any = None
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: Any = None
+        self.blocks: list[dict[str, Any]] = []
+        self.inputs: dict[int, list[str]] = {}  # a tool call's input JSON, in pieces
+
+    def start(self, message: dict[str, Any]) -> None:
+        self.started = True
+        self.model = message.get("model")
+        self.usage = dict(message.get("usage") or {})
+
+    def delta(self, index: int, delta: dict[str, Any]) -> str | None:
+        """Add a content_block_delta; its text if it is some (text, thinking, a tool's input JSON)."""
+        block = self.blocks[index]
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            if type(text) is not str or block.get("type") != "text":
+                raise not_text()
+            block["text"] = block.get("text", "") + text
+            return text
+        if kind == "thinking_delta":
+            text = delta.get("thinking")
+            if type(text) is not str or block.get("type") != "thinking":
+                raise not_text()
+            block["thinking"] = block.get("thinking", "") + text
+            return text
+        if kind == "input_json_delta":
+            text = delta.get("partial_json")
+            if type(text) is not str:
+                raise not_text()
+            self.inputs.setdefault(index, []).append(text)
+            return text
+        if kind == "signature_delta" and block.get("type") == "thinking":
+            block["signature"] = delta.get("signature")
+        elif kind == "citations_delta" and block.get("type") == "text":
+            block.setdefault("citations", None)
+            block["citations"] = [*(block["citations"] or []), delta.get("citation")]
+        return None
+
+    def stop_block(self, index: int) -> dict[str, Any]:
+        """The block at content_block_stop, a tool call's input parsed."""
+        block = self.blocks[index]
+        if index in self.inputs:
+            text = "".join(self.inputs.pop(index))
+            try:
+                block["input"] = json.loads(text) if text else {}
+            except ValueError:
+                raise malformed("a tool call's input is not JSON") from None
+        return block
+
+    def message_delta(self, event: dict[str, Any]) -> None:
+        self.stop_reason = (event.get("delta") or {}).get("stop_reason")
+        # Counts on a message_delta are totals so far: they replace; one left out keeps its value.
+        for name, value in (event.get("usage") or {}).items():
+            if value is not None:
+                self.usage[name] = value
+
+    def content(self) -> list[dict[str, Any]]:
+        return [content_block_param(block) for block in self.blocks]
+
+
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
     """Stream one Messages API call. The stored block format is this API's own, sent as it is.
     No `temperature`: this API version refuses it (see ModelSettings). Usage: see UsageReported.
-    With a response format, the output tool's input arrives as text deltas (see OUTPUT_TOOL)."""
+    With a response format, the output tool's input arrives as text deltas (see OUTPUT_TOOL).
+
+    The SDK sends the request (its retries, timeouts, errors); the events are read as the JSON they are,
+    through its raw streaming response, rather than built into its typed models and snapshot: those
+    took ~85 % of a call's CPU (67 µs a text delta against 25 for the same answer read so from the
+    Chat Completions API; bench/RESULTS.md, session 11)."""
     client = async_client(model)
     params = request_params(model, call)
     structured = call.response_format is not None
@@ -234,67 +319,71 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     output_index: int | None = None  # the content block of the output tool's call
     output_json: list[str] = []
     meter = CallMeter(call)
-    started = False  # message_start came: the answer is a message
+    answer = _Answer()
     try:
-        async with client.messages.stream(**params) as stream:
-            check_event_stream(stream.response)
+        async with client.messages.with_streaming_response.create(**params, stream=True) as response:
+            check_event_stream(response.http_response)
             yield UsageReported(meter.usage)
             try:
-                async for event in stream:
-                    kind = event.type
+                async for data in event_data(response):
+                    event = json.loads(data)
+                    kind = event.get("type")
                     if kind == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta":
-                            text = delta.text
-                            if type(text) is not str:  # a text delta on a block that isn't text
-                                raise not_text()
-                            meter.received(text)
-                            yield TextDelta(text)
-                        elif delta.type == "thinking_delta":
-                            text = delta.thinking
-                            if type(text) is not str:
-                                raise not_text()
-                            meter.received(text)
-                            yield ThinkingDelta(text)
-                        elif delta.type == "input_json_delta":
-                            meter.received(delta.partial_json)
-                            if output_index is not None and event.index == output_index and delta.partial_json:
-                                if type(delta.partial_json) is not str:
-                                    raise not_text()
-                                output_json.append(delta.partial_json)
-                                yield TextDelta(delta.partial_json)
-                    elif kind == "content_block_start" and structured:
-                        block = event.content_block
-                        if block.type == "tool_use" and block.name == output:
-                            output_index = event.index
-                    elif kind == "message_start" or kind == "message_delta":
-                        # Input counts come at message_start, the output count at message_delta; the
-                        # SDK's snapshot has merged this event's usage the way the API means it.
-                        started = started or kind == "message_start"
-                        usage = Usage.from_sdk(stream.current_message_snapshot.usage)
-                        meter.reported(usage, final=kind == "message_delta")
-                        yield UsageReported(meter.usage)
-                    elif kind == "content_block_stop" and event.content_block.type == "tool_use":
-                        block = event.content_block
-                        if structured and block.name == output:
+                        index = event["index"]
+                        text = answer.delta(index, event["delta"])
+                        if not text:
                             continue
-                        if not isinstance(block.id, str) or not isinstance(block.name, str):
+                        meter.received(text)
+                        delta_kind = event["delta"]["type"]
+                        if delta_kind == "text_delta":
+                            yield TextDelta(text)
+                        elif delta_kind == "thinking_delta":
+                            yield ThinkingDelta(text)
+                        elif output_index is not None and index == output_index:
+                            output_json.append(text)
+                            yield TextDelta(text)
+                    elif kind == "content_block_start":
+                        if not answer.started:
+                            raise malformed("a content block came before its message")
+                        block = dict(event["content_block"])
+                        if event.get("index") != len(answer.blocks):
+                            raise malformed("its content blocks are out of order")
+                        answer.blocks.append(block)
+                        if structured and block.get("type") == "tool_use" and block.get("name") == output:
+                            output_index = event["index"]
+                    elif kind == "content_block_stop":
+                        block = answer.stop_block(event["index"])
+                        if block.get("type") != "tool_use" or (structured and block.get("name") == output):
+                            continue
+                        if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                             raise malformed("a tool call's id or name is not text")
-                        yield ToolUseRequested(ToolCall(block.id, block.name, dict(block.input or {})))
-                if not started:
+                        if not isinstance(block.get("input", {}), dict):
+                            raise malformed("a tool call's input is not an object")
+                        yield ToolUseRequested(ToolCall(block["id"], block["name"], dict(block.get("input") or {})))
+                    elif kind == "message_start" or kind == "message_delta":
+                        if kind == "message_start":
+                            answer.start(event["message"])
+                        elif not answer.started:
+                            raise malformed("its message ended before it started")
+                        else:
+                            answer.message_delta(event)
+                        meter.reported(Usage.from_api(answer.usage), final=kind == "message_delta")
+                        yield UsageReported(meter.usage)
+                    elif kind == "error":
+                        raise stream_error(event.get("error"))
+                if not answer.started:
                     raise malformed("it holds no message (no message_start event)")
-                final = await stream.get_final_message()
-                if final.stop_reason is None:
-                    # The SDK accepts a stream that ends without message_delta/message_stop: a cut
-                    # connection would pass for a complete answer.
+                if answer.stop_reason is None:
+                    # A stream that ends without message_delta/message_stop: a cut connection, which
+                    # would otherwise pass for a complete answer.
                     raise LLMError("upstream_unavailable", "The model's answer was cut off mid-stream.", retryable=True)
-                content = [content_block_param(block) for block in final.content]
-                stop_reason = bounded_stop_reason(final.stop_reason)
+                content = answer.content()
+                stop_reason = bounded_stop_reason(answer.stop_reason)
                 if output_index is not None:
                     content = _as_answer(content, output, "".join(output_json))
                     if stop_reason == "tool_use" and not any(b.get("type") == "tool_use" for b in content):
                         stop_reason = "end_turn"
-                finished = ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(final.model, model.model))
+                finished = ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(answer.model, model.model))
             except READING_ERRORS as exc:
                 error = reading_error(exc)
                 if error is None:
@@ -305,6 +394,16 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
     except Exception as exc:  # noqa: BLE001 - map_sdk_error re-raises what isn't the SDK's
         raise map_sdk_error(exc) from exc
     yield finished
+
+
+def stream_error(error: Any) -> LLMError:
+    """An `error` event (the API failing after the stream began), in the codes of map_sdk_error."""
+    kind = error.get("type") if isinstance(error, dict) else None
+    if kind in _ERROR_TYPES:
+        code, message = _ERROR_TYPES[kind]
+    else:
+        code, message = "upstream_error", "The model provider reported an error mid-stream."
+    return LLMError(code, message, retryable=code in {"rate_limited", "overloaded", "upstream_error"})
 
 
 PROBE_TIMEOUT = 20.0  # seconds: a person waits for the answer

@@ -24,6 +24,7 @@ from assistant.llm.answers import (
     READING_ERRORS,
     bounded_name,
     check_event_stream,
+    event_data,
     from_http_library,
     malformed,
     not_text,
@@ -303,21 +304,6 @@ def _sent_as_is(params: dict[str, Any]) -> dict[str, Any]:
     return {"model": body["model"], "messages": [], "stream": True, "extra_body": body, **options}
 
 
-async def _events(response: Any) -> AsyncIterator[str]:
-    """The `data` of each Server-Sent Event of a streamed answer (its lines joined, as the SSE format
-    says), until the stream ends."""
-    data: list[str] = []
-    async for line in response.iter_lines():
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-        elif line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else line[5:])
-    if data:
-        yield "\n".join(data)
-
-
 async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[CallEvent]:
     """Stream one Chat Completions call. Usage: see UsageReported (estimated until the last chunk).
 
@@ -338,7 +324,7 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
             yield UsageReported(meter.usage)
             try:
                 done = False
-                async for data in _events(response):
+                async for data in event_data(response):
                     # Past [DONE], read on to the end, ignored: a kept-alive HTTP/1.1 connection is
                     # reused only once its answer was read whole (else each call opened a new one).
                     done = done or data.startswith("[DONE]")

@@ -88,13 +88,13 @@ class Usage:
         }
 
     @classmethod
-    def from_sdk(cls, usage: Any) -> Usage:
-        """From the anthropic SDK's usage object."""
+    def from_api(cls, usage: dict[str, Any]) -> Usage:
+        """From the Messages API's usage object (its JSON)."""
         return cls(
-            input_tokens=token_count(getattr(usage, "input_tokens", 0)),
-            output_tokens=token_count(getattr(usage, "output_tokens", 0)),
-            cache_read_input_tokens=token_count(getattr(usage, "cache_read_input_tokens", 0)),
-            cache_creation_input_tokens=token_count(getattr(usage, "cache_creation_input_tokens", 0)),
+            input_tokens=token_count(usage.get("input_tokens", 0)),
+            output_tokens=token_count(usage.get("output_tokens", 0)),
+            cache_read_input_tokens=token_count(usage.get("cache_read_input_tokens", 0)),
+            cache_creation_input_tokens=token_count(usage.get("cache_creation_input_tokens", 0)),
         )
 
 

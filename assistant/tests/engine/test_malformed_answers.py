@@ -11,7 +11,15 @@ import pytest
 
 from assistant.engine import LoopRequest, ModelSettings, TextDelta, agent_loop
 from assistant.llm import LLMError
-from assistant.llm.types import MAX_REPORTED_TOKENS
+from assistant.llm.anthropic_messages import stream_call
+from assistant.llm.types import (
+    MAX_REPORTED_TOKENS,
+    ModelCall,
+    ModelCallFinished,
+    ThinkingDelta,
+    ToolUseRequested,
+    UsageReported,
+)
 from config.testing.fake_anthropic import Reply, fake_anthropic_server
 from config.testing.fake_openai import Chunks, fake_openai_server
 from config.testing.servers import Raw
@@ -72,6 +80,25 @@ FOR_ANTHROPIC = {
         ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}}),
     )),  # fmt: skip
+    "a tool call whose input is not JSON": Raw(sse(
+        MESSAGE_START,
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": '{"a": '}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    )),  # fmt: skip
+    "a tool call whose input is a list": Raw(sse(
+        MESSAGE_START,
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "[1]"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    )),  # fmt: skip
+    "a block that starts at the wrong place": Raw(sse(
+        MESSAGE_START,
+        ("content_block_start", {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+    )),  # fmt: skip
+    "an event that is a list": Raw(sse(MESSAGE_START, (None, [1, 2]))),
 }
 FOR_OPENAI = {
     **NOT_A_STREAM,
@@ -184,3 +211,57 @@ async def test_a_long_model_name_and_stop_reason_are_cut_to_what_is_stored(claud
     events = [event async for event in agent_loop(claude_request(claude))]
     finished = events[-2]
     assert len(finished.model) == 255 and len(finished.stop_reason) == 64
+
+
+async def test_an_anthropic_answer_is_stored_as_the_api_takes_it_back(claude):
+    """Read as the JSON its events are (no SDK models): thinking keeps its signature, citations and a
+    tool call's input (in pieces) are put together, blocks of kinds we don't know are kept as sent, nulls
+    are left out, and the usage of message_start survives a message_delta that leaves counts out."""
+    citation = {"type": "char_location", "cited_text": "Paris", "document_index": 0, "document_title": None,
+                "start_char_index": 0, "end_char_index": 5}  # fmt: skip
+    search = {"type": "server_tool_use", "id": "srv_1", "name": "web_search", "input": {"query": "capital"}}
+    start = {**MESSAGE, "content": [], "stop_reason": None,
+             "usage": {"input_tokens": 30, "output_tokens": 1, "cache_read_input_tokens": 7}}  # fmt: skip
+    stream = sse(
+        ("message_start", {"type": "message_start", "message": start}),
+        ("ping", {"type": "ping"}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Hm."}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig-1"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": search}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ("content_block_start", {"type": "content_block_start", "index": 2,
+                                 "content_block": {"type": "text", "text": "", "citations": None}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "It is "}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": citation}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Paris."}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 2}),
+        ("content_block_start", {"type": "content_block_start", "index": 3,
+                                 "content_block": {"type": "tool_use", "id": "toolu_1", "name": "echo", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": '{"say": '}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 3, "delta": {"type": "input_json_delta", "partial_json": '"hi"}'}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 3}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                           "usage": {"output_tokens": 42, "input_tokens": None}}),
+        ("message_stop", {"type": "message_stop"}),
+    )  # fmt: skip
+    claude.script(Raw(stream))
+    model = ModelSettings(model="claude-test-1", api_key="sk-test", base_url=claude.base_url, max_tokens=64)
+    events = [event async for event in stream_call(model, ModelCall(messages=[{"role": "user", "content": "Hi"}]))]
+
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["It is ", "Paris."]
+    assert [e.text for e in events if isinstance(e, ThinkingDelta)] == ["Hm."]
+    [requested] = [e for e in events if isinstance(e, ToolUseRequested)]
+    assert (requested.call.id, requested.call.name, requested.call.input) == ("toolu_1", "echo", {"say": "hi"})
+    finished = next(e for e in events if isinstance(e, ModelCallFinished))
+    assert finished.content == [
+        {"type": "thinking", "thinking": "Hm.", "signature": "sig-1"},
+        search,
+        {"type": "text", "text": "It is Paris.", "citations": [{k: v for k, v in citation.items() if v is not None}]},
+        {"type": "tool_use", "id": "toolu_1", "name": "echo", "input": {"say": "hi"}},
+    ]
+    assert finished.stop_reason == "tool_use" and finished.model == "claude-test-1"
+    usage = [e.usage for e in events if isinstance(e, UsageReported)][-1]
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens) == (30, 42, 7)
