@@ -234,6 +234,9 @@ def _as_answer(content: list[dict[str, Any]], output: str, output_json: str) -> 
     return out
 
 
+_TEXT_DELTAS = {"text_delta": "text", "thinking_delta": "thinking"}
+
+
 class _Answer:
     """A streamed message put together from its events' JSON, as the SDK's snapshot would be: the
     content blocks as they started, their deltas added (text, thinking and its signature, citations, a
@@ -256,17 +259,12 @@ class _Answer:
         """Add a content_block_delta; its text if it is some (text, thinking, a tool's input JSON)."""
         block = self.blocks[index]
         kind = delta.get("type")
-        if kind == "text_delta":
-            text = delta.get("text")
-            if type(text) is not str or block.get("type") != "text":
+        if kind in _TEXT_DELTAS:
+            field = _TEXT_DELTAS[kind]  # the delta's field and its block's: both named as the block's type
+            text = delta.get(field)
+            if type(text) is not str or block.get("type") != field:
                 raise not_text()
-            block["text"] = block.get("text", "") + text
-            return text
-        if kind == "thinking_delta":
-            text = delta.get("thinking")
-            if type(text) is not str or block.get("type") != "thinking":
-                raise not_text()
-            block["thinking"] = block.get("thinking", "") + text
+            block[field] = block.get(field, "") + text
             return text
         if kind == "input_json_delta":
             text = delta.get("partial_json")
