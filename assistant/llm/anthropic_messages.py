@@ -381,7 +381,8 @@ async def stream_call(model: ModelSettings, call: ModelCall) -> AsyncIterator[Ca
                     content = _as_answer(content, output, "".join(output_json))
                     if stop_reason == "tool_use" and not any(b.get("type") == "tool_use" for b in content):
                         stop_reason = "end_turn"
-                finished = ModelCallFinished(content, stop_reason, meter.finished(), bounded_name(answer.model, model.model))
+                answered_by = bounded_name(answer.model, model.model)
+                finished = ModelCallFinished(content, stop_reason, meter.finished(), answered_by)
             except READING_ERRORS as exc:
                 error = reading_error(exc)
                 if error is None:
