@@ -21,19 +21,18 @@ from typing import Any, Iterable
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from agents.catalog import catalog_version
 from agents.models import Message, UserAgentSession
 from agents.workspaces import workspace_ensure
 from assistant.engine import ApprovalGate, LoopRequest
-from assistant.models import TurnEvent
 from assistant.runs.statements import (
     events_insert,
     messages_insert,
     running_turns,
     session_insert,
+    session_turn_row,
     user_turn_row,
 )
 from assistant.runs.catalog import AgentRuntime, turn_catalog
@@ -141,22 +140,7 @@ def _check_concurrent_turns(user_id: int) -> None:
 
 def _session_locked(user_id: int, session_id: int) -> _LockedSession:
     """The user's session, locked (one turn at a time), with what the turn needs of its rows."""
-    of_session = {"session": OuterRef("pk")}
-    row = (
-        UserAgentSession.objects.select_for_update()
-        .filter(pk=session_id, owner_id=user_id)
-        .annotate(
-            last_message_seq=Subquery(Message.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
-            last_event_seq=Subquery(TurnEvent.objects.filter(**of_session).order_by("-seq").values("seq")[:1]),
-            streaming_id=Subquery(Message.objects.filter(**of_session, status=STREAMING).values("pk")[:1]),
-            awaiting_id=Subquery(Message.objects.filter(**of_session, status=AWAITING).values("pk")[:1]),
-        )
-        .values_list(
-            "pk", "agent_id", "title", "custom_properties", "agent_version_id", "last_message_seq", "last_event_seq",
-            "streaming_id", "awaiting_id",
-        )  # fmt: skip
-        .first()
-    )
+    row = session_turn_row(user_id, session_id, streaming=STREAMING, awaiting=AWAITING)
     if row is None:
         raise TurnRefused("not_found", "No such session.")
     pk, agent_id, title, properties, version_id, last_message, last_event, streaming_id, awaiting_id = row

@@ -104,6 +104,41 @@ def running_turns(user_id: int, fresh_after: datetime) -> int:
         return cursor.fetchone()[0]
 
 
+def session_turn_row(user_id: int, session_id: int, *, streaming: str, awaiting: str) -> tuple | None:
+    """The user's session, locked where the database locks rows, with what a next turn needs of it: (id,
+    agent id, title, custom properties, agent version id, its last message's seq, its last event's seq,
+    a `streaming` answer's id, an `awaiting` message's id) — each of the last four None when there is none.
+    Every next turn reads it: the ORM's query with its four subqueries cost ~2 ms of CPU to build."""
+    session, message, event = UserAgentSession, Message, TurnEvent
+
+    def build(quote) -> str:
+        of_session = lambda model: f"{_column(model, 'session', quote)} = s.{quote('id')}"  # noqa: E731
+        last = lambda model: (  # noqa: E731
+            f"(SELECT {_column(model, 'seq', quote)} FROM {_table(model, quote)} WHERE {of_session(model)} "
+            f"ORDER BY {_column(model, 'seq', quote)} DESC LIMIT 1)"
+        )
+        with_status = (
+            f"(SELECT {quote('id')} FROM {_table(message, quote)} WHERE {of_session(message)} "
+            f"AND {_column(message, 'status', quote)} = %s LIMIT 1)"
+        )
+        columns = ", ".join(f"s.{_column(session, name, quote)}" for name in
+                            ("id", "agent", "title", "custom_properties", "agent_version"))  # fmt: skip
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        return (
+            f"SELECT {columns}, {last(message)}, {last(event)}, {with_status}, {with_status} "
+            f"FROM {_table(session, quote)} s WHERE s.{quote('id')} = %s AND s.{_column(session, 'owner', quote)} = %s"
+            f"{lock}"
+        )
+
+    with connection.cursor() as cursor:
+        cursor.execute(_text(("session_turn_row",), build), [streaming, awaiting, session_id, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    properties = session._meta.get_field("custom_properties").from_db_value(row[3], None, connection)
+    return (*row[:3], properties, *row[4:])
+
+
 SESSION_FIELDS = ("owner", "agent", "title", "custom_properties", "is_active", "created_at", "updated_at", "agent_version")
 
 
