@@ -32,6 +32,7 @@ from assistant.runs.statements import (
     messages_insert,
     running_turns,
     session_insert,
+    session_messages,
     session_turn_row,
     user_turn_row,
 )
@@ -260,9 +261,7 @@ def _turn_begin(
             session = _LockedSession(session_id, agent.id, title, variables, agent.version_id, 0, 0, False)
             stored: list[Message] = []
         else:
-            stored = list(
-                Message.objects.filter(session_id=session.id).order_by("seq").only("seq", "role", "status", "content")
-            )
+            stored = session_messages(session.id)
             if replace_last:
                 text, content, replaced_from_seq, stored = _last_exchange_removed(session.id, stored, text)
             changes = {"updated_at": now, "agent_version_id": agent.version_id}

@@ -139,6 +139,35 @@ def session_turn_row(user_id: int, session_id: int, *, streaming: str, awaiting:
     return (*row[:3], properties, *row[4:])
 
 
+# In the model's field order, as Model.from_db takes a subset of them.
+_HISTORY_FIELDS = tuple(f.attname for f in Message._meta.concrete_fields if f.attname in {"id", "seq", "role", "status", "content"})
+_HISTORY_CONTENT = _HISTORY_FIELDS.index("content")
+
+
+def session_messages(session_id: int) -> list[Message]:
+    """The session's messages in order, with what a next turn reads of them (the fields above; the others
+    load when read, as the ORM's `only()` makes them). The ORM's query and instances cost ~40 µs a
+    message more than this."""
+
+    def build(quote) -> str:
+        columns = ", ".join(_column(Message, name, quote) for name in _HISTORY_FIELDS)
+        return (
+            f"SELECT {columns} FROM {_table(Message, quote)} WHERE {_column(Message, 'session', quote)} = %s "
+            f"ORDER BY {_column(Message, 'seq', quote)}"
+        )
+
+    with connection.cursor() as cursor:
+        cursor.execute(_text(("session_messages",), build), [session_id])
+        rows = cursor.fetchall()
+    content = Message._meta.get_field("content")
+    messages = []
+    for row in rows:
+        values = list(row)
+        values[_HISTORY_CONTENT] = content.from_db_value(values[_HISTORY_CONTENT], None, connection)
+        messages.append(Message.from_db(connection.alias, _HISTORY_FIELDS, values))
+    return messages
+
+
 SESSION_FIELDS = ("owner", "agent", "title", "custom_properties", "is_active", "created_at", "updated_at", "agent_version")
 
 

@@ -81,3 +81,32 @@ async def test_a_changed_agent_is_read_again_once(key, gpt):
         assert (await chat(key, body))[0] == 200
     # 12 for the turn, and the new session's conversation recorded (no history: nothing to look up).
     assert len(data_statements(changed)) > len(data_statements(unchanged)) == 13
+
+
+def test_the_statements_read_a_session_as_the_orm_does(user, agent):
+    """session_turn_row and session_messages (written out, not built by the ORM) give what the ORM's own
+    queries gave: the session's row with its last seqs and any streaming or awaiting message, and its
+    messages in order with their JSON content (the other fields load when read)."""
+    from agents.models import Message, UserAgentSession
+    from assistant.runs.statements import session_messages, session_turn_row
+
+    session = UserAgentSession.objects.create(owner=user, agent=agent, title="T", custom_properties={"team": "ops"})
+    contents = [[{"type": "text", "text": "Hi ☃"}], [{"type": "tool_use", "id": "t1", "name": "f", "input": {"a": [1]}}],
+                [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}], []]  # fmt: skip
+    for seq, (role, status) in enumerate([("user", "complete"), ("assistant", "complete"), ("user", "awaiting"),
+                                          ("assistant", "streaming")], start=1):  # fmt: skip
+        Message.objects.create(session=session, seq=seq, role=role, status=status, content=contents[seq - 1])
+    streaming = Message.objects.get(session=session, status="streaming")
+    awaiting = Message.objects.get(session=session, status="awaiting")
+
+    row = session_turn_row(user.pk, session.pk, streaming="streaming", awaiting="awaiting")
+    session.refresh_from_db()
+    version = session.agent_version_id
+    assert row == (session.pk, agent.pk, "T", {"team": "ops"}, version, 4, None, streaming.pk, awaiting.pk)
+    assert session_turn_row(user.pk + 1, session.pk, streaming="streaming", awaiting="awaiting") is None
+
+    fields = ("pk", "seq", "role", "status", "content", "text")
+    read = session_messages(session.pk)
+    expected = list(Message.objects.filter(session=session).order_by("seq").only("seq", "role", "status", "content"))
+    assert [[getattr(m, f) for f in fields] for m in read] == [[getattr(m, f) for f in fields] for m in expected]
+    assert read[0].get_deferred_fields() == expected[0].get_deferred_fields() and read[0].session_id == session.pk
