@@ -111,8 +111,10 @@ class EventSteps:
             self.stored_usage = stored_usage
         self.last_flush = time.monotonic()
         await self._publish(frames, listeners=not early)
-        if self.stop_requested and not self.finished and asyncio.current_task() is self.loop_task:
-            # A stop that lands while channels-redis publishes can be swallowed by the Redis client
+        stopping = self.stop_requested or (self.task is not None and self.task.cancelling())
+        if stopping and not self.finished and asyncio.current_task() is self.loop_task:
+            # A stop, or the process's shutdown cancelling the turn (which cancels the model loop it
+            # awaits), that lands while channels-redis publishes can be swallowed by the Redis client
             # (the model loop then ran on, deaf to it): honour it here.
             raise asyncio.CancelledError()
 
