@@ -275,8 +275,9 @@ class _Answer:
         if kind == "signature_delta" and block.get("type") == "thinking":
             block["signature"] = delta.get("signature")
         elif kind == "citations_delta" and block.get("type") == "text":
-            block.setdefault("citations", None)
-            block["citations"] = [*(block["citations"] or []), delta.get("citation")]
+            citations = block.get("citations") or []  # appended in place: a long answer's many citations
+            citations.append(delta.get("citation"))
+            block["citations"] = citations
         return None
 
     def stop_block(self, index: int) -> dict[str, Any]:
